@@ -1,0 +1,56 @@
+"""Shared helpers of the benchmark scripts: timing by median of repeats, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """Median and standard deviation (seconds) of ``repeats`` timed calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), (statistics.stdev(times) if len(times) > 1 else 0.0)
+
+
+def machine() -> str:
+    """A one-line description of where the figures were measured."""
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or append) the ``## title`` section of benchmarks/RESULTS.md."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    header = f"## {title}\n"
+    start = text.find(header)
+    section = header + body.rstrip() + "\n"
+    if start < 0:
+        text = text.rstrip() + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(header))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    RESULTS.write_text(text)

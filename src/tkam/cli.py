@@ -1,0 +1,142 @@
+"""Command line: ``tkam train | sample | plot-prior | configs``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tkam.config import load_config, resolve_config_path
+    from tkam.train import fit
+
+    config = load_config(args.config, args.set or [])
+    out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
+    fit(config, out, resume=args.resume, progress=not args.no_progress)
+    print(f"run written to {out}: model.safetensors, loss.csv, samples/, prior.png")
+    return 0
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from tkam.config import load_config, packaged_configs
+
+    for name in packaged_configs():
+        cfg = load_config(name)
+        kind = "mixture" if cfg.prior.mixture else "univariate"
+        print(
+            f"{name:12s} data={cfg.data.name:8s} prior={kind} P={cfg.prior.num_inputs} "
+            f"Q={cfg.prior.num_outputs} basis={cfg.prior.basis} pi0={cfg.prior.reference}"
+        )
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from tkam.plots import save_image_grid
+    from tkam.runs import load_run
+
+    _, model = load_run(args.run_dir)
+    generator = torch.Generator().manual_seed(args.seed)
+    images, z = model.sample(args.num, generator, return_latent=True)
+    images = images.clamp(0.0, 1.0)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        arrays = {"samples": images.numpy().astype(np.float32)}
+        if args.latent:
+            arrays["z"] = z.numpy().astype(np.float32)
+        np.savez(out, **arrays)
+    elif out.suffix == ".png":
+        save_image_grid(images, out)
+    else:
+        raise SystemExit(f"--out {out}: use a .npz or .png file name")
+    print(f"{args.num} samples written to {out}")
+    return 0
+
+
+def _plot_prior(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tkam.plots import plot_prior
+    from tkam.runs import load_run
+
+    _, model = load_run(args.run_dir)
+    export = model.prior.export()
+    rows = "inputs" if model.prior.rows_are_inputs else "outputs"
+    components = None
+    if args.components:
+        components = [tuple(int(v) for v in item.split(",")) for item in args.components]
+    plot_prior(export, args.out, components=components, rows=rows)
+    print(f"prior plot written to {args.out}")
+    if args.export:
+        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.export, **export)
+        print(f"densities written to {args.export} (nodes, density, cdf, reference)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tkam", description="Thermodynamic Kolmogorov-Arnold Models: train, sample, plot."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a TOML config or a packaged config")
+    p.add_argument("config", help="TOML path or packaged config name (see `tkam configs`)")
+    p.add_argument("--out", help="run folder (default runs/<config name>)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=500 (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("configs", help="list the packaged configs")
+    p.set_defaults(func=_configs)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--num", type=int, default=100)
+    p.add_argument("--out", required=True, help=".npz (samples, optional z) or .png grid")
+    p.add_argument("--latent", action="store_true", help="also store the latents z in the .npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("plot-prior", help="plot the learned univariate prior densities")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="PNG file")
+    p.add_argument("--export", help="also write nodes, density and cdf to this .npz")
+    p.add_argument(
+        "--components", nargs="+", metavar="Q,P", help="components to draw, e.g. 0,0 0,1 3,2"
+    )
+    p.set_defaults(func=_plot_prior)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tkam.config import ConfigError
+    from tkam.data import DataError
+    from tkam.train import CheckpointError, TrainingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, CheckpointError, TrainingError) as exc:
+        print(f"tkam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"tkam: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

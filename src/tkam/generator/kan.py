@@ -1,0 +1,60 @@
+"""The KAN generator (spec section 1.3): widths ``(Q, w_1, ..., prod(image shape))``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tkam.config import GeneratorConfig
+from tkam.kan.layer import UnivariateLayer
+
+__all__ = ["KANGenerator"]
+
+
+class KANGenerator(nn.Module):
+    """Stacked KAN layers ``y_o = sum_i phi_io(x_i)``; returns pre-activation images.
+
+    Args:
+        config: the generator section; ``widths[0]`` is the latent width Q.
+        image_shape: ``(C, H, W)`` of the data; the last layer has ``C*H*W`` outputs.
+        generator: random stream for the initialisation.
+    """
+
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        image_shape: tuple[int, int, int],
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        widths = (*config.widths, math.prod(image_shape))
+        self.widths = widths
+        self.layers = nn.ModuleList(
+            UnivariateLayer(i, o, config, generator=generator) for i, o in zip(widths, widths[1:])
+        )
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(i) if config.layernorm else nn.Identity() for i in widths[:-1]
+        )
+
+    @property
+    def input_width(self) -> int:
+        return self.widths[0]
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``(S, Q) -> (S, C, H, W)`` pre-activation output."""
+        x = h
+        for norm, layer in zip(self.norms, self.layers):
+            x = layer.summed(norm(x))
+        return x.view(x.shape[0], *self.image_shape)
+
+    @torch.no_grad()
+    def update_grid(self, h: Tensor) -> None:
+        """Refit every layer's grid to its inputs, pushing ``h`` through the updated layers (2.6)."""
+        x = h
+        for norm, layer in zip(self.norms, self.layers):
+            x = norm(x)
+            layer.update_grid(x)
+            x = layer.summed(x)

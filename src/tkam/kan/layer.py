@@ -1,0 +1,235 @@
+"""A layer of learned univariate functions phi_{i->o} (spec sections 2.1-2.3, 2.6).
+
+``phi_{i->o}(x) = w_base[i, o] * b(x) + w_sp[i, o] * sum_m coef[i, o, m] B_m(x; grid_i, tau)``
+(Chebyshev: ``phi = s``, no base branch, no ``w_sp``). The layer returns the unsummed ``(S, I, O)``
+tensor; callers sum over inputs (generator) or keep every function apart (prior).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tkam.config import KANConfig
+from tkam.kan import bases
+
+__all__ = ["UnivariateLayer", "least_squares"]
+
+
+def least_squares(design: Tensor, targets: Tensor) -> Tensor:
+    """Minimum-norm least-squares solutions per batch row, in float64.
+
+    Never fails on rank-deficient systems: on CPU it uses LAPACK's SVD-based ``gelsd``; elsewhere
+    the pseudo-inverse.
+
+    Args:
+        design: ``(I, n, M)`` basis values.
+        targets: ``(I, n, O)`` values to fit.
+
+    Returns:
+        ``(I, M, O)`` coefficients, in the dtype of ``targets``.
+    """
+    a = design.double()
+    b = targets.double()
+    if a.device.type == "cpu":
+        solution = torch.linalg.lstsq(a, b, driver="gelsd").solution
+    else:
+        solution = torch.linalg.pinv(a) @ b
+    return solution.to(targets.dtype)
+
+
+class UnivariateLayer(nn.Module):
+    """``I x O`` learned univariate functions sharing one basis family.
+
+    Args:
+        in_dim: I, number of inputs (grid rows).
+        out_dim: O, number of outputs per input.
+        config: the KAN section of the config.
+        grid_range: initial grid/domain range; ``config.grid_range`` when omitted (the prior
+            passes its reference density's domain, spec 2.2).
+        generator: random stream for the initialisation.
+    """
+
+    grid: Tensor
+    frequencies: Tensor
+    bandwidth: Tensor
+    domain: Tensor
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        config: KANConfig,
+        grid_range: tuple[float, float] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.basis_name = config.basis
+        self.grid_size = 1 if config.basis == "chebyshev" else config.grid_size
+        self.degree = config.spline_degree if config.basis in ("bspline", "chebyshev") else 0
+        self.grid_update_ratio = config.grid_update_ratio
+        self.activation_name = "none" if config.basis == "chebyshev" else config.base_activation
+        self.activation = bases.activation(self.activation_name)
+        self.num_bases = bases.num_bases(self.basis_name, self.grid_size, self.degree)
+        lo, hi = grid_range if grid_range is not None else config.grid_range
+        I, O, G = in_dim, out_dim, self.grid_size
+
+        # The fixed domain is used by the quadrature of bases without a grid (Fourier, Chebyshev).
+        dtype = torch.get_default_dtype()
+        self.register_buffer("domain", torch.tensor([[lo, hi]], dtype=dtype).repeat(I, 1))
+        points = torch.linspace(lo, hi, G + 1).repeat(I, 1)  # (I, G+1)
+        grid = bases.extend_grid(points, self.degree) if self.basis_name == "bspline" else points
+        self.register_buffer("grid", grid if config.grid_based else torch.empty(I, 0))
+        self.register_buffer(
+            "frequencies",
+            torch.arange(G + 1, dtype=dtype) if self.basis_name == "fourier" else torch.empty(0),
+        )
+        self.register_buffer("bandwidth", torch.tensor(self._rbf_bandwidth(points)))
+
+        tau = torch.tensor(float(config.init_tau))
+        if config.tau_trainable and self.basis_name != "bspline":
+            self.tau = nn.Parameter(tau)
+        else:
+            self.register_buffer("tau", tau)
+
+        def normal(*shape: int, std: float) -> Tensor:
+            return torch.randn(*shape, generator=generator) * std
+
+        glorot = math.sqrt(2.0 / (I + O))
+        if self.basis_name != "chebyshev":
+            if self.activation_name != "none":
+                eta = normal(I, O, std=1.0)
+                scale = config.mu_scale / math.sqrt(I) + config.sigma_base * (
+                    2 * eta - 1
+                ) / math.sqrt(I)
+                self.w_base = nn.Parameter(normal(I, O, std=glorot) * scale)
+            self.w_spline = nn.Parameter(normal(I, O, std=glorot) * config.sigma_spline)
+
+        if config.grid_based:
+            u = torch.rand(I, O, G + 1, generator=generator)
+            values = (u - 0.5) * config.eps_scale / G  # (I, O, G+1) target curve at grid points
+            design = self.basis(points.T.contiguous()).permute(1, 0, 2)  # (I, G+1, M)
+            coef = least_squares(design, values.permute(0, 2, 1)).permute(0, 2, 1)  # (I, O, M)
+        elif self.basis_name == "fourier":
+            raw = normal(2, I, O, G + 1, std=math.sqrt(1.0 / (I * (O + G + 1))))
+            k = torch.arange(G + 1, dtype=dtype)
+            raw = raw / (math.sqrt(I) * (k + 1).square())
+            coef = torch.cat([raw[0], raw[1]], dim=-1)  # (I, O, 2(G+1)): cosines, then sines
+        else:  # chebyshev
+            D = self.degree
+            coef = normal(I, O, D + 1, std=math.sqrt(2.0 / (I * (O + D + 1)))) / (I * (D + 1))
+        self.coef = nn.Parameter(coef.contiguous())
+
+    # ------------------------------------------------------------------------------------------
+    def _rbf_bandwidth(self, points: Tensor) -> float:
+        # One scalar over the whole layer grid (spec 2.2): (max - min) / (K - 1).
+        return float((points.max() - points.min()) / max(points.shape[-1] - 1, 1))
+
+    @property
+    def has_grid(self) -> bool:
+        """Whether grid updates apply (B-spline, RBF, RSWAF)."""
+        return self.basis_name in ("bspline", "rbf", "rswaf")
+
+    def quadrature_domain(self) -> Tensor:
+        """``(I, 2)`` integration limits per row: the grid's extent, or the fixed domain."""
+        if self.has_grid:
+            return torch.stack([self.grid.min(dim=1).values, self.grid.max(dim=1).values], dim=1)
+        return self.domain
+
+    def basis(self, x: Tensor) -> Tensor:
+        """Basis values ``(..., I) -> (..., I, M)``."""
+        name = self.basis_name
+        if name == "bspline":
+            return bases.bspline_basis(x, self.grid, self.degree)
+        if name == "rbf":
+            return bases.rbf_basis(x, self.grid, self.bandwidth, self.tau)
+        if name == "rswaf":
+            return bases.rswaf_basis(x, self.grid, self.tau)
+        if name == "fourier":
+            return bases.fourier_basis(x, self.frequencies, self.tau)
+        return bases.chebyshev_basis(x, self.degree, self.tau)
+
+    def spline(self, x: Tensor) -> Tensor:
+        """The spline part ``s_io(x_i)`` alone, ``(S, I) -> (S, I, O)`` (what grid updates refit)."""
+        return torch.einsum("...im,iom->...io", self.basis(x), self.coef)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``phi_{i->o}(x_{s,i})``: ``(S, I) -> (S, I, O)``."""
+        out = self.spline(x)
+        if self.basis_name == "chebyshev":
+            return out
+        out = out * self.w_spline
+        if self.activation_name != "none":
+            out = out + self.activation(x).unsqueeze(-1) * self.w_base
+        return out
+
+    def summed(self, x: Tensor) -> Tensor:
+        """``sum_i phi_{i->o}(x_{s,i})``: ``(S, I) -> (S, O)``, a generator layer.
+
+        One matmul of the ``(S, I*M)`` basis values with the ``(I*M, O)`` scaled coefficients, so
+        the ``(S, I, O)`` tensor of single functions never exists.
+        """
+        coef = (
+            self.coef if self.basis_name == "chebyshev" else self.coef * self.w_spline.unsqueeze(-1)
+        )
+        basis = self.basis(x)  # (S, I, M)
+        out = basis.flatten(-2) @ coef.permute(0, 2, 1).reshape(-1, self.out_dim)
+        if self.basis_name != "chebyshev" and self.activation_name != "none":
+            out = out + self.activation(x) @ self.w_base
+        return out
+
+    def pairwise(self, z: Tensor) -> Tensor:
+        """``phi_{i->o}(z_{s,o,i})`` where every (o, i) has its own input: ``(S, O, I) -> (S, O, I)``."""
+        out = torch.einsum("soim,iom->soi", self.basis(z), self.coef)
+        if self.basis_name == "chebyshev":
+            return out
+        out = out * self.w_spline.T
+        if self.activation_name != "none":
+            out = out + self.activation(z) * self.w_base.T
+        return out
+
+    def at_nodes(self, nodes: Tensor) -> Tensor:
+        """Evaluate at per-row quadrature nodes: ``(I, N) -> (N, I, O)``."""
+        return self.forward(nodes.T)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_grid(self, x: Tensor) -> None:
+        """Refit the grid to the inputs ``x: (n, I)`` and keep the spline curve (spec 2.6).
+
+        The knots blend the sample quantiles with a uniform grid over the sample range
+        (weight ``grid_update_ratio`` on the uniform one); the coefficients are the least-squares
+        fit of the new basis to the old spline curve at the sorted inputs. Rows whose inputs
+        collapse to one value keep their old grid.
+        """
+        if not self.has_grid:
+            return
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"update_grid expects inputs (n, {self.in_dim}), got {tuple(x.shape)}")
+        n, G = x.shape[0], self.grid_size
+        xs = torch.sort(x.to(self.coef.dtype), dim=0).values  # (n, I)
+        old_curve = self.spline(xs)  # (n, I, O)
+        index = (torch.arange(G, device=x.device) * n) // G
+        adaptive = torch.cat([xs[index], xs[-1:]], dim=0).T  # (I, G+1)
+        lo, hi = adaptive[:, :1], adaptive[:, -1:]
+        steps = torch.arange(G + 1, dtype=xs.dtype, device=x.device) / G
+        uniform = lo + steps * (hi - lo)
+        r = self.grid_update_ratio
+        points = r * uniform + (1 - r) * adaptive
+        collapsed = (hi - lo).squeeze(1) <= 1e-6 * (1 + lo.abs().squeeze(1))
+        new_grid = (
+            bases.extend_grid(points, self.degree) if self.basis_name == "bspline" else points
+        )
+        new_grid = torch.where(collapsed[:, None], self.grid, new_grid)
+        self.grid.copy_(new_grid)
+        if self.basis_name == "rbf":
+            # The reference refits with the old bandwidth and changes it afterwards (spec 2.6
+            # step 7), which moves the curve it just fitted; refit with the bandwidth it will use.
+            self.bandwidth.fill_(self._rbf_bandwidth(self.grid))
+        design = self.basis(xs).permute(1, 0, 2)  # (I, n, M)
+        coef = least_squares(design, old_curve.permute(1, 0, 2)).permute(0, 2, 1)
+        # A collapsed row keeps its grid, so it keeps its coefficients too.
+        self.coef.copy_(torch.where(collapsed[:, None, None], self.coef, coef))

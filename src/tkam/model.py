@@ -1,0 +1,74 @@
+"""The T-KAM model: a Kolmogorov-Arnold prior and a generator (spec section 1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tkam.config import ExperimentConfig
+from tkam.generator import GaussianLikelihood, build_generator
+from tkam.prior import build_prior
+
+__all__ = ["TKAM"]
+
+
+class TKAM(nn.Module):
+    """Prior + generator + likelihood.
+
+    Args:
+        config: the experiment config (prior, generator and ``train.eps`` are read).
+        image_shape: ``(C, H, W)`` of the data.
+        generator: random stream for the initialisation.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        image_shape: tuple[int, int, int],
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.prior = build_prior(config.prior, eps=config.train.eps, generator=generator)
+        self.generator = build_generator(config.generator, self.image_shape, generator=generator)
+        gen = config.generator
+        self.likelihood = GaussianLikelihood(gen.variance, gen.noise, gen.output_activation)
+        self.update_prior_grid = config.prior.update_grid and self.prior.layer.has_grid
+        self.update_generator_grid = gen.update_grid and any(
+            layer.has_grid for layer in self.generator.layers
+        )
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents ``(S, *latent_shape)`` -> pre-activation outputs ``(S, C, H, W)``."""
+        return self.generator(self.prior.generator_input(z))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        batch_size: int = 1000,
+        return_latent: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Generate: inverse-transform prior samples, then the noise-free generator output.
+
+        Returns:
+            ``(S, C, H, W)`` outputs (in [0, 1] with the sigmoid activation), and the latents
+            ``(S, *latent_shape)`` when ``return_latent``.
+        """
+        images, latents = [], []
+        for start in range(0, num_samples, batch_size):
+            z = self.prior.sample(min(batch_size, num_samples - start), generator)
+            images.append(self.likelihood.mean(self.decode(z)))
+            latents.append(z)
+        x = torch.cat(images)
+        return (x, torch.cat(latents)) if return_latent else x
+
+    @torch.no_grad()
+    def update_grids(self, z: Tensor) -> bool:
+        """Refit the prior and generator grids to latents ``z`` (spec 2.6); True if any changed."""
+        if self.update_prior_grid:
+            self.prior.update_grid(z)
+        if self.update_generator_grid:
+            self.generator.update_grid(self.prior.generator_input(z))
+        return self.update_prior_grid or self.update_generator_grid

@@ -1,0 +1,21 @@
+"""Figures: image grids, learned prior components and training curves (spec section 9).
+
+Everything draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas, never through
+``pyplot``: no global figure state, no backend switch for the caller, nothing to close, and it works
+on machines without a display.
+"""
+
+from __future__ import annotations
+
+from tkam.plots.curves import plot_losses, read_curves
+from tkam.plots.images import image_grid, save_image_grid
+from tkam.plots.prior import plot_prior, prior_rows_are_inputs
+
+__all__ = [
+    "image_grid",
+    "plot_losses",
+    "plot_prior",
+    "prior_rows_are_inputs",
+    "read_curves",
+    "save_image_grid",
+]

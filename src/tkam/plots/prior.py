@@ -1,0 +1,172 @@
+"""The learned prior components next to their reference density (spec section 9, ``plot_prior``).
+
+Each component ``(q, p)`` of a Kolmogorov-Arnold prior is a univariate density
+``exp(f_qp(z)) pi_0(z) / Z_qp``. Plotting it over ``pi_0`` shows what training changed: where the
+learned energy moved mass away from the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["plot_prior", "prior_rows_are_inputs"]
+
+ROWS = ("inputs", "outputs")
+_LEARNED_COLOUR = "#1f77b4"
+_REFERENCE_COLOUR = "#444444"
+
+
+def prior_rows_are_inputs(export: Mapping[str, np.ndarray], rows: str | None = None) -> bool:
+    """Whether component ``(q, p)`` sits on row ``p`` (univariate prior) or row ``q`` (mixture).
+
+    Args:
+        export: the dict of ``KANPrior.export()``: ``nodes (R, n)``, ``density (Q, P, n)``, ...
+        rows: ``"inputs"`` (row p), ``"outputs"`` (row q), or None: the export's
+            ``rows_are_inputs`` entry if present, else whichever of P and Q equals R.
+
+    Raises:
+        ValueError: for an unknown ``rows``, a choice that contradicts the shapes, or when
+            ``rows`` is None and the shapes cannot tell (P = Q without ``rows_are_inputs``).
+    """
+    num_rows = np.shape(export["nodes"])[0]
+    num_outputs, num_inputs = np.shape(export["density"])[:2]
+    if rows is None:
+        if "rows_are_inputs" in export:
+            rows = "inputs" if bool(export["rows_are_inputs"]) else "outputs"
+        elif num_inputs == num_outputs:
+            raise ValueError(
+                f"cannot tell from the shapes (P = Q = {num_inputs}) whether the nodes' rows are "
+                "the prior's inputs (univariate prior) or outputs (mixture prior); pass "
+                "rows='inputs' or rows='outputs'"
+            )
+        else:
+            rows = "inputs" if num_rows == num_inputs else "outputs"
+    if rows not in ROWS:
+        raise ValueError(f"rows must be one of {ROWS}, got {rows!r}")
+    expected = num_inputs if rows == "inputs" else num_outputs
+    if num_rows != expected:
+        raise ValueError(
+            f"rows={rows!r} needs {expected} rows of nodes for density of shape "
+            f"{np.shape(export['density'])}, but nodes has shape {np.shape(export['nodes'])}"
+        )
+    return rows == "inputs"
+
+
+def _normalised_reference(nodes: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """pi_0 divided by its trapezium integral over the same nodes, so both curves share an area."""
+    area = float(np.sum(0.5 * (reference[1:] + reference[:-1]) * np.diff(nodes)))
+    return reference / area if area > 0 else reference
+
+
+def plot_prior(
+    export: Mapping[str, np.ndarray],
+    path: str | Path,
+    components: Sequence[tuple[int, int]] | None = None,
+    max_components: int = 12,
+    title: str | None = None,
+    rows: str | None = None,
+    ncols: int = 3,
+) -> Path:
+    """Plot learned prior components as filled densities beside the reference ``pi_0``.
+
+    Indices ``q`` and ``p`` are 0-based, as in the export's arrays.
+
+    Args:
+        export: the dict of ``KANPrior.export()``: ``nodes (R, n)``, ``density (Q, P, n)``
+            normalised densities at the nodes, ``reference (R, n)`` pi_0 at the nodes, and
+            optionally ``rows_are_inputs``.
+        path: the PNG to write; parent directories are created.
+        components: the ``(q, p)`` pairs to draw; default the first ``max_components`` in
+            ``(q, p)`` order (q outer).
+        max_components: how many components to draw by default.
+        title: figure title; default names the prior's shape.
+        rows: which row of nodes component ``(q, p)`` uses, see :func:`prior_rows_are_inputs`.
+        ncols: panels per row.
+
+    Returns:
+        the path written.
+
+    Raises:
+        KeyError: when the export lacks ``nodes``, ``density`` or ``reference``.
+        ValueError: for inconsistent shapes or a component out of range.
+    """
+    missing = [key for key in ("nodes", "density", "reference") if key not in export]
+    if missing:
+        raise KeyError(f"the prior export lacks {', '.join(missing)} (has {', '.join(export)})")
+    nodes = np.asarray(export["nodes"], dtype=np.float64)  # (R, n)
+    density = np.asarray(export["density"], dtype=np.float64)  # (Q, P, n)
+    reference = np.asarray(export["reference"], dtype=np.float64)  # (R, n)
+    if density.ndim != 3 or nodes.ndim != 2 or reference.shape != nodes.shape:
+        raise ValueError(
+            f"expected nodes (R, n), density (Q, P, n) and reference (R, n); got nodes "
+            f"{nodes.shape}, density {density.shape}, reference {reference.shape}"
+        )
+    if density.shape[2] != nodes.shape[1]:
+        raise ValueError(
+            f"density {density.shape} and nodes {nodes.shape} differ in the number of nodes"
+        )
+    on_inputs = prior_rows_are_inputs(export, rows)
+    num_outputs, num_inputs = density.shape[:2]
+
+    if components is None:
+        if max_components < 1:
+            raise ValueError(f"max_components must be >= 1, got {max_components}")
+        pairs = [(q, p) for q in range(num_outputs) for p in range(num_inputs)][:max_components]
+    else:
+        pairs = [(int(q), int(p)) for q, p in components]
+        bad = [(q, p) for q, p in pairs if not (0 <= q < num_outputs and 0 <= p < num_inputs)]
+        if bad or not pairs:
+            raise ValueError(
+                f"components must be (q, p) with 0 <= q < {num_outputs} and 0 <= p < "
+                f"{num_inputs}; got {bad or 'none'}"
+            )
+
+    ncols = max(1, min(ncols, len(pairs)))
+    nrows = math.ceil(len(pairs) / ncols)
+    figure = Figure(figsize=(3.4 * ncols, 2.5 * nrows + 0.6), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(nrows, ncols, squeeze=False)
+    for axes in grid.flat[len(pairs) :]:
+        axes.set_visible(False)
+    for index, (q, p) in enumerate(pairs):
+        axes = grid.flat[index]
+        row = p if on_inputs else q
+        z = nodes[row]
+        learned = density[q, p]
+        axes.fill_between(z, learned, color=_LEARNED_COLOUR, alpha=0.3, linewidth=0)
+        axes.plot(z, learned, color=_LEARNED_COLOUR, linewidth=1.6, label="learned prior")
+        axes.plot(
+            z,
+            _normalised_reference(z, reference[row]),
+            color=_REFERENCE_COLOUR,
+            linestyle="--",
+            linewidth=1.3,
+            label=r"reference $\pi_0$",
+        )
+        axes.set_title(f"q={q}, p={p}", fontsize=10)
+        axes.set_xlim(z[0], z[-1])
+        axes.set_ylim(bottom=0.0)
+        axes.grid(alpha=0.25, linewidth=0.6)
+        axes.tick_params(labelsize=8)
+        if index % ncols == 0:
+            axes.set_ylabel("density", fontsize=9)
+        if index // ncols == nrows - 1 or index + ncols >= len(pairs):
+            axes.set_xlabel("z", fontsize=9)
+    handles, labels = grid.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    kind = "univariate" if on_inputs else "mixture"
+    shown = f"{len(pairs)} of {num_outputs * num_inputs}"
+    figure.suptitle(
+        title or f"Prior components ({kind}, Q={num_outputs}, P={num_inputs}; {shown} shown)",
+        fontsize=11,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", facecolor="white")
+    return path

@@ -1,0 +1,156 @@
+"""The shared machinery of the Kolmogorov-Arnold priors (spec sections 1.2 and 3).
+
+Every component ``(q, p)`` is a univariate energy-based density ``exp(f_qp(z)) pi_0(z) / Z_qp`` on
+its row's domain. Subclasses fix which layer orientation gives ``f_qp``, which row a component uses,
+how latents are drawn, and how the log-prior combines the components.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tkam.config import PriorConfig
+from tkam.kan.layer import UnivariateLayer
+from tkam.prior.quadrature import (
+    QuadratureTable,
+    gauss_legendre,
+    gauss_legendre_table,
+    trapezium_table,
+)
+from tkam.prior.reference import ReferenceDensity
+
+__all__ = ["KANPrior"]
+
+
+class KANPrior(nn.Module):
+    """Base class of the univariate and mixture priors.
+
+    Args:
+        config: the prior section.
+        layer_in, layer_out: widths of the univariate-function layer (rows = ``layer_in``).
+        eps: stabiliser of ``log(pi_0 + eps)`` and ``log(Z + eps)``.
+        generator: random stream for the initialisation.
+    """
+
+    #: True where component (q, p) sits on row p (univariate) rather than row q (mixture).
+    rows_are_inputs: bool = True
+
+    def __init__(
+        self,
+        config: PriorConfig,
+        layer_in: int,
+        layer_out: int,
+        eps: float = 1e-4,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.num_inputs = config.num_inputs  # P
+        self.num_outputs = config.num_outputs  # Q
+        self.eps = eps
+        self.reference = ReferenceDensity(config.reference, layer_in, config.grid_range, eps)
+        self.layer = UnivariateLayer(
+            layer_in, layer_out, config, grid_range=self.reference.domain, generator=generator
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Orientation: subclasses turn layer outputs into (Q, P) components.
+    def _components(self, values: Tensor) -> Tensor:
+        """Layer output ``(N, I, O)`` at row-wise inputs to ``(Q, P, N)``."""
+        raise NotImplementedError
+
+    def _row_view(self, rows: Tensor) -> Tensor:
+        """A per-row tensor ``(R, N)`` as a ``(Q, P, N)`` view over components."""
+        return rows.unsqueeze(0) if self.rows_are_inputs else rows.unsqueeze(1)
+
+    def _log_unnormalised_at(self, points: Tensor) -> Tensor:
+        """``f_qp + log pi_0`` at per-row points ``(R, N)``, as ``(Q, P, N)``."""
+        f = self._components(self.layer.at_nodes(points))
+        log_pi0 = self.reference.log_pdf(points.T).T  # (R, N)
+        return f + self._row_view(log_pi0)
+
+    def quadrature(self) -> QuadratureTable:
+        """Quadrature of every component: knots, normalised log-density, CDF and ``log Z``.
+
+        Costs one evaluation of the layer on the ``(R, N_g)`` nodes, whatever the batch size.
+        """
+        cfg = self.config
+        if cfg.quadrature == "trapezium":
+            points = self.layer.grid
+            table = trapezium_table(self._row_view(points), self._log_unnormalised_at(points))
+        else:
+            nodes, weights = gauss_legendre(self.layer.quadrature_domain(), cfg.num_nodes)
+            table = gauss_legendre_table(
+                self._row_view(nodes),
+                self._row_view(torch.log(weights)),
+                self._log_unnormalised_at(nodes),
+                rule=cfg.cdf,
+            )
+        if not torch.isfinite(table.log_normaliser).all():
+            bad = (~torch.isfinite(table.log_normaliser)).nonzero()[0].tolist()
+            raise ValueError(
+                f"prior component (q, p) = {tuple(bad)} has no finite mass on its quadrature "
+                f"nodes (reference {cfg.reference!r}, domain "
+                f"{self.layer.quadrature_domain()[bad[1 if self.rows_are_inputs else 0]].tolist()},"
+                f" quadrature {cfg.quadrature!r} with {cfg.num_nodes} nodes): no node falls in the"
+                " reference density's support, or the energy overflowed; use more nodes or"
+                " another reference/grid range"
+            )
+        return table
+
+    def log_normaliser(self) -> Tensor:
+        """``log Z_qp`` by quadrature, ``(Q, P)``, differentiable."""
+        return self.quadrature().log_normaliser
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent sample (without the sample axis)."""
+        raise NotImplementedError
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Exact prior samples by inverse transform, ``(S, *latent_shape)``, without gradient."""
+        raise NotImplementedError
+
+    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
+        """Log-prior of latents ``(S, *latent_shape) -> (S,)`` (spec 3.5)."""
+        raise NotImplementedError
+
+    def generator_input(self, z: Tensor) -> Tensor:
+        """The generator's input ``h (S, Q)`` from latents."""
+        raise NotImplementedError
+
+    def grid_inputs(self, z: Tensor) -> Tensor:
+        """The layer inputs ``(n, R)`` on which a grid update refits each row (spec 2.6)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update_grid(self, z: Tensor) -> None:
+        """Refit the prior's grid to latents ``z`` (no-op for Fourier/Chebyshev bases)."""
+        self.layer.update_grid(self.grid_inputs(z))
+
+    # ------------------------------------------------------------------------------------------
+    def _uniform(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        return torch.rand(shape, generator=generator, device=self.layer.coef.device)
+
+    @torch.no_grad()
+    def export(self) -> dict[str, np.ndarray]:
+        """Per-component densities for plots and files.
+
+        Returns:
+            ``nodes (R, n)`` (row p univariate, row q mixture), ``density (Q, P, n)`` normalised
+            density values, ``cdf (Q, P, n)`` the CDF the sampler inverts (linear between nodes),
+            ``reference (R, n)`` the reference density pi_0 at the nodes, ``log_normaliser (Q, P)``.
+        """
+        table = self.quadrature()
+        rows = table.knots[0] if self.rows_are_inputs else table.knots[:, 0]
+        reference = self.reference.log_pdf(rows.T).T.exp()
+        return {
+            "nodes": rows.detach().cpu().numpy(),
+            "density": table.log_density.exp().cpu().numpy(),
+            "cdf": table.cdf.cpu().numpy(),
+            "reference": reference.cpu().numpy(),
+            "log_normaliser": table.log_normaliser.cpu().numpy(),
+        }

@@ -1,0 +1,62 @@
+"""The univariate Kolmogorov-Arnold prior (spec sections 1.1-1.2, 3.4-3.5).
+
+P uniforms ``u_p`` drive ``Q x P`` learned univariate densities: ``z_qp = F_qp^{-1}(u_p)``, one
+uniform shared by every q (ambiguity A25 keeps this). The generator receives ``h_q = sum_p z_qp``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tkam.config import PriorConfig
+from tkam.prior.base import KANPrior
+from tkam.prior.inverse_transform import invert_shared
+
+__all__ = ["UnivariatePrior"]
+
+
+class UnivariatePrior(KANPrior):
+    """``f_qp = phi_{p->q}``: a layer with P inputs (grid row p) and Q outputs.
+
+    The components are taken from the layer by an explicit transpose (the reference reshapes,
+    mixing up components, ambiguity A2).
+    """
+
+    rows_are_inputs = True
+
+    def __init__(
+        self, config: PriorConfig, eps: float = 1e-4, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__(config, config.num_inputs, config.num_outputs, eps, generator)
+
+    def _components(self, values: Tensor) -> Tensor:
+        return values.permute(2, 1, 0)  # (N, P, Q) -> (Q, P, N)
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return (self.num_outputs, self.num_inputs)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform."""
+        table = self.quadrature()
+        P = self.num_inputs
+        u = self._uniform((P, num_samples), generator)
+        return invert_shared(table.knots[0], table.cdf, u)
+
+    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
+        """``sum_qp f_qp(z_qp) + log(pi_0(z_qp) + eps) [- log(Z_qp + eps)]``, ``(S, Q, P) -> (S,)``."""
+        value = self.layer.pairwise(z) + self.reference.log_density(z)  # (S, Q, P)
+        total = value.sum(dim=(1, 2))
+        if normalise:
+            log_z = self.log_normaliser()
+            total = total - torch.log(log_z.exp() + self.eps).sum()
+        return total
+
+    def generator_input(self, z: Tensor) -> Tensor:
+        return z.sum(dim=-1)
+
+    def grid_inputs(self, z: Tensor) -> Tensor:
+        # Row p is refit on all values {z_qp} over q and samples.
+        return z.reshape(-1, self.num_inputs)

@@ -1,0 +1,131 @@
+"""Checkpoints as safetensors files, written atomically and checked when read.
+
+One file holds the model's state dict (``model/<name>``), the optimiser's moments
+(``optimizer/<index>/<key>``), the random stream (``rng/train``) and JSON metadata (step, epoch,
+grid schedule, the resolved config as TOML). A crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+__all__ = [
+    "CheckpointError",
+    "atomic_save",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "read_metadata",
+]
+
+FORMAT = "tkam-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated or not one of ours; the message names the file."""
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write a safetensors file via a temporary file, fsync and rename (never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: torch.Generator,
+    state: dict[str, Any],
+) -> None:
+    """Save everything an exact resume needs; ``state`` is JSON-serialisable run state."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, values in opt["state"].items():
+        for key, value in values.items():
+            tensors[f"optimizer/{index}/{key}"] = torch.as_tensor(value)
+    tensors["rng/train"] = rng.get_state()
+    metadata = {
+        "format": FORMAT,
+        "state": json.dumps(state),
+        "param_groups": json.dumps(opt["param_groups"]),
+    }
+    atomic_save(tensors, path, metadata)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file, raising :class:`CheckpointError` if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: torch.Generator | None = None,
+) -> dict[str, Any]:
+    """Restore model, optimiser and random stream; return the saved run state.
+
+    Raises:
+        CheckpointError: if the file is truncated, corrupt, or not a tkam checkpoint.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a tkam checkpoint (format {metadata.get('format')!r})")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from None
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not match the model ({exc})") from None
+    if optimizer is not None:
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer/"):
+                _, index, name = key.split("/", 2)
+                opt_state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict(
+            {"state": opt_state, "param_groups": json.loads(metadata["param_groups"])}
+        )
+    if rng is not None:
+        rng.set_state(tensors["rng/train"])
+    return json.loads(metadata["state"])
+
+
+def latest_checkpoint(folder: Path) -> list[Path]:
+    """Checkpoint files in ``folder``, newest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("step_*.safetensors"), reverse=True)

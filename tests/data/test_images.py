@@ -1,0 +1,245 @@
+"""Image loaders: IDX reading, splits, conversion and error messages (spec section 6)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tkam.config import DataConfig
+from tkam.data import DataError, ImageData, check_images, load_dataset, read_idx, split_counts
+
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+FMNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+# IDX type codes by numpy dtype, for the writer below.
+_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(np.int16): 0x0B,
+    np.dtype(np.int32): 0x0C,
+    np.dtype(np.float32): 0x0D,
+    np.dtype(np.float64): 0x0E,
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode ``array`` in the IDX format: magic, big-endian int32 sizes, big-endian values."""
+    header = bytes([0, 0, _CODES[array.dtype], array.ndim])
+    sizes = struct.pack(f">{array.ndim}i", *array.shape)
+    return header + sizes + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> Path:
+    """Write an IDX file, gzip-compressed when ``compress`` (default: when named ``.gz``)."""
+    data = idx_bytes(array)
+    if compress if compress is not None else path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def fixture_images(count: int, seed: int = 0) -> np.ndarray:
+    """``(count, 28, 28)`` uint8 images that include the extremes 0 and 255."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    images[0, 0, 0], images[0, 0, 1] = 0, 255
+    return images
+
+
+# ---------------------------------------------------------------------------------------------
+# read_idx
+
+
+@pytest.mark.parametrize("dtype", list(_CODES))
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_read_idx_round_trips_every_type(tmp_path: Path, dtype: np.dtype, suffix: str) -> None:
+    rng = np.random.default_rng(1)
+    array = (rng.standard_normal((3, 5, 2)) * 100).astype(dtype)
+    path = write_idx(tmp_path / f"data{suffix}", array)
+    values = read_idx(path)
+    assert values.dtype == dtype and values.dtype.isnative
+    assert values.shape == (3, 5, 2)
+    np.testing.assert_array_equal(values, array)
+    values[0, 0, 0] = 1  # writable, not a view of immutable bytes
+
+
+def test_read_idx_detects_gzip_by_magic_not_name(tmp_path: Path) -> None:
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    compressed = write_idx(tmp_path / "compressed-without-suffix", array, compress=True)
+    plain = write_idx(tmp_path / "already-decompressed.gz", array, compress=False)
+    np.testing.assert_array_equal(read_idx(compressed), array)
+    np.testing.assert_array_equal(read_idx(plain), array)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_idx_raises_naming_file_and_sizes(tmp_path: Path, compress: bool) -> None:
+    data = idx_bytes(fixture_images(4))
+    path = tmp_path / "short-idx3-ubyte"
+    path.write_bytes(gzip.compress(data[:-10]) if compress else data[:-10])
+    with pytest.raises(DataError, match="truncated") as info:
+        read_idx(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert str(4 * 28 * 28) in message and str(4 * 28 * 28 - 10) in message
+
+
+def test_trailing_bytes_raise(tmp_path: Path) -> None:
+    path = tmp_path / "long-idx3-ubyte"
+    path.write_bytes(idx_bytes(fixture_images(2)) + b"\x00")
+    with pytest.raises(DataError, match="trailing bytes"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x01\x00\x08\x01\x00\x00\x00\x01\x05",  # first byte not zero
+        b"\x00\x00\x07\x01\x00\x00\x00\x01\x05",  # unknown type code
+        b"\x00\x00",  # shorter than the magic
+        b"\x00\x00\x08\x03\x00\x00\x00\x02",  # header cut inside the sizes
+    ],
+)
+def test_corrupt_header_raises_naming_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "corrupt.idx"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_gzip_stream_raises(tmp_path: Path) -> None:
+    compressed = bytearray(gzip.compress(idx_bytes(fixture_images(3))))
+    compressed[len(compressed) // 2] ^= 0xFF
+    path = tmp_path / f"{TRAIN_IMAGES}.gz"
+    path.write_bytes(bytes(compressed))
+    with pytest.raises(DataError, match="gzip") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_dataset on fixture IDX files
+
+
+@pytest.mark.parametrize("name", ["mnist", "fmnist"])
+@pytest.mark.parametrize("filename", [TRAIN_IMAGES, f"{TRAIN_IMAGES}.gz"])
+def test_idx_dataset_shapes_range_values_and_split(
+    tmp_path: Path, name: str, filename: str
+) -> None:
+    images = fixture_images(30)
+    write_idx(tmp_path / filename, images)
+    data = load_dataset(DataConfig(name=name, root=str(tmp_path), num_train=20, num_test=7))
+    assert isinstance(data, ImageData) and data.name == name
+    assert data.train.shape == (20, 1, 28, 28) and data.test.shape == (7, 1, 28, 28)
+    assert data.image_shape == (1, 28, 28)
+    assert data.train.dtype == torch.float32 and data.test.dtype == torch.float32
+    assert float(data.train.min()) == 0.0 and float(data.train.max()) == 1.0
+    # First num_train images train, the next num_test test, each scaled by 1/255.
+    expected = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
+    torch.testing.assert_close(data.train, expected[:20], rtol=0, atol=0)
+    torch.testing.assert_close(data.test, expected[20:27], rtol=0, atol=0)
+
+
+def test_num_train_zero_takes_all_but_the_test_images(tmp_path: Path) -> None:
+    write_idx(tmp_path / TRAIN_IMAGES, fixture_images(30))
+    data = load_dataset(DataConfig(name="mnist", root=str(tmp_path), num_train=0, num_test=4))
+    assert (len(data.train), len(data.test)) == (26, 4)
+
+
+def test_split_larger_than_file_raises_with_numbers(tmp_path: Path) -> None:
+    path = write_idx(tmp_path / TRAIN_IMAGES, fixture_images(10))
+    config = DataConfig(name="mnist", root=str(tmp_path), num_train=8, num_test=3)
+    with pytest.raises(DataError) as info:
+        load_dataset(config)
+    message = str(info.value)
+    assert str(path) in message and "8 + 3" in message and "10 images" in message
+
+
+def test_split_counts_resolves_zero_as_all_remaining() -> None:
+    assert split_counts(100, 0, 10, "x") == (90, 10)
+    assert split_counts(100, 60, 0, "x") == (60, 40)
+    assert split_counts(100, 0, 0, "x") == (100, 0)
+    assert split_counts(100, 60, 40, "x") == (60, 40)
+    with pytest.raises(DataError, match="101"):
+        split_counts(100, 61, 40, "x")
+
+
+def test_labels_file_given_as_images_raises(tmp_path: Path) -> None:
+    labels = np.arange(30, dtype=np.uint8) % 10
+    path = write_idx(tmp_path / f"{TRAIN_IMAGES}.gz", labels)  # a labels file under the wrong name
+    with pytest.raises(DataError, match="labels") as info:
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path), num_train=10, num_test=5))
+    message = str(info.value)
+    assert str(path) in message and "(N, 1, 28, 28)" in message and "(30,)" in message
+
+
+def test_wrong_image_size_raises(tmp_path: Path) -> None:
+    write_idx(tmp_path / TRAIN_IMAGES, np.zeros((5, 32, 32), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"\(5, 1, 32, 32\)"):
+        load_dataset(DataConfig(name="fmnist", root=str(tmp_path), num_train=2, num_test=1))
+
+
+def test_check_images_accepts_and_rejects() -> None:
+    images = torch.zeros(4, 1, 8, 8)
+    assert check_images(images, (1, 8, 8), "source") is images
+    for bad in (torch.zeros(4, 8, 8), torch.zeros(4, 3, 8, 8), torch.zeros(1, 4, 1, 8, 8)):
+        with pytest.raises(DataError, match="my-source"):
+            check_images(bad, (1, 8, 8), "my-source")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fmnist"])
+def test_missing_root_names_the_files_and_where(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(name=name, root=str(root)))
+    message = str(info.value)
+    assert str(root) in message and TRAIN_IMAGES in message and "t10k-images-idx3-ubyte" in message
+    assert ("apt-get install" in message) == (name == "fmnist")
+
+
+def test_root_without_the_images_file_raises(tmp_path: Path) -> None:
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3, dtype=np.uint8))
+    with pytest.raises(DataError, match=f"has no {TRAIN_IMAGES}"):
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+
+
+def test_unknown_name_lists_the_choices() -> None:
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(name="svhn-typo"))
+    message = str(info.value)
+    assert "svhn-typo" in message
+    assert all(choice in message for choice in ("digits", "mnist", "fmnist"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundled and installed data sets
+
+
+def test_digits_loads_offline() -> None:
+    from sklearn.datasets import load_digits
+
+    data = load_dataset(DataConfig(name="digits", num_train=1000, num_test=50))
+    assert data.name == "digits" and data.image_shape == (1, 8, 8)
+    assert data.train.shape == (1000, 1, 8, 8) and data.test.shape == (50, 1, 8, 8)
+    assert data.train.dtype == torch.float32
+    assert float(data.train.min()) == 0.0 and float(data.train.max()) == 1.0
+    raw = torch.from_numpy(load_digits().images).float()
+    torch.testing.assert_close(data.test[:, 0], raw[1000:1050] / 16.0)
+
+    everything = load_dataset(DataConfig(name="digits"))  # num_train=0, num_test=100
+    assert (len(everything.train), len(everything.test)) == (1797 - 100, 100)
+
+
+@pytest.mark.skipif(not FMNIST_ROOT.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_the_debian_package() -> None:
+    data = load_dataset(DataConfig(name="fmnist", num_train=1000, num_test=100))
+    assert data.train.shape == (1000, 1, 28, 28) and data.test.shape == (100, 1, 28, 28)
+    assert data.train.dtype == torch.float32
+    assert 0.0 <= float(data.train.min()) and float(data.train.max()) == 1.0
+    # Real clothing images: mostly dark background, clearly non-constant.
+    assert 0.1 < float(data.train.mean()) < 0.5 and float(data.train.std()) > 0.2

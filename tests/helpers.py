@@ -1,0 +1,32 @@
+"""Small configs shared by the model, loss, training and CLI tests."""
+
+from __future__ import annotations
+
+from tkam.config import config_from_dict
+
+
+def tiny_config(**sections):
+    """A model small enough to train in seconds: P=3 -> Q=7, generator 7 -> 16 -> 64 (8x8)."""
+    data = {
+        "prior": {
+            "widths": [3, 7],
+            "basis": "rbf",
+            "grid_size": 6,
+            "reference": "gaussian",
+            "num_nodes": 40,
+        },
+        "generator": {"widths": [7, 16], "basis": "rbf", "grid_size": 6},
+        "grid_update": {"frequency": 5, "decay": 0.99, "num_samples": 20},
+        "train": {
+            "batch_size": 20,
+            "importance_samples": 16,
+            "epochs": 1,
+            "max_steps": 8,
+            "log_every": 4,
+            "num_plot_samples": 16,
+        },
+        "data": {"name": "digits", "num_train": 200, "num_test": 20},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return config_from_dict(data, "tiny")

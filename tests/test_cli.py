@@ -1,0 +1,103 @@
+"""Command-line smoke tests: a tiny model trained end to end, sampled and plotted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_config
+from tkam.cli import main
+from tkam.config import dumps_toml
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    config_path = folder / "tiny.toml"
+    config_path.write_text(dumps_toml(tiny_config()))
+    run = folder / "run"
+    code = main(
+        [
+            "train",
+            str(config_path),
+            "--out",
+            str(run),
+            "--no-progress",
+            "--set",
+            "train.max_steps=5",
+            "--set",
+            "train.seed=3",
+        ]
+    )
+    assert code == 0
+    return run
+
+
+def test_train_writes_resolved_config_with_overrides(trained_run) -> None:
+    text = (trained_run / "config.toml").read_text()
+    assert "max_steps = 5" in text and "seed = 3" in text
+    assert (trained_run / "model.safetensors").is_file()
+
+
+def test_sample_npz_with_latents(trained_run, tmp_path) -> None:
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(trained_run), "--num", "12", "--out", str(out), "--latent"]) == 0
+    data = np.load(out)
+    assert data["samples"].shape == (12, 1, 8, 8) and data["samples"].dtype == np.float32
+    assert 0.0 <= data["samples"].min() and data["samples"].max() <= 1.0
+    assert data["z"].shape == (12, 7, 3)
+
+
+def test_sample_png(trained_run, tmp_path) -> None:
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(trained_run), "--num", "9", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_prior_with_export(trained_run, tmp_path) -> None:
+    png, npz = tmp_path / "prior.png", tmp_path / "prior.npz"
+    code = main(["plot-prior", str(trained_run), "--out", str(png), "--export", str(npz)])
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+    data = np.load(npz)
+    assert data["nodes"].shape == (3, 40)
+    assert data["density"].shape == (7, 3, 40) and data["cdf"].shape == (7, 3, 40)
+    assert np.allclose(data["cdf"][..., 0], 0) and np.allclose(data["cdf"][..., -1], 1)
+
+
+def test_configs_lists_packaged(capsys) -> None:
+    assert main(["configs"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("digits", "mnist", "fmnist"):
+        assert name in listed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "prior.bassis=rbf"], "unknown key 'prior.bassis'"),
+        (["--set", "train.batch_size=ten"], "train.batch_size: expected int"),
+        (
+            ["--set", "data.name=mnist", "--set", "data.root=/nonexistent/mnist"],
+            "/nonexistent/mnist",
+        ),
+    ],
+)
+def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, message) -> None:
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(dumps_toml(tiny_config()))
+    code = main(["train", str(config_path), "--out", str(tmp_path / "r"), "--no-progress", *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if "key" in message:
+        assert str(config_path) in err
+
+
+def test_module_entry_point_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tkam", "configs"], capture_output=True, text=True, check=True
+    )
+    assert "digits" in done.stdout
