@@ -38,7 +38,7 @@ def _sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from tkam.plots import save_image_grid
+    from tkam.plots import readable_scale, save_image_grid
     from tkam.runs import load_run
 
     _, model = load_run(args.run_dir)
@@ -53,7 +53,7 @@ def _sample(args: argparse.Namespace) -> int:
             arrays["z"] = z.numpy().astype(np.float32)
         np.savez(out, **arrays)
     elif out.suffix == ".png":
-        save_image_grid(images, out)
+        save_image_grid(images, out, scale=readable_scale(*images.shape[-2:]))
     else:
         raise SystemExit(f"--out {out}: use a .npz or .png file name")
     print(f"{args.num} samples written to {out}")

@@ -13,7 +13,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tkam.config import BASES, ConfigError, ExperimentConfig, config_from_dict
+from tkam.config import (
+    BASE_ACTIVATIONS,
+    BASES,
+    REFERENCES,
+    ConfigError,
+    ExperimentConfig,
+    config_from_dict,
+)
 
 __all__ = ["from_ini"]
 
@@ -96,20 +103,6 @@ _IGNORED_SECTIONS = {
     "PCA",
 }
 
-_ACTIVATIONS = {
-    "relu",
-    "leakyrelu",
-    "tanh",
-    "sigmoid",
-    "swish",
-    "gelu",
-    "selu",
-    "silu",
-    "elu",
-    "celu",
-    "none",
-}
-
 
 def _parse(raw: str) -> Any:
     text = raw.strip()
@@ -176,16 +169,10 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
                     stacklevel=2,
                 )
                 value = "bspline"
-            if our_key == "base_activation" and str(value).lower() not in _ACTIVATIONS:
+            if our_key == "base_activation" and str(value).lower() not in BASE_ACTIVATIONS:
                 warnings.warn(f"{path}: {name} = {value!r} is unknown; silu", stacklevel=2)
                 value = "silu"
-            if our_key == "reference" and str(value).lower() not in (
-                "uniform",
-                "gaussian",
-                "lognormal",
-                "learnable_gaussian",
-                "ebm",
-            ):
+            if our_key == "reference" and str(value).lower() not in REFERENCES:
                 warnings.warn(f"{path}: {name} = {value!r} is unknown; uniform", stacklevel=2)
                 value = "uniform"
             if our_key == "quadrature":

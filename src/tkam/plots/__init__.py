@@ -8,7 +8,7 @@ on machines without a display.
 from __future__ import annotations
 
 from tkam.plots.curves import plot_losses, read_curves
-from tkam.plots.images import image_grid, save_image_grid
+from tkam.plots.images import image_grid, readable_scale, save_image_grid
 from tkam.plots.prior import plot_prior, prior_rows_are_inputs
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "plot_prior",
     "prior_rows_are_inputs",
     "read_curves",
+    "readable_scale",
     "save_image_grid",
 ]

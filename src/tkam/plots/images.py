@@ -77,6 +77,11 @@ def image_grid(
     return grid[..., 0] if channels == 1 else grid
 
 
+def readable_scale(height: int, width: int, target: int = 32) -> int:
+    """Integer magnification that brings small images (8x8 digits) to about ``target`` pixels."""
+    return max(1, target // max(height, width))
+
+
 def save_image_grid(
     images: Tensor | np.ndarray,
     path: str | Path,

@@ -11,9 +11,12 @@ from torch import Tensor
 
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
-from tkam.prior.inverse_transform import invert_shared
+from tkam.prior.inverse_transform import invert_batched, invert_shared
 
 __all__ = ["UnivariatePrior"]
+
+# From this many samples on, sorting the shared uniforms beats one binary search per output.
+SHARED_INVERSION_FROM = 1000
 
 
 class UnivariatePrior(KANPrior):
@@ -43,6 +46,10 @@ class UnivariatePrior(KANPrior):
         table = self.quadrature()
         P = self.num_inputs
         u = self._uniform((P, num_samples), generator)
+        if num_samples < SHARED_INVERSION_FROM:
+            Q = self.num_outputs
+            z = invert_batched(table.knots, table.cdf, u.expand(Q, P, num_samples))
+            return z.permute(2, 0, 1).contiguous()
         return invert_shared(table.knots[0], table.cdf, u)
 
     def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:

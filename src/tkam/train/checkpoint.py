@@ -60,8 +60,16 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     rng: torch.Generator,
     state: dict[str, Any],
+    extra: dict[str, str] | None = None,
 ) -> None:
-    """Save everything an exact resume needs; ``state`` is JSON-serialisable run state."""
+    """Save everything an exact resume needs.
+
+    Args:
+        path: the ``.safetensors`` file (written atomically).
+        model, optimizer, rng: their states are stored.
+        state: JSON-serialisable run state (step, schedule, ...).
+        extra: further string metadata (the resolved config, the image shape).
+    """
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for index, values in opt["state"].items():
@@ -69,6 +77,7 @@ def save_checkpoint(
             tensors[f"optimizer/{index}/{key}"] = torch.as_tensor(value)
     tensors["rng/train"] = rng.get_state()
     metadata = {
+        **(extra or {}),
         "format": FORMAT,
         "state": json.dumps(state),
         "param_groups": json.dumps(opt["param_groups"]),

@@ -79,6 +79,14 @@ def build_model(config: ExperimentConfig, image_shape: tuple[int, int, int]) -> 
     return TKAM(config, image_shape, generator=torch.Generator().manual_seed(config.train.seed))
 
 
+def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    """Adam (beta 0.9/0.999, eps 1e-8, no decay) over all parameters, fused where supported."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=learning_rate)
+
+
 def train_step(
     model: TKAM,
     optimizer: torch.optim.Optimizer,
@@ -104,9 +112,11 @@ def train_step(
             f"non-finite loss ({float(out.loss.detach())}) at step {step}; the last good checkpoint is kept"
         )
     out.loss.backward()
-    for name, param in model.named_parameters():
-        if param.grad is not None and not torch.isfinite(param.grad).all():
-            raise TrainingError(f"non-finite gradient of {name!r} at step {step}")
+    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    norms = torch.stack(torch._foreach_norm([g for _, g in named]))  # one fused pass
+    if not torch.isfinite(norms).all():
+        bad = [n for (n, _), v in zip(named, norms.tolist()) if not math.isfinite(v)]
+        raise TrainingError(f"non-finite gradient of {', '.join(bad)} at step {step}")
     optimizer.step()
     return out
 
@@ -182,7 +192,7 @@ def fit(
     Returns:
         The trained model.
     """
-    from tkam.plots import plot_losses, plot_prior, save_image_grid
+    from tkam.plots import plot_losses, plot_prior, readable_scale, save_image_grid
 
     run = _Run(Path(run_dir))
     existing = latest_checkpoint(run.checkpoints)
@@ -201,7 +211,7 @@ def fit(
         raise TrainingError(f"data set {data.name!r} has no training images")
     image_shape = tuple(int(s) for s in train_x.shape[1:])
     model = build_model(config, image_shape).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
+    optimizer = make_optimizer(model, train.learning_rate)
     rng = torch.Generator(device=device).manual_seed(train.seed + 1)
     schedule = GridUpdateSchedule(config.grid_update.frequency, config.grid_update.decay)
     state = RunState()
@@ -224,6 +234,7 @@ def fit(
     steps_per_epoch = math.ceil(len(train_x) / batch_size)
     total = train.max_steps or train.epochs * steps_per_epoch
     metadata = {"image_shape": ",".join(map(str, image_shape)), "dataset": data.name}
+    checkpoint_metadata = {**metadata, "config": dumps_toml(config)}
 
     if not resume or not run.loss_csv.exists():
         with run.loss_csv.open("w", newline="") as handle:
@@ -232,7 +243,7 @@ def fit(
     def checkpoint() -> None:
         state.schedule = schedule.state_dict()
         path = run.checkpoints / f"step_{state.step:08d}.safetensors"
-        save_checkpoint(path, model, optimizer, rng, {**state.to_json()})
+        save_checkpoint(path, model, optimizer, rng, state.to_json(), extra=checkpoint_metadata)
         for old in latest_checkpoint(run.checkpoints)[KEEP_CHECKPOINTS:]:
             old.unlink(missing_ok=True)
 
@@ -255,7 +266,12 @@ def fit(
         state.loss_sum, state.ess_sum, state.count, state.grid_updated = 0.0, 0.0, 0, False
         generator = torch.Generator(device=device).manual_seed(train.seed)
         images = model.sample(train.num_plot_samples, generator)
-        save_image_grid(images.cpu(), run.samples / f"step_{state.step:06d}.png")
+        save_image_grid(
+            images.cpu(),
+            run.samples / f"step_{state.step:06d}.png",
+            title=f"step {state.step}",
+            scale=readable_scale(*image_shape[1:]),
+        )
 
     bar = tqdm(total=total, initial=state.step, disable=not progress, desc="train", unit="step")
     start_time = time.perf_counter() - state.elapsed
@@ -300,7 +316,7 @@ def fit(
     atomic_save(
         {k: v for k, v in model.state_dict().items()},
         run.model,
-        {**metadata, "step": str(state.step), "config": dumps_toml(config)},
+        {**checkpoint_metadata, "step": str(state.step)},
     )
     export = model.prior.export()
     rows = "inputs" if model.prior.rows_are_inputs else "outputs"
