@@ -287,6 +287,7 @@ class TrainConfig:
     sample_every: int = 0
     num_plot_samples: int = 100
     device: str = "cpu"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "resampler", _choice(self.resampler, RESAMPLERS, "resampler"))

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from tkam.config import ExperimentConfig
 from tkam.generator import GaussianLikelihood, build_generator
+from tkam.kan.layer import UnivariateLayer
 from tkam.prior import build_prior
 
 __all__ = ["TKAM"]
@@ -37,6 +38,12 @@ class TKAM(nn.Module):
         self.update_generator_grid = gen.update_grid and any(
             layer.has_grid for layer in self.generator.layers
         )
+
+    def compile_kernels(self) -> None:
+        """``torch.compile`` the KAN evaluations of the prior and the generator (opt-in)."""
+        for module in self.modules():
+            if isinstance(module, UnivariateLayer):
+                module.compile_kernels()
 
     def decode(self, z: Tensor) -> Tensor:
         """Latents ``(S, *latent_shape)`` -> pre-activation outputs ``(S, C, H, W)``."""

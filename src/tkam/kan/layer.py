@@ -122,6 +122,8 @@ class UnivariateLayer(nn.Module):
             D = self.degree
             coef = normal(I, O, D + 1, std=math.sqrt(2.0 / (I * (O + D + 1)))) / (I * (D + 1))
         self.coef = nn.Parameter(coef.contiguous())
+        self._summed = self._summed_eager
+        self._pairwise = self._pairwise_eager
 
     # ------------------------------------------------------------------------------------------
     def _rbf_bandwidth(self, points: Tensor) -> float:
@@ -166,12 +168,29 @@ class UnivariateLayer(nn.Module):
             out = out + self.activation(x).unsqueeze(-1) * self.w_base
         return out
 
+    def compile_kernels(self, **options) -> None:  # noqa: ANN003 - torch.compile's options
+        """Compile the hot evaluations (``summed``, ``pairwise``) with ``torch.compile``.
+
+        Fuses the basis expansion with its contraction (about 3x on the univariate log-prior on
+        CPU); the first call of each shape family pays tens of seconds of compilation.
+        """
+        options.setdefault("dynamic", True)
+        self._summed = torch.compile(self._summed_eager, **options)
+        self._pairwise = torch.compile(self._pairwise_eager, **options)
+
     def summed(self, x: Tensor) -> Tensor:
         """``sum_i phi_{i->o}(x_{s,i})``: ``(S, I) -> (S, O)``, a generator layer.
 
         One matmul of the ``(S, I*M)`` basis values with the ``(I*M, O)`` scaled coefficients, so
         the ``(S, I, O)`` tensor of single functions never exists.
         """
+        return self._summed(x)
+
+    def pairwise(self, z: Tensor) -> Tensor:
+        """``phi_{i->o}(z_{s,o,i})`` where every (o, i) has its own input: ``(S, O, I) -> (S, O, I)``."""
+        return self._pairwise(z)
+
+    def _summed_eager(self, x: Tensor) -> Tensor:
         coef = (
             self.coef if self.basis_name == "chebyshev" else self.coef * self.w_spline.unsqueeze(-1)
         )
@@ -181,8 +200,7 @@ class UnivariateLayer(nn.Module):
             out = out + self.activation(x) @ self.w_base
         return out
 
-    def pairwise(self, z: Tensor) -> Tensor:
-        """``phi_{i->o}(z_{s,o,i})`` where every (o, i) has its own input: ``(S, O, I) -> (S, O, I)``."""
+    def _pairwise_eager(self, z: Tensor) -> Tensor:
         out = torch.einsum("soim,iom->soi", self.basis(z), self.coef)
         if self.basis_name == "chebyshev":
             return out

@@ -211,6 +211,8 @@ def fit(
         raise TrainingError(f"data set {data.name!r} has no training images")
     image_shape = tuple(int(s) for s in train_x.shape[1:])
     model = build_model(config, image_shape).to(device)
+    if train.compile:
+        model.compile_kernels()
     optimizer = make_optimizer(model, train.learning_rate)
     rng = torch.Generator(device=device).manual_seed(train.seed + 1)
     schedule = GridUpdateSchedule(config.grid_update.frequency, config.grid_update.decay)
