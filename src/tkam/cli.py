@@ -1,4 +1,4 @@
-"""Command line: ``tkam train | sample | plot-prior | configs``."""
+"""Command line: ``tkam train | sample | plot-prior | configs | data``."""
 
 from __future__ import annotations
 
@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--components", nargs="+", metavar="Q,P", help="components to draw, e.g. 0,0 0,1 3,2"
     )
     p.set_defaults(func=_plot_prior)
+
+    from tkam.data.commands import add_data_commands
+
+    add_data_commands(sub)
     return parser
 
 

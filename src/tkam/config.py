@@ -27,6 +27,8 @@ __all__ = [
     "GridUpdateConfig",
     "TrainConfig",
     "DataConfig",
+    "PosteriorConfig",
+    "ThermodynamicConfig",
     "ExperimentConfig",
     "BASES",
     "BASE_ACTIVATIONS",
@@ -75,7 +77,12 @@ REFERENCES = ("uniform", "gaussian", "lognormal", "learnable_gaussian", "ebm")
 QUADRATURES = ("gausslegendre", "trapezium")
 CDF_RULES = ("midpoint", "left")
 RESAMPLERS = ("residual", "systematic", "stratified", "multinomial")
+DATA_SPLITS = ("spec", "official")
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
+GENERATOR_KINDS = ("kan", "cnn", "sequence")
+SAMPLERS = ("importance", "ula", "automala")
+INTEGRALS = ("reference", "trapezoid")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _choice(value: str, allowed: Sequence[str] | Mapping[str, str], key: str) -> str:
@@ -173,6 +180,10 @@ class PriorConfig(KANConfig):
         cdf: piecewise-linear CDF rule for Gauss-Legendre nodes: ``midpoint`` (second-order,
             default) or ``left`` (the reference's "mass before the node", A18).
         update_grid: refit the prior grid on the grid-update schedule (grid bases only).
+        langevin_step_size, langevin_steps: prior Langevin of the deep prior (spec 3.8).
+
+    More than two ``widths`` make a deep (Pang-style) KAN energy prior ``(P, ..., 1)`` on P
+    latents, sampled by prior Langevin instead of inverse transform (spec 1.2, 3.8).
     """
 
     widths: tuple[int, ...] = (40, 81)
@@ -184,6 +195,8 @@ class PriorConfig(KANConfig):
     normalised_mixture: bool = False
     cdf: str = "midpoint"
     update_grid: bool = True
+    langevin_step_size: float = 0.16
+    langevin_steps: int = 60
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -192,10 +205,12 @@ class PriorConfig(KANConfig):
         _set(self, "cdf", _choice(self.cdf, CDF_RULES, "cdf"))
         if len(self.widths) < 2 or any(w < 1 for w in self.widths):
             raise ConfigError(f"widths: needs at least two positive widths, got {self.widths}")
-        if len(self.widths) > 2:
+        if self.deep and self.widths[-1] != 1:
             raise ConfigError(
-                f"widths: deep (more than two widths) priors are not supported yet, got {self.widths}"
+                f"widths: a deep prior's energy ends in one output, got {self.widths}"
             )
+        if self.langevin_steps < 1 or self.langevin_step_size <= 0:
+            raise ConfigError("langevin_steps/langevin_step_size: must be positive")
         if self.num_nodes < 2:
             raise ConfigError(f"num_nodes: must be >= 2, got {self.num_nodes}")
         if self.quadrature == "trapezium" and not self.grid_based:
@@ -211,8 +226,13 @@ class PriorConfig(KANConfig):
 
     @property
     def num_outputs(self) -> int:
-        """Q: latent outputs (generator input width)."""
-        return self.widths[-1]
+        """Q: latent outputs (generator input width); P for a deep prior."""
+        return self.widths[0] if self.deep else self.widths[-1]
+
+    @property
+    def deep(self) -> bool:
+        """A deep KAN energy prior (more than two widths)."""
+        return len(self.widths) > 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,12 +240,18 @@ class GeneratorConfig(KANConfig):
     """The generator and its Gaussian likelihood (spec sections 1.3-1.4).
 
     Attributes:
-        kind: ``kan`` (KAN generator).
-        widths: KAN widths without the output layer; the first must equal the prior's Q.
+        kind: ``kan`` (KAN generator), ``cnn`` (ConvTranspose stack) or ``sequence`` (text).
+        widths: KAN widths without the output layer; the first must equal the prior's Q (for
+            CNN and sequence generators only the first entry is used, as the input width).
         variance: sigma of the Gaussian likelihood (a standard deviation, as in the reference).
         noise: sigma_n, output noise added to the pre-activation inside training likelihoods.
         output_activation: sigmoid, tanh or none.
         update_grid: refit the generator grids on the grid-update schedule (grid bases only).
+        hidden_channels, kernel_sizes, strides, paddings: the CNN's ConvTranspose layers
+            (channels ``(Q, *hidden_channels, C)``; one kernel/stride/padding per layer).
+        latent_concat: tile the latent and concatenate it before every CNN layer after the first.
+        cnn_activation: nonlinearity between CNN layers; ``none`` as in the reference (A11).
+        d_model: hidden size of the sequence generator.
     """
 
     kind: str = "kan"
@@ -234,10 +260,32 @@ class GeneratorConfig(KANConfig):
     noise: float = 0.1
     output_activation: str = "sigmoid"
     update_grid: bool = True
+    hidden_channels: tuple[int, ...] = ()
+    kernel_sizes: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    paddings: tuple[int, ...] = ()
+    latent_concat: bool = False
+    cnn_activation: str = "none"
+    d_model: int = 128
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _set(self, "kind", _choice(self.kind, ("kan",), "kind"))
+        _set(self, "kind", _choice(self.kind, GENERATOR_KINDS, "kind"))
+        _set(
+            self,
+            "cnn_activation",
+            _choice(self.cnn_activation, BASE_ACTIVATIONS, "cnn_activation"),
+        )
+        if self.kind == "cnn":
+            layers = len(self.hidden_channels) + 1
+            for name in ("kernel_sizes", "strides", "paddings"):
+                if len(getattr(self, name)) != layers:
+                    raise ConfigError(
+                        f"{name}: the CNN has {layers} layers (len(hidden_channels) + 1), "
+                        f"got {len(getattr(self, name))} values"
+                    )
+        if self.d_model < 1:
+            raise ConfigError(f"d_model: must be >= 1, got {self.d_model}")
         _set(
             self,
             "output_activation",
@@ -270,7 +318,16 @@ class GridUpdateConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation and posterior settings (spec sections 4.1 and 5)."""
+    """Optimisation, importance-sampling and run settings (spec sections 4.1 and 5).
+
+    Beyond the reference's keys: ``log_every`` (steps between log events; 0 = every epoch),
+    ``checkpoint_every`` (extra checkpoints every k steps), ``sample_every``/``num_plot_samples``
+    (sample grids), ``device`` (cpu, cuda or auto), ``compile`` (``torch.compile`` the KAN
+    kernels), ``precision`` (``bf16`` autocasts the generator; quadrature and sampling stay
+    float32), ``accumulate`` (shards per process, each with its own random stream; see
+    ``tkam.train.distributed``) and ``skip_nonfinite`` (skip, and count, updates whose loss or
+    gradient is not finite instead of stopping).
+    """
 
     batch_size: int = 100
     importance_samples: int = 100
@@ -288,9 +345,15 @@ class TrainConfig:
     num_plot_samples: int = 100
     device: str = "cpu"
     compile: bool = False
+    precision: str = "fp32"
+    accumulate: int = 1
+    skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "resampler", _choice(self.resampler, RESAMPLERS, "resampler"))
+        _set(self, "precision", _choice(self.precision, PRECISIONS, "precision"))
+        if self.accumulate < 1:
+            raise ConfigError(f"accumulate: must be >= 1, got {self.accumulate}")
         for name in ("batch_size", "importance_samples", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -305,18 +368,99 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PosteriorConfig:
+    """How the posterior is handled (spec sections 4.2-4.3).
+
+    Attributes:
+        sampler: ``importance`` (IS loss), ``ula`` or ``automala`` (Langevin MLE loss, or the
+            thermodynamic loss when ``thermodynamic.num_temps > 1``).
+        step_size: ULA step / autoMALA initial step.
+        step_size_bounds: autoMALA step-size clamp.
+        steps: Langevin iterations per training step (all temperatures in parallel).
+        num_unadjusted: autoMALA's initial unconditionally accepted steps.
+        change_rate: autoMALA's step multiplier.
+    """
+
+    sampler: str = "importance"
+    step_size: float = 0.005
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0)
+    steps: int = 25
+    num_unadjusted: int = 2
+    change_rate: float = 2.0
+
+    def __post_init__(self) -> None:
+        _set(self, "sampler", _choice(self.sampler, SAMPLERS, "sampler"))
+        if self.step_size <= 0 or self.steps < 1:
+            raise ConfigError("step_size/steps: must be positive")
+        lo, hi = self.step_size_bounds
+        if not 0 < lo < hi:
+            raise ConfigError(f"step_size_bounds: needs 0 < min < max, got {self.step_size_bounds}")
+        if self.change_rate <= 1:
+            raise ConfigError(f"change_rate: must be > 1, got {self.change_rate}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThermodynamicConfig:
+    """Thermodynamic integration over power posteriors (spec section 4.3).
+
+    Attributes:
+        num_temps: N_t; more than 1 switches the thermodynamic loss on.
+        p_start, p_end, num_cycles: cyclic cosine schedule of the power p over training.
+        replica_exchange_frequency: one adjacent swap attempt every this many Langevin steps.
+        swap_per_chain: decide swaps per data point (True) or once for the batch (reference, A7).
+        integral: ``reference`` (Riemann sum counting the first interval twice, A6) or
+            ``trapezoid``.
+    """
+
+    num_temps: int = 1
+    p_start: float = 1.0
+    p_end: float = 1.0
+    num_cycles: int = 0
+    replica_exchange_frequency: int = 1
+    swap_per_chain: bool = True
+    integral: str = "reference"
+
+    def __post_init__(self) -> None:
+        _set(self, "integral", _choice(self.integral, INTEGRALS, "integral"))
+        if self.p_start <= 0 or self.p_end <= 0:
+            raise ConfigError("p_start/p_end: must be > 0")
+        if self.num_cycles < 0 or self.replica_exchange_frequency < 1:
+            raise ConfigError("num_cycles must be >= 0 and replica_exchange_frequency >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """Which data set to train on, where its files are, and the split (spec section 6)."""
+    """Which data set to train on, where its files are, and the split (spec section 6).
+
+    Attributes:
+        name: mnist, fmnist, digits, svhn, cifar10, celeba, darcy or ptb.
+        root: the data root (``""``: the data set's default, see ``tkam data list``); for darcy
+            an HDF5 file or a folder holding ``darcy_32.h5``.
+        num_train, num_test: split sizes (0 = all remaining).
+        split: ``spec``: the first ``num_train`` items of the training file train and the next
+            ``num_test`` test (the reference's split); ``official``: the test items come from
+            the data set's official test file.
+        vocab_size: text only: words kept in the vocabulary (one-hot size vocab_size + 2).
+        sequence_length: text only: sentences are truncated or padded to this many tokens.
+    """
 
     name: str = "digits"
     root: str = ""
     num_train: int = 0
     num_test: int = 100
+    split: str = "spec"
+    vocab_size: int = 500
+    sequence_length: int = 500
 
     def __post_init__(self) -> None:
         _set(self, "name", self.name.strip().lower())
+        _set(self, "split", _choice(self.split, DATA_SPLITS, "split"))
         if self.num_train < 0 or self.num_test < 0:
             raise ConfigError("num_train/num_test: must be >= 0 (0 = all remaining)")
+        if self.vocab_size < 1:
+            raise ConfigError(f"vocab_size: must be >= 1, got {self.vocab_size}")
+        if self.sequence_length < 1:
+            raise ConfigError(f"sequence_length: must be >= 1, got {self.sequence_length}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -328,13 +472,26 @@ class ExperimentConfig:
     grid_update: GridUpdateConfig = field(default_factory=GridUpdateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
+    thermodynamic: ThermodynamicConfig = field(default_factory=ThermodynamicConfig)
 
     def __post_init__(self) -> None:
-        if self.generator.kind == "kan" and self.generator.widths[0] != self.prior.num_outputs:
+        if self.generator.widths[0] != self.prior.num_outputs:
+            which = "prior.widths[0] (deep prior)" if self.prior.deep else "prior.widths[-1]"
             raise ConfigError(
                 f"generator.widths: the first width ({self.generator.widths[0]}) must equal the "
-                f"prior's latent width Q = prior.widths[-1] = {self.prior.num_outputs}"
+                f"prior's latent width {which} = {self.prior.num_outputs}"
             )
+
+    @property
+    def loss_kind(self) -> str:
+        """``thermodynamic`` if N_t > 1; else ``langevin`` for Langevin samplers or a deep
+        prior; else ``importance`` (spec section 4)."""
+        if self.thermodynamic.num_temps > 1:
+            return "thermodynamic"
+        if self.posterior.sampler != "importance" or self.prior.deep:
+            return "langevin"
+        return "importance"
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,7 +636,7 @@ def packaged_configs() -> list[str]:
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A TOML path as given, or the packaged config of that name."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         return path

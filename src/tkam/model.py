@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from tkam.config import ExperimentConfig
-from tkam.generator import GaussianLikelihood, build_generator
+from tkam.generator import build_generator, build_likelihood
 from tkam.kan.layer import UnivariateLayer
 from tkam.prior import build_prior
 
@@ -33,10 +33,13 @@ class TKAM(nn.Module):
         self.prior = build_prior(config.prior, eps=config.train.eps, generator=generator)
         self.generator = build_generator(config.generator, self.image_shape, generator=generator)
         gen = config.generator
-        self.likelihood = GaussianLikelihood(gen.variance, gen.noise, gen.output_activation)
-        self.update_prior_grid = config.prior.update_grid and self.prior.layer.has_grid
+        self.likelihood = build_likelihood(gen, config.train.eps)
+        self.bf16 = config.train.precision == "bf16"
+        self.update_prior_grid = config.prior.update_grid and any(
+            m.has_grid for m in self.prior.modules() if isinstance(m, UnivariateLayer)
+        )
         self.update_generator_grid = gen.update_grid and any(
-            layer.has_grid for layer in self.generator.layers
+            m.has_grid for m in self.generator.modules() if isinstance(m, UnivariateLayer)
         )
 
     def compile_kernels(self) -> None:
@@ -46,8 +49,17 @@ class TKAM(nn.Module):
                 module.compile_kernels()
 
     def decode(self, z: Tensor) -> Tensor:
-        """Latents ``(S, *latent_shape)`` -> pre-activation outputs ``(S, C, H, W)``."""
-        return self.generator(self.prior.generator_input(z))
+        """Latents ``(S, *latent_shape)`` -> pre-activation outputs ``(S, C, H, W)``.
+
+        With ``train.precision = "bf16"`` the generator runs under bfloat16 autocast and its
+        output is returned in float32; the prior (quadrature, sampling) always stays float32.
+        """
+        h = self.prior.generator_input(z)
+        if not self.bf16:
+            return self.generator(h)
+        with torch.autocast(device_type=h.device.type, dtype=torch.bfloat16):
+            out = self.generator(h)
+        return out.float()
 
     @torch.no_grad()
     def sample(

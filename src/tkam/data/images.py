@@ -1,14 +1,21 @@
-"""Image data sets, read offline from their standard files (spec section 6, DESIGN.md section 6).
+"""Image data sets from IDX files and scikit-learn's digits, and the helpers every loader shares
+(spec section 6, DESIGN.md section 6).
 
-Every loader returns float32 images in ``[0, 1]`` with a channel axis, ``(N, C, H, W)``, split as
+Every loader returns float32 values in ``[0, 1]`` with a channel axis, ``(N, C, H, W)``, split as
 the reference does: the first ``num_train`` images of the *training* file for training and the
-next ``num_test`` for testing (the official test file is not used).
+next ``num_test`` for testing (``split = "spec"``), or, with ``split = "official"``, the test
+images from the data set's official test file.
 
 * ``digits``: scikit-learn's bundled 8x8 digits, values ``0..16`` scaled by ``1/16``; always
   offline.
-* ``mnist`` / ``fmnist``: the IDX files ``train-images-idx3-ubyte`` (optionally ``.gz``) under the
-  data root. Fashion-MNIST is packaged by Debian (``dataset-fashion-mnist``) and is read from
-  ``/usr/share/datasets/fashion-mnist`` unless a root is given.
+* ``mnist`` / ``fmnist``: the IDX files ``train-images-idx3-ubyte`` and (official split)
+  ``t10k-images-idx3-ubyte``, optionally ``.gz``, under the data root. Fashion-MNIST is packaged
+  by Debian (``dataset-fashion-mnist``) and is read from ``/usr/share/datasets/fashion-mnist``
+  unless a root is given.
+
+The other data sets live in :mod:`tkam.data.formats` (SVHN, CIFAR-10, CelebA),
+:mod:`tkam.data.text` (Penn Treebank) and :mod:`tkam.data.darcy`; :func:`tkam.data.load_dataset`
+dispatches on the name.
 
 Nothing is silently padded or cut: a truncated or corrupt file, a file of the wrong shape (labels
 given as images) or a split larger than the file is a :class:`DataError` that names the file.
@@ -29,12 +36,12 @@ from torch import Tensor
 from tkam.config import DataConfig
 
 __all__ = [
-    "DATASETS",
     "DataError",
     "ImageData",
     "check_images",
-    "default_root",
-    "load_dataset",
+    "load_digits",
+    "load_idx",
+    "official_counts",
     "read_idx",
     "split_counts",
 ]
@@ -45,12 +52,14 @@ class DataError(ValueError):
 
 
 class ImageData(NamedTuple):
-    """A data set split into training and test images.
+    """A data set split into training and test items.
 
     Attributes:
-        train: ``(N, C, H, W)`` float32 images in ``[0, 1]``.
-        test: ``(M, C, H, W)`` float32 images in ``[0, 1]`` (``M`` may be 0).
-        name: the data set's name (``digits``, ``mnist``, ``fmnist``).
+        train: ``(N, C, H, W)`` float32 images in ``[0, 1]``; for text (``ptb``) ``(N, n_v, L)``
+            one-hot columns (``n_v`` = vocabulary size + 2, ``L`` tokens).
+        test: ``(M, ...)`` like ``train`` (``M`` may be 0).
+        name: the data set's name (``digits``, ``mnist``, ``fmnist``, ``svhn``, ``cifar10``,
+            ``celeba``, ``darcy``, ``ptb``).
     """
 
     train: Tensor
@@ -58,10 +67,9 @@ class ImageData(NamedTuple):
     name: str
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """Shape ``(C, H, W)`` of one image."""
-        channels, height, width = self.train.shape[1:]
-        return (int(channels), int(height), int(width))
+    def image_shape(self) -> tuple[int, ...]:
+        """Shape of one item: ``(C, H, W)`` for images, ``(n_v, L)`` for text."""
+        return tuple(int(size) for size in self.train.shape[1:])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,109 +246,136 @@ def split_counts(
     return num_train, num_test
 
 
+def official_counts(
+    train_available: int,
+    test_available: int,
+    num_train: int,
+    num_test: int,
+    train_source: str | Path,
+    test_source: str | Path,
+) -> tuple[int, int]:
+    """Resolve the split sizes of the official split: the first ``num_train`` items of the
+    training file and the first ``num_test`` of the test file (0 = all of that file).
+
+    Raises:
+        DataError: naming the file whose items do not suffice.
+    """
+    if num_train < 0 or num_test < 0:
+        raise DataError(
+            f"{train_source}: num_train and num_test must be >= 0, got {num_train}, {num_test}"
+        )
+    for requested, available, source, what in (
+        (num_train, train_available, train_source, "num_train"),
+        (num_test, test_available, test_source, "num_test"),
+    ):
+        if requested > available:
+            raise DataError(
+                f"{source}: {what} = {requested} exceeds the {available} items available"
+            )
+    return num_train or train_available, num_test or test_available
+
+
+def take_split(
+    values: np.ndarray, config: DataConfig, source: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spec split of one array: the first ``num_train`` items, then the next ``num_test``."""
+    num_train, num_test = split_counts(len(values), config.num_train, config.num_test, source)
+    return values[:num_train], values[num_train : num_train + num_test]
+
+
+def no_official_split(name: str) -> DataError:
+    """The error for ``split = "official"`` on a data set without an official test file."""
+    return DataError(
+        f'data set {name!r} has no official test split; use data.split = "spec" (the test '
+        "items are then the ones after the training items)"
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Data sets
 
-#: Name -> (display name, default root, shape of one image).
-_IDX_DATASETS: dict[str, tuple[str, str, tuple[int, int, int]]] = {
-    "mnist": ("MNIST", "~/.cache/tkam/mnist", (1, 28, 28)),
-    "fmnist": ("Fashion-MNIST", "/usr/share/datasets/fashion-mnist", (1, 28, 28)),
+#: Name -> (display name, shape of one image).
+IDX_DATASETS: dict[str, tuple[str, tuple[int, int, int]]] = {
+    "mnist": ("MNIST", (1, 28, 28)),
+    "fmnist": ("Fashion-MNIST", (1, 28, 28)),
 }
-DATASETS: tuple[str, ...] = ("digits", *_IDX_DATASETS)
-_TRAIN_IMAGES = "train-images-idx3-ubyte"
-_TEST_IMAGES = "t10k-images-idx3-ubyte"
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def default_root(name: str) -> Path | None:
-    """The directory a data set is read from when ``DataConfig.root`` is empty (None: built in)."""
-    if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    if name not in _IDX_DATASETS:
-        return None
-    return Path(_IDX_DATASETS[name][1]).expanduser()
+def load_digits(config: DataConfig) -> ImageData:
+    """scikit-learn's 8x8 digits, ``(N, 1, 8, 8)``, values ``0..16`` scaled by ``1/16``."""
+    from sklearn.datasets import load_digits as sklearn_digits
 
-
-def _split(
-    images: np.ndarray, config: DataConfig, source: str | Path
-) -> tuple[np.ndarray, np.ndarray]:
-    num_train, num_test = split_counts(len(images), config.num_train, config.num_test, source)
-    return images[:num_train], images[num_train : num_train + num_test]
-
-
-def _load_digits(config: DataConfig) -> ImageData:
-    from sklearn.datasets import load_digits
-
+    if config.split == "official":
+        raise no_official_split("digits")
     source = "scikit-learn digits"
-    images = load_digits().images[:, None]  # (1797, 1, 8, 8), values 0..16
-    train, test = _split(images, config, source)
+    images = sklearn_digits().images[:, None]  # (1797, 1, 8, 8), values 0..16
+    train, test = take_split(images, config, source)
     train_tensor = check_images(_to_unit_float(train, source, scale=16.0), (1, 8, 8), source)
     test_tensor = check_images(_to_unit_float(test, source, scale=16.0), (1, 8, 8), source)
     return ImageData(train_tensor, test_tensor, "digits")
 
 
-def _find_idx(root: Path, stem: str) -> Path | None:
+def find_idx(root: Path, stem: str) -> Path | None:
+    """``root/stem`` or ``root/stem.gz``, whichever exists (None: neither)."""
     for candidate in (root / stem, root / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _missing_files_message(name: str, root: Path, configured: bool) -> str:
-    display = _IDX_DATASETS[name][0]
+def _missing_files_message(name: str, root: Path, configured: bool, stem: str) -> str:
+    display = IDX_DATASETS[name][0]
     where = "data root" if configured else "default data root"
-    problem = "does not exist" if not root.is_dir() else f"has no {_TRAIN_IMAGES}[.gz]"
+    problem = "does not exist" if not root.is_dir() else f"has no {stem}[.gz]"
     message = (
-        f"{display} not found: the {where} {root} {problem}. Place {_TRAIN_IMAGES}.gz (or the "
-        f"uncompressed {_TRAIN_IMAGES}) in {root}, or set data.root to the directory that holds "
-        f"it. Only the training images are read: the test split is the images after the "
-        f"training split, so {_TEST_IMAGES} is not needed."
+        f"{display} not found: the {where} {root} {problem}. Place {stem}.gz (or the "
+        f"uncompressed {stem}) in {root}, or set data.root to the directory that holds it, or "
+        f"run `tkam data download {name} --root {root}`."
     )
+    if stem == TRAIN_IMAGES:
+        message += (
+            f" Only the training images are read for the spec split (the test split is the "
+            f"images after the training split); {TEST_IMAGES}[.gz] is needed only with "
+            f'data.split = "official".'
+        )
+    else:
+        message += ' The official test images are needed because data.split = "official".'
     if name == "fmnist":
         message += (
             " On Debian/Ubuntu the files come with the package dataset-fashion-mnist "
             "(apt-get install -y dataset-fashion-mnist), installed under "
-            f"{_IDX_DATASETS['fmnist'][1]}."
+            f"{DEBIAN_FMNIST}."
         )
     return message
 
 
-def _load_idx_dataset(config: DataConfig) -> ImageData:
-    name = config.name
-    image_shape = _IDX_DATASETS[name][2]
-    root = Path(config.root).expanduser() if config.root else default_root(name)
-    assert root is not None
-    path = _find_idx(root, _TRAIN_IMAGES) if root.is_dir() else None
+def _read_idx_images(name: str, root: Path, configured: bool, stem: str) -> tuple[np.ndarray, Path]:
+    image_shape = IDX_DATASETS[name][1]
+    path = find_idx(root, stem) if root.is_dir() else None
     if path is None:
-        raise DataError(_missing_files_message(name, root, bool(config.root)))
+        raise DataError(_missing_files_message(name, root, configured, stem))
     values = read_idx(path)
     if values.ndim == len(image_shape):  # (N, H, W): add the channel axis
         values = values[:, None]
     # Checked on the raw array, before a possibly large wrong file is converted.
     check_images(values, image_shape, path)
-    train, test = _split(values, config, path)
+    return values, path
+
+
+def load_idx(config: DataConfig, root: Path) -> ImageData:
+    """MNIST or Fashion-MNIST from the IDX files under ``root``, ``(N, 1, 28, 28)``, uint8/255."""
+    name = config.name
+    configured = bool(config.root)
+    values, path = _read_idx_images(name, root, configured, TRAIN_IMAGES)
+    if config.split == "official":
+        test_values, test_path = _read_idx_images(name, root, configured, TEST_IMAGES)
+        num_train, num_test = official_counts(
+            len(values), len(test_values), config.num_train, config.num_test, path, test_path
+        )
+        train, test = values[:num_train], test_values[:num_test]
+        return ImageData(_to_unit_float(train, path), _to_unit_float(test, test_path), name)
+    train, test = take_split(values, config, path)
     return ImageData(_to_unit_float(train, path), _to_unit_float(test, path), name)
-
-
-def load_dataset(config: DataConfig) -> ImageData:
-    """Load and split an image data set (spec section 6).
-
-    Args:
-        config: ``name`` (``digits``, ``mnist`` or ``fmnist``), ``root`` (``""``: the default
-            root, see :func:`default_root`), ``num_train`` and ``num_test`` (0 = all remaining,
-            see :func:`split_counts`).
-
-    Returns:
-        the training images (the first ``num_train`` of the training file) and the test images
-        (the next ``num_test``), float32 in ``[0, 1]``, shape ``(N, C, H, W)``:
-        ``(N, 1, 8, 8)`` for digits and ``(N, 1, 28, 28)`` for MNIST / Fashion-MNIST.
-
-    Raises:
-        DataError: for an unknown name, missing files (the message says which file to place
-            where), a malformed file, or a split larger than the data set.
-    """
-    name = config.name.strip().lower()
-    if name == "digits":
-        return _load_digits(config)
-    if name in _IDX_DATASETS:
-        return _load_idx_dataset(config)
-    raise DataError(f"unknown data set {config.name!r}; choose one of {', '.join(DATASETS)}")

@@ -1,13 +1,46 @@
 """Generators (latent -> data) and their likelihoods."""
 
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tkam.config import GeneratorConfig
+from tkam.generator.cnn import CNNGenerator, cnn_output_size
 from tkam.generator.kan import KANGenerator
-from tkam.generator.likelihood import GaussianLikelihood, output_activation
+from tkam.generator.likelihood import CategoricalLikelihood, GaussianLikelihood, output_activation
+from tkam.generator.sequence import SequenceGenerator
 
-__all__ = ["KANGenerator", "GaussianLikelihood", "output_activation", "build_generator"]
+__all__ = [
+    "CNNGenerator",
+    "CategoricalLikelihood",
+    "GaussianLikelihood",
+    "KANGenerator",
+    "SequenceGenerator",
+    "build_generator",
+    "build_likelihood",
+    "cnn_output_size",
+    "output_activation",
+]
 
 
-def build_generator(config, image_shape, generator=None) -> KANGenerator:  # noqa: ANN001
-    """The generator a config asks for, producing images of ``image_shape`` ``(C, H, W)``."""
-    if config.kind == "kan":
-        return KANGenerator(config, image_shape, generator=generator)
-    raise ValueError(f"generator.kind {config.kind!r} is not available")
+def build_generator(
+    config: GeneratorConfig,
+    data_shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """The generator a config asks for, producing data of ``data_shape`` (without batch axis)."""
+    if config.kind == "cnn":
+        return CNNGenerator(config, data_shape, generator=generator)
+    if config.kind == "sequence":
+        return SequenceGenerator(config, data_shape, generator=generator)
+    return KANGenerator(config, data_shape, generator=generator)
+
+
+def build_likelihood(
+    config: GeneratorConfig, eps: float = 1e-4
+) -> GaussianLikelihood | CategoricalLikelihood:
+    """Categorical for the sequence generator, Gaussian otherwise (spec 1.4)."""
+    if config.kind == "sequence":
+        return CategoricalLikelihood(config.variance, config.noise, eps)
+    return GaussianLikelihood(config.variance, config.noise, config.output_activation)

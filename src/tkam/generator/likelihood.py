@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["GaussianLikelihood", "output_activation"]
+__all__ = ["CategoricalLikelihood", "GaussianLikelihood", "output_activation"]
 
 _OUTPUT: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -64,3 +64,43 @@ class GaussianLikelihood:
         gf = predictions.flatten(1)
         squared = xf.square().sum(-1, keepdim=True) - 2 * xf @ gf.T + gf.square().sum(-1)
         return -squared.clamp_min(0) / (2 * self.std**2)
+
+
+class CategoricalLikelihood:
+    """Text: ``log p(x | z) = sum_{v,t} x_vt log(x~_vt + eps) / (n_v 2 sigma^2)`` (spec 1.4).
+
+    ``x~ = softmax_v(g(z) + sigma_n xi)`` over the vocabulary axis (dimension 1) of
+    ``(B, n_v, L)`` logits; ``x`` is one-hot.
+    """
+
+    def __init__(self, std: float, noise: float, eps: float = 1e-4) -> None:
+        self.std = std
+        self.noise = noise
+        self.eps = eps
+
+    def mean(self, pre_activation: Tensor) -> Tensor:
+        """Token probabilities ``(B, n_v, L)``."""
+        return torch.softmax(pre_activation, dim=1)
+
+    def noised(self, pre_activation: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.noise == 0:
+            return self.mean(pre_activation)
+        xi = torch.randn(
+            pre_activation.shape,
+            generator=generator,
+            device=pre_activation.device,
+            dtype=pre_activation.dtype,
+        )
+        return self.mean(pre_activation + self.noise * xi)
+
+    def _scale(self, x: Tensor) -> float:
+        return 1.0 / (x.shape[1] * 2 * self.std**2)
+
+    def log_likelihood(self, x: Tensor, prediction: Tensor) -> Tensor:
+        """Paired ``(B, n_v, L)`` one-hot data and probabilities -> ``(B,)``."""
+        return (x * torch.log(prediction + self.eps)).flatten(1).sum(-1) * self._scale(x)
+
+    def log_likelihood_matrix(self, x: Tensor, predictions: Tensor) -> Tensor:
+        """Every datum against every prediction, ``(B, N)``: one matmul of ``x`` with the logs."""
+        logs = torch.log(predictions + self.eps).flatten(1)
+        return (x.flatten(1) @ logs.T) * self._scale(x)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
+from tkam.prior.deep import DeepPrior
 from tkam.prior.mixture import MixturePrior
 from tkam.prior.quadrature import QuadratureTable, gauss_legendre
 from tkam.prior.reference import REFERENCE_DOMAINS, ReferenceDensity
 from tkam.prior.univariate import UnivariatePrior
 
 __all__ = [
+    "DeepPrior",
     "KANPrior",
     "MixturePrior",
     "UnivariatePrior",
@@ -25,7 +29,15 @@ __all__ = [
 
 def build_prior(
     config: PriorConfig, eps: float = 1e-4, generator: torch.Generator | None = None
-) -> KANPrior:
-    """The prior a config asks for: mixture if ``config.mixture`` else univariate."""
+) -> KANPrior | DeepPrior:
+    """The prior a config asks for: deep if more than two widths, else mixture or univariate."""
+    if config.deep:
+        if config.mixture:
+            warnings.warn(
+                "prior.mixture is ignored for a deep prior (the reference reverses the widths "
+                "and fails, ambiguity A24)",
+                stacklevel=2,
+            )
+        return DeepPrior(config, eps=eps, generator=generator)
     cls = MixturePrior if config.mixture else UnivariatePrior
     return cls(config, eps=eps, generator=generator)

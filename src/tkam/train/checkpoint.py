@@ -1,7 +1,7 @@
 """Checkpoints as safetensors files, written atomically and checked when read.
 
 One file holds the model's state dict (``model/<name>``), the optimiser's moments
-(``optimizer/<index>/<key>``), the random stream (``rng/train``) and JSON metadata (step, epoch,
+(``optimizer/<index>/<key>``), the random streams (``rng/<name>``) and JSON metadata (step, epoch,
 grid schedule, the resolved config as TOML). A crash mid-write leaves the previous file intact.
 """
 
@@ -58,7 +58,7 @@ def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    rng: torch.Generator,
+    rng_states: dict[str, torch.Tensor],
     state: dict[str, Any],
     extra: dict[str, str] | None = None,
 ) -> None:
@@ -66,7 +66,8 @@ def save_checkpoint(
 
     Args:
         path: the ``.safetensors`` file (written atomically).
-        model, optimizer, rng: their states are stored.
+        model, optimizer: their states are stored.
+        rng_states: random-stream states by name (``Generator.get_state()``).
         state: JSON-serialisable run state (step, schedule, ...).
         extra: further string metadata (the resolved config, the image shape).
     """
@@ -75,7 +76,8 @@ def save_checkpoint(
     for index, values in opt["state"].items():
         for key, value in values.items():
             tensors[f"optimizer/{index}/{key}"] = torch.as_tensor(value)
-    tensors["rng/train"] = rng.get_state()
+    for name, value in rng_states.items():
+        tensors[f"rng/{name}"] = value
     metadata = {
         **(extra or {}),
         "format": FORMAT,
@@ -98,9 +100,9 @@ def load_checkpoint(
     path: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
-    rng: torch.Generator | None = None,
+    rngs: dict[str, torch.Generator] | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimiser and random stream; return the saved run state.
+    """Restore model, optimiser and the named random streams; return the saved run state.
 
     Raises:
         CheckpointError: if the file is truncated, corrupt, or not a tkam checkpoint.
@@ -127,8 +129,14 @@ def load_checkpoint(
         optimizer.load_state_dict(
             {"state": opt_state, "param_groups": json.loads(metadata["param_groups"])}
         )
-    if rng is not None:
-        rng.set_state(tensors["rng/train"])
+    for name, generator in (rngs or {}).items():
+        key = f"rng/{name}"
+        if key not in tensors:
+            raise CheckpointError(
+                f"{path}: holds no random stream {name!r} (was it written by a run with another "
+                "number of processes or train.accumulate?)"
+            )
+        generator.set_state(tensors[key])
     return json.loads(metadata["state"])
 
 

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from tkam.config import ExperimentConfig, dumps_toml
 from tkam.data import ImageData, load_dataset
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput, importance_loss
+from tkam.losses.langevin import langevin_loss, posterior_log_density, run_chains
+from tkam.losses.thermodynamic import thermodynamic_loss
 from tkam.model import TKAM
 from tkam.train.checkpoint import (
     CheckpointError,
@@ -32,6 +35,7 @@ from tkam.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from tkam.train.distributed import Context, shard_seed
 
 __all__ = ["TrainingError", "RunState", "train_step", "fit", "build_model", "resolve_device"]
 
@@ -43,6 +47,7 @@ LOSS_COLUMNS = [
     "Grid Updated",
     "Step",
     "Mean ESS",
+    "Skipped Steps",
 ]
 KEEP_CHECKPOINTS = 3
 
@@ -62,6 +67,7 @@ class RunState:
     ess_sum: float = 0.0
     count: int = 0
     grid_updated: bool = False
+    skipped: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -87,18 +93,32 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.
         return torch.optim.Adam(model.parameters(), lr=learning_rate)
 
 
-def train_step(
+def compute_loss(
     model: TKAM,
-    optimizer: torch.optim.Optimizer,
     batch: torch.Tensor,
     config: ExperimentConfig,
     generator: torch.Generator,
-    step: int,
+    step: int = 1,
+    total_steps: int = 1,
 ) -> LossOutput:
-    """One Adam update on the importance-sampling loss; raises on a non-finite loss or gradient."""
-    train = config.train
-    optimizer.zero_grad(set_to_none=True)
-    out = importance_loss(
+    """The loss the config asks for (spec 4): importance sampling, Langevin or thermodynamic."""
+    train, kind = config.train, config.loss_kind
+    if kind == "thermodynamic":
+        return thermodynamic_loss(
+            model,
+            batch,
+            config.posterior,
+            config.thermodynamic,
+            step,
+            total_steps,
+            generator,
+            contrastive=train.contrastive,
+        )
+    if kind == "langevin":
+        return langevin_loss(
+            model, batch, config.posterior, generator, contrastive=train.contrastive
+        )
+    return importance_loss(
         model,
         batch,
         train.importance_samples,
@@ -107,18 +127,79 @@ def train_step(
         threshold=train.resampling_threshold,
         contrastive=train.contrastive,
     )
-    if not torch.isfinite(out.loss):
-        raise TrainingError(
-            f"non-finite loss ({float(out.loss.detach())}) at step {step}; the last good checkpoint is kept"
-        )
-    out.loss.backward()
+
+
+@torch.no_grad()
+def grid_latents(
+    model: TKAM, batch: torch.Tensor, config: ExperimentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Latents for a grid update (A16): prior samples for importance-sampling models, posterior
+    samples of the current batch (t = 1) for Langevin and thermodynamic models."""
+    if config.loss_kind == "importance":
+        return model.prior.sample(config.grid_update.num_samples, generator)
+    with torch.enable_grad():
+        z0 = model.prior.sample(len(batch), generator)
+        return run_chains(z0, posterior_log_density(model, batch), config.posterior, generator)
+
+
+def train_step(
+    model: TKAM,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    config: ExperimentConfig,
+    generator: torch.Generator | Sequence[torch.Generator],
+    step: int,
+    total_steps: int = 1,
+    context: Context | None = None,
+) -> LossOutput:
+    """One Adam update on the config's loss (spec 5).
+
+    The batch is split into this rank's shards (one per generator; see
+    :mod:`tkam.train.distributed`), each shard's loss weighted by its share of the global batch,
+    and the gradients are summed over shards and ranks before the update.
+
+    Raises:
+        TrainingError: on a non-finite loss or gradient, or gradients that are all zero (unless
+            ``train.skip_nonfinite``, which skips the update and reports it in the metrics).
+    """
+    generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
+    context = context or Context(accumulate=len(generators))
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros(2, dtype=torch.float64)  # weighted loss, non-finite shard count
+    metrics: dict[str, float] = {}
+    for (shard, weight), rng in zip(context.shards(batch), generators, strict=True):
+        out = compute_loss(model, shard, config, rng, step, total_steps)
+        if torch.isfinite(out.loss):
+            (out.loss * weight).backward()
+            total[0] += float(out.loss.detach()) * weight
+        else:
+            total[1] += 1
+        for key, value in out.metrics.items():
+            metrics[key] = metrics.get(key, 0.0) + value * weight
+    params = [p for p in model.parameters() if p.requires_grad]
+    context.sum_gradients(params)
     named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-    norms = torch.stack(torch._foreach_norm([g for _, g in named]))  # one fused pass
-    if not torch.isfinite(norms).all():
+    grads = [g for _, g in named]
+    norms = torch.stack(torch._foreach_norm(grads)) if grads else torch.zeros(0)  # one pass
+    problem = None
+    if total[1] > 0 or not torch.isfinite(norms).all():
         bad = [n for (n, _), v in zip(named, norms.tolist()) if not math.isfinite(v)]
-        raise TrainingError(f"non-finite gradient of {', '.join(bad)} at step {step}")
+        what = "loss" if total[1] > 0 else "gradient of " + ", ".join(bad)
+        problem = f"non-finite {what} at step {step}"
+    elif not bool((norms > 0).any()):
+        problem = f"all gradients are zero at step {step}"
+    context.sum_(total)  # every rank sees the same verdict
+    if problem is None and total[1] > 0:
+        problem = f"non-finite loss on another process at step {step}"
+    if problem is not None:
+        if not config.train.skip_nonfinite:
+            raise TrainingError(f"{problem}; the last good checkpoint is kept")
+        optimizer.zero_grad(set_to_none=True)
+        return LossOutput(torch.tensor(float("nan")), {**metrics, "skipped": 1.0})
     optimizer.step()
-    return out
+    share = sum(weight for _, weight in context.shards(batch))  # this rank's part of the batch
+    metrics = {k: v / share for k, v in metrics.items()}
+    return LossOutput(torch.tensor(float(total[0])), {**metrics, "skipped": 0.0})
 
 
 def _epoch_order(num: int, seed: int, epoch: int) -> torch.Tensor:
@@ -138,6 +219,24 @@ def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> fl
         total += float((samples - x).square().mean())
         batches += 1
     return total / batches
+
+
+def _prepare_loss_csv(path: Path, resume: bool, step: int) -> None:
+    """A fresh ``loss.csv``; on resume keep the rows up to the checkpoint's step (a run killed
+    after logging but before its checkpoint would otherwise log those steps twice)."""
+    if resume and path.exists():
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if rows and rows[0][: len(LOSS_COLUMNS) - 1] == LOSS_COLUMNS[: len(LOSS_COLUMNS) - 1]:
+            step_column = rows[0].index("Step")
+            kept = [r for r in rows[1:] if r and int(r[step_column]) <= step]
+            with path.open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(LOSS_COLUMNS)
+                writer.writerows(kept)
+            return
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerow(LOSS_COLUMNS)
 
 
 class _StopRequest:
@@ -192,9 +291,27 @@ def fit(
     Returns:
         The trained model.
     """
+
+    train = config.train
+    context = Context.from_environment(train.accumulate, train.device)
+    try:
+        return _fit(config, Path(run_dir), data, resume, progress, context)
+    finally:
+        context.close()
+
+
+def _fit(
+    config: ExperimentConfig,
+    run_dir: Path,
+    data: ImageData | None,
+    resume: bool,
+    progress: bool,
+    context: Context,
+) -> TKAM:
     from tkam.plots import plot_losses, plot_prior, readable_scale, save_image_grid
 
-    run = _Run(Path(run_dir))
+    main = context.is_main
+    run = _Run(run_dir)
     existing = latest_checkpoint(run.checkpoints)
     if existing and not resume:
         raise TrainingError(
@@ -204,7 +321,7 @@ def fit(
     if resume and not existing:
         raise TrainingError(f"nothing to resume in {run.root}: no checkpoints/step_*.safetensors")
     train = config.train
-    device = resolve_device(train.device)
+    device = context.device(train.device)
     data = data if data is not None else load_dataset(config.data)
     train_x, test_x = data.train.to(device), data.test.to(device)
     if len(train_x) == 0:
@@ -214,14 +331,21 @@ def fit(
     if train.compile:
         model.compile_kernels()
     optimizer = make_optimizer(model, train.learning_rate)
-    rng = torch.Generator(device=device).manual_seed(train.seed + 1)
+    # One stream per shard (its own samples and noise) and one shared by all ranks (grid updates).
+    shard_rngs = {
+        f"shard_{j}": torch.Generator(device=device).manual_seed(shard_seed(train.seed, j))
+        for j in context.shard_ids
+    }
+    shared_rng = torch.Generator(device=device).manual_seed(train.seed + 2)
     schedule = GridUpdateSchedule(config.grid_update.frequency, config.grid_update.decay)
     state = RunState()
 
     if resume:
         for path in existing:
             try:
-                saved = load_checkpoint(path, model, optimizer, rng)
+                saved = load_checkpoint(
+                    path, model, optimizer, {**shard_rngs, "shared": shared_rng}
+                )
                 break
             except CheckpointError as exc:
                 warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=2)
@@ -229,29 +353,51 @@ def fit(
             raise TrainingError(f"no readable checkpoint in {run.checkpoints}")
         state = RunState(**saved)
         schedule.load_state_dict(state.schedule)
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(dumps_toml(config))
+    if main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.config.write_text(dumps_toml(config))
 
     batch_size = min(train.batch_size, len(train_x))
+    if batch_size < context.num_shards:
+        raise TrainingError(
+            f"train.batch_size {batch_size} is smaller than the {context.num_shards} shards "
+            f"({context.world_size} processes x train.accumulate {context.accumulate})"
+        )
     steps_per_epoch = math.ceil(len(train_x) / batch_size)
     total = train.max_steps or train.epochs * steps_per_epoch
     metadata = {"image_shape": ",".join(map(str, image_shape)), "dataset": data.name}
-    checkpoint_metadata = {**metadata, "config": dumps_toml(config)}
+    checkpoint_metadata = {
+        **metadata,
+        "config": dumps_toml(config),
+        "shards": str(context.num_shards),
+    }
 
-    if not resume or not run.loss_csv.exists():
-        with run.loss_csv.open("w", newline="") as handle:
-            csv.writer(handle).writerow(LOSS_COLUMNS)
+    if main:
+        _prepare_loss_csv(run.loss_csv, resume, state.step)
 
     def checkpoint() -> None:
+        # Collective: every rank contributes its streams; rank 0 writes.
+        states = context.gather_states([g.get_state() for g in shard_rngs.values()])
+        if not main:
+            return
         state.schedule = schedule.state_dict()
+        rng_states = {f"shard_{j}": st for j, st in enumerate(states)}
+        rng_states["shared"] = shared_rng.get_state()
         path = run.checkpoints / f"step_{state.step:08d}.safetensors"
-        save_checkpoint(path, model, optimizer, rng, state.to_json(), extra=checkpoint_metadata)
+        save_checkpoint(
+            path, model, optimizer, rng_states, state.to_json(), extra=checkpoint_metadata
+        )
         for old in latest_checkpoint(run.checkpoints)[KEEP_CHECKPOINTS:]:
             old.unlink(missing_ok=True)
 
     def log_event(epoch: int) -> None:
         mean_loss = state.loss_sum / max(state.count, 1)
         mean_ess = state.ess_sum / max(state.count, 1)
+        skipped, state.skipped = state.skipped, 0
+        state.loss_sum, state.ess_sum, state.count = 0.0, 0.0, 0
+        updated, state.grid_updated = state.grid_updated, False
+        if not main:
+            return
         test_mse = _test_mse(model, test_x, batch_size, seed=train.seed * 7 + state.step)
         with run.loss_csv.open("a", newline="") as handle:
             csv.writer(handle).writerow(
@@ -260,49 +406,71 @@ def fit(
                     epoch,
                     f"{mean_loss:.6g}",
                     f"{test_mse:.6g}",
-                    int(state.grid_updated),
+                    int(updated),
                     state.step,
-                    f"{mean_ess:.4g}",
+                    f"{mean_ess:.4g}" if math.isfinite(mean_ess) else "",
+                    skipped,
                 ]
             )
-        state.loss_sum, state.ess_sum, state.count, state.grid_updated = 0.0, 0.0, 0, False
         generator = torch.Generator(device=device).manual_seed(train.seed)
-        images = model.sample(train.num_plot_samples, generator)
-        save_image_grid(
-            images.cpu(),
-            run.samples / f"step_{state.step:06d}.png",
-            title=f"step {state.step}",
-            scale=readable_scale(*image_shape[1:]),
-        )
+        samples = model.sample(train.num_plot_samples, generator).float().cpu()
+        if len(image_shape) == 3 and image_shape[0] in (1, 3):
+            save_image_grid(
+                samples,
+                run.samples / f"step_{state.step:06d}.png",
+                title=f"step {state.step}",
+                scale=readable_scale(*image_shape[1:]),
+            )
+        else:  # token sequences: the most likely token index at every position
+            run.samples.mkdir(parents=True, exist_ok=True)
+            tokens = samples.argmax(dim=1).tolist()
+            text = "\n".join(" ".join(map(str, row)) for row in tokens)
+            (run.samples / f"step_{state.step:06d}.txt").write_text(text + "\n")
 
-    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="train", unit="step")
+    bar = tqdm(
+        total=total,
+        initial=state.step,
+        disable=not (progress and main),
+        desc="train",
+        unit="step",
+    )
     start_time = time.perf_counter() - state.elapsed
     model.train()
     stop = _StopRequest()
     try:
         while state.step < total:
-            if stop.signal is not None:
+            flag = context.sum_(torch.tensor([float(stop.signal is not None)]))
+            if float(flag[0]) > 0:
                 checkpoint()
                 raise KeyboardInterrupt(
-                    f"stopped by signal {stop.signal} after step {state.step}; "
+                    f"stopped by a signal after step {state.step}; "
                     f"resume with --resume (checkpoint in {run.checkpoints})"
                 )
             step = state.step + 1
             epoch, position = divmod(step - 1, steps_per_epoch)
             order = _epoch_order(len(train_x), train.seed, epoch)
             index = order[position * batch_size : (position + 1) * batch_size].to(device)
+            batch = train_x[index]
             if schedule.due(step) and (model.update_prior_grid or model.update_generator_grid):
-                z = model.prior.sample(config.grid_update.num_samples, rng)
-                state.grid_updated |= model.update_grids(z)
+                latents = grid_latents(model, batch, config, shared_rng)
+                state.grid_updated |= model.update_grids(latents)
                 schedule.mark(step)
-            out = train_step(model, optimizer, train_x[index], config, rng, step)
+            out = train_step(
+                model, optimizer, batch, config, list(shard_rngs.values()), step, total, context
+            )
             state.step = step
-            state.loss_sum += float(out.loss.detach())
-            state.ess_sum += out.metrics["ess"]
-            state.count += 1
+            if out.metrics.get("skipped"):
+                state.skipped += 1
+            else:
+                state.loss_sum += float(out.loss)
+                state.ess_sum += out.metrics.get("ess", float("nan"))
+                state.count += 1
             state.elapsed = time.perf_counter() - start_time
             bar.update(1)
-            bar.set_postfix(loss=f"{float(out.loss.detach()):.4g}", ess=f"{out.metrics['ess']:.1f}")
+            postfix = {"loss": f"{float(out.loss):.4g}"}
+            if "ess" in out.metrics:
+                postfix["ess"] = f"{out.metrics['ess']:.1f}"
+            bar.set_postfix(postfix)
             end_of_epoch = position == steps_per_epoch - 1
             periodic = train.log_every > 0 and step % train.log_every == 0
             if step == 1 or periodic or (train.log_every == 0 and end_of_epoch) or step == total:
@@ -315,13 +483,15 @@ def fit(
         bar.close()
 
     model.eval()
-    atomic_save(
-        {k: v for k, v in model.state_dict().items()},
-        run.model,
-        {**checkpoint_metadata, "step": str(state.step)},
-    )
-    export = model.prior.export()
-    rows = "inputs" if model.prior.rows_are_inputs else "outputs"
-    plot_prior(export, run.root / "prior.png", rows=rows)
-    plot_losses(run.loss_csv, run.root / "loss.png")
+    if main:
+        atomic_save(
+            dict(model.state_dict().items()),
+            run.model,
+            {**checkpoint_metadata, "step": str(state.step)},
+        )
+        if hasattr(model.prior, "quadrature"):  # deep energy priors have no univariate components
+            rows = "inputs" if model.prior.rows_are_inputs else "outputs"
+            plot_prior(model.prior.export(), run.root / "prior.png", rows=rows)
+        plot_losses(run.loss_csv, run.root / "loss.png")
+    context.barrier()
     return model

@@ -1,0 +1,82 @@
+"""Cost of one thermodynamic training step as the number of temperatures grows.
+
+One step = the thermodynamic loss (all N_t power-posterior populations moved together by ULA with
+replica exchange, then the TI surrogate) + backward + Adam, on the small SVHN CNN config
+(``svhn-head``: mixture prior Q=81 x P=40, CNN 81-128-64-32-3) with random 32x32 images. The
+reference's cost grows 5.9x from 2 to 12 temperatures (spec section 8, temperatures.jl); batching
+all temperatures into one tensor is meant to keep that growth under 3x.
+
+    python benchmarks/temperatures.py [--quick] [--batch 25] [--steps 10] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+import torch
+
+from common import machine, median_time, write_section
+from tkam.config import load_config
+from tkam.train.loop import build_model, make_optimizer, train_step
+
+REFERENCE_RATIO = 13.963 / 2.363  # HEAD CSV, 12 vs 2 temperatures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=10, help="Langevin steps per training step")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    repeats = 3 if args.quick else 7
+    rows, times = [], {}
+    for num_temps in (2, 4, 6, 8, 10, 12):
+        config = load_config(
+            "svhn-head",
+            [
+                f"thermodynamic.num_temps={num_temps}",
+                f"posterior.steps={args.steps}",
+                f"train.batch_size={args.batch}",
+            ],
+        )
+        model = build_model(config, (3, 32, 32)).to(device)
+        optimizer = make_optimizer(model, config.train.learning_rate)
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = torch.rand(args.batch, 3, 32, 32, generator=generator, device=device)
+        median, std = median_time(
+            lambda m=model, o=optimizer, c=config, g=generator, b=x: train_step(
+                m, o, b, c, g, 5, 100
+            ),
+            repeats,
+            warmup=1,
+        )
+        times[num_temps] = median
+        rows.append(f"| {num_temps} | {median:.3f} | {std:.3f} | {median / times[2]:.2f} |")
+        print(f"N_t={num_temps:2d}: {median:.3f} s (std {std:.3f})")
+    ratio = times[12] / times[2]
+    if not args.no_write:
+        body = "\n".join(
+            [
+                f"Measured {datetime.date.today()} on {machine()}.",
+                f"Command: `python benchmarks/temperatures.py{' --quick' if args.quick else ''}"
+                f" --batch {args.batch} --steps {args.steps}` (device {device}): one TI training"
+                f" step (loss + backward + Adam) of `svhn-head`, batch {args.batch},"
+                f" {args.steps} ULA steps, replica exchange every step; median of {repeats}.",
+                "",
+                "| N_t | median (s) | std (s) | ratio to N_t=2 |",
+                "|---|---|---|---|",
+                *rows,
+                "",
+                f"12 vs 2 temperatures: {ratio:.2f}x (reference: {REFERENCE_RATIO:.1f}x; goal <= 3x).",
+            ]
+        )
+        write_section(f"Temperatures ({device.type})", body)
+    print(f"temperatures_ratio_12_vs_2={ratio:.4g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Penn Treebank sentences as one-hot columns (spec sections 1.3, 1.4 and 6).
+
+The standard language-modelling files ``ptb.train.txt``, ``ptb.valid.txt`` and ``ptb.test.txt``
+hold one sentence per line, words separated by spaces, rare words already replaced by ``<unk>``.
+Each sentence becomes ``L = sequence_length`` token indices (truncated, or padded with the pad
+token) and then a one-hot ``(n_v, L)`` float32 array with ``n_v = vocab_size + 2``.
+
+Vocabulary: the reference keeps the first 500 words of the default GloVe vocabulary, which cannot
+be obtained offline. We substitute the ``vocab_size`` most frequent words of the *training* file
+(ties broken alphabetically; the file's own ``<unk>`` is not a vocabulary word). Index layout:
+the words ``0 .. vocab_size - 1`` (most frequent first), then pad (``vocab_size``) and unknown
+(``vocab_size + 1``); every word outside the vocabulary, ``<unk>`` included, maps to unknown.
+
+Split: the first ``num_train`` sentences of ``ptb.train.txt`` train and the next ``num_test`` test
+(spec), or the test sentences are the first ``num_test`` of ``ptb.test.txt`` (official).
+``ptb.valid.txt`` is not used. Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tkam.config import DataConfig
+from tkam.data.images import DataError, ImageData, official_counts, split_counts
+
+__all__ = [
+    "MAX_ONE_HOT_BYTES",
+    "PAD",
+    "PTB_FILES",
+    "UNK",
+    "Vocabulary",
+    "build_vocabulary",
+    "encode_sentences",
+    "load_ptb",
+    "one_hot",
+    "read_sentences",
+]
+
+PAD = "<pad>"
+UNK = "<unk>"
+PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
+#: Largest one-hot tensor the loader builds (the full spec split, 50,000 x 502 x 500 float32, is
+#: 50 GB): beyond it the loader refuses and says how to shrink the request.
+MAX_ONE_HOT_BYTES = 8 * 2**30
+
+
+class Vocabulary:
+    """Words -> indices: ``vocab_size`` word slots, then pad and unknown.
+
+    Attributes:
+        words: the vocabulary words, most frequent first (at most ``vocab_size``; a text with
+            fewer distinct words leaves the last slots unused, so ``n_v`` stays
+            ``vocab_size + 2``).
+        vocab_size: number of word slots.
+        pad: index of the pad token (``vocab_size``).
+        unk: index of the unknown token (``vocab_size + 1``).
+    """
+
+    def __init__(self, words: Sequence[str], vocab_size: int | None = None) -> None:
+        self.words = tuple(words)
+        self.vocab_size = len(self.words) if vocab_size is None else vocab_size
+        if len(self.words) > self.vocab_size:
+            raise ValueError(f"{len(self.words)} words do not fit {self.vocab_size} slots")
+        self.pad = self.vocab_size
+        self.unk = self.vocab_size + 1
+        self._index = {word: index for index, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        """The one-hot size ``n_v`` = ``vocab_size + 2``."""
+        return self.vocab_size + 2
+
+    def index(self, word: str) -> int:
+        """The word's index, or ``unk``."""
+        return self._index.get(word, self.unk)
+
+    def token(self, index: int) -> str:
+        """The word of an index (``<pad>``, ``<unk>`` for the two specials)."""
+        if index == self.pad:
+            return PAD
+        if index == self.unk:
+            return UNK
+        return self.words[index] if index < len(self.words) else ""
+
+
+def read_sentences(path: str | Path) -> list[list[str]]:
+    """The sentences of a PTB text file: one per non-blank line, split on whitespace.
+
+    Raises:
+        DataError: naming the file when it cannot be read or is not UTF-8 text.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not a UTF-8 text file (byte {error.start}: {error.reason}); expected one "
+            "sentence per line"
+        ) from error
+    if "\x00" in text:
+        raise DataError(f"{path}: holds NUL bytes, not a text file of sentences")
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def build_vocabulary(sentences: Sequence[Sequence[str]], vocab_size: int) -> Vocabulary:
+    """The ``vocab_size`` most frequent words (ties alphabetical), ``<unk>``/``<pad>`` excluded.
+
+    A text with fewer distinct words fills fewer slots; ``len(vocabulary)`` is always
+    ``vocab_size + 2``.
+    """
+    counts = Counter(word for sentence in sentences for word in sentence)
+    for special in (UNK, PAD):
+        counts.pop(special, None)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return Vocabulary([word for word, _ in ranked[:vocab_size]], vocab_size)
+
+
+def encode_sentences(
+    sentences: Sequence[Sequence[str]], vocabulary: Vocabulary, length: int
+) -> np.ndarray:
+    """Token indices, truncated or padded (with ``vocabulary.pad``) to ``length``.
+
+    Returns:
+        ``(len(sentences), length)`` int64.
+    """
+    out = np.full((len(sentences), length), vocabulary.pad, dtype=np.int64)
+    for row, sentence in enumerate(sentences):
+        tokens = [vocabulary.index(word) for word in sentence[:length]]
+        out[row, : len(tokens)] = tokens
+    return out
+
+
+def one_hot(indices: np.ndarray | Tensor, size: int) -> Tensor:
+    """One-hot columns of token indices.
+
+    Args:
+        indices: ``(N, L)`` integer indices in ``[0, size)``.
+        size: the one-hot size ``n_v``.
+
+    Returns:
+        ``(N, size, L)`` float32, exactly one 1 per column.
+    """
+    indices = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+    out = torch.zeros(indices.shape[0], size, indices.shape[1], dtype=torch.float32)
+    out.scatter_(1, indices[:, None, :], 1.0)  # (N, n_v, L)
+    return out
+
+
+def _check_size(count: int, size: int, length: int, source: Path) -> None:
+    needed = count * size * length * 4
+    if needed > MAX_ONE_HOT_BYTES:
+        raise DataError(
+            f"{source}: {count} sentences as one-hot float32 ({size} x {length} each) need "
+            f"{needed / 2**30:.1f} GiB, more than the {MAX_ONE_HOT_BYTES / 2**30:.0f} GiB this "
+            "loader builds; lower data.num_train, data.sequence_length or data.vocab_size"
+        )
+
+
+def load_ptb(config: DataConfig, root: Path) -> ImageData:
+    """Penn Treebank from ``ptb.train.txt`` (and ``ptb.test.txt``) under ``root``.
+
+    Returns:
+        one-hot float32 ``(N, vocab_size + 2, sequence_length)`` training and test sentences.
+    """
+    official = config.split == "official"
+    needed = [PTB_FILES["train"]] + ([PTB_FILES["test"]] if official else [])
+    missing = [name for name in needed if not (root / name).is_file()]
+    if missing:
+        listed = ", ".join(missing)
+        problem = "does not exist" if not root.exists() else f"lacks {listed}"
+        raise DataError(
+            f"Penn Treebank not found: the data root {root} {problem}. Place {listed} (the "
+            f"standard language-modelling text files, one sentence per line) in {root}, or run "
+            f"`tkam data download ptb --root {root}` where a network exists."
+        )
+    train_path = root / PTB_FILES["train"]
+    sentences = read_sentences(train_path)
+    if not sentences:
+        raise DataError(f"{train_path}: no sentences (the file is empty)")
+    vocabulary = build_vocabulary(sentences, config.vocab_size)
+    if official:
+        test_path = root / PTB_FILES["test"]
+        test_sentences = read_sentences(test_path)
+        num_train, num_test = official_counts(
+            len(sentences),
+            len(test_sentences),
+            config.num_train,
+            config.num_test,
+            train_path,
+            test_path,
+        )
+        train, test = sentences[:num_train], test_sentences[:num_test]
+    else:
+        num_train, num_test = split_counts(
+            len(sentences), config.num_train, config.num_test, train_path
+        )
+        train, test = sentences[:num_train], sentences[num_train : num_train + num_test]
+    size = len(vocabulary)  # vocab_size + 2
+    _check_size(len(train) + len(test), size, config.sequence_length, train_path)
+    length = config.sequence_length
+    return ImageData(
+        one_hot(encode_sentences(train, vocabulary, length), size),
+        one_hot(encode_sentences(test, vocabulary, length), size),
+        "ptb",
+    )

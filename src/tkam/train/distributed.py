@@ -1,0 +1,122 @@
+"""Data-parallel training on ``torch.distributed`` (launched by ``torchrun``).
+
+The global batch of every step is split into ``world_size * accumulate`` shards; shard ``j`` is
+processed by rank ``j // accumulate`` with its own random stream (seeded by ``(seed, j)``), and
+the gradients of all shards are summed with each shard's loss weighted by its share of the batch.
+A run on W processes therefore computes exactly what one process computes with
+``train.accumulate = W`` (up to the order of floating-point sums), which is how it is tested.
+Grid updates draw from a stream that is identical on every rank, so every rank stays in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Context", "shard_seed"]
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """Seed of shard ``shard``'s random stream (shard 0 keeps the single-process stream)."""
+    return seed + 1 + 7919 * shard
+
+
+@dataclass
+class Context:
+    """Where this process sits in a (possibly single-process) data-parallel run."""
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    accumulate: int = 1
+    owns_group: bool = False
+
+    @classmethod
+    def from_environment(cls, accumulate: int, device_name: str) -> Context:
+        """Read ``torchrun``'s ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` and join the group
+        (gloo on CPU, NCCL on CUDA)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls(accumulate=accumulate)
+        rank = int(os.environ["RANK"])
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        owns = False
+        if not dist.is_initialized():
+            cuda = device_name != "cpu" and torch.cuda.is_available()
+            if cuda:
+                torch.cuda.set_device(local_rank)
+            dist.init_process_group("nccl" if cuda else "gloo")
+            owns = True
+        return cls(world, rank, local_rank, accumulate, owns)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes every file."""
+        return self.rank == 0
+
+    @property
+    def num_shards(self) -> int:
+        return self.world_size * self.accumulate
+
+    @property
+    def shard_ids(self) -> range:
+        """The global shard indices this rank processes."""
+        return range(self.rank * self.accumulate, (self.rank + 1) * self.accumulate)
+
+    def device(self, name: str) -> torch.device:
+        """The device of this rank: ``auto`` picks CUDA (this rank's GPU) when present."""
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name == "cuda" and self.distributed:
+            return torch.device("cuda", self.local_rank)
+        return torch.device(name)
+
+    def shards(self, batch: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+        """This rank's shards of the global batch with their weights ``n_j / B``."""
+        pieces = torch.tensor_split(batch, self.num_shards)
+        return [(pieces[j], len(pieces[j]) / len(batch)) for j in self.shard_ids]
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """All-reduce (sum) in place across ranks; a no-op on one process."""
+        if self.distributed:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def sum_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Sum the gradients of all ranks, in one flat buffer."""
+        if not self.distributed:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        offset = 0
+        for p, g in zip(parameters, grads):
+            n = g.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone()
+            offset += n
+
+    def gather_states(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every rank's random-stream states, in global shard order (collective)."""
+        if not self.distributed:
+            return states
+        stacked = torch.stack([s.to(torch.uint8) for s in states])
+        if dist.get_backend() == "nccl":  # NCCL moves CUDA tensors only
+            stacked = stacked.to(torch.device("cuda", self.local_rank))
+        out = [torch.empty_like(stacked) for _ in range(self.world_size)]
+        dist.all_gather(out, stacked)
+        return [row.cpu() for block in out for row in block]
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
