@@ -8,7 +8,15 @@ from torch import Tensor, nn
 from tkam.config import GeneratorConfig
 from tkam.kan.bases import activation
 
-__all__ = ["CNNGenerator", "cnn_output_size"]
+__all__ = ["CNNGenerator", "cnn_output_size", "uniform_init_"]
+
+
+@torch.no_grad()
+def uniform_init_(module: nn.Module, bound: float, generator: torch.Generator) -> None:
+    """Weights and bias of ``module`` ~ U(-bound, bound) from ``generator`` (PyTorch's default
+    layer initialisation, reproducible without the global random stream)."""
+    for tensor in (module.weight, module.bias):
+        tensor.copy_((torch.rand(tensor.shape, generator=generator) * 2 - 1) * bound)
 
 
 def cnn_output_size(
@@ -68,14 +76,7 @@ class CNNGenerator(nn.Module):
         # from the run's stream so that runs are reproducible without the global RNG.
         for layer in self.layers:
             fan_in = layer.weight.shape[1] * layer.weight[0, 0].numel()
-            bound = 1.0 / fan_in**0.5
-            with torch.no_grad():
-                layer.weight.copy_(
-                    (torch.rand(layer.weight.shape, generator=generator) * 2 - 1) * bound
-                )
-                layer.bias.copy_(
-                    (torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound
-                )
+            uniform_init_(layer, 1.0 / fan_in**0.5, generator)
 
     @property
     def input_width(self) -> int:

@@ -21,7 +21,28 @@ def output_activation(name: str) -> Callable[[Tensor], Tensor]:
     return _OUTPUT[name]
 
 
-class GaussianLikelihood:
+class _NoisedPrediction:
+    """Shared by the likelihoods: training predictions carry output noise before the activation."""
+
+    noise: float
+
+    def mean(self, pre_activation: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def noised(self, pre_activation: Tensor, generator: torch.Generator | None) -> Tensor:
+        """``mean(g + sigma_n xi)`` with fresh ``xi`` (one draw per entry of ``pre_activation``)."""
+        if self.noise == 0:
+            return self.mean(pre_activation)
+        xi = torch.randn(
+            pre_activation.shape,
+            generator=generator,
+            device=pre_activation.device,
+            dtype=pre_activation.dtype,
+        )
+        return self.mean(pre_activation + self.noise * xi)
+
+
+class GaussianLikelihood(_NoisedPrediction):
     """``log p(x | z) = -||x - act(g(z) + sigma_n xi)||^2 / (2 sigma^2)`` (constants dropped).
 
     Args:
@@ -39,18 +60,6 @@ class GaussianLikelihood:
         """Noise-free prediction ``act(g)`` (generation, inference)."""
         return self.activation(pre_activation)
 
-    def noised(self, pre_activation: Tensor, generator: torch.Generator | None) -> Tensor:
-        """``act(g + sigma_n xi)`` with fresh ``xi`` (one draw per row of ``pre_activation``)."""
-        if self.noise == 0:
-            return self.activation(pre_activation)
-        xi = torch.randn(
-            pre_activation.shape,
-            generator=generator,
-            device=pre_activation.device,
-            dtype=pre_activation.dtype,
-        )
-        return self.activation(pre_activation + self.noise * xi)
-
     def log_likelihood(self, x: Tensor, prediction: Tensor) -> Tensor:
         """Paired ``(B, ...)`` data and predictions -> ``(B,)``."""
         return -(x - prediction).flatten(1).square().sum(-1) / (2 * self.std**2)
@@ -66,7 +75,7 @@ class GaussianLikelihood:
         return -squared.clamp_min(0) / (2 * self.std**2)
 
 
-class CategoricalLikelihood:
+class CategoricalLikelihood(_NoisedPrediction):
     """Text: ``log p(x | z) = sum_{v,t} x_vt log(x~_vt + eps) / (n_v 2 sigma^2)`` (spec 1.4).
 
     ``x~ = softmax_v(g(z) + sigma_n xi)`` over the vocabulary axis (dimension 1) of
@@ -81,17 +90,6 @@ class CategoricalLikelihood:
     def mean(self, pre_activation: Tensor) -> Tensor:
         """Token probabilities ``(B, n_v, L)``."""
         return torch.softmax(pre_activation, dim=1)
-
-    def noised(self, pre_activation: Tensor, generator: torch.Generator | None) -> Tensor:
-        if self.noise == 0:
-            return self.mean(pre_activation)
-        xi = torch.randn(
-            pre_activation.shape,
-            generator=generator,
-            device=pre_activation.device,
-            dtype=pre_activation.dtype,
-        )
-        return self.mean(pre_activation + self.noise * xi)
 
     def _scale(self, x: Tensor) -> float:
         return 1.0 / (x.shape[1] * 2 * self.std**2)

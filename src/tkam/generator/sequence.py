@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tkam.config import GeneratorConfig
+from tkam.generator.cnn import uniform_init_
 
 __all__ = ["SequenceGenerator"]
 
@@ -50,14 +51,7 @@ class SequenceGenerator(nn.Module):
         if generator is not None:
             for module in self.modules():
                 if isinstance(module, nn.Linear):
-                    bound = 1.0 / module.in_features**0.5
-                    with torch.no_grad():
-                        module.weight.copy_(
-                            (torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound
-                        )
-                        module.bias.copy_(
-                            (torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound
-                        )
+                    uniform_init_(module, 1.0 / module.in_features**0.5, generator)
 
     @property
     def input_width(self) -> int:
