@@ -14,7 +14,10 @@ def _train(args: argparse.Namespace) -> int:
     from tkam.config import load_config, resolve_config_path
     from tkam.train import fit
 
-    config = load_config(args.config, args.set or [])
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
     fit(config, out, resume=args.resume, progress=not args.no_progress)
     print(f"run written to {out}: model.safetensors, loss.csv, samples/, prior.png")
@@ -97,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set train.max_steps=500 (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:N or auto (CUDA when present); same as train.device"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 

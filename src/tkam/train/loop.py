@@ -37,7 +37,7 @@ from tkam.train.checkpoint import (
 )
 from tkam.train.distributed import Context, shard_seed
 
-__all__ = ["TrainingError", "RunState", "train_step", "fit", "build_model", "resolve_device"]
+__all__ = ["TrainingError", "RunState", "train_step", "fit", "build_model"]
 
 LOSS_COLUMNS = [
     "Time (s)",
@@ -71,13 +71,6 @@ class RunState:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_model(config: ExperimentConfig, image_shape: tuple[int, int, int]) -> TKAM:

@@ -1,0 +1,177 @@
+"""Scale-out and crash safety: torchrun data parallelism, SIGKILL and resume, precision options."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers import tiny_config
+from tkam.config import dumps_toml
+from tkam.train import fit
+
+
+def _write_config(tmp_path, **sections):
+    path = tmp_path / "tiny.toml"
+    path.write_text(dumps_toml(tiny_config(**sections)))
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("WORLD_SIZE", None)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_two_process_gloo_run_matches_one_process_with_two_shards(tmp_path) -> None:
+    config_path = _write_config(tmp_path, train={"max_steps": 5, "log_every": 5})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "tkam",
+        "train",
+        str(config_path),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    torch.set_num_threads(1)
+    config = tiny_config(train={"max_steps": 5, "log_every": 5, "accumulate": 2})
+    fit(config, tmp_path / "single", progress=False)
+    ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    single = load_file(str(tmp_path / "single" / "model.safetensors"))
+    assert ddp.keys() == single.keys()
+    for name in ddp:
+        torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
+    # Only rank 0 wrote files, and the checkpoint holds both ranks' streams.
+    from tkam.train.checkpoint import read_metadata
+
+    newest = sorted((tmp_path / "ddp" / "checkpoints").glob("*.safetensors"))[-1]
+    assert read_metadata(newest)["shards"] == "2"
+    assert {"rng/shard_0", "rng/shard_1", "rng/shared"} <= set(load_file(str(newest)))
+
+
+def test_sigkill_at_a_random_moment_then_resume_is_bitwise_exact(tmp_path) -> None:
+    steps = 120
+    config_path = _write_config(
+        tmp_path, train={"max_steps": steps, "log_every": 40, "checkpoint_every": 1}
+    )
+    run = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "tkam",
+        "train",
+        str(config_path),
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, env=_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((run / "checkpoints").glob("step_*.safetensors")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(random.Random(7).uniform(0.2, 1.5))  # seed 7: a reproducible "random" moment
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "model.safetensors").exists(), "the run finished before it was killed"
+    resumed = subprocess.run([*command, "--resume"], env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tkam",
+            "train",
+            str(config_path),
+            "--out",
+            str(tmp_path / "straight"),
+            "--no-progress",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = load_file(str(run / "model.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    steps_logged = [line.split(",")[5] for line in (run / "loss.csv").read_text().splitlines()[1:]]
+    assert steps_logged == ["1", "40", "80", "120"]  # no step logged twice after the resume
+
+
+def test_sigterm_writes_a_final_checkpoint(tmp_path) -> None:
+    config_path = _write_config(tmp_path, train={"max_steps": 100000, "log_every": 0})
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tkam",
+            "train",
+            str(config_path),
+            "--out",
+            str(run),
+            "--no-progress",
+        ],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((run / "checkpoints").glob("step_*.safetensors")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "resume with --resume" in err
+    newest = sorted((run / "checkpoints").glob("step_*.safetensors"))[-1]
+    assert int(newest.stem.split("_")[1]) > 1  # a checkpoint beyond the step-1 one was written
+
+
+def test_bf16_generator_gives_finite_losses(tmp_path) -> None:
+    config = tiny_config(train={"max_steps": 4, "precision": "bf16", "log_every": 2})
+    model = fit(config, tmp_path / "bf16", progress=False)
+    rows = (tmp_path / "bf16" / "loss.csv").read_text().splitlines()[1:]
+    assert all(float(row.split(",")[2]) == float(row.split(",")[2]) for row in rows)  # no NaN
+    assert model.bf16
+    z = model.prior.sample(3, torch.Generator().manual_seed(0))
+    assert z.dtype == torch.float32 and model.decode(z).dtype == torch.float32
+
+
+def test_skip_nonfinite_counts_skipped_steps(tmp_path) -> None:
+    from tkam.data import load_dataset
+
+    config = tiny_config(train={"max_steps": 3, "log_every": 3, "skip_nonfinite": True})
+    data = load_dataset(config.data)
+    data.train[:] = float("nan")
+    fit(config, tmp_path / "run", data=data, progress=False)
+    last = (tmp_path / "run" / "loss.csv").read_text().splitlines()[-1].split(",")
+    assert last[5] == "3" and last[7] == "2"  # steps 2 and 3 skipped since the step-1 row
+
+
+@pytest.mark.slow
+def test_compiled_kernels_give_finite_losses(tmp_path) -> None:
+    config = tiny_config(train={"max_steps": 3, "compile": True, "log_every": 3})
+    fit(config, tmp_path / "compiled", progress=False)
+    row = (tmp_path / "compiled" / "loss.csv").read_text().splitlines()[-1].split(",")
+    assert float(row[2]) == float(row[2])
