@@ -175,3 +175,36 @@ def test_compiled_kernels_give_finite_losses(tmp_path) -> None:
     fit(config, tmp_path / "compiled", progress=False)
     row = (tmp_path / "compiled" / "loss.csv").read_text().splitlines()[-1].split(",")
     assert float(row[2]) == float(row[2])
+
+
+def test_two_process_run_resumes_exactly(tmp_path) -> None:
+    # Stop a 2-process run at step 3, resume it to step 6: the same parameters as 6 straight steps.
+    def launch(config_path, out, *extra):
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tkam",
+            "train",
+            str(config_path),
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    full = _write_config(tmp_path, train={"max_steps": 6, "log_every": 3})
+    launch(full, tmp_path / "straight")
+    half = tmp_path / "half.toml"
+    half.write_text(dumps_toml(tiny_config(train={"max_steps": 3, "log_every": 3})))
+    launch(half, tmp_path / "split")
+    launch(full, tmp_path / "split", "--resume")
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "model.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
