@@ -1,4 +1,4 @@
-"""Command line: ``tkam train | sample | plot-prior | configs | data``."""
+"""Command line: ``tkam train | sample | plot-prior | configs | data | evaluate``."""
 
 from __future__ import annotations
 
@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tkam.data.commands import add_data_commands
 
     add_data_commands(sub)
+
+    from tkam.metrics.commands import add_evaluate_command
+
+    add_evaluate_command(sub)
     return parser
 
 

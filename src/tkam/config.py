@@ -29,6 +29,7 @@ __all__ = [
     "DataConfig",
     "PosteriorConfig",
     "ThermodynamicConfig",
+    "ModelConfig",
     "ExperimentConfig",
     "BASES",
     "BASE_ACTIVATIONS",
@@ -83,6 +84,7 @@ GENERATOR_KINDS = ("kan", "cnn", "sequence")
 SAMPLERS = ("importance", "ula", "automala")
 INTEGRALS = ("reference", "trapezoid")
 PRECISIONS = ("fp32", "bf16")
+MODEL_KINDS = ("tkam", "vae", "lebm")
 
 
 def _choice(value: str, allowed: Sequence[str] | Mapping[str, str], key: str) -> str:
@@ -464,6 +466,46 @@ class DataConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Which model the trainer fits to the generator: T-KAM or a baseline (``tkam.baselines``).
+
+    The baselines share the generator, likelihood, data and trainer of T-KAM; only the prior (and
+    the VAE's encoder) differ, and the ``prior`` section is ignored. Their latent width is the
+    generator's input width ``generator.widths[0]``.
+
+    Attributes:
+        kind: ``tkam``; ``vae`` (Gaussian prior, amortised encoder, reparameterised ELBO); or
+            ``lebm`` (latent energy-based prior of Pang et al. 2020, short-run Langevin).
+        encoder_hidden: VAE encoder hidden widths (data side first) for KAN and sequence
+            generators; empty mirrors the generator's hidden widths (a CNN generator is always
+            mirrored by a Conv2d stack).
+        energy_hidden: width of the latent EBM's energy MLP ``Q -> h -> h -> 1``.
+        prior_steps, prior_step_size: prior Langevin of the latent EBM (Pang's step size ``s``:
+            ``z <- z + s^2/2 grad + s xi``).
+        posterior_steps, posterior_step_size: posterior Langevin of the latent EBM (same form).
+    """
+
+    kind: str = "tkam"
+    encoder_hidden: tuple[int, ...] = ()
+    energy_hidden: int = 200
+    prior_steps: int = 60
+    prior_step_size: float = 0.4
+    posterior_steps: int = 20
+    posterior_step_size: float = 0.1
+
+    def __post_init__(self) -> None:
+        _set(self, "kind", _choice(self.kind, MODEL_KINDS, "kind"))
+        if any(w < 1 for w in self.encoder_hidden):
+            raise ConfigError(f"encoder_hidden: needs positive widths, got {self.encoder_hidden}")
+        if self.energy_hidden < 1:
+            raise ConfigError(f"energy_hidden: must be >= 1, got {self.energy_hidden}")
+        if self.prior_steps < 1 or self.posterior_steps < 1:
+            raise ConfigError("prior_steps/posterior_steps: must be >= 1")
+        if self.prior_step_size <= 0 or self.posterior_step_size <= 0:
+            raise ConfigError("prior_step_size/posterior_step_size: must be > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
     """The root config: one sub-config per component."""
 
@@ -474,9 +516,11 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
     thermodynamic: ThermodynamicConfig = field(default_factory=ThermodynamicConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        if self.generator.widths[0] != self.prior.num_outputs:
+        # Baselines ignore the prior section: their latent width is the generator's input width.
+        if self.model.kind == "tkam" and self.generator.widths[0] != self.prior.num_outputs:
             which = "prior.widths[0] (deep prior)" if self.prior.deep else "prior.widths[-1]"
             raise ConfigError(
                 f"generator.widths: the first width ({self.generator.widths[0]}) must equal the "

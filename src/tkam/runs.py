@@ -9,12 +9,16 @@ from safetensors.torch import load_file
 from tkam.config import ConfigError, ExperimentConfig, load_config
 from tkam.model import TKAM
 from tkam.train.checkpoint import CheckpointError, read_metadata
+from tkam.train.loop import build_model
 
 __all__ = ["load_run"]
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig, TKAM]:
     """The config and trained model of a run folder written by ``tkam train``.
+
+    The model is T-KAM or the baseline that the run's ``model.kind`` names (VAE, latent EBM);
+    all share TKAM's generation interface.
 
     Raises:
         CheckpointError: if ``model.safetensors`` is missing or unreadable.
@@ -34,7 +38,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig
         image_shape = tuple(int(s) for s in metadata["image_shape"].split(","))
     except (KeyError, ValueError):
         raise CheckpointError(f"{model_path}: no image_shape in its metadata") from None
-    model = TKAM(config, image_shape)
+    model = build_model(config, image_shape)
     try:
         model.load_state_dict(load_file(str(model_path)))
     except RuntimeError as exc:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from tkam.baselines import baseline_loss, build_baseline
 from tkam.config import ExperimentConfig, dumps_toml
 from tkam.data import ImageData, load_dataset
 from tkam.kan.grid import GridUpdateSchedule
@@ -74,8 +75,12 @@ class RunState:
 
 
 def build_model(config: ExperimentConfig, image_shape: tuple[int, int, int]) -> TKAM:
-    """The model of a config, initialised from its own stream seeded by ``train.seed``."""
-    return TKAM(config, image_shape, generator=torch.Generator().manual_seed(config.train.seed))
+    """The model of a config (``model.kind``: T-KAM or a baseline of :mod:`tkam.baselines`),
+    initialised from its own stream seeded by ``train.seed``."""
+    generator = torch.Generator().manual_seed(config.train.seed)
+    if config.model.kind != "tkam":
+        return build_baseline(config, image_shape, generator=generator)
+    return TKAM(config, image_shape, generator=generator)
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
@@ -94,7 +99,10 @@ def compute_loss(
     step: int = 1,
     total_steps: int = 1,
 ) -> LossOutput:
-    """The loss the config asks for (spec 4): importance sampling, Langevin or thermodynamic."""
+    """The loss the config asks for: a baseline's own loss (``model.kind``), else T-KAM's (spec
+    4): importance sampling, Langevin or thermodynamic."""
+    if config.model.kind != "tkam":
+        return baseline_loss(model, batch, config, generator)
     train, kind = config.train, config.loss_kind
     if kind == "thermodynamic":
         return thermodynamic_loss(

@@ -1,0 +1,99 @@
+"""One training step of T-KAM (importance sampling) against the VAE and latent-EBM baselines.
+
+The ``mnist`` config (KAN generator 81-162-784) and one batch of B=100 images (Fashion-MNIST
+from the Debian files; uniform noise if they are absent). One step = loss + backward + Adam via
+``tkam.train.loop.train_step``: T-KAM's IS loss (N=100 prior samples), the VAE's negative ELBO
+(mirrored MLP encoder 784 -> 162 -> 81), the latent EBM's Langevin loss (60 prior steps for the
+posterior starts and 60 for the negatives, 20 posterior steps through the generator). All three
+share the generator weights; median of repeats after warm-up, all in one process.
+
+    python benchmarks/baseline_step.py [--quick] [--device cpu|cuda] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+import torch
+
+from common import machine, write_section
+from generation import interleaved_times
+from tkam.config import load_config
+from tkam.train.loop import build_model, make_optimizer, train_step
+from train_step import batch_of_data
+
+KINDS = ("tkam", "vae", "lebm")
+LABELS = {
+    "tkam": "T-KAM, importance sampling (N=100)",
+    "vae": "VAE, reparameterised ELBO",
+    "lebm": "latent EBM, 60 + 20 Langevin steps",
+}
+
+
+def measure(
+    device: torch.device, repeats: int, rounds: int
+) -> tuple[dict[str, tuple[float, float]], str]:
+    overrides = ["data.name=fmnist", "data.num_train=1000"]
+    configs = {k: load_config("mnist", [*overrides, f"model.kind={k}"]) for k in KINDS}
+    x, source = batch_of_data(configs["tkam"], device)
+    shape = tuple(x.shape[1:])
+    models = {k: build_model(c, shape).to(device) for k, c in configs.items()}
+    weights = models["tkam"].generator.state_dict()
+    calls = {}
+    for kind in KINDS:
+        model, config = models[kind], configs[kind]
+        model.generator.load_state_dict(weights)
+        optimizer = make_optimizer(model, config.train.learning_rate)
+        generator = torch.Generator(device=device).manual_seed(0)
+        model.update_grids(model.prior.sample(config.grid_update.num_samples, generator))
+
+        def step(model=model, optimizer=optimizer, config=config, generator=generator) -> None:
+            train_step(model, optimizer, x, config, generator, 20)
+
+        calls[kind] = step
+    return interleaved_times(calls, repeats, rounds), source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    repeats, rounds = (3, 1) if args.quick else (5, 3)
+    times, source = measure(device, repeats, rounds)
+    for kind in KINDS:
+        print(f"{LABELS[kind]}: {times[kind][0] * 1e3:.1f} ms")
+    tkam_vs_vae = times["tkam"][0] / times["vae"][0]
+    lebm_vs_tkam = times["lebm"][0] / times["tkam"][0]
+    if not args.no_write:
+        rows = [
+            f"| {LABELS[k]} | {times[k][0] * 1e3:.1f} | {times[k][1] * 1e3:.1f} |"
+            f" {times[k][0] / times['tkam'][0]:.2f} |"
+            for k in KINDS
+        ]
+        body = "\n".join(
+            [
+                f"Measured {datetime.date.today()} on {machine()}.",
+                f"Command: `python benchmarks/baseline_step.py{' --quick' if args.quick else ''}`"
+                f" (device {device}). mnist config, KAN generator 81-162-784 shared by all,"
+                f" B=100, data: {source}; one step = loss + backward + Adam; median of"
+                f" {repeats} steps after warm-up, the models alternating in {rounds} rounds"
+                " (median of rounds).",
+                "",
+                "| model | median (ms) | std (ms) | relative to T-KAM |",
+                "|---|---|---|---|",
+                *rows,
+            ]
+        )
+        write_section(f"Training step: T-KAM vs baselines ({device.type})", body)
+    print(f"train_step_tkam_vs_vae={tkam_vs_vae:.4g}")
+    print(f"train_step_lebm_vs_tkam={lebm_vs_tkam:.4g}")
+    for kind in KINDS:
+        print(f"train_step_{kind}_s={times[kind][0]:.6g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Variational autoencoder baseline (Kingma & Welling 2014; IWAE bound of Burda et al. 2016).
+
+Gaussian prior ``N(0, I_Q)`` on the generator's input, a Gaussian encoder ``q(z | x)`` that mirrors
+the generator, and T-KAM's generator and Gaussian likelihood (spec 1.3-1.4). The likelihood drops
+its normalising constant, so the ELBO and the IWAE bound are ``log p(x)`` bounds up to the same
+constant as T-KAM's log-likelihoods.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tkam.baselines.base import BaselineModel, GaussianPrior, default_init_
+from tkam.config import ExperimentConfig, GeneratorConfig
+from tkam.losses import LossOutput
+
+__all__ = ["VAE", "Encoder", "vae_loss"]
+
+# exp(log-variance) stays finite and positive in float32 whatever the encoder outputs.
+LOG_VARIANCE_RANGE = (-20.0, 10.0)
+
+
+class Encoder(nn.Module):
+    """``x (B, *data_shape) -> (mean, log_variance)``, each ``(B, Q)``.
+
+    For a CNN generator: Conv2d layers with the ConvTranspose layers' kernels, strides and
+    paddings in reverse order and the channels reversed (``C -> ... -> hidden_1 -> hidden_1``),
+    leaky-ReLU(0.2) between them, then linear mean and log-variance heads. Otherwise: an MLP over
+    the flattened data with the generator's hidden widths reversed (or ``hidden``).
+
+    Args:
+        config: the generator section that the encoder mirrors.
+        data_shape: data shape without the batch axis.
+        hidden: MLP hidden widths, data side first (empty: mirror the generator).
+        generator: random stream for the initialisation.
+    """
+
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        data_shape: tuple[int, ...],
+        hidden: tuple[int, ...] = (),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        latent = config.widths[0]
+        layers: list[nn.Module] = []
+        if config.kind == "cnn":
+            channels = (data_shape[0], *reversed(config.hidden_channels))
+            channels = (*channels, channels[-1])
+            geometry = list(zip(config.kernel_sizes, config.strides, config.paddings))[::-1]
+            size = data_shape[-1]
+            for c_in, c_out, (k, s, p) in zip(channels, channels[1:], geometry):
+                layers += [nn.Conv2d(c_in, c_out, k, s, p), nn.LeakyReLU(0.2)]
+                size = (size + 2 * p - k) // s + 1
+            features = channels[-1] * size * size
+            layers.append(nn.Flatten())
+        else:
+            widths = (math.prod(data_shape), *(hidden or tuple(reversed(config.widths[1:]))))
+            layers.append(nn.Flatten())
+            for w_in, w_out in zip(widths, widths[1:]):
+                layers += [nn.Linear(w_in, w_out), nn.LeakyReLU(0.2)]
+            features = widths[-1]
+        self.body = nn.Sequential(*layers)
+        self.mean = nn.Linear(features, latent)
+        self.log_variance = nn.Linear(features, latent)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                default_init_(module, generator)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(x)
+        return self.mean(h), self.log_variance(h).clamp(*LOG_VARIANCE_RANGE)
+
+
+class VAE(BaselineModel):
+    """Gaussian prior + mirrored encoder + T-KAM's generator and likelihood.
+
+    Args:
+        config: the experiment config (``generator``, ``model.encoder_hidden``, ``train``).
+        image_shape: ``(C, H, W)`` of the data.
+        generator: random stream for the initialisation.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        image_shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+    ) -> None:
+        prior = GaussianPrior(config.generator.widths[0])
+        super().__init__(config, image_shape, prior, generator=generator)
+        self.encoder = Encoder(
+            config.generator, self.image_shape, config.model.encoder_hidden, generator=generator
+        )
+
+    def _log_weights(
+        self, x: Tensor, num_samples: int, generator: torch.Generator | None, noised: bool
+    ) -> Tensor:
+        """``log p(x | z_k) + log p(z_k) - log q(z_k | x)`` for ``z_k ~ q(. | x)``: ``(K, B)``."""
+        mean, log_variance = self.encoder(x)  # (B, Q)
+        std = torch.exp(0.5 * log_variance)
+        eps = torch.randn(
+            (num_samples, *mean.shape), generator=generator, device=x.device, dtype=mean.dtype
+        )
+        z = mean + std * eps  # (K, B, Q)
+        flat = z.reshape(-1, z.shape[-1])
+        pre = self.decode(flat)
+        prediction = self.likelihood.noised(pre, generator) if noised else self.likelihood.mean(pre)
+        repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(-1, *x.shape[1:])
+        log_lik = self.likelihood.log_likelihood(repeated, prediction).view(num_samples, -1)
+        log_q = (-0.5 * eps.square() - 0.5 * log_variance - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_lik + self.prior.log_prior(z.reshape(-1, z.shape[-1])).view_as(log_q) - log_q
+
+    def elbo(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        analytic_kl: bool = True,
+        noised: bool = True,
+    ) -> Tensor:
+        """Single-sample reparameterised ELBO per datum, ``(B, ...) -> (B,)``.
+
+        Args:
+            x: data batch.
+            generator: random stream of the reparameterisation (and output) noise.
+            analytic_kl: ``E_q[log p(x|z)] - KL(q || p)`` with the closed-form KL (the training
+                estimator); otherwise the Monte Carlo form ``log p(x|z) + log p(z) - log q(z|x)``,
+                which is :meth:`iwae_bound` with one sample.
+            noised: output noise inside the likelihood, as in T-KAM's training losses (1.4).
+        """
+        if not analytic_kl:
+            return self._log_weights(x, 1, generator, noised)[0]
+        mean, log_variance = self.encoder(x)
+        eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=mean.dtype)
+        z = mean + torch.exp(0.5 * log_variance) * eps
+        pre = self.decode(z)
+        prediction = self.likelihood.noised(pre, generator) if noised else self.likelihood.mean(pre)
+        log_lik = self.likelihood.log_likelihood(x, prediction)
+        kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(-1)
+        return log_lik - kl
+
+    def iwae_bound(
+        self,
+        x: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        noised: bool = False,
+        chunk_size: int = 4096,
+    ) -> Tensor:
+        """Importance-weighted bound ``log 1/K sum_k p(x, z_k) / q(z_k | x)`` per datum, ``(B,)``.
+
+        Increases with K towards ``log p(x)`` (Burda et al. 2016); K = 1 is the Monte Carlo
+        ELBO. The K samples go through the generator in chunks of about ``chunk_size`` latents,
+        combined by a running log-sum-exp.
+
+        Args:
+            x: data batch ``(B, ...)``.
+            num_samples: K >= 1.
+            generator: random stream.
+            noised: output noise inside the likelihood (off for evaluation, spec 1.4).
+            chunk_size: latents decoded at once.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        per_chunk = max(1, chunk_size // max(len(x), 1))
+        total = None
+        for start in range(0, num_samples, per_chunk):
+            k = min(per_chunk, num_samples - start)
+            part = torch.logsumexp(self._log_weights(x, k, generator, noised), dim=0)  # (B,)
+            total = part if total is None else torch.logaddexp(total, part)
+        return total - math.log(num_samples)
+
+
+def vae_loss(model: VAE, x: Tensor, generator: torch.Generator | None = None) -> LossOutput:
+    """Negative ELBO (mean over the batch), reparameterised, closed-form KL, noised likelihood."""
+    elbo = model.elbo(x, generator)
+    loss = -elbo.mean()
+    return LossOutput(loss, {"elbo": float(elbo.detach().mean())})

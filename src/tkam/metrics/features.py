@@ -1,0 +1,295 @@
+"""Feature networks for FID/KID (DESIGN.md section 6): Inception-v3 or a tkam autoencoder.
+
+Pretrained Inception weights cannot be downloaded here, so the default features come from a
+small convolutional autoencoder that tkam trains per data set on its training images; its
+bottleneck is the feature vector. Trained weights are cached under
+``<cache>/features/<dataset>-<CxHxW>-<recipe hash>.safetensors``. Every feature network has a
+``name`` that metric files record: numbers from different feature networks are not comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+__all__ = [
+    "AUTOENCODER_VERSION",
+    "AutoencoderRecipe",
+    "ConvAutoencoder",
+    "FeatureError",
+    "FeatureNetwork",
+    "autoencoder_features",
+    "default_cache_dir",
+    "extract_features",
+    "inception_features",
+    "quantise",
+    "train_autoencoder",
+]
+
+#: Bumped whenever the architecture or the training procedure changes (part of the cache key).
+AUTOENCODER_VERSION = 1
+
+
+class FeatureError(RuntimeError):
+    """A feature network cannot be built (missing package or weights file)."""
+
+
+class FeatureNetwork(Protocol):
+    """Images ``(N, C, H, W)`` in ``[0, 1]`` -> features ``(N, d)``, with a recorded ``name``."""
+
+    name: str
+
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+def quantise(images: Tensor) -> Tensor:
+    """What writing PNGs does (spec section 7): ``floor(255 x) / 255`` of ``x`` clamped to [0, 1]."""
+    return torch.floor(images.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+@torch.no_grad()
+def extract_features(network: FeatureNetwork, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Features ``(N, d)`` float64 of quantised images ``(N, C, H, W)``, in batches."""
+    chunks = [
+        network(quantise(images[i : i + batch_size].float())).double()
+        for i in range(0, images.shape[0], batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+# ------------------------------------------------------------------------------------------------
+# The tkam autoencoder
+
+
+class ConvAutoencoder(nn.Module):
+    """A small convolutional autoencoder for ``(C, H, W)`` images of any size.
+
+    Encoder: three 3x3 convolutions (32, 64, 128 channels; the first two followed by 2x2 max
+    pooling, LeNet style), adaptive average pooling to 4x4 (so any input size works) and a
+    linear map to the ``bottleneck`` features. Decoder: a linear map to ``64 x 4 x 4`` and
+    convolutions with bilinear upsampling to ``(H / 2, W / 2)`` and ``(H, W)``, sigmoid output.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], bottleneck: int = 128) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        self.image_shape = (int(channels), int(height), int(width))
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(128 * 16, bottleneck),
+        )
+        self.expand = nn.Linear(bottleneck, 64 * 16)
+        self.up1 = nn.Conv2d(64, 64, 3, padding=1)
+        self.up2 = nn.Conv2d(64, 32, 3, padding=1)
+        self.out = nn.Conv2d(32, channels, 3, padding=1)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """``(N, C, H, W)`` -> ``(N, bottleneck)``."""
+        return self.encoder(images)
+
+    def decode(self, features: Tensor) -> Tensor:
+        """``(N, bottleneck)`` -> ``(N, C, H, W)`` in ``(0, 1)``."""
+        _, height, width = self.image_shape
+        h = F.relu(self.expand(features)).view(-1, 64, 4, 4)
+        h = F.interpolate(h, size=(max(height // 2, 1), max(width // 2, 1)), mode="bilinear")
+        h = F.relu(self.up1(h))
+        h = F.interpolate(h, size=(height, width), mode="bilinear")
+        h = F.relu(self.up2(h))
+        return torch.sigmoid(self.out(h))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.decode(self.encode(images))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderRecipe:
+    """How the feature autoencoder is trained; its hash names the cached weights.
+
+    Attributes:
+        bottleneck: feature dimension.
+        steps: Adam steps on mean squared reconstruction error.
+        batch_size: images per step.
+        learning_rate: Adam learning rate.
+        max_images: the first ``max_images`` training images are used.
+        seed: seed of the initialisation and the batch order.
+    """
+
+    bottleneck: int = 128
+    steps: int = 250
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    max_images: int = 10000
+    seed: int = 0
+
+    def digest(self, num_images: int) -> str:
+        """Ten hex digits identifying this recipe, the architecture version and the image count."""
+        payload = {
+            **dataclasses.asdict(self),
+            "version": AUTOENCODER_VERSION,
+            "num_images": int(num_images),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def train_autoencoder(
+    images: Tensor, recipe: AutoencoderRecipe = AutoencoderRecipe()
+) -> ConvAutoencoder:
+    """Train a :class:`ConvAutoencoder` on ``images (N, C, H, W)`` in ``[0, 1]`` (eval mode)."""
+    generator = torch.Generator().manual_seed(recipe.seed)
+    data = images[: recipe.max_images].float().clamp(0.0, 1.0)
+    torch_state = torch.random.get_rng_state()
+    torch.manual_seed(recipe.seed)  # nn.Module initialisers draw from the global stream
+    try:
+        model = ConvAutoencoder(tuple(data.shape[1:]), recipe.bottleneck)
+    finally:
+        torch.random.set_rng_state(torch_state)
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
+    for _ in range(recipe.steps):
+        rows = torch.randint(
+            data.shape[0], (min(recipe.batch_size, data.shape[0]),), generator=generator
+        )
+        batch = data[rows]
+        loss = F.mse_loss(model(batch), batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def default_cache_dir() -> Path:
+    """``$TKAM_CACHE`` or ``~/.cache/tkam``."""
+    return Path(os.environ.get("TKAM_CACHE", "~/.cache/tkam")).expanduser()
+
+
+class _AutoencoderFeatures:
+    def __init__(self, model: ConvAutoencoder, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.model.encode(images)
+
+
+def autoencoder_features(
+    dataset: str,
+    train_images: Tensor,
+    cache_dir: str | Path | None = None,
+    recipe: AutoencoderRecipe = AutoencoderRecipe(),
+    log=print,
+) -> FeatureNetwork:
+    """The tkam autoencoder features of a data set, trained on first use and cached.
+
+    Args:
+        dataset: data set name (part of the cache key and of the feature network's name).
+        train_images: ``(N, C, H, W)`` training images in ``[0, 1]``.
+        cache_dir: cache root (default :func:`default_cache_dir`); weights go to
+            ``<cache_dir>/features/``.
+        recipe: the training recipe.
+        log: where progress lines go (``None`` for silence).
+
+    Returns:
+        A feature network named ``tkam-autoencoder-<dataset>-<CxHxW>-v<version>-<hash>``.
+    """
+    shape = tuple(int(s) for s in train_images.shape[1:])
+    if len(shape) != 3:
+        raise FeatureError(f"autoencoder features need images (C, H, W), got items of {shape}")
+    num_images = min(recipe.max_images, train_images.shape[0])
+    digest = recipe.digest(num_images)
+    shape_text = "x".join(str(s) for s in shape)
+    stem = f"{dataset}-{shape_text}-{digest}"
+    name = f"tkam-autoencoder-{dataset}-{shape_text}-v{AUTOENCODER_VERSION}-{digest}"
+    path = Path(cache_dir or default_cache_dir()).expanduser() / "features" / f"{stem}.safetensors"
+    model = ConvAutoencoder(shape, recipe.bottleneck)
+    if path.is_file():
+        model.load_state_dict(load_file(str(path)))
+        return _AutoencoderFeatures(model.eval(), name)
+    if log:
+        log(f"training feature autoencoder for {dataset} ({recipe.steps} steps) -> {path}")
+    start = time.perf_counter()
+    model = train_autoencoder(train_images, recipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "name": name,
+        "recipe": json.dumps(dataclasses.asdict(recipe), sort_keys=True),
+        "num_images": str(num_images),
+    }
+    partial = path.with_suffix(".partial")
+    save_file(model.state_dict(), str(partial), metadata=metadata)
+    partial.replace(path)  # atomic: a concurrent reader never sees half a file
+    if log:
+        log(f"feature autoencoder trained in {time.perf_counter() - start:.1f} s")
+    return _AutoencoderFeatures(model, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inception-v3 (needs torchvision and a weights file)
+
+
+class _InceptionFeatures:
+    name = "inception-v3-torchvision"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        self.mean, self.std = mean, std
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.model((x - self.mean) / self.std)
+
+
+def inception_features(weights_path: str | Path) -> FeatureNetwork:
+    """Inception-v3 pool features (2048-d) from a torchvision-format state dict.
+
+    These are torchvision's Inception-v3, not torch-fidelity's FID-compatible port: values are
+    comparable between tkam runs using the same weights file, not with published FIDs.
+
+    Raises:
+        FeatureError: if torchvision is not installed or the weights file is missing/invalid.
+    """
+    path = Path(weights_path).expanduser()
+    try:
+        from torchvision.models import inception_v3
+    except ImportError:
+        raise FeatureError(
+            "--inception needs torchvision (pip install torchvision) and a torchvision "
+            "Inception-v3 state dict file; torchvision is not installed. Without --inception, "
+            "tkam uses its own per-data-set autoencoder features."
+        ) from None
+    if not path.is_file():
+        raise FeatureError(f"--inception {path}: no such weights file")
+    model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise FeatureError(
+            f"--inception {path}: not a torchvision Inception-v3 state dict ({exc})"
+        ) from None
+    model.fc = nn.Identity()
+    return _InceptionFeatures(model.eval())

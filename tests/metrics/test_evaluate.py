@@ -1,0 +1,104 @@
+"""``tkam evaluate`` end to end on a tiny trained run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from tests.helpers import tiny_config
+from tkam.cli import main
+from tkam.data.darcy import generate_darcy, generation_attributes, write_darcy
+from tkam.metrics import AutoencoderRecipe, evaluate_run
+from tkam.train import fit
+
+KEYS = (
+    "fid_infinity",
+    "kid_infinity",
+    "fid_values",
+    "kid_values",
+    "sample_sizes",
+    "fid_at_n",
+    "feature_network",
+    "log_likelihood_nats_per_dim",
+    "log_likelihood_standard_error",
+    "num_test",
+)
+
+
+def test_evaluate_cli_writes_finite_metrics(tmp_path, capsys):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, progress=False)
+    code = main(
+        [
+            "evaluate",
+            str(run),
+            "--num",
+            "60",
+            "--importance-samples",
+            "50",
+            "--feature-cache",
+            str(tmp_path / "cache"),
+            "--feature-steps",
+            "5",
+            "--kid-subsets",
+            "10",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in KEYS:
+        assert key in metrics, key
+    assert metrics["sample_sizes"] == [12, 24, 36, 48, 60]
+    assert metrics["num_test"] == 20
+    assert metrics["feature_network"].startswith("tkam-autoencoder-digits-1x8x8-v1-")
+    for key in ("fid_infinity", "kid_infinity", "fid_at_n", "log_likelihood_nats_per_dim"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["log_likelihood_standard_error"] >= 0
+    assert all(math.isfinite(v) and v >= 0 for v in metrics["fid_values"])
+    assert list((tmp_path / "cache" / "features").glob("digits-1x8x8-*.safetensors"))
+    out = capsys.readouterr().out
+    assert "FID-infinity" in out and "metrics written to" in out
+
+
+def test_evaluate_text_run_skips_fid_with_a_note(tmp_path):
+    words = "the cat sat on a mat and dog ran far".split()
+    lines = [" ".join(words[(i + j) % 10] for j in range(5)) for i in range(40)]
+    (tmp_path / "ptb.train.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "ptb.test.txt").write_text("\n".join(lines[:5]) + "\n")
+    config = tiny_config(
+        generator={"kind": "sequence", "d_model": 16, "widths": [7], "update_grid": False},
+        data={
+            "name": "ptb",
+            "root": str(tmp_path),
+            "vocab_size": 8,
+            "sequence_length": 6,
+            "num_train": 30,
+            "num_test": 5,
+        },
+    )
+    fit(config, tmp_path / "run", progress=False)
+    metrics = evaluate_run(tmp_path / "run", 20, 10, log=None)
+    assert metrics["fid_infinity"] is None and metrics["feature_network"] is None
+    assert any("FID/KID skipped" in note for note in metrics["notes"])
+    assert math.isfinite(metrics["log_likelihood_nats_per_dim"])
+    assert metrics["log_likelihood_normalised"] is False
+
+
+def test_evaluate_darcy_run_reports_field_errors(tmp_path):
+    fields = generate_darcy(30, resolution=8, seed=0)
+    path = write_darcy(tmp_path / "darcy.h5", fields, generation_attributes(30, 8, 0, 3))
+    config = tiny_config(data={"name": "darcy", "root": str(path), "num_train": 20, "num_test": 10})
+    fit(config, tmp_path / "run", progress=False)
+    metrics = evaluate_run(
+        tmp_path / "run",
+        20,
+        10,
+        feature_cache=tmp_path / "cache",
+        feature_recipe=AutoencoderRecipe(steps=2),
+        kid_num_subsets=5,
+        log=None,
+    )
+    for key in ("darcy_mean_field_error", "darcy_variance_error", "darcy_power_spectrum_error"):
+        assert math.isfinite(metrics[key]) and metrics[key] >= 0, key
+    assert metrics["feature_network"].startswith("tkam-autoencoder-darcy-1x8x8-")
+    assert metrics["log_likelihood_normalised"] is True
