@@ -12,12 +12,11 @@ share the generator weights; median of repeats after warm-up, all in one process
 
 from __future__ import annotations
 
-import argparse
 import datetime
 
 import torch
 
-from common import machine, write_section
+from common import benchmark_parser, machine, write_section
 from generation import interleaved_times
 from tkam.config import load_config
 from tkam.train.loop import build_model, make_optimizer, train_step
@@ -56,10 +55,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-write", action="store_true")
+    parser = benchmark_parser(__doc__)
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats, rounds = (3, 1) if args.quick else (5, 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -54,3 +55,12 @@ def write_section(title: str, body: str) -> None:
         end = text.find("\n## ", start + len(header))
         text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
     RESULTS.write_text(text)
+
+
+def benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every benchmark takes: ``--quick``, ``--device``, ``--no-write``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few repeats, for a smoke run")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    return parser

@@ -13,14 +13,13 @@ least 20x faster than the latent EBM.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import statistics
 from collections.abc import Callable
 
 import torch
 
-from common import machine, median_time, write_section
+from common import benchmark_parser, machine, median_time, write_section
 from tkam.config import load_config
 from tkam.train.loop import build_model
 
@@ -77,10 +76,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-write", action="store_true")
+    parser = benchmark_parser(__doc__)
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats, rounds = (3, 1) if args.quick else (5, 3)

@@ -11,12 +11,11 @@ after warm-up. The reference implementation needed 1.21 ms on a GPU for 100 mixt
 
 from __future__ import annotations
 
-import argparse
 import datetime
 
 import torch
 
-from common import machine, median_time, write_section
+from common import benchmark_parser, machine, median_time, write_section
 from tkam.config import PriorConfig
 from tkam.prior import build_prior
 
@@ -44,10 +43,7 @@ SETTINGS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats, for a smoke run")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser = benchmark_parser(__doc__)
     args = parser.parse_args()
     device = torch.device(args.device)
     rows, figures = [], {}

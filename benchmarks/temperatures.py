@@ -11,12 +11,11 @@ all temperatures into one tensor is meant to keep that growth under 3x.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 
 import torch
 
-from common import machine, median_time, write_section
+from common import benchmark_parser, machine, median_time, write_section
 from tkam.config import load_config
 from tkam.train.loop import build_model, make_optimizer, train_step
 
@@ -24,12 +23,9 @@ REFERENCE_RATIO = 13.963 / 2.363  # HEAD CSV, 12 vs 2 temperatures
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--steps", type=int, default=10, help="Langevin steps per training step")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats = 3 if args.quick else 7

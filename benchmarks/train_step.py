@@ -11,13 +11,12 @@ The reference implementation needed 0.35 s per step on a GPU (spec section 8, la
 
 from __future__ import annotations
 
-import argparse
 import datetime
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import machine, median_time, synchronize, write_section
+from common import benchmark_parser, machine, median_time, synchronize, write_section
 from tkam.config import load_config
 from tkam.data import DataError, load_dataset
 from tkam.train.loop import build_model, make_optimizer, train_step
@@ -74,10 +73,7 @@ def measure(overrides: list[str], device: torch.device, repeats: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-write", action="store_true")
+    parser = benchmark_parser(__doc__)
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats = 5 if args.quick else 30

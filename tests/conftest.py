@@ -38,3 +38,15 @@ def float64():
         yield torch.float64
     finally:
         torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test single-threaded: on a shared two-core machine torch's intra-op threads contend
+    with other processes and a test of many small tensor ops can slow down tenfold."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -2,20 +2,14 @@
 
 On a small shared machine, two intra-op threads of small convolutions can run ~50x slower
 than one (each parallel region waits for a descheduled thread); these tests gain nothing from
-threads, so they pin one and restore the previous setting afterwards.
+threads, so they pin one (the shared ``one_thread`` fixture) and restore the setting afterwards.
 """
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _single_thread(one_thread):  # noqa: ANN001 - a fixture
+    return

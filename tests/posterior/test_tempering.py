@@ -25,17 +25,7 @@ from tkam.posterior import (
     ula,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run single-threaded: on a shared two-core machine torch's intra-op threads contend with
-    other processes and a test of a few thousand small tensor ops can slow down tenfold."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------
