@@ -20,7 +20,12 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
     fit(config, out, resume=args.resume, progress=not args.no_progress)
-    print(f"run written to {out}: model.safetensors, loss.csv, samples/, prior.png")
+    written = ", ".join(
+        name
+        for name in ("model.safetensors", "loss.csv", "samples/", "prior.png", "loss.png")
+        if (out / name.rstrip("/")).exists()
+    )
+    print(f"run written to {out}: {written}")
     return 0
 
 
