@@ -31,24 +31,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_two_process_gloo_run_matches_one_process_with_two_shards(tmp_path) -> None:
-    config_path = _write_config(tmp_path, train={"max_steps": 5, "log_every": 5})
+def _torchrun(config_path, out, *extra: str) -> None:
+    """``torchrun --standalone --nproc_per_node=2 -m tkam train CONFIG --out OUT ...``."""
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "tkam",
-        "train",
-        str(config_path),
-        "--out",
-        str(tmp_path / "ddp"),
-        "--no-progress",
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+        *("-m", "tkam", "train", str(config_path), "--out", str(out), "--no-progress", *extra),
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_process_gloo_run_matches_one_process_with_two_shards(tmp_path) -> None:
+    config_path = _write_config(tmp_path, train={"max_steps": 5, "log_every": 5})
+    _torchrun(config_path, tmp_path / "ddp")
     torch.set_num_threads(1)
     config = tiny_config(train={"max_steps": 5, "log_every": 5, "accumulate": 2})
     fit(config, tmp_path / "single", progress=False)
@@ -179,31 +174,12 @@ def test_compiled_kernels_give_finite_losses(tmp_path) -> None:
 
 def test_two_process_run_resumes_exactly(tmp_path) -> None:
     # Stop a 2-process run at step 3, resume it to step 6: the same parameters as 6 straight steps.
-    def launch(config_path, out, *extra):
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "tkam",
-            "train",
-            str(config_path),
-            "--out",
-            str(out),
-            "--no-progress",
-            *extra,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-
     full = _write_config(tmp_path, train={"max_steps": 6, "log_every": 3})
-    launch(full, tmp_path / "straight")
+    _torchrun(full, tmp_path / "straight")
     half = tmp_path / "half.toml"
     half.write_text(dumps_toml(tiny_config(train={"max_steps": 3, "log_every": 3})))
-    launch(half, tmp_path / "split")
-    launch(full, tmp_path / "split", "--resume")
+    _torchrun(half, tmp_path / "split")
+    _torchrun(full, tmp_path / "split", "--resume")
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "split" / "model.safetensors"))
     for name in a:
