@@ -31,6 +31,12 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _train_command(config_path, out) -> list[str]:
+    """``python -m tkam train CONFIG --out OUT --no-progress``."""
+    command = [sys.executable, "-m", "tkam", "train", str(config_path), "--out", str(out)]
+    return [*command, "--no-progress"]
+
+
 def _torchrun(config_path, out, *extra: str) -> None:
     """``torchrun --standalone --nproc_per_node=2 -m tkam train CONFIG --out OUT ...``."""
     command = [
@@ -66,16 +72,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_exact(tmp_path) -> No
         tmp_path, train={"max_steps": steps, "log_every": 40, "checkpoint_every": 1}
     )
     run = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "tkam",
-        "train",
-        str(config_path),
-        "--out",
-        str(run),
-        "--no-progress",
-    ]
+    command = _train_command(config_path, run)
     process = subprocess.Popen(command, env=_env(), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((run / "checkpoints").glob("step_*.safetensors")):
@@ -89,16 +86,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_exact(tmp_path) -> No
     resumed = subprocess.run([*command, "--resume"], env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     straight = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tkam",
-            "train",
-            str(config_path),
-            "--out",
-            str(tmp_path / "straight"),
-            "--no-progress",
-        ],
+        _train_command(config_path, tmp_path / "straight"),
         env=_env(),
         capture_output=True,
         text=True,
@@ -116,16 +104,7 @@ def test_sigterm_writes_a_final_checkpoint(tmp_path) -> None:
     config_path = _write_config(tmp_path, train={"max_steps": 100000, "log_every": 0})
     run = tmp_path / "run"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tkam",
-            "train",
-            str(config_path),
-            "--out",
-            str(run),
-            "--no-progress",
-        ],
+        _train_command(config_path, run),
         env=_env(),
         stderr=subprocess.PIPE,
         text=True,
