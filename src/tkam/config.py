@@ -483,6 +483,9 @@ class ModelConfig:
         prior_steps, prior_step_size: prior Langevin of the latent EBM (Pang's step size ``s``:
             ``z <- z + s^2/2 grad + s xi``).
         posterior_steps, posterior_step_size: posterior Langevin of the latent EBM (same form).
+        energy_learning_rate: Adam rate of the latent EBM's energy MLP (Pang et al.'s
+            ``e_lr = 2e-5``; the generator keeps ``train.learning_rate``). 0 uses
+            ``train.learning_rate`` for both.
     """
 
     kind: str = "tkam"
@@ -492,9 +495,14 @@ class ModelConfig:
     prior_step_size: float = 0.4
     posterior_steps: int = 20
     posterior_step_size: float = 0.1
+    energy_learning_rate: float = 2e-5
 
     def __post_init__(self) -> None:
         _set(self, "kind", _choice(self.kind, MODEL_KINDS, "kind"))
+        if self.energy_learning_rate < 0:
+            raise ConfigError(
+                f"energy_learning_rate: must be >= 0, got {self.energy_learning_rate}"
+            )
         if any(w < 1 for w in self.encoder_hidden):
             raise ConfigError(f"encoder_hidden: needs positive widths, got {self.encoder_hidden}")
         if self.energy_hidden < 1:

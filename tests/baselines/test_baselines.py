@@ -141,3 +141,15 @@ def test_default_model_is_tkam_and_baselines_ignore_the_prior_width() -> None:
         tiny_config(prior={"widths": [3, 5]})
     config = tiny_config(prior={"widths": [3, 5]}, model={"kind": "vae"})
     assert build_model(config, SHAPE).prior.latent_shape == (7,)
+
+
+@pytest.mark.parametrize(("energy_rate", "expected"), [(2e-5, 2e-5), (0.0, 1e-3)])
+def test_lebm_energy_net_has_its_own_adam_rate(energy_rate: float, expected: float) -> None:
+    model = build_model(_config("lebm", energy_learning_rate=energy_rate), SHAPE)
+    optimizer = make_optimizer(model, 1e-3)
+    rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert len(rates) == len(list(model.parameters()))
+    assert all(rates[id(p)] == expected for p in model.prior.parameters())
+    assert all(rates[id(p)] == 1e-3 for p in model.generator.parameters())
+    with pytest.raises(ConfigError, match=r"model\.energy_learning_rate"):
+        tiny_config(model={"energy_learning_rate": -1.0})

@@ -105,6 +105,16 @@ class LatentEBM(BaselineModel):
             step_size=ula_step_size(cfg.posterior_step_size),
             steps=cfg.posterior_steps,
         )
+        self.energy_learning_rate = cfg.energy_learning_rate
+
+    def parameter_groups(self, learning_rate: float) -> list[dict]:
+        """Adam groups: the energy MLP at ``model.energy_learning_rate`` (0: ``learning_rate``),
+        everything else (the generator) at ``learning_rate``."""
+        energy = list(self.prior.parameters())
+        ids = {id(p) for p in energy}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        rate = self.energy_learning_rate or learning_rate
+        return [{"params": rest}, {"params": energy, "lr": rate}]
 
 
 def lebm_loss(model: LatentEBM, x: Tensor, generator: torch.Generator | None = None) -> LossOutput:

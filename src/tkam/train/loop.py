@@ -84,11 +84,18 @@ def build_model(config: ExperimentConfig, image_shape: tuple[int, int, int]) -> 
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
-    """Adam (beta 0.9/0.999, eps 1e-8, no decay) over all parameters, fused where supported."""
+    """Adam (beta 0.9/0.999, eps 1e-8, no decay) over all parameters, fused where supported.
+
+    A model with a ``parameter_groups(learning_rate)`` method (the latent EBM, whose energy net
+    has its own rate) gives its own Adam parameter groups; every other model has one group.
+    """
+    groups = getattr(model, "parameter_groups", None)
+    params = groups(learning_rate) if groups is not None else model.parameters()
     try:
-        return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+        return torch.optim.Adam(params, lr=learning_rate, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=learning_rate)
+        params = groups(learning_rate) if groups is not None else model.parameters()
+        return torch.optim.Adam(params, lr=learning_rate)
 
 
 def compute_loss(
@@ -280,7 +287,8 @@ def fit(
     progress: bool = True,
 ) -> TKAM:
     """Train a T-KAM model, writing ``config.toml``, ``loss.csv``, ``checkpoints/``,
-    ``samples/*.png``, ``model.safetensors`` and ``prior.png`` into ``run_dir``.
+    ``samples/*.png``, ``model.safetensors``, ``prior.png``, ``loss.png`` and ``evolution.gif``
+    into ``run_dir``.
 
     Args:
         config: the resolved experiment config.
@@ -309,7 +317,14 @@ def _fit(
     progress: bool,
     context: Context,
 ) -> TKAM:
-    from tkam.plots import plot_losses, plot_prior, readable_scale, save_image_grid
+    from tkam.plots import (
+        plot_losses,
+        plot_prior,
+        readable_scale,
+        save_evolution_gif,
+        save_image_grid,
+        snapshot_frames,
+    )
 
     main = context.is_main
     run = _Run(run_dir)
@@ -494,5 +509,7 @@ def _fit(
             rows = "inputs" if model.prior.rows_are_inputs else "outputs"
             plot_prior(model.prior.export(), run.root / "prior.png", rows=rows)
         plot_losses(run.loss_csv, run.root / "loss.png")
+        if snapshot_frames(run.samples):
+            save_evolution_gif(run.samples, run.root / "evolution.gif")
     context.barrier()
     return model
