@@ -67,6 +67,28 @@ def test_plot_prior_with_export(trained_run, tmp_path) -> None:
     assert np.allclose(data["cdf"][..., 0], 0) and np.allclose(data["cdf"][..., -1], 1)
 
 
+def test_plot_writes_every_figure(trained_run, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    out = tmp_path / "figures"
+    assert main(["plot", str(trained_run), "--out", str(out), "--num", "4"]) == 0
+    names = {"prior.png", "prior_grid.png", "loss.png", "samples.png", "evolution.gif"}
+    assert {p.name for p in out.iterdir()} == names
+    for name in names - {"evolution.gif"}:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    # One GIF frame per sample grid saved during training (steps 1 and 5 of this run).
+    gif = Image.open(out / "evolution.gif")
+    assert gif.format == "GIF" and gif.n_frames == len(
+        list((trained_run / "samples").glob("*.png"))
+    )
+    assert (trained_run / "evolution.gif").is_file()  # tkam train writes one as well
+    # A subset, into the run's own plots folder by default.
+    assert main(["plot", str(trained_run), "losses"]) == 0
+    assert "wrote" in capsys.readouterr().out and (trained_run / "plots" / "loss.png").is_file()
+    with pytest.raises(SystemExit, match="unknown figure 'prior_grid'"):
+        main(["plot", str(trained_run), "prior_grid"])
+
+
 def test_configs_lists_packaged(capsys) -> None:
     assert main(["configs"]) == 0
     listed = capsys.readouterr().out

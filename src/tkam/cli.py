@@ -1,4 +1,4 @@
-"""Command line: ``tkam train | sample | plot-prior | configs | data | evaluate``."""
+"""Command line: ``tkam train | sample | plot | plot-prior | configs | data | evaluate``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ def _train(args: argparse.Namespace) -> int:
     fit(config, out, resume=args.resume, progress=not args.no_progress)
     written = ", ".join(
         name
-        for name in ("model.safetensors", "loss.csv", "samples/", "prior.png", "loss.png")
+        for name in (
+            "model.safetensors",
+            "loss.csv",
+            "samples/",
+            "prior.png",
+            "loss.png",
+            "evolution.gif",
+        )
         if (out / name.rstrip("/")).exists()
     )
     print(f"run written to {out}: {written}")
@@ -89,6 +96,67 @@ def _plot_prior(args: argparse.Namespace) -> int:
     return 0
 
 
+PLOTS = ("prior", "losses", "samples", "evolution")
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import torch
+
+    from tkam.plots import (
+        plot_losses,
+        plot_prior,
+        plot_prior_grid,
+        readable_scale,
+        save_evolution_gif,
+        save_image_grid,
+    )
+    from tkam.runs import load_run
+
+    unknown = [item for item in args.what if item not in PLOTS]
+    if unknown:
+        raise SystemExit(
+            f"tkam plot: unknown figure {unknown[0]!r}; choose from {', '.join(PLOTS)}"
+        )
+    root = Path(args.run_dir)
+    out = Path(args.out) if args.out else root / "plots"
+    what = args.what or list(PLOTS)
+    _, model = load_run(root)
+    written, skipped = [], []
+    if "prior" in what:
+        if hasattr(model.prior, "export"):
+            export = model.prior.export()
+            rows = "inputs" if model.prior.rows_are_inputs else "outputs"
+            written.append(plot_prior(export, out / "prior.png", rows=rows))
+            written.append(plot_prior_grid(export, out / "prior_grid.png", rows=rows))
+        else:
+            skipped.append("prior (this model's prior has no univariate components)")
+    if "losses" in what:
+        if (root / "loss.csv").is_file():
+            written.append(plot_losses(root / "loss.csv", out / "loss.png"))
+        else:
+            skipped.append(f"losses ({root / 'loss.csv'} is missing)")
+    if "samples" in what:
+        shape = model.image_shape
+        if len(shape) == 3 and shape[0] in (1, 3):
+            generator = torch.Generator().manual_seed(args.seed)
+            images = model.sample(args.num, generator).float().clamp(0.0, 1.0)
+            path = out / "samples.png"
+            save_image_grid(images, path, scale=readable_scale(*shape[1:]))
+            written.append(path)
+        else:
+            skipped.append(f"samples (items of shape {shape} are not images)")
+    if "evolution" in what:
+        try:
+            written.append(save_evolution_gif(root / "samples", out / "evolution.gif"))
+        except FileNotFoundError as exc:
+            skipped.append(f"evolution ({exc})")
+    for path in written:
+        print(f"wrote {path}")
+    for reason in skipped:
+        print(f"skipped {reason}")
+    return 0 if written else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tkam", description="Thermodynamic Kolmogorov-Arnold Models: train, sample, plot."
@@ -121,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent", action="store_true", help="also store the latents z in the .npz")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser(
+        "plot",
+        help="figures of a run: prior components, loss curves, samples, evolution GIF",
+        description="Write a run's figures into --out (default RUN_DIR/plots): prior.png (a few "
+        "prior components over pi_0), prior_grid.png (every component), loss.png, samples.png "
+        "and evolution.gif (the sample grids saved during training).",
+    )
+    p.add_argument("run_dir")
+    p.add_argument(
+        "what", nargs="*", metavar="WHAT", help=f"any of {', '.join(PLOTS)} (default: all)"
+    )
+    p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
+    p.add_argument("--num", type=int, default=100, help="samples in samples.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_plot)
 
     p = sub.add_parser("plot-prior", help="plot the learned univariate prior densities")
     p.add_argument("run_dir")

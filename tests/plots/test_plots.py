@@ -10,7 +10,16 @@ import torch
 from matplotlib import image as mpimg
 
 from tkam.config import PriorConfig
-from tkam.plots import image_grid, plot_losses, plot_prior, prior_rows_are_inputs, save_image_grid
+from tkam.plots import (
+    image_grid,
+    plot_losses,
+    plot_prior,
+    plot_prior_grid,
+    prior_rows_are_inputs,
+    save_evolution_gif,
+    save_image_grid,
+    snapshot_frames,
+)
 from tkam.prior import build_prior
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -188,3 +197,40 @@ def test_plot_losses_rejects_an_unknown_column(tmp_path: Path) -> None:
         plot_losses(csv_path, tmp_path / "loss.png", columns=["train_loss", "kl"])
     path = plot_losses(csv_path, tmp_path / "loss.png", columns=["train_loss"])
     assert_png(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every prior component; evolution GIF
+
+
+@pytest.mark.parametrize("mixture", [False, True])
+def test_prior_grid_draws_one_panel_per_node_row(tmp_path: Path, mixture: bool) -> None:
+    config = PriorConfig(widths=(3, 5), basis="rbf", grid_size=5, num_nodes=30, mixture=mixture)
+    prior = build_prior(config, generator=torch.Generator().manual_seed(0))
+    export = prior.export()
+    path = plot_prior_grid(export, tmp_path / "grid" / "prior_grid.png", ncols=2)
+    pixels = assert_png(path)
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+    with pytest.raises(ValueError, match="expected nodes"):
+        plot_prior_grid({**export, "density": export["density"][0]}, tmp_path / "bad.png")
+
+
+def test_evolution_gif_orders_frames_by_step_and_pads_sizes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    # Step 10 sorts after step 9 only numerically; the frames differ in size and colour.
+    for step, size, value in ((10, (12, 8), 200), (9, (10, 10), 100), (1, (6, 6), 0)):
+        Image.new("RGB", size, (value,) * 3).save(samples / f"step_{step:d}.png")
+    (samples / "notes.txt").write_text("ignored")
+    assert [p.name for p in snapshot_frames(samples)] == ["step_1.png", "step_9.png", "step_10.png"]
+    gif = Image.open(save_evolution_gif(samples, tmp_path / "out" / "evolution.gif", frame_ms=100))
+    assert gif.n_frames == 3 and gif.size == (12, 10)
+    centres = []
+    for index in range(3):
+        gif.seek(index)
+        centres.append(gif.convert("L").getpixel((6, 5)))
+    assert centres == [0, 100, 200]
+    with pytest.raises(FileNotFoundError, match="no step_"):
+        save_evolution_gif(tmp_path / "out", tmp_path / "none.gif")

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_prior", "prior_rows_are_inputs"]
+__all__ = ["plot_prior", "plot_prior_grid", "prior_rows_are_inputs"]
 
 ROWS = ("inputs", "outputs")
 _LEARNED_COLOUR = "#1f77b4"
@@ -165,6 +165,80 @@ def plot_prior(
     figure.suptitle(
         title or f"Prior components ({kind}, Q={num_outputs}, P={num_inputs}; {shown} shown)",
         fontsize=11,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", facecolor="white")
+    return path
+
+
+def plot_prior_grid(
+    export: Mapping[str, np.ndarray],
+    path: str | Path,
+    rows: str | None = None,
+    title: str | None = None,
+    ncols: int = 8,
+) -> Path:
+    """Every component of a prior at once: one heat map per row of nodes.
+
+    Panel ``r`` holds the components that share node row ``r`` (input ``p`` of a univariate
+    prior, output ``q`` of a mixture), one horizontal band per component, coloured by the
+    density divided by the row's largest value, so shapes are comparable across panels. With
+    thousands of components (Q=81, P=40 is 3,240) the curve plot of :func:`plot_prior` can only
+    show a few; this shows where every one puts its mass.
+
+    Args:
+        export: the dict of ``KANPrior.export()`` (``nodes``, ``density``).
+        path: the PNG to write; parent directories are created.
+        rows: see :func:`prior_rows_are_inputs`.
+        title: figure title; default names the prior's shape.
+        ncols: panels per row.
+
+    Returns:
+        the path written.
+    """
+    nodes = np.asarray(export["nodes"], dtype=np.float64)  # (R, n)
+    density = np.asarray(export["density"], dtype=np.float64)  # (Q, P, n)
+    if density.ndim != 3 or nodes.ndim != 2 or density.shape[2] != nodes.shape[1]:
+        raise ValueError(
+            f"expected nodes (R, n) and density (Q, P, n); got {nodes.shape}, {density.shape}"
+        )
+    on_inputs = prior_rows_are_inputs(export, rows)
+    num_outputs, num_inputs = density.shape[:2]
+    # bands[r]: (components on row r, n); "other" names the index that varies within a panel.
+    bands = density.transpose(1, 0, 2) if on_inputs else density
+    panel_name, band_name = ("p", "q") if on_inputs else ("q", "p")
+    num_panels, num_bands = bands.shape[:2]
+    ncols = max(1, min(ncols, num_panels))
+    nrows = math.ceil(num_panels / ncols)
+    height = max(1.2, min(3.0, 0.03 * num_bands + 0.6))
+    figure = Figure(figsize=(2.1 * ncols, height * nrows + 0.9), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(nrows, ncols, squeeze=False)
+    for axes in grid.flat[num_panels:]:
+        axes.set_visible(False)
+    mesh = None
+    for r in range(num_panels):
+        axes = grid.flat[r]
+        values = bands[r] / np.maximum(bands[r].max(axis=1, keepdims=True), 1e-300)
+        z = nodes[r]
+        edges = np.concatenate([[z[0]], 0.5 * (z[1:] + z[:-1]), [z[-1]]])
+        mesh = axes.pcolormesh(
+            edges, np.arange(num_bands + 1), values, cmap="viridis", vmin=0.0, vmax=1.0
+        )
+        axes.set_title(f"{panel_name}={r}", fontsize=8)
+        axes.tick_params(labelsize=6)
+        axes.set_yticks([0, num_bands])
+        if r % ncols == 0:
+            axes.set_ylabel(band_name, fontsize=7)
+    if mesh is not None:
+        figure.colorbar(mesh, ax=grid, shrink=0.6, label="density / its maximum")
+    kind = "univariate" if on_inputs else "mixture"
+    figure.suptitle(
+        title
+        or f"All {num_outputs * num_inputs} prior components ({kind}, Q={num_outputs}, "
+        f"P={num_inputs}): one band per component",
+        fontsize=10,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
