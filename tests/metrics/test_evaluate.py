@@ -102,3 +102,27 @@ def test_evaluate_darcy_run_reports_field_errors(tmp_path):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0, key
     assert metrics["feature_network"].startswith("tkam-autoencoder-darcy-1x8x8-")
     assert metrics["log_likelihood_normalised"] is True
+
+
+def test_evaluate_adds_the_vae_bound_and_the_thermodynamic_estimate(tmp_path):
+    common = {"feature_cache": tmp_path / "cache", "kid_num_subsets": 5, "log": None}
+    common["feature_recipe"] = AutoencoderRecipe(steps=2)
+    vae = tmp_path / "vae"
+    fit(tiny_config(model={"kind": "vae"}), vae, progress=False)
+    metrics = evaluate_run(vae, 20, 10, **common)
+    assert math.isfinite(metrics["iwae_bound_nats_per_dim"])
+    assert "K=10 encoder samples" in metrics["iwae_bound_note"]
+    assert "thermodynamic_log_likelihood_nats_per_dim" not in metrics
+
+    thermo = tmp_path / "thermo"
+    config = tiny_config(
+        thermodynamic={"num_temps": 3, "p_start": 2.0, "p_end": 2.0},
+        posterior={"sampler": "ula", "steps": 4, "step_size": 0.01},
+    )
+    fit(config, thermo, progress=False)
+    metrics = evaluate_run(thermo, 20, 10, thermodynamic_items=6, thermodynamic_chains=2, **common)
+    assert metrics["thermodynamic_num_test"] == 6
+    assert math.isfinite(metrics["thermodynamic_log_likelihood_nats_per_dim"])
+    assert metrics["thermodynamic_log_likelihood_standard_error"] >= 0
+    assert "N_t=3" in metrics["thermodynamic_log_likelihood_note"]
+    assert "iwae_bound_nats_per_dim" not in metrics

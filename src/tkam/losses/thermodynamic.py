@@ -12,7 +12,7 @@ from tkam.losses.importance import LossOutput
 from tkam.losses.langevin import run_chains
 from tkam.model import TKAM
 
-__all__ = ["thermodynamic_loss", "TemperedState"]
+__all__ = ["thermodynamic_loss", "tempered_ula", "TemperedState"]
 
 
 class TemperedState(NamedTuple):
@@ -52,7 +52,7 @@ def _evaluate(model: TKAM, x: Tensor, z: Tensor) -> TemperedState:
     )
 
 
-def _tempered_ula(
+def tempered_ula(
     model: TKAM,
     x_chains: Tensor,
     z0: Tensor,
@@ -159,7 +159,7 @@ def thermodynamic_loss(
         z = run_chains(z0, log_density, posterior, generator, callback=exchange)
         swap_rate = sum(rates) / max(len(rates), 1)
     else:
-        z, swap_rate = _tempered_ula(
+        z, swap_rate = tempered_ula(
             model, x_chains, z0, temps[1:], batch, posterior, config, generator
         )
 

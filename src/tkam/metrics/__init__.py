@@ -35,7 +35,10 @@ from tkam.metrics.features import (
 )
 from tkam.metrics.likelihood import (
     LogLikelihoodResult,
+    estimate_iwae_bound,
     estimate_log_likelihood,
+    estimate_thermodynamic_log_likelihood,
+    gaussian_constant,
     mean_log_evidence_standard_error,
 )
 
@@ -52,7 +55,10 @@ __all__ = [
     "darcy_field_errors",
     "default_cache_dir",
     "default_sample_sizes",
+    "estimate_iwae_bound",
     "estimate_log_likelihood",
+    "estimate_thermodynamic_log_likelihood",
+    "gaussian_constant",
     "evaluate_run",
     "extract_features",
     "extrapolate_to_infinity",

@@ -40,6 +40,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             feature_cache=args.feature_cache,
             feature_recipe=recipe,
             kid_num_subsets=args.kid_subsets,
+            thermodynamic_items=args.ti_items,
+            thermodynamic_chains=args.ti_chains,
         )
     except (FeatureError, ValueError) as exc:
         raise SystemExit(f"tkam evaluate: error: {exc}") from None
@@ -91,4 +93,19 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         help="training steps of the feature autoencoder (default 250; changes its name)",
     )
     p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default 100)")
+    p.add_argument(
+        "--ti-items",
+        type=int,
+        default=100,
+        metavar="N",
+        help="thermodynamic runs: test items of the thermodynamic-integration estimate "
+        "(default 100; 0 skips it)",
+    )
+    p.add_argument(
+        "--ti-chains",
+        type=int,
+        default=4,
+        metavar="R",
+        help="chains per item and temperature of that estimate (default 4)",
+    )
     p.set_defaults(func=_evaluate)

@@ -21,7 +21,11 @@ from tkam.metrics.features import (
     extract_features,
     inception_features,
 )
-from tkam.metrics.likelihood import estimate_log_likelihood
+from tkam.metrics.likelihood import (
+    estimate_iwae_bound,
+    estimate_log_likelihood,
+    estimate_thermodynamic_log_likelihood,
+)
 
 __all__ = ["evaluate_run", "format_table"]
 
@@ -41,6 +45,8 @@ def evaluate_run(
     feature_recipe: AutoencoderRecipe | None = None,
     kid_subset_size: int = 1000,
     kid_num_subsets: int = 100,
+    thermodynamic_items: int = 100,
+    thermodynamic_chains: int = 4,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """All metrics of a run folder written by ``tkam train``.
@@ -56,6 +62,9 @@ def evaluate_run(
         feature_cache: cache root of the autoencoder weights.
         feature_recipe: the autoencoder's training recipe (default ``AutoencoderRecipe()``).
         kid_subset_size, kid_num_subsets: KID subsets (spec: 1000 and 100).
+        thermodynamic_items, thermodynamic_chains: for thermodynamic runs, the first test items
+            and the chains per item and temperature of the thermodynamic-integration estimate
+            (0 items: skip it).
         log: progress lines (``None``: silent).
 
     Returns:
@@ -123,14 +132,46 @@ def evaluate_run(
     metrics["num_test"] = int(test.shape[0])
     metrics["importance_samples"] = importance_samples
     if test.shape[0] > 0:
-        start = time.perf_counter()
-        ll = estimate_log_likelihood(model, test, importance_samples, generator)
-        say(f"log-likelihood with K={importance_samples} in {time.perf_counter() - start:.1f} s")
-        metrics["log_likelihood_nats_per_dim"] = ll.nats_per_dim
-        metrics["log_likelihood_standard_error"] = ll.standard_error
-        metrics["log_likelihood_test_set_standard_error"] = ll.test_set_standard_error
-        metrics["log_likelihood_normalised"] = ll.normalised
-        metrics["log_likelihood_note"] = ll.note
+
+        def record(key: str, label: str, estimate: Callable[[], Any]) -> None:
+            start = time.perf_counter()
+            result = estimate()
+            say(f"{label} in {time.perf_counter() - start:.1f} s")
+            metrics[f"{key}_nats_per_dim"] = result.nats_per_dim
+            metrics[f"{key}_standard_error"] = result.standard_error
+            metrics[f"{key}_test_set_standard_error"] = result.test_set_standard_error
+            metrics[f"{key}_normalised"] = result.normalised
+            metrics[f"{key}_note"] = result.note
+
+        record(
+            "log_likelihood",
+            f"log-likelihood with K={importance_samples}",
+            lambda: estimate_log_likelihood(model, test, importance_samples, generator),
+        )
+        if hasattr(model, "iwae_bound"):  # the VAE: its importance-weighted bound, same K
+            record(
+                "iwae_bound",
+                f"IWAE bound with K={importance_samples}",
+                lambda: estimate_iwae_bound(model, test, importance_samples, generator),
+            )
+        ti_run = config.model.kind == "tkam" and config.loss_kind == "thermodynamic"
+        if ti_run and thermodynamic_items > 0:
+            items = test[:thermodynamic_items]
+            record(
+                "thermodynamic_log_likelihood",
+                f"thermodynamic estimate on {items.shape[0]} items",
+                lambda: estimate_thermodynamic_log_likelihood(
+                    model,
+                    items,
+                    config.posterior,
+                    config.thermodynamic,
+                    power=config.thermodynamic.p_end,
+                    generator=generator,
+                    chains_per_item=thermodynamic_chains,
+                ),
+            )
+            metrics["thermodynamic_num_test"] = int(items.shape[0])
+            metrics["thermodynamic_log_likelihood_note"] += " (power: thermodynamic.p_end)"
     else:
         metrics["log_likelihood_nats_per_dim"] = None
         metrics["log_likelihood_standard_error"] = None
@@ -169,6 +210,13 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("  MC standard error", metrics.get("log_likelihood_standard_error")),
         ("  test-set std. error", metrics.get("log_likelihood_test_set_standard_error")),
     ]
+    if "iwae_bound_nats_per_dim" in metrics:
+        rows.append(("IWAE bound (nats/dim)", metrics["iwae_bound_nats_per_dim"]))
+    if "thermodynamic_log_likelihood_nats_per_dim" in metrics:
+        rows += [
+            ("TI log-lik. (nats/dim)", metrics["thermodynamic_log_likelihood_nats_per_dim"]),
+            ("  MC standard error", metrics["thermodynamic_log_likelihood_standard_error"]),
+        ]
     for key in ("darcy_mean_field_error", "darcy_variance_error", "darcy_power_spectrum_error"):
         if key in metrics:
             rows.append((key.replace("darcy_", "Darcy ").replace("_", " "), metrics[key]))
@@ -179,7 +227,12 @@ def format_table(metrics: dict[str, Any]) -> str:
         else:
             text = _number(value)
         lines.append(f"{label:22s} {text}")
-    if metrics.get("log_likelihood_note"):
-        lines.append(f"log-likelihood: {metrics['log_likelihood_note']}")
+    for key, label in (
+        ("log_likelihood_note", "log-likelihood"),
+        ("iwae_bound_note", "IWAE bound"),
+        ("thermodynamic_log_likelihood_note", "TI log-likelihood"),
+    ):
+        if metrics.get(key):
+            lines.append(f"{label}: {metrics[key]}")
     lines.extend(f"note: {note}" for note in metrics.get("notes", []))
     return "\n".join(lines)
