@@ -27,7 +27,7 @@ def main() -> None:
     parser = benchmark_parser(__doc__)
     args = parser.parse_args()
     device = torch.device(args.device)
-    repeats = 3 if args.quick else 9
+    repeats = 3 if args.quick else 5
     generator = torch.Generator(device=device).manual_seed(0)
     its_config = load_config("celeba").prior
     its = build_prior(its_config, generator=torch.Generator().manual_seed(0)).to(device)

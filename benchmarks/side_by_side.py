@@ -9,6 +9,7 @@ same seed) and times generation of 1,000 samples in this process. Writes the tab
 ``benchmarks/figures/side_by_side_fmnist.png``.
 
     python benchmarks/side_by_side.py [--steps 3000] [--runs runs/side] [--skip-train]
+        [--skip-evaluate] [--remark TEXT]
 """
 
 from __future__ import annotations
@@ -85,13 +86,12 @@ def side_by_side_figure(runs: dict[str, Path]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 5.4))
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 5.8), layout="constrained")
     for ax, (kind, run) in zip(axes, runs.items(), strict=True):
         ax.imshow(final_grid(run))
-        ax.set_title(LABELS[kind])
+        ax.set_title(LABELS[kind], fontsize=13)
         ax.axis("off")
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(FIGURE, dpi=80)
     plt.close(fig)
 
@@ -106,6 +106,10 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/side", help="run folder prefix")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--skip-train", action="store_true", help="evaluate existing runs")
+    parser.add_argument(
+        "--skip-evaluate", action="store_true", help="reuse the runs' metrics.json files"
+    )
+    parser.add_argument("--remark", default="", help="a sentence appended to the section")
     parser.add_argument("--num", type=int, default=3000, help="generated images for FID/KID")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
@@ -119,7 +123,8 @@ def main() -> None:
             print(f"{kind}: trained in {time.perf_counter() - start:.0f} s", flush=True)
     rows = []
     for kind, run in runs.items():
-        tkam("evaluate", str(run), "--num", str(args.num))
+        if not args.skip_evaluate:
+            tkam("evaluate", str(run), "--num", str(args.num))
         metrics = json.loads((run / "metrics.json").read_text())
         per_update, total, steps = seconds_per_update(run)
         generation = generation_seconds(run)
@@ -159,6 +164,7 @@ def main() -> None:
             *rows,
             "",
             f"Final sample grids: `{FIGURE.relative_to(Path(__file__).parent.parent)}`.",
+            *([args.remark] if args.remark else []),
         ]
     )
     write_section("Side by side on Fashion-MNIST, equal update budgets (cpu)", body)
