@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from tests.helpers import tiny_config
 from tkam.cli import main
 from tkam.data.darcy import generate_darcy, generation_attributes, write_darcy
@@ -126,3 +128,38 @@ def test_evaluate_adds_the_vae_bound_and_the_thermodynamic_estimate(tmp_path):
     assert metrics["thermodynamic_log_likelihood_standard_error"] >= 0
     assert "N_t=3" in metrics["thermodynamic_log_likelihood_note"]
     assert "iwae_bound_nats_per_dim" not in metrics
+
+
+def test_present_inception_weights_are_found_and_need_torchvision(tmp_path, monkeypatch):
+    from tkam.metrics import features, present_inception_weights
+
+    cache = tmp_path / "cache"
+    assert present_inception_weights(cache) is None
+    (cache / "features").mkdir(parents=True)
+    weights = cache / "features" / "inception_v3.pth"
+    weights.write_bytes(b"not a state dict")
+    assert present_inception_weights(cache) == weights
+
+    run = tmp_path / "run"
+    fit(tiny_config(), run, progress=False)
+    common = {"feature_recipe": AutoencoderRecipe(steps=2), "kid_num_subsets": 5, "log": None}
+    # Without torchvision the present file cannot be used: autoencoder features, with a note.
+    monkeypatch.setattr("tkam.metrics.evaluate.torchvision_available", lambda: False)
+    metrics = evaluate_run(run, 20, 10, feature_cache=cache, **common)
+    assert metrics["feature_network"].startswith("tkam-autoencoder-")
+    assert any("inception_v3.pth is present" in note for note in metrics["notes"])
+    # With torchvision the present file is the default, and a bad one is a clear error.
+    monkeypatch.setattr("tkam.metrics.evaluate.torchvision_available", lambda: True)
+    calls = []
+
+    def fake_inception(path):
+        calls.append(path)
+        raise features.FeatureError(f"--inception {path}: not a torchvision state dict")
+
+    monkeypatch.setattr("tkam.metrics.evaluate.inception_features", fake_inception)
+    with pytest.raises(features.FeatureError, match="not a torchvision"):
+        evaluate_run(run, 20, 10, feature_cache=cache, **common)
+    assert calls == [weights]
+    # inception=False ignores the file.
+    metrics = evaluate_run(run, 20, 10, feature_cache=cache, inception=False, **common)
+    assert metrics["feature_network"].startswith("tkam-autoencoder-") and not metrics["notes"]

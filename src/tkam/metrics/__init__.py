@@ -30,6 +30,7 @@ from tkam.metrics.features import (
     default_cache_dir,
     extract_features,
     inception_features,
+    present_inception_weights,
     quantise,
     train_autoencoder,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "format_table",
     "frechet_distance",
     "inception_features",
+    "present_inception_weights",
     "infinity_metrics",
     "kernel_inception_distance",
     "mean_log_evidence_standard_error",

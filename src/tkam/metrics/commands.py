@@ -36,7 +36,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             importance_samples=args.importance_samples,
             sample_sizes=args.sample_sizes,
             seed=args.seed,
-            inception=args.inception,
+            inception=False if args.autoencoder_features else args.inception,
             feature_cache=args.feature_cache,
             feature_recipe=recipe,
             kid_num_subsets=args.kid_subsets,
@@ -80,8 +80,14 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--inception",
         metavar="PATH",
-        help="torchvision Inception-v3 state dict (needs torchvision); default: tkam's "
-        "per-data-set autoencoder features",
+        help="torchvision Inception-v3 state dict (needs torchvision); default: "
+        "FEATURE_CACHE/features/inception_v3.pth when present, else tkam's per-data-set "
+        "autoencoder features",
+    )
+    p.add_argument(
+        "--autoencoder-features",
+        action="store_true",
+        help="use tkam's autoencoder features even when Inception weights are present",
     )
     p.add_argument(
         "--feature-cache", metavar="DIR", help="cache root for feature weights (~/.cache/tkam)"

@@ -20,6 +20,8 @@ from tkam.metrics.features import (
     autoencoder_features,
     extract_features,
     inception_features,
+    present_inception_weights,
+    torchvision_available,
 )
 from tkam.metrics.likelihood import (
     estimate_iwae_bound,
@@ -40,7 +42,7 @@ def evaluate_run(
     importance_samples: int = 1000,
     sample_sizes: Sequence[int] | None = None,
     seed: int = 0,
-    inception: str | Path | None = None,
+    inception: str | Path | bool | None = None,
     feature_cache: str | Path | None = None,
     feature_recipe: AutoencoderRecipe | None = None,
     kid_subset_size: int = 1000,
@@ -58,7 +60,9 @@ def evaluate_run(
         sample_sizes: FID/KID sample sizes (default
             :func:`~tkam.metrics.extrapolation.default_sample_sizes` of ``num_generated``).
         seed: seed of the generated images, the draws, the KID subsets and the estimate.
-        inception: torchvision Inception-v3 weights file; ``None`` uses tkam's autoencoder.
+        inception: torchvision Inception-v3 weights file; ``None``: the one in
+            ``<feature_cache>/features/inception_v3.pth`` if present (and torchvision is
+            installed), else tkam's autoencoder; ``False``: always the autoencoder.
         feature_cache: cache root of the autoencoder weights.
         feature_recipe: the autoencoder's training recipe (default ``AutoencoderRecipe()``).
         kid_subset_size, kid_num_subsets: KID subsets (spec: 1000 and 100).
@@ -100,6 +104,15 @@ def evaluate_run(
         sizes = sorted(sample_sizes) if sample_sizes else default_sample_sizes(num_generated)
         if sizes[-1] > num_generated:
             raise ValueError(f"sample size {sizes[-1]} > --num {num_generated}")
+        if inception is None:
+            found = present_inception_weights(feature_cache)
+            if found is not None and torchvision_available():
+                inception = found
+            elif found is not None:
+                notes.append(
+                    f"{found} is present but torchvision is not installed: "
+                    "autoencoder features used"
+                )
         if inception:
             network = inception_features(inception)
         else:

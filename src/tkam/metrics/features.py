@@ -33,6 +33,7 @@ __all__ = [
     "default_cache_dir",
     "extract_features",
     "inception_features",
+    "present_inception_weights",
     "quantise",
     "train_autoencoder",
 ]
@@ -261,6 +262,27 @@ class _InceptionFeatures:
             images = images.expand(-1, 3, -1, -1)
         x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
         return self.model((x - self.mean) / self.std)
+
+
+#: Where ``tkam evaluate`` looks for Inception-v3 weights when ``--inception`` is not given.
+INCEPTION_FILE = "inception_v3.pth"
+
+
+def present_inception_weights(cache_dir: str | Path | None = None) -> Path | None:
+    """``<cache>/features/inception_v3.pth`` if that file exists, else ``None``.
+
+    Placing a torchvision Inception-v3 state dict there makes it the default feature network.
+    """
+    path = Path(cache_dir or default_cache_dir()).expanduser() / "features" / INCEPTION_FILE
+    return path if path.is_file() else None
+
+
+def torchvision_available() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def inception_features(weights_path: str | Path) -> FeatureNetwork:
