@@ -42,6 +42,9 @@ def batch_of_data(config, device: torch.device) -> tuple[torch.Tensor, str]:
 
 
 def measure(overrides: list[str], device: torch.device, repeats: int) -> dict[str, float]:
+    # Each compiled variant starts from an empty compile cache: kernels left by an earlier
+    # variant would count against torch.compile's recompile limit and send this one to eager.
+    torch._dynamo.reset()
     config = load_config("mnist", ["data.name=fmnist", "data.num_train=1000", *overrides])
     x, source = batch_of_data(config, device)
     model = build_model(config, tuple(x.shape[1:])).to(device)
@@ -80,6 +83,7 @@ def main() -> None:
     rate = matmul_rate(device)
     variants = {
         "mnist (contrastive prior gradient, as the reference)": [],
+        "mnist, train.compile=true": ["train.compile=true"],
         "mnist, train.contrastive=false (exact log Z by quadrature)": ["train.contrastive=false"],
         "mnist, train.contrastive=false, train.compile=true": [
             "train.contrastive=false",
@@ -115,8 +119,9 @@ def main() -> None:
         write_section(f"Training step ({device.type})", body)
     names = list(variants)
     print(f"train_step_s={results[names[0]]['median']:.6g}")
-    print(f"train_step_exact_normaliser_s={results[names[1]]['median']:.6g}")
-    print(f"train_step_exact_normaliser_compiled_s={results[names[2]]['median']:.6g}")
+    print(f"train_step_compiled_s={results[names[1]]['median']:.6g}")
+    print(f"train_step_exact_normaliser_s={results[names[2]]['median']:.6g}")
+    print(f"train_step_exact_normaliser_compiled_s={results[names[3]]['median']:.6g}")
     print(f"train_step_gflop={base['flops'] / 1e9:.4g}")
     print(f"matmul_gflops={rate / 1e9:.4g}")
     print(f"train_step_vs_reference_gpu={base['median'] / REFERENCE_GPU_STEP:.4g}")
