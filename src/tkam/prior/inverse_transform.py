@@ -107,12 +107,17 @@ def invert_shared(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     x_lo = knots[:, :-1].expand(Q, P, n - 1)
     gap = f_hi - f_lo
     slope = torch.where(gap > 0, (knots[:, 1:] - knots[:, :-1]) / torch.where(gap > 0, gap, 1.0), 0)
-    flat = counts.reshape(-1)
-    start = torch.repeat_interleave(x_lo.reshape(-1), flat).view(Q, P, S)
-    rate = torch.repeat_interleave(slope.reshape(-1), flat).view(Q, P, S)
-    base = torch.repeat_interleave(f_lo.reshape(-1), flat).view(Q, P, S)
-    end = torch.repeat_interleave(knots[:, 1:].expand(Q, P, n - 1).reshape(-1), flat)
-    values = torch.minimum(start + rate * (sorted_u - base), end.view(Q, P, S))
+    # The interval of every sorted sample, built once and used for all four parameters.
+    interval = torch.repeat_interleave(
+        torch.arange(counts.numel(), device=cdf.device), counts.reshape(-1)
+    )
+
+    def expand(table: Tensor) -> Tensor:
+        return table.reshape(-1).index_select(0, interval).view(Q, P, S)
+
+    start, rate, base = expand(x_lo), expand(slope), expand(f_lo)
+    end = expand(knots[:, 1:].expand(Q, P, n - 1))
+    values = torch.minimum(start + rate * (sorted_u - base), end)
     out = torch.empty(S, Q, P, dtype=cdf.dtype, device=cdf.device)
     out.permute(1, 2, 0).scatter_(2, order.expand(Q, P, S), values)
     return out
