@@ -96,10 +96,10 @@ def invert_shared(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     S = u.shape[-1]
     u = u.to(cdf.dtype)
     sorted_u, order = torch.sort(u, dim=-1)  # (P, S)
-    offsets = 2.0 * torch.arange(P, dtype=torch.float64, device=cdf.device)[:, None]
-    sequence = (sorted_u.double() + offsets).reshape(-1)
-    below = torch.searchsorted(sequence, (cdf.double() + offsets).reshape(-1), right=True)
-    below = below.view(Q, P, n) - (torch.arange(P, device=cdf.device) * S)[:, None]
+    # One batched search per row: the Q x n knot values of row p among its S sorted uniforms.
+    queries = cdf.permute(1, 0, 2).reshape(P, Q * n)
+    below = torch.searchsorted(sorted_u.contiguous(), queries, right=True)
+    below = below.view(P, Q, n).permute(1, 0, 2).contiguous()
     # below[..., k] = #{s: u_s <= F_k}; samples with F_{k-1} < u <= F_k use interval (k-1, k).
     counts = torch.diff(below, dim=-1)  # (Q, P, n-1)
     counts[..., 0] += below[..., 0]  # u = 0 = F_0 joins the first interval
