@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import tiny_config
 from tkam.cli import main
 from tkam.data.darcy import generate_darcy, generation_attributes, write_darcy
-from tkam.metrics import AutoencoderRecipe, evaluate_run
+from tkam.metrics import AutoencoderRecipe, ClassifierRecipe, evaluate_run
 from tkam.train import fit
 
 KEYS = (
@@ -52,12 +52,14 @@ def test_evaluate_cli_writes_finite_metrics(tmp_path, capsys):
         assert key in metrics, key
     assert metrics["sample_sizes"] == [12, 24, 36, 48, 60]
     assert metrics["num_test"] == 20
-    assert metrics["feature_network"].startswith("tkam-autoencoder-digits-1x8x8-v1-")
+    # digits have labels: the features come from tkam's classifier (5 steps here).
+    assert metrics["feature_network"].startswith("tkam-classifier-digits-1x8x8-v1-")
+    assert 0.0 <= metrics["feature_network_accuracy"] <= 1.0
     for key in ("fid_infinity", "kid_infinity", "fid_at_n", "log_likelihood_nats_per_dim"):
         assert math.isfinite(metrics[key]), key
     assert metrics["log_likelihood_standard_error"] >= 0
     assert all(math.isfinite(v) and v >= 0 for v in metrics["fid_values"])
-    assert list((tmp_path / "cache" / "features").glob("digits-1x8x8-*.safetensors"))
+    assert list((tmp_path / "cache" / "features").glob("classifier-digits-1x8x8-*.safetensors"))
     out = capsys.readouterr().out
     assert "FID-infinity" in out and "metrics written to" in out
 
@@ -109,6 +111,7 @@ def test_evaluate_darcy_run_reports_field_errors(tmp_path):
 def test_evaluate_adds_the_vae_bound_and_the_thermodynamic_estimate(tmp_path):
     common = {"feature_cache": tmp_path / "cache", "kid_num_subsets": 5, "log": None}
     common["feature_recipe"] = AutoencoderRecipe(steps=2)
+    common["classifier_recipe"] = ClassifierRecipe(steps=2)
     vae = tmp_path / "vae"
     fit(tiny_config(model={"kind": "vae"}), vae, progress=False)
     metrics = evaluate_run(vae, 20, 10, **common)
@@ -142,11 +145,16 @@ def test_present_inception_weights_are_found_and_need_torchvision(tmp_path, monk
 
     run = tmp_path / "run"
     fit(tiny_config(), run, progress=False)
-    common = {"feature_recipe": AutoencoderRecipe(steps=2), "kid_num_subsets": 5, "log": None}
-    # Without torchvision the present file cannot be used: autoencoder features, with a note.
+    common = {
+        "feature_recipe": AutoencoderRecipe(steps=2),
+        "classifier_recipe": ClassifierRecipe(steps=2),
+        "kid_num_subsets": 5,
+        "log": None,
+    }
+    # Without torchvision the present file cannot be used: tkam's features, with a note.
     monkeypatch.setattr("tkam.metrics.evaluate.torchvision_available", lambda: False)
     metrics = evaluate_run(run, 20, 10, feature_cache=cache, **common)
-    assert metrics["feature_network"].startswith("tkam-autoencoder-")
+    assert metrics["feature_network"].startswith("tkam-classifier-")
     assert any("inception_v3.pth is present" in note for note in metrics["notes"])
     # With torchvision the present file is the default, and a bad one is a clear error.
     monkeypatch.setattr("tkam.metrics.evaluate.torchvision_available", lambda: True)
@@ -160,6 +168,8 @@ def test_present_inception_weights_are_found_and_need_torchvision(tmp_path, monk
     with pytest.raises(features.FeatureError, match="not a torchvision"):
         evaluate_run(run, 20, 10, feature_cache=cache, **common)
     assert calls == [weights]
-    # inception=False ignores the file.
-    metrics = evaluate_run(run, 20, 10, feature_cache=cache, inception=False, **common)
+    # An explicit choice of tkam's features ignores the file.
+    metrics = evaluate_run(run, 20, 10, feature_cache=cache, features="autoencoder", **common)
     assert metrics["feature_network"].startswith("tkam-autoencoder-") and not metrics["notes"]
+    with pytest.raises(ValueError, match="features must be"):
+        evaluate_run(run, 20, 10, feature_cache=cache, features="lenet", **common)

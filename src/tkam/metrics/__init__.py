@@ -23,10 +23,12 @@ from tkam.metrics.extrapolation import (
 )
 from tkam.metrics.features import (
     AutoencoderRecipe,
+    ClassifierRecipe,
     ConvAutoencoder,
     FeatureError,
     FeatureNetwork,
     autoencoder_features,
+    classifier_features,
     default_cache_dir,
     extract_features,
     inception_features,
@@ -46,6 +48,7 @@ from tkam.metrics.likelihood import (
 __all__ = [
     "SPEC_SAMPLE_SIZES",
     "AutoencoderRecipe",
+    "ClassifierRecipe",
     "ConvAutoencoder",
     "FeatureError",
     "FeatureNetwork",
@@ -53,6 +56,7 @@ __all__ = [
     "KIDResult",
     "LogLikelihoodResult",
     "autoencoder_features",
+    "classifier_features",
     "darcy_field_errors",
     "default_cache_dir",
     "default_sample_sizes",

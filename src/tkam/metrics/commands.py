@@ -24,11 +24,12 @@ def _clean(value):
 
 def _evaluate(args: argparse.Namespace) -> int:
     from tkam.metrics.evaluate import evaluate_run, format_table
-    from tkam.metrics.features import AutoencoderRecipe, FeatureError
+    from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
 
-    recipe = AutoencoderRecipe()
+    recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
     if args.feature_steps is not None:
         recipe = AutoencoderRecipe(steps=args.feature_steps)
+        classifier_recipe = ClassifierRecipe(steps=args.feature_steps)
     try:
         metrics = evaluate_run(
             args.run_dir,
@@ -36,9 +37,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             importance_samples=args.importance_samples,
             sample_sizes=args.sample_sizes,
             seed=args.seed,
-            inception=False if args.autoencoder_features else args.inception,
+            inception=args.inception,
+            features=args.features,
             feature_cache=args.feature_cache,
             feature_recipe=recipe,
+            classifier_recipe=classifier_recipe,
             kid_num_subsets=args.kid_subsets,
             thermodynamic_items=args.ti_items,
             thermodynamic_chains=args.ti_chains,
@@ -81,13 +84,14 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         "--inception",
         metavar="PATH",
         help="torchvision Inception-v3 state dict (needs torchvision); default: "
-        "FEATURE_CACHE/features/inception_v3.pth when present, else tkam's per-data-set "
-        "autoencoder features",
+        "FEATURE_CACHE/features/inception_v3.pth when present",
     )
     p.add_argument(
-        "--autoencoder-features",
-        action="store_true",
-        help="use tkam's autoencoder features even when Inception weights are present",
+        "--features",
+        choices=("auto", "classifier", "autoencoder"),
+        default="auto",
+        help="auto: Inception if given or present, else tkam's per-data-set classifier "
+        "(labelled data sets), else tkam's autoencoder (default auto)",
     )
     p.add_argument(
         "--feature-cache", metavar="DIR", help="cache root for feature weights (~/.cache/tkam)"
@@ -96,7 +100,8 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         "--feature-steps",
         type=int,
         metavar="N",
-        help="training steps of the feature autoencoder (default 250; changes its name)",
+        help="training steps of the feature classifier or autoencoder (default 1500 and 250; "
+        "changes its name)",
     )
     p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default 100)")
     p.add_argument(

@@ -17,7 +17,9 @@ from tkam.metrics.darcy import darcy_field_errors
 from tkam.metrics.extrapolation import default_sample_sizes, infinity_metrics
 from tkam.metrics.features import (
     AutoencoderRecipe,
+    ClassifierRecipe,
     autoencoder_features,
+    classifier_features,
     extract_features,
     inception_features,
     present_inception_weights,
@@ -42,9 +44,11 @@ def evaluate_run(
     importance_samples: int = 1000,
     sample_sizes: Sequence[int] | None = None,
     seed: int = 0,
-    inception: str | Path | bool | None = None,
+    inception: str | Path | None = None,
     feature_cache: str | Path | None = None,
     feature_recipe: AutoencoderRecipe | None = None,
+    classifier_recipe: ClassifierRecipe | None = None,
+    features: str = "auto",
     kid_subset_size: int = 1000,
     kid_num_subsets: int = 100,
     thermodynamic_items: int = 100,
@@ -62,9 +66,12 @@ def evaluate_run(
         seed: seed of the generated images, the draws, the KID subsets and the estimate.
         inception: torchvision Inception-v3 weights file; ``None``: the one in
             ``<feature_cache>/features/inception_v3.pth`` if present (and torchvision is
-            installed), else tkam's autoencoder; ``False``: always the autoencoder.
+            installed) when ``features`` is ``auto``.
+        features: ``auto`` (Inception if given or present, else the tkam classifier for
+            labelled data sets, else the tkam autoencoder), ``classifier`` or ``autoencoder``.
         feature_cache: cache root of the autoencoder weights.
         feature_recipe: the autoencoder's training recipe (default ``AutoencoderRecipe()``).
+        classifier_recipe: the classifier's training recipe (default ``ClassifierRecipe()``).
         kid_subset_size, kid_num_subsets: KID subsets (spec: 1000 and 100).
         thermodynamic_items, thermodynamic_chains: for thermodynamic runs, the first test items
             and the chains per item and temperature of the thermodynamic-integration estimate
@@ -75,6 +82,7 @@ def evaluate_run(
         A JSON-ready dictionary; metrics that do not apply are ``None`` with a ``notes`` entry.
     """
     from tkam.data import load_dataset
+    from tkam.data.labels import training_labels
     from tkam.runs import load_run
 
     say = log or (lambda _line: None)
@@ -104,17 +112,33 @@ def evaluate_run(
         sizes = sorted(sample_sizes) if sample_sizes else default_sample_sizes(num_generated)
         if sizes[-1] > num_generated:
             raise ValueError(f"sample size {sizes[-1]} > --num {num_generated}")
-        if inception is None:
+        if features not in ("auto", "classifier", "autoencoder"):
+            raise ValueError(f"features must be auto, classifier or autoencoder, not {features!r}")
+        if inception is None and features == "auto":
             found = present_inception_weights(feature_cache)
             if found is not None and torchvision_available():
                 inception = found
             elif found is not None:
                 notes.append(
-                    f"{found} is present but torchvision is not installed: "
-                    "autoencoder features used"
+                    f"{found} is present but torchvision is not installed: tkam features used"
                 )
+        labels = None
+        if features != "autoencoder" and not inception:
+            labels = training_labels(config.data, data.train.shape[0])
+            if labels is None and features == "classifier":
+                raise ValueError(f"{data.name}: no class labels for classifier features")
         if inception:
             network = inception_features(inception)
+        elif labels is not None:
+            network = classifier_features(
+                data.name,
+                data.train,
+                torch.as_tensor(labels),
+                feature_cache,
+                classifier_recipe or ClassifierRecipe(),
+                log=log,
+            )
+            metrics["feature_network_accuracy"] = network.accuracy
         else:
             network = autoencoder_features(
                 data.name, data.train, feature_cache, feature_recipe or AutoencoderRecipe(), log=log
@@ -212,6 +236,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     rows = [
         ("dataset", metrics.get("dataset")),
         ("feature network", metrics.get("feature_network")),
+        ("  its accuracy", metrics.get("feature_network_accuracy")),
         ("sample sizes", metrics.get("sample_sizes")),
         ("FID at each n", metrics.get("fid_values")),
         ("KID at each n", metrics.get("kid_values")),

@@ -1,8 +1,11 @@
-"""Feature networks for FID/KID (DESIGN.md section 6): Inception-v3 or a tkam autoencoder.
+"""Feature networks for FID/KID (DESIGN.md section 6): Inception-v3, a tkam classifier or a tkam
+autoencoder.
 
 Pretrained Inception weights cannot be downloaded here, so the default features come from a
-small convolutional autoencoder that tkam trains per data set on its training images; its
-bottleneck is the feature vector. Trained weights are cached under
+small classifier that tkam trains per labelled data set (LeNet-5 style for 28x28 images, a small
+CNN for other sizes; its penultimate layer is the feature vector), or, for data sets without
+labels (CelebA, Darcy), from a small convolutional autoencoder whose bottleneck is the feature
+vector. Trained weights are cached under
 ``<cache>/features/<dataset>-<CxHxW>-<recipe hash>.safetensors``. Every feature network has a
 ``name`` that metric files record: numbers from different feature networks are not comparable.
 """
@@ -16,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +29,10 @@ from torch import Tensor, nn
 __all__ = [
     "AUTOENCODER_VERSION",
     "AutoencoderRecipe",
+    "ClassifierRecipe",
     "ConvAutoencoder",
+    "classifier_features",
+    "train_classifier",
     "FeatureError",
     "FeatureNetwork",
     "autoencoder_features",
@@ -40,6 +46,7 @@ __all__ = [
 
 #: Bumped whenever the architecture or the training procedure changes (part of the cache key).
 AUTOENCODER_VERSION = 1
+CLASSIFIER_VERSION = 1
 
 
 class FeatureError(RuntimeError):
@@ -69,8 +76,72 @@ def extract_features(network: FeatureNetwork, images: Tensor, batch_size: int = 
     return torch.cat(chunks)
 
 
+class _Recipe:
+    """A training recipe (a frozen dataclass) whose hash names the cached weights."""
+
+    _version: ClassVar[int]
+
+    def digest(self, num_images: int) -> str:
+        """Ten hex digits identifying this recipe, the architecture version and the image count."""
+        payload = {
+            **dataclasses.asdict(self),
+            "version": self._version,
+            "num_images": int(num_images),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _seeded(seed: int, build):  # noqa: ANN001, ANN202 - any module constructor
+    """``build()`` with the global stream at ``seed`` (nn.Module initialisers draw from it),
+    leaving the caller's global stream as it was."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def _train(model: nn.Module, recipe, num_rows: int, loss_of_rows) -> nn.Module:  # noqa: ANN001
+    """``recipe.steps`` Adam steps on ``loss_of_rows(rows)`` for random batches of row indices
+    (the recipe's seed fixes their order); returns the model in eval mode."""
+    generator = torch.Generator().manual_seed(recipe.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
+    for _ in range(recipe.steps):
+        rows = torch.randint(num_rows, (min(recipe.batch_size, num_rows),), generator=generator)
+        loss = loss_of_rows(rows)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def _save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``model``'s weights to ``path`` atomically: a concurrent reader never sees half a
+    file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file(model.state_dict(), str(partial), metadata=metadata)
+    partial.replace(path)
+
+
 # ------------------------------------------------------------------------------------------------
 # The tkam autoencoder
+
+
+def _conv_stack(channels: int) -> list[nn.Module]:
+    """Three 3x3 convolutions (32, 64, 128 channels) with ReLU, the first two followed by 2x2
+    max pooling: the trunk of the autoencoder's encoder and of the small classifier."""
+    return [
+        nn.Conv2d(channels, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.ReLU(),
+    ]
 
 
 class ConvAutoencoder(nn.Module):
@@ -87,14 +158,7 @@ class ConvAutoencoder(nn.Module):
         channels, height, width = image_shape
         self.image_shape = (int(channels), int(height), int(width))
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(64, 128, 3, padding=1),
-            nn.ReLU(),
+            *_conv_stack(channels),
             nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
             nn.Linear(128 * 16, bottleneck),
@@ -123,7 +187,7 @@ class ConvAutoencoder(nn.Module):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AutoencoderRecipe:
+class AutoencoderRecipe(_Recipe):
     """How the feature autoencoder is trained; its hash names the cached weights.
 
     Attributes:
@@ -142,39 +206,18 @@ class AutoencoderRecipe:
     max_images: int = 10000
     seed: int = 0
 
-    def digest(self, num_images: int) -> str:
-        """Ten hex digits identifying this recipe, the architecture version and the image count."""
-        payload = {
-            **dataclasses.asdict(self),
-            "version": AUTOENCODER_VERSION,
-            "num_images": int(num_images),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    _version: ClassVar[int] = AUTOENCODER_VERSION
 
 
 def train_autoencoder(
     images: Tensor, recipe: AutoencoderRecipe = AutoencoderRecipe()
 ) -> ConvAutoencoder:
     """Train a :class:`ConvAutoencoder` on ``images (N, C, H, W)`` in ``[0, 1]`` (eval mode)."""
-    generator = torch.Generator().manual_seed(recipe.seed)
     data = images[: recipe.max_images].float().clamp(0.0, 1.0)
-    torch_state = torch.random.get_rng_state()
-    torch.manual_seed(recipe.seed)  # nn.Module initialisers draw from the global stream
-    try:
-        model = ConvAutoencoder(tuple(data.shape[1:]), recipe.bottleneck)
-    finally:
-        torch.random.set_rng_state(torch_state)
-    optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
-    for _ in range(recipe.steps):
-        rows = torch.randint(
-            data.shape[0], (min(recipe.batch_size, data.shape[0]),), generator=generator
-        )
-        batch = data[rows]
-        loss = F.mse_loss(model(batch), batch)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return model.eval()
+    model = _seeded(recipe.seed, lambda: ConvAutoencoder(tuple(data.shape[1:]), recipe.bottleneck))
+    return _train(
+        model, recipe, data.shape[0], lambda rows: F.mse_loss(model(data[rows]), data[rows])
+    )
 
 
 def default_cache_dir() -> Path:
@@ -229,18 +272,174 @@ def autoencoder_features(
         log(f"training feature autoencoder for {dataset} ({recipe.steps} steps) -> {path}")
     start = time.perf_counter()
     model = train_autoencoder(train_images, recipe)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "name": name,
         "recipe": json.dumps(dataclasses.asdict(recipe), sort_keys=True),
         "num_images": str(num_images),
     }
-    partial = path.with_suffix(".partial")
-    save_file(model.state_dict(), str(partial), metadata=metadata)
-    partial.replace(path)  # atomic: a concurrent reader never sees half a file
+    _save_weights(model, path, metadata)
     if log:
         log(f"feature autoencoder trained in {time.perf_counter() - start:.1f} s")
     return _AutoencoderFeatures(model, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# The tkam classifier (labelled data sets)
+
+
+class FeatureClassifier(nn.Module):
+    """A small image classifier whose penultimate activations are the features.
+
+    28x28 inputs get LeNet-5 (two 5x5 convolutions with 6 and 16 channels and 2x2 max pooling,
+    then 120 and 84 units; 84 features). Any other size gets a small CNN: three 3x3
+    convolutions (32, 64, 128 channels, the first two followed by 2x2 max pooling), global
+    average pooling and 128 units (128 features).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        if (height, width) == (28, 28):
+            self.body = nn.Sequential(
+                nn.Conv2d(channels, 6, 5, padding=2),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(6, 16, 5),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(16 * 5 * 5, 120),
+                nn.ReLU(),
+                nn.Linear(120, 84),
+                nn.ReLU(),
+            )
+            width_out = 84
+        else:
+            self.body = nn.Sequential(
+                *_conv_stack(channels),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(128, 128),
+                nn.ReLU(),
+            )
+            width_out = 128
+        self.head = nn.Linear(width_out, num_classes)
+
+    def features(self, images: Tensor) -> Tensor:
+        """``(N, C, H, W)`` -> ``(N, 84 or 128)``, the penultimate activations."""
+        return self.body(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.body(images))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierRecipe(_Recipe):
+    """How the feature classifier is trained; its hash names the cached weights.
+
+    Attributes:
+        steps: Adam steps on the cross-entropy.
+        batch_size, learning_rate: of those steps.
+        max_images: the first ``max_images`` labelled training images are used; the last tenth
+            of them is held out to report the accuracy.
+        seed: seed of the initialisation and the batch order.
+    """
+
+    steps: int = 1500
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    max_images: int = 20000
+    seed: int = 0
+
+    _version: ClassVar[int] = CLASSIFIER_VERSION
+
+
+def train_classifier(
+    images: Tensor, labels: Tensor, recipe: ClassifierRecipe = ClassifierRecipe()
+) -> tuple[FeatureClassifier, float]:
+    """Train a :class:`FeatureClassifier` on the first nine tenths of ``images (N, C, H, W)``;
+    returns it (eval mode) and its accuracy on the held-out last tenth."""
+    count = min(recipe.max_images, images.shape[0])
+    data = quantise(images[:count].float())
+    targets = labels[:count].long()
+    held_out = max(count // 10, 1) if count > 1 else 0
+    fit_x, fit_y = data[: count - held_out], targets[: count - held_out]
+    num_classes = int(targets.max()) + 1
+    model = _seeded(recipe.seed, lambda: FeatureClassifier(tuple(data.shape[1:]), num_classes))
+    _train(
+        model, recipe, fit_x.shape[0], lambda rows: F.cross_entropy(model(fit_x[rows]), fit_y[rows])
+    )
+    with torch.no_grad():
+        test_x, test_y = data[count - held_out :], targets[count - held_out :]
+        accuracy = float((model(test_x).argmax(-1) == test_y).float().mean()) if held_out else 0.0
+    return model, accuracy
+
+
+class _ClassifierFeatures:
+    def __init__(self, model: FeatureClassifier, name: str, accuracy: float) -> None:
+        self.model = model
+        self.name = name
+        self.accuracy = accuracy
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.model.features(images.float())
+
+
+def classifier_features(
+    dataset: str,
+    train_images: Tensor,
+    labels: Tensor,
+    cache_dir: str | Path | None = None,
+    recipe: ClassifierRecipe = ClassifierRecipe(),
+    log=print,
+) -> FeatureNetwork:
+    """The tkam classifier features of a labelled data set, trained on first use and cached.
+
+    Returns:
+        A feature network named ``tkam-classifier-<dataset>-<CxHxW>-v<version>-<hash>``, with
+        an ``accuracy`` attribute (held-out accuracy of the classifier).
+    """
+    shape = tuple(int(s) for s in train_images.shape[1:])
+    if len(shape) != 3:
+        raise FeatureError(f"classifier features need images (C, H, W), got items of {shape}")
+    if labels.shape[0] < train_images.shape[0]:
+        raise FeatureError(f"{labels.shape[0]} labels for {train_images.shape[0]} images")
+    num_images = min(recipe.max_images, train_images.shape[0])
+    num_classes = int(labels[:num_images].max()) + 1
+    digest = recipe.digest(num_images)
+    shape_text = "x".join(str(s) for s in shape)
+    name = f"tkam-classifier-{dataset}-{shape_text}-v{CLASSIFIER_VERSION}-{digest}"
+    path = (
+        Path(cache_dir or default_cache_dir()).expanduser()
+        / "features"
+        / f"classifier-{dataset}-{shape_text}-{digest}.safetensors"
+    )
+    model = FeatureClassifier(shape, num_classes)
+    if path.is_file():
+        from safetensors import safe_open
+
+        model.load_state_dict(load_file(str(path)))
+        with safe_open(str(path), "pt") as handle:
+            accuracy = float(handle.metadata().get("accuracy", "nan"))
+        return _ClassifierFeatures(model.eval(), name, accuracy)
+    if log:
+        log(f"training feature classifier for {dataset} ({recipe.steps} steps) -> {path}")
+    start = time.perf_counter()
+    model, accuracy = train_classifier(train_images, labels, recipe)
+    metadata = {
+        "name": name,
+        "recipe": json.dumps(dataclasses.asdict(recipe), sort_keys=True),
+        "num_images": str(num_images),
+        "accuracy": repr(accuracy),
+    }
+    _save_weights(model, path, metadata)
+    if log:
+        log(
+            f"feature classifier trained in {time.perf_counter() - start:.1f} s, held-out "
+            f"accuracy {accuracy:.3f}"
+        )
+    return _ClassifierFeatures(model, name, accuracy)
 
 
 # ------------------------------------------------------------------------------------------------
