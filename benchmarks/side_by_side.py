@@ -3,7 +3,7 @@
 Trains the three ``model.kind`` values of the ``fmnist`` config (KAN generator 81-162-784,
 B=100, Adam 1e-3; the latent EBM's energy net at Pang et al.'s 2e-5) with the same number of
 updates on all 60,000 training images, each with ``tkam train``; then evaluates every run with
-``tkam evaluate`` (the same cached autoencoder features, the same 1,000 official test images, the
+``tkam evaluate`` (the same cached feature network, the same 1,000 official test images, the
 same seed) and times generation of 1,000 samples in this process. Writes the table to
 ``benchmarks/RESULTS.md`` and the three final sample grids side by side to
 ``benchmarks/figures/side_by_side_fmnist.png``.
@@ -141,6 +141,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
         feature_network = metrics["feature_network"]
+        accuracy = metrics.get("feature_network_accuracy")
     side_by_side_figure(runs)
     if args.no_write:
         return
@@ -151,7 +152,9 @@ def main() -> None:
             " config (KAN generator 81-162-784, B=100, Adam 1e-3; the latent EBM's energy MLP"
             " at 2e-5, Pang et al.'s rate) on all 60,000 training images, the same number of"
             f" updates for every model; then `tkam evaluate RUN --num {args.num}`: FID/KID on"
-            f" the features of `{feature_network}` (shared by all three) against the same"
+            f" the features of `{feature_network}` (shared by all three"
+            + (f"; held-out accuracy {accuracy:.3f}" if accuracy is not None else "")
+            + ") against the same"
             " training images, log-likelihood on the same 1,000 official test images by"
             " importance sampling with K=1000 prior samples (± the test-set standard error),"
             " the VAE's importance-weighted bound with the same K; generation of 1,000 samples"
