@@ -78,6 +78,7 @@ REFERENCES = ("uniform", "gaussian", "lognormal", "learnable_gaussian", "ebm")
 QUADRATURES = ("gausslegendre", "trapezium")
 CDF_RULES = ("midpoint", "left")
 RESAMPLERS = ("residual", "systematic", "stratified", "multinomial")
+NEGATIVES = ("fresh", "proposals")
 DATA_SPLITS = ("spec", "official")
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
 GENERATOR_KINDS = ("kan", "cnn", "sequence")
@@ -327,8 +328,10 @@ class TrainConfig:
     (sample grids), ``device`` (cpu, cuda or auto), ``compile`` (``torch.compile`` the KAN
     kernels), ``precision`` (``bf16`` autocasts the generator; quadrature and sampling stay
     float32), ``accumulate`` (shards per process, each with its own random stream; see
-    ``tkam.train.distributed``) and ``skip_nonfinite`` (skip, and count, updates whose loss or
-    gradient is not finite instead of stopping).
+    ``tkam.train.distributed``), ``skip_nonfinite`` (skip, and count, updates whose loss or
+    gradient is not finite instead of stopping) and ``negatives`` (the importance-sampling
+    loss's contrastive negatives: ``fresh`` prior samples as the reference, or the
+    ``proposals``, also exact prior samples, which saves a draw and most of a prior evaluation).
     """
 
     batch_size: int = 100
@@ -340,6 +343,7 @@ class TrainConfig:
     resampler: str = "residual"
     resampling_threshold: float = 0.5
     contrastive: bool = True
+    negatives: str = "fresh"
     eps: float = 1e-4
     log_every: int = 0
     checkpoint_every: int = 0
@@ -354,6 +358,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _set(self, "resampler", _choice(self.resampler, RESAMPLERS, "resampler"))
         _set(self, "precision", _choice(self.precision, PRECISIONS, "precision"))
+        _set(self, "negatives", _choice(self.negatives, NEGATIVES, "negatives"))
         if self.accumulate < 1:
             raise ConfigError(f"accumulate: must be >= 1, got {self.accumulate}")
         for name in ("batch_size", "importance_samples", "epochs"):

@@ -76,3 +76,44 @@ def test_loss_value_matches_the_formula_without_resampling() -> None:
     expected = -(w * (model.prior.log_prior(z)[None] + ll)).sum(1).mean()
     expected = expected + model.prior.log_prior(neg).mean()
     torch.testing.assert_close(out.loss, expected)
+
+
+def test_proposal_negatives_reuse_the_proposals_exactly() -> None:
+    # negatives="proposals": the loss is -1/B sum_b sum_n w_bn [log p(z_n) + l_bn]
+    # + 1/N sum_n log p(z_n), the same proposals in both phases, and no second prior draw.
+    config = _spec_test_config(False)
+    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    rng = torch.Generator().manual_seed(5)
+    out = importance_loss(model, x, 6, rng, threshold=1e-9, negatives="proposals")
+    g = torch.Generator().manual_seed(5)
+    z = model.prior.sample(6, g)
+    ll = model.likelihood.log_likelihood_matrix(x, model.likelihood.noised(model.decode(z), g))
+    importance_resample(ll, 1e-9, "residual", g)
+    assert torch.equal(rng.get_state(), g.get_state())  # nothing more was drawn
+    w = torch.softmax(ll, dim=1)
+    log_prior = model.prior.log_prior(z)
+    expected = -(w * (log_prior[None] + ll)).sum(1).mean() + log_prior.mean()
+    torch.testing.assert_close(out.loss, expected)
+    # The prior's gradient is sum_n (mean_b w_bn - 1/N) grad log p(z_n): zero when the
+    # posterior weights are uniform, as the two phases then cancel exactly.
+    out.loss.backward()
+    assert any(p.grad.abs().sum() > 0 for p in model.prior.parameters() if p.requires_grad)
+    uniform = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    uniform.likelihood.std = 1e6  # flat likelihood: equal weights for every proposal
+    out = importance_loss(
+        uniform, x, 6, torch.Generator().manual_seed(5), threshold=1e-9, negatives="proposals"
+    )
+    out.loss.backward()
+    for p in uniform.prior.parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, torch.zeros_like(p.grad), atol=1e-9, rtol=0)
+
+
+def test_unknown_negatives_is_a_config_error_naming_the_key() -> None:
+    from tests.helpers import tiny_config
+    from tkam.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.negatives"):
+        tiny_config(train={"negatives": "recycled"})
+    assert tiny_config(train={"negatives": "proposals"}).train.negatives == "proposals"

@@ -28,6 +28,7 @@ def importance_loss(
     resampler: str = "residual",
     threshold: float = 0.5,
     contrastive: bool = True,
+    negatives: str = "fresh",
 ) -> LossOutput:
     """``L = -1/B sum_b sum_n w~_bn [log p(z_In) + l(x_b | z_In)] + 1/N sum_n log p(z^_n)``.
 
@@ -47,6 +48,11 @@ def importance_loss(
         resampler: residual, systematic, stratified or multinomial.
         threshold: resample rows with ``ESS < threshold * N``.
         contrastive: contrastive prior gradient (the reference's setting) or exact ``log Z``.
+        negatives: the contrastive negative phase from N ``fresh`` prior samples (the
+            reference) or from the N ``proposals`` themselves, which are exact prior samples
+            too: an unbiased estimate of the same ``E_prior[grad f]`` without a second draw,
+            the prior evaluated once at the N proposals instead of at the used proposals plus
+            N negatives.
     """
     prior = model.prior
     z = prior.sample(num_samples, generator)  # (N, *latent)
@@ -60,9 +66,13 @@ def importance_loss(
     proposal_weight = weight.mean(dim=0)  # (N,)
     keep = proposal_weight > 1e-9 * proposal_weight.sum()
     z_kept, a_kept = z[keep], proposal_weight[keep]
-    if contrastive:
-        negatives = prior.sample(num_samples, generator)
-        log_prior = prior.log_prior(torch.cat([z_kept, negatives]))
+    shared = contrastive and negatives == "proposals"
+    if shared:
+        log_prior = prior.log_prior(z)
+        positive, negative = log_prior[keep], log_prior.mean()
+    elif contrastive:
+        fresh = prior.sample(num_samples, generator)
+        log_prior = prior.log_prior(torch.cat([z_kept, fresh]))
         positive, negative = log_prior[: len(z_kept)], log_prior[len(z_kept) :].mean()
     else:
         positive, negative = prior.log_prior(z_kept, normalise=True), log_lik.new_zeros(())
@@ -71,7 +81,7 @@ def importance_loss(
     metrics = {
         "ess": float(sir.ess.mean()),
         "resampled": float(sir.resampled.float().mean()),
-        "proposals_used": int(keep.sum()),
+        "proposals_used": num_samples if shared else int(keep.sum()),
         "log_likelihood": float((weight * log_lik.detach()).sum(1).mean()),
     }
     return LossOutput(loss, metrics)

@@ -134,6 +134,7 @@ def compute_loss(
         resampler=train.resampler,
         threshold=train.resampling_threshold,
         contrastive=train.contrastive,
+        negatives=train.negatives,
     )
 
 
