@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tkam.config import DataConfig
+from tkam.data.formats import CIFAR_TRAIN_BATCHES, _cifar_folder
 from tkam.data.images import find_idx, read_idx
 from tkam.data.registry import resolve_root
 
@@ -23,10 +24,10 @@ LABELLED = ("digits", "mnist", "fmnist", "svhn", "cifar10")
 
 
 def _cifar_labels(root: Path, count: int) -> np.ndarray | None:
-    folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+    folder = _cifar_folder(root)  # the folder load_cifar10 reads, batches in its order
     labels: list[int] = []
-    for index in range(1, 6):
-        path = folder / f"data_batch_{index}"
+    for name in CIFAR_TRAIN_BATCHES:
+        path = folder / name
         if len(labels) >= count or not path.is_file():
             break
         with path.open("rb") as handle:
