@@ -75,6 +75,7 @@ BASE_ACTIVATIONS = (
     "none",
 )
 REFERENCES = ("uniform", "gaussian", "lognormal", "learnable_gaussian", "ebm")
+KERNELS = ("fused", "eager")
 QUADRATURES = ("gausslegendre", "trapezium")
 CDF_RULES = ("midpoint", "left")
 RESAMPLERS = ("residual", "systematic", "stratified", "multinomial")
@@ -121,6 +122,8 @@ class KANConfig:
         tau_trainable: whether tau is a parameter (never for B-splines).
         grid_update_ratio: weight r of the uniform grid in a grid update (spec 2.6).
         layernorm: LayerNorm before the layer (generator / deep prior only).
+        kernel: ``fused`` (compiled kernels that never materialise basis tensors; the default)
+            or ``eager`` (the plain PyTorch reference, for checks and exotic devices).
     """
 
     basis: str = "rbf"
@@ -136,9 +139,11 @@ class KANConfig:
     tau_trainable: bool = True
     grid_update_ratio: float = 0.05
     layernorm: bool = False
+    kernel: str = "fused"
 
     def __post_init__(self) -> None:
         _set(self, "basis", _choice(self.basis, BASES, "basis"))
+        _set(self, "kernel", _choice(self.kernel, KERNELS, "kernel"))
         _set(
             self,
             "base_activation",

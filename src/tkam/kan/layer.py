@@ -1,8 +1,12 @@
 """A layer of learned univariate functions phi_{i->o} (spec sections 2.1-2.3, 2.6).
 
 ``phi_{i->o}(x) = w_base[i, o] * b(x) + w_sp[i, o] * sum_m coef[i, o, m] B_m(x; grid_i, tau)``
-(Chebyshev: ``phi = s``, no base branch, no ``w_sp``). The layer returns the unsummed ``(S, I, O)``
-tensor; callers sum over inputs (generator) or keep every function apart (prior).
+(Chebyshev: ``phi = s``, no base branch, no ``w_sp``). ``forward`` returns the unsummed
+``(S, I, O)`` tensor; ``summed`` sums over inputs (generator), ``pairwise`` evaluates every
+function at its own input (prior) and ``at_nodes`` at per-row quadrature nodes.
+
+Every evaluation runs through the fused operators of :mod:`tkam.kan.ops` (``kernel = "fused"``,
+the default) or the eager PyTorch reference (``kernel = "eager"``); both compute the same maths.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from tkam.config import KANConfig
-from tkam.kan import bases
+from tkam.kan import bases, ops
 
 __all__ = ["UnivariateLayer", "least_squares"]
 
@@ -73,6 +77,7 @@ class UnivariateLayer(nn.Module):
         self.grid_update_ratio = config.grid_update_ratio
         self.activation_name = "none" if config.basis == "chebyshev" else config.base_activation
         self.activation = bases.activation(self.activation_name)
+        self.kernel = config.kernel
         self.num_bases = bases.num_bases(self.basis_name, self.grid_size, self.degree)
         lo, hi = grid_range if grid_range is not None else config.grid_range
         I, O, G = in_dim, out_dim, self.grid_size
@@ -111,7 +116,11 @@ class UnivariateLayer(nn.Module):
         if config.grid_based:
             u = torch.rand(I, O, G + 1, generator=generator)
             values = (u - 0.5) * config.eps_scale / G  # (I, O, G+1) target curve at grid points
-            design = self.basis(points.T.contiguous()).permute(1, 0, 2)  # (I, G+1, M)
+            # The eager basis, so that both kernels start from the very same coefficients.
+            design = ops.eager_basis(
+                points.T.contiguous(), self.grid, self.tau, self.bandwidth, self.basis_name,
+                self.degree, self.num_bases,
+            ).permute(1, 0, 2)  # (I, G+1, M)  # fmt: skip
             coef = least_squares(design, values.permute(0, 2, 1)).permute(0, 2, 1)  # (I, O, M)
         elif self.basis_name == "fourier":
             raw = normal(2, I, O, G + 1, std=math.sqrt(1.0 / (I * (O + G + 1))))
@@ -122,8 +131,8 @@ class UnivariateLayer(nn.Module):
             D = self.degree
             coef = normal(I, O, D + 1, std=math.sqrt(2.0 / (I * (O + D + 1)))) / (I * (D + 1))
         self.coef = nn.Parameter(coef.contiguous())
-        self._summed = self._summed_eager
-        self._pairwise = self._pairwise_eager
+        self._summed = self._summed_impl
+        self._pairwise = self._pairwise_impl
 
     # ------------------------------------------------------------------------------------------
     def _rbf_bandwidth(self, points: Tensor) -> float:
@@ -141,42 +150,42 @@ class UnivariateLayer(nn.Module):
             return torch.stack([self.grid.min(dim=1).values, self.grid.max(dim=1).values], dim=1)
         return self.domain
 
+    def _arguments(self, spline_only: bool = False) -> tuple:
+        """The operator arguments after the input: parameters, grid state and static choices."""
+        chebyshev = self.basis_name == "chebyshev"
+        w_spline = None if (chebyshev or spline_only) else self.w_spline
+        w_base = None if (spline_only or self.activation_name == "none") else self.w_base
+        activation = "none" if spline_only else self.activation_name
+        return (self.coef, w_spline, w_base, self.grid, self.tau, self.bandwidth,
+                self.basis_name, self.degree, activation)  # fmt: skip
+
     def basis(self, x: Tensor) -> Tensor:
-        """Basis values ``(..., I) -> (..., I, M)``."""
-        name = self.basis_name
-        if name == "bspline":
-            return bases.bspline_basis(x, self.grid, self.degree)
-        if name == "rbf":
-            return bases.rbf_basis(x, self.grid, self.bandwidth, self.tau)
-        if name == "rswaf":
-            return bases.rswaf_basis(x, self.grid, self.tau)
-        if name == "fourier":
-            return bases.fourier_basis(x, self.frequencies, self.tau)
-        return bases.chebyshev_basis(x, self.degree, self.tau)
+        """Basis values ``(..., I) -> (..., I, M)`` (fused for ``(S, I)`` inputs)."""
+        args = (self.grid, self.tau, self.bandwidth, self.basis_name, self.degree)
+        if self.kernel == "fused" and x.dim() == 2:
+            return ops.basis_values(x, *args, self.num_bases)
+        return ops.eager_basis(x, *args, self.num_bases)
 
     def spline(self, x: Tensor) -> Tensor:
         """The spline part ``s_io(x_i)`` alone, ``(S, I) -> (S, I, O)`` (what grid updates refit)."""
-        return torch.einsum("...im,iom->...io", self.basis(x), self.coef)
+        evaluate = ops.outer if self.kernel == "fused" else ops.eager_outer
+        return evaluate(x, *self._arguments(spline_only=True))
 
     def forward(self, x: Tensor) -> Tensor:
         """``phi_{i->o}(x_{s,i})``: ``(S, I) -> (S, I, O)``."""
-        out = self.spline(x)
-        if self.basis_name == "chebyshev":
-            return out
-        out = out * self.w_spline
-        if self.activation_name != "none":
-            out = out + self.activation(x).unsqueeze(-1) * self.w_base
-        return out
+        evaluate = ops.outer if self.kernel == "fused" else ops.eager_outer
+        return evaluate(x, *self._arguments())
 
     def compile_kernels(self, **options) -> None:  # noqa: ANN003 - torch.compile's options
         """Compile the hot evaluations (``summed``, ``pairwise``) with ``torch.compile``.
 
-        Fuses the basis expansion with its contraction (about 3x on the univariate log-prior on
-        CPU); the first call of each shape family pays tens of seconds of compilation.
+        For the eager kernel this fuses the basis expansion with its contraction (about 3x on
+        the univariate log-prior on CPU; tens of seconds of compilation per shape family); the
+        fused kernel is already one operator per evaluation, which the compiled graph calls.
         """
         options.setdefault("dynamic", True)
-        self._summed = torch.compile(self._summed_eager, **options)
-        self._pairwise = torch.compile(self._pairwise_eager, **options)
+        self._summed = torch.compile(self._summed_impl, **options)
+        self._pairwise = torch.compile(self._pairwise_impl, **options)
 
     def summed(self, x: Tensor) -> Tensor:
         """``sum_i phi_{i->o}(x_{s,i})``: ``(S, I) -> (S, O)``, a generator layer.
@@ -190,24 +199,13 @@ class UnivariateLayer(nn.Module):
         """``phi_{i->o}(z_{s,o,i})`` where every (o, i) has its own input: ``(S, O, I) -> (S, O, I)``."""
         return self._pairwise(z)
 
-    def _summed_eager(self, x: Tensor) -> Tensor:
-        coef = (
-            self.coef if self.basis_name == "chebyshev" else self.coef * self.w_spline.unsqueeze(-1)
-        )
-        basis = self.basis(x)  # (S, I, M)
-        out = basis.flatten(-2) @ coef.permute(0, 2, 1).reshape(-1, self.out_dim)
-        if self.basis_name != "chebyshev" and self.activation_name != "none":
-            out = out + self.activation(x) @ self.w_base
-        return out
+    def _summed_impl(self, x: Tensor) -> Tensor:
+        evaluate = ops.summed if self.kernel == "fused" else ops.eager_summed
+        return evaluate(x, *self._arguments())
 
-    def _pairwise_eager(self, z: Tensor) -> Tensor:
-        out = torch.einsum("soim,iom->soi", self.basis(z), self.coef)
-        if self.basis_name == "chebyshev":
-            return out
-        out = out * self.w_spline.T
-        if self.activation_name != "none":
-            out = out + self.activation(z) * self.w_base.T
-        return out
+    def _pairwise_impl(self, z: Tensor) -> Tensor:
+        evaluate = ops.pairwise if self.kernel == "fused" else ops.eager_pairwise
+        return evaluate(z, *self._arguments())
 
     def at_nodes(self, nodes: Tensor) -> Tensor:
         """Evaluate at per-row quadrature nodes: ``(I, N) -> (N, I, O)``."""

@@ -55,6 +55,9 @@ def importance_loss(
             N negatives.
     """
     prior = model.prior
+    # Without the contrastive gradient the exact log Z is needed: compute its differentiable
+    # quadrature first, so that the sampler below reuses the same table.
+    log_z = None if contrastive else prior.log_normaliser()
     z = prior.sample(num_samples, generator)  # (N, *latent)
     prediction = model.likelihood.noised(model.decode(z), generator)
     log_lik = model.likelihood.log_likelihood_matrix(x, prediction)  # (B, N)
@@ -75,7 +78,8 @@ def importance_loss(
         log_prior = prior.log_prior(torch.cat([z_kept, fresh]))
         positive, negative = log_prior[: len(z_kept)], log_prior[len(z_kept) :].mean()
     else:
-        positive, negative = prior.log_prior(z_kept, normalise=True), log_lik.new_zeros(())
+        positive = prior.log_prior(z_kept, normalise=True, log_normaliser=log_z)
+        negative = log_lik.new_zeros(())
     fit = (a_kept * positive).sum() + (weight * log_lik).sum(dim=1).mean()
     loss = -fit + negative
     metrics = {

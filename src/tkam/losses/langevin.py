@@ -73,18 +73,21 @@ def langevin_loss(
     """
     prior = model.prior
     batch = len(x)
+    deep = not hasattr(prior, "quadrature")
+    # The exact log Z first (one differentiable quadrature), so the samplers reuse its table.
+    log_z = None if (contrastive or deep) else prior.log_normaliser()
     z = run_chains(
         prior.sample(batch, generator), posterior_log_density(model, x), config, generator
     )
     prediction = model.likelihood.noised(model.decode(z), generator)
     log_lik = model.likelihood.log_likelihood(x, prediction)  # (B,)
-    deep = not hasattr(prior, "quadrature")
     if contrastive or deep:
         negatives = prior.sample(batch, generator)
         log_prior = prior.log_prior(torch.cat([z, negatives]))
         positive, negative = log_prior[:batch].mean(), log_prior[batch:].mean()
     else:
-        positive, negative = prior.log_prior(z, normalise=True).mean(), log_lik.new_zeros(())
+        positive = prior.log_prior(z, normalise=True, log_normaliser=log_z).mean()
+        negative = log_lik.new_zeros(())
     loss = -(positive + log_lik.mean() - negative)
     metrics = {"log_likelihood": float(log_lik.detach().mean())}
     return LossOutput(loss, metrics)

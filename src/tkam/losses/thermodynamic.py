@@ -127,6 +127,9 @@ def thermodynamic_loss(
     power = power_schedule(step, total_steps, config.p_start, config.p_end, config.num_cycles)
     temps = temperatures(num_temps, power, device=x.device, dtype=x.dtype)  # (N_t + 1,)
     x_chains = x.repeat(num_temps, *([1] * (x.dim() - 1)))  # (N_t B, ...)
+    # The exact log Z first (one differentiable quadrature), so the samplers reuse its table.
+    exact = not contrastive and hasattr(prior, "quadrature")
+    log_z = prior.log_normaliser() if exact else None
     z0 = prior.sample(num_temps * batch, generator)
 
     if posterior.sampler == "automala":
@@ -170,11 +173,12 @@ def thermodynamic_loss(
     expectations = log_lik.mean(dim=1)  # E_0 (prior samples), E_1..E_N_t
     integral = thermodynamic_integral(expectations, temps, rule=config.integral)
     top = z.view(num_temps, batch, *z.shape[1:])[-1]
-    if contrastive or not hasattr(prior, "quadrature"):
+    if log_z is None:
         log_prior = prior.log_prior(torch.cat([top, negatives]))
         positive, negative = log_prior[:batch].mean(), log_prior[batch:].mean()
     else:
-        positive, negative = prior.log_prior(top, normalise=True).mean(), integral.new_zeros(())
+        positive = prior.log_prior(top, normalise=True, log_normaliser=log_z).mean()
+        negative = integral.new_zeros(())
     loss = -(integral + positive - negative)
     metrics = {
         "power": float(power),

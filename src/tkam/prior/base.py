@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from tkam.config import PriorConfig
 from tkam.kan.layer import UnivariateLayer
+from tkam.prior.inverse_transform import guide_table
 from tkam.prior.quadrature import (
     QuadratureTable,
     gauss_legendre,
@@ -54,6 +55,9 @@ class KANPrior(nn.Module):
         self.layer = UnivariateLayer(
             layer_in, layer_out, config, grid_range=self.reference.domain, generator=generator
         )
+        #: How many times the quadrature table has been computed (for tests and profiling).
+        self.quadrature_evaluations = 0
+        self._table_cache: tuple[list[Tensor], QuadratureTable, Tensor | None] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Orientation: subclasses turn layer outputs into (Q, P) components.
@@ -74,8 +78,49 @@ class KANPrior(nn.Module):
     def quadrature(self) -> QuadratureTable:
         """Quadrature of every component: knots, normalised log-density, CDF and ``log Z``.
 
-        Costs one evaluation of the layer on the ``(R, N_g)`` nodes, whatever the batch size.
+        Costs one evaluation of the layer on the ``(R, N_g)`` nodes, whatever the batch size, and
+        is computed once per parameter state: sampling, contrastive negatives and ``log Z`` share
+        the table until a parameter or buffer of the prior changes in any way (an optimiser step,
+        a grid update, a state-dict load, a move to another device). Under gradient mode the
+        table is recomputed with its graph (and the cache refreshed), since a graph cannot be
+        shared across backward passes.
         """
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            table = self._compute_quadrature()
+            detached = QuadratureTable(*(t.detach() for t in table))
+            self._table_cache = (self._state_snapshot(), detached, None)
+            return table
+        return self.sampling_table()[0]
+
+    def sampling_table(self) -> tuple[QuadratureTable, Tensor]:
+        """The cached quadrature table (no gradient) and the guide table of its CDFs
+        (:func:`~tkam.prior.inverse_transform.guide_table`, rows ``q P + p``)."""
+        if self._table_cache is None or not self._state_matches(self._table_cache[0]):
+            with torch.no_grad():
+                self._table_cache = (self._state_snapshot(), self._compute_quadrature(), None)
+        snapshot, table, guide = self._table_cache
+        if guide is None:
+            guide = guide_table(table.cdf.reshape(-1, table.cdf.shape[-1]))
+            self._table_cache = (snapshot, table, guide)
+        return table, guide
+
+    def _state_tensors(self) -> list[Tensor]:
+        return [*self.parameters(), *self.buffers()]
+
+    def _state_snapshot(self) -> list[Tensor]:
+        # An exact copy of the state the table was computed from. Version counters would be
+        # cheaper but miss in-place updates that do not bump them (fused Adam, ``.data``).
+        return [t.detach().clone() for t in self._state_tensors()]
+
+    def _state_matches(self, snapshot: list[Tensor]) -> bool:
+        current = self._state_tensors()
+        return len(current) == len(snapshot) and all(
+            a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+            for a, b in zip(current, snapshot)
+        )
+
+    def _compute_quadrature(self) -> QuadratureTable:
+        self.quadrature_evaluations += 1
         cfg = self.config
         if cfg.quadrature == "trapezium":
             points = self.layer.grid

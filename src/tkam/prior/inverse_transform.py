@@ -1,14 +1,23 @@
 """Inverse-transform sampling of piecewise-linear CDFs, vectorised (spec section 3.4).
 
-No Python loop over components or samples: ``searchsorted`` finds the interval, a lerp inverts it.
+``invert_batched`` is the reference: ``searchsorted`` finds the interval, a lerp inverts it, for
+any dtype and device. On CPU float32 tensors the priors' two layouts run a fused C++ kernel
+(:mod:`tkam.kan.native`) that finds every interval from a guide table (one index per
+``1/L`` of probability, so a lookup and a short forward scan replace the binary search) and
+interpolates in the same pass, with the very arithmetic of ``invert_batched``: its samples are
+bitwise those of the reference.
 """
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 from torch import Tensor
 
-__all__ = ["invert_batched", "invert_components", "invert_shared"]
+from tkam.kan.native import library
+
+__all__ = ["invert_batched", "invert_components", "invert_shared", "guide_table"]
 
 
 def _lerp_inverse(u: Tensor, f_lo: Tensor, f_hi: Tensor, x_lo: Tensor, x_hi: Tensor) -> Tensor:
@@ -44,22 +53,57 @@ def invert_batched(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     )
 
 
-def invert_components(knots: Tensor, cdf: Tensor, component: Tensor, u: Tensor) -> Tensor:
+def guide_table(cdf: Tensor) -> Tensor:
+    """``guide[c, b] = min{j : cdf[c, j] >= b / L}`` for ``b < L``, L the power of two >= n.
+
+    With L a power of two, ``floor(u L) = b`` implies ``u >= b / L`` exactly in floating point, so
+    the search for ``u`` may start at ``guide[c, b]``. ``(C, n) -> (C, L)`` int32.
+    """
+    C, n = cdf.shape
+    L = 1 << max(n - 1, 1).bit_length()
+    thresholds = torch.arange(L, dtype=cdf.dtype, device=cdf.device) / L
+    guide = torch.searchsorted(cdf.contiguous(), thresholds.expand(C, L).contiguous())
+    return guide.to(torch.int32)
+
+
+def _fused(*tensors: Tensor) -> bool:
+    return (
+        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and library() is not None
+    )
+
+
+def invert_components(
+    knots: Tensor, cdf: Tensor, component: Tensor, u: Tensor, guide: Tensor | None = None
+) -> Tensor:
     """Invert, for each sample, the CDF of its own component.
 
-    All component CDFs are laid end to end with offsets ``2c`` so the concatenation is one ascending
-    sequence; one ``searchsorted`` then serves every sample, whatever its component, without
-    materialising a per-sample copy of the CDF.
+    Fused kernel on CPU float32; elsewhere all component CDFs are laid end to end with offsets
+    ``2c`` so the concatenation is one ascending sequence, and one ``searchsorted`` serves every
+    sample, whatever its component, without materialising a per-sample copy of the CDF.
 
     Args:
-        knots: ``(C, n)`` knots of each component.
+        knots: ``(C, n)`` knots of each component, or ``(R, n)`` with ``knot_rows``.
         cdf: ``(C, n)`` CDF values, 0 first and 1 last.
         component: ``(...)`` long component index of each sample.
         u: ``(...)`` uniforms in ``[0, 1)``.
+        guide: :func:`guide_table` of ``cdf``, when the caller keeps one.
 
     Returns:
         ``(...)`` samples, in ``cdf``'s dtype.
     """
+    if _fused(knots, cdf):
+        num, n = cdf.shape
+        guide = guide_table(cdf) if guide is None else guide
+        rows = component.reshape(-1).contiguous()
+        flat_u = u.reshape(-1).to(cdf.dtype).contiguous()
+        out = torch.empty_like(flat_u)
+        library().tkam_invert_rows_f32(
+            cdf.contiguous().data_ptr(), knots.expand_as(cdf).contiguous().data_ptr(),
+            guide.data_ptr(), rows.data_ptr(), rows.data_ptr(), flat_u.data_ptr(), n,
+            guide.shape[1], rows.numel(), out.data_ptr(), torch.get_num_threads(),
+        )  # fmt: skip
+        return out.reshape(u.shape)
     num, n = cdf.shape
     offsets = 2.0 * torch.arange(num, dtype=torch.float64, device=cdf.device)
     sequence = (cdf.double() + offsets[:, None]).reshape(-1)
@@ -76,48 +120,42 @@ def invert_components(knots: Tensor, cdf: Tensor, component: Tensor, u: Tensor) 
     return out.reshape(u.shape)
 
 
-def invert_shared(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
+def invert_shared(
+    knots: Tensor,
+    cdf: Tensor,
+    u: Tensor,
+    guide: Tensor | None = None,
+    values: bool = True,
+    sums: bool = False,
+) -> Tensor | tuple[Tensor | None, Tensor]:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).
-
-    Rather than a binary search per output, the uniforms of each row are sorted once; the knots'
-    CDF values are located among them (``Q x P x n`` searches), which gives how many samples fall
-    in each interval, and the interval parameters are expanded by ``repeat_interleave``. This is
-    several times faster than ``invert_batched`` for many samples.
 
     Args:
         knots: ``(P, n)`` ascending knots of each row.
         cdf: ``(Q, P, n)`` CDFs of the components on those rows (0 first, 1 last).
         u: ``(P, S)`` uniforms in ``[0, 1)``, shared by the ``Q`` components of a row.
+        guide: :func:`guide_table` of ``cdf`` flattened to ``(Q P, n)``, when the caller keeps one.
+        values, sums: return the ``(S, Q, P)`` samples, and/or their sums over ``p``,
+            ``(S, Q)`` (the generator input, without writing the samples when ``values`` is off).
 
     Returns:
-        ``(S, Q, P)`` samples.
+        ``(S, Q, P)`` samples, or ``(samples or None, sums)`` when ``sums``.
     """
     Q, P, n = cdf.shape
     S = u.shape[-1]
-    u = u.to(cdf.dtype)
-    sorted_u, order = torch.sort(u, dim=-1)  # (P, S)
-    # One batched search per row: the Q x n knot values of row p among its S sorted uniforms.
-    queries = cdf.permute(1, 0, 2).reshape(P, Q * n)
-    below = torch.searchsorted(sorted_u.contiguous(), queries, right=True)
-    below = below.view(P, Q, n).permute(1, 0, 2).contiguous()
-    # below[..., k] = #{s: u_s <= F_k}; samples with F_{k-1} < u <= F_k use interval (k-1, k).
-    counts = torch.diff(below, dim=-1)  # (Q, P, n-1)
-    counts[..., 0] += below[..., 0]  # u = 0 = F_0 joins the first interval
-    f_lo, f_hi = cdf[..., :-1], cdf[..., 1:]
-    x_lo = knots[:, :-1].expand(Q, P, n - 1)
-    gap = f_hi - f_lo
-    slope = torch.where(gap > 0, (knots[:, 1:] - knots[:, :-1]) / torch.where(gap > 0, gap, 1.0), 0)
-    # The interval of every sorted sample, built once and used for all four parameters.
-    interval = torch.repeat_interleave(
-        torch.arange(counts.numel(), device=cdf.device), counts.reshape(-1)
-    )
-
-    def expand(table: Tensor) -> Tensor:
-        return table.reshape(-1).index_select(0, interval).view(Q, P, S)
-
-    start, rate, base = expand(x_lo), expand(slope), expand(f_lo)
-    end = expand(knots[:, 1:].expand(Q, P, n - 1))
-    values = torch.minimum(start + rate * (sorted_u - base), end)
-    out = torch.empty(S, Q, P, dtype=cdf.dtype, device=cdf.device)
-    out.permute(1, 2, 0).scatter_(2, order.expand(Q, P, S), values)
-    return out
+    if _fused(knots, cdf):
+        flat = cdf.reshape(Q * P, n).contiguous()
+        guide = guide_table(flat) if guide is None else guide
+        uc = u.to(cdf.dtype).contiguous()
+        out = torch.empty(S, Q, P, dtype=cdf.dtype) if values else None
+        total = torch.empty(S, Q, dtype=cdf.dtype) if sums else None
+        library().tkam_invert_shared_f32(
+            flat.data_ptr(), knots.contiguous().data_ptr(), guide.data_ptr(), uc.data_ptr(),
+            Q, P, n, guide.shape[1], S, ctypes.c_void_p(out.data_ptr() if values else None),
+            ctypes.c_void_p(total.data_ptr() if sums else None), torch.get_num_threads(),
+        )  # fmt: skip
+    else:
+        out = invert_batched(knots.expand_as(cdf), cdf, u.expand(Q, P, S)).permute(2, 0, 1)
+        total = out.sum(-1) if sums else None
+        out = out.contiguous() if values else None
+    return (out, total) if sums else out

@@ -63,7 +63,7 @@ class MixturePrior(KANPrior):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``(S, Q)`` exact samples: a component per latent, then its inverse CDF."""
-        table = self.quadrature()
+        table, guide = self.sampling_table()
         Q, P = self.num_outputs, self.num_inputs
         choice = self.sample_components(num_samples, generator)  # (S, Q)
         u = self._uniform((num_samples, Q), generator)
@@ -74,18 +74,24 @@ class MixturePrior(KANPrior):
             table.cdf.reshape(Q * P, n),
             component,
             u,
+            guide,
         )
 
     def normalises(self, normalise: bool) -> bool:
         """Whether components are divided by ``Z``: when asked, or with ``normalised_mixture``."""
         return normalise or self.config.normalised_mixture
 
-    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
-        """``sum_q logsumexp_p [log alpha_qp + f_qp(z_q) + log(pi_0(z_q) + eps) - log Z'_qp]``."""
+    def log_prior(
+        self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
+    ) -> Tensor:
+        """``sum_q logsumexp_p [log alpha_qp + f_qp(z_q) + log(pi_0(z_q) + eps) - log Z'_qp]``.
+
+        ``log_normaliser`` (``(Q, P)``) saves recomputing the quadrature when the caller holds it.
+        """
         f = self.layer(z)  # (S, Q, P)
         value = f + self.reference.log_density(z).unsqueeze(-1) + torch.log_softmax(self.logits, -1)
         if self.normalises(normalise):
-            value = value - self.log_normaliser()
+            value = value - (self.log_normaliser() if log_normaliser is None else log_normaliser)
         return torch.logsumexp(value, dim=-1).sum(dim=-1)
 
     def generator_input(self, z: Tensor) -> Tensor:

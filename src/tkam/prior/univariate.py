@@ -11,12 +11,9 @@ from torch import Tensor
 
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
-from tkam.prior.inverse_transform import invert_batched, invert_shared
+from tkam.prior.inverse_transform import invert_shared
 
 __all__ = ["UnivariatePrior"]
-
-# From this many samples on, sorting the shared uniforms beats one binary search per output.
-SHARED_INVERSION_FROM = 1000
 
 
 class UnivariatePrior(KANPrior):
@@ -43,21 +40,32 @@ class UnivariatePrior(KANPrior):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform."""
-        table = self.quadrature()
-        P = self.num_inputs
-        u = self._uniform((P, num_samples), generator)
-        if num_samples < SHARED_INVERSION_FROM:
-            Q = self.num_outputs
-            z = invert_batched(table.knots, table.cdf, u.expand(Q, P, num_samples))
-            return z.permute(2, 0, 1).contiguous()
-        return invert_shared(table.knots[0], table.cdf, u)
+        table, guide = self.sampling_table()
+        u = self._uniform((self.num_inputs, num_samples), generator)
+        return invert_shared(table.knots[0], table.cdf, u, guide)
 
-    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
-        """``sum_qp f_qp(z_qp) + log(pi_0(z_qp) + eps) [- log(Z_qp + eps)]``, ``(S, Q, P) -> (S,)``."""
+    @torch.no_grad()
+    def sample_generator_input(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``h (S, Q)`` of ``num_samples`` exact samples without storing the latents: the same
+        draws as ``generator_input(sample(...))``, summed over p as they are inverted."""
+        table, guide = self.sampling_table()
+        u = self._uniform((self.num_inputs, num_samples), generator)
+        return invert_shared(table.knots[0], table.cdf, u, guide, values=False, sums=True)[1]
+
+    def log_prior(
+        self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
+    ) -> Tensor:
+        """``sum_qp f_qp(z_qp) + log(pi_0(z_qp) + eps) [- log(Z_qp + eps)]``, ``(S, Q, P) -> (S,)``.
+
+        With ``normalise``, ``log_normaliser`` (``(Q, P)``, from :meth:`log_normaliser`) saves
+        recomputing the quadrature when the caller already holds it.
+        """
         value = self.layer.pairwise(z) + self.reference.log_density(z)  # (S, Q, P)
         total = value.sum(dim=(1, 2))
         if normalise:
-            log_z = self.log_normaliser()
+            log_z = self.log_normaliser() if log_normaliser is None else log_normaliser
             total = total - torch.log(log_z.exp() + self.eps).sum()
         return total
 

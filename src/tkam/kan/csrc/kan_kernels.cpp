@@ -1,0 +1,958 @@
+// Fused CPU kernels of the KAN univariate-function layer and of inverse-transform sampling.
+//
+// Every evaluation computes the basis values of one input row (all I inputs of a sample) into a
+// small scratch block that stays in L1, contracts it with the coefficients at once, and never
+// materialises an (S, O, I, M) tensor; the backward kernels recompute the basis values (and their
+// derivatives) instead of storing them. Inner loops run over the input index i, which is
+// contiguous in every layout used here, so the compiler vectorises them (-O3 -march=native);
+// transcendental functions are branch-free polynomial versions that vectorise too (float32) or
+// the C library's (float64, used by gradient checks). Work is split over samples with OpenMP;
+// gradients of parameters are accumulated per thread and summed at the end.
+//
+// Layouts (all row-major, contiguous):
+//   grid_t  (K, I)    grid / knot column k of every input row i (transposed layer grid)
+//   coef_t  (O, M, I) coefficients c[i, o, m] stored as [o][m][i]
+//   wsp_t   (O, I)    w_spline[i, o] as [o][i] (null for Chebyshev: no spline scale)
+//   wb_t    (O, I)    w_base[i, o] as [o][i] (null when the base branch is off)
+//
+// The C entry points at the end take raw pointers; tkam/kan/native.py builds this file and
+// tkam/kan/ops.py wraps the entry points as PyTorch custom operators.
+
+#include <omp.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+enum Basis : int { BSPLINE = 0, RBF = 1, RSWAF = 2, FOURIER = 3, CHEBYSHEV = 4 };
+enum Act : int {
+  A_NONE = 0,
+  A_RELU,
+  A_LEAKYRELU,
+  A_TANH,
+  A_SIGMOID,
+  A_HARDSWISH,
+  A_GELU,
+  A_SELU,
+  A_SILU,
+  A_ELU,
+  A_CELU
+};
+
+// ---------------------------------------------------------------------------------------------
+// Branch-free float32 transcendentals (Cephes polynomials, about 1-2 ulp), written so that the
+// loops calling them vectorise; float64 uses the C library for accuracy.
+
+inline float bits_to_float(int32_t b) { return __builtin_bit_cast(float, b); }
+
+inline float exp_f(float x) {
+  // Ternaries, not fmin/fmax, which the vectoriser does not take. Below -87 the result is 0, as
+  // the exact exp rounds to (or near) zero there; no denormal ever leaves this function.
+  const bool tiny = x < -87.0f;
+  x = tiny ? -87.0f : (x > 88.0f ? 88.0f : x);
+  // Round to nearest by the 1.5 * 2^23 trick (exact for |x log2 e| < 2^22).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = std::fma(n, -0.693359375f, x);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p, r * r, r) + 1.0f;
+  const float v = p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  return tiny ? 0.0f : v;
+}
+
+inline float tanh_f(float x) {
+  const float ax = std::fabs(x);
+  const float big = 1.0f - 2.0f / (exp_f(2.0f * ax) + 1.0f);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = std::fma(p, z, 2.06390887954e-2f);
+  p = std::fma(p, z, -5.37397155531e-2f);
+  p = std::fma(p, z, 1.33314422036e-1f);
+  p = std::fma(p, z, -3.33332819422e-1f);
+  const float small = std::fma(p * z, ax, ax);
+  return std::copysign(ax < 0.625f ? small : big, x);
+}
+
+// sin and cos of x by reduction to |r| <= pi/4 (three-part Cody-Waite) and quadrant selection.
+inline void sincos_f(float x, float& s, float& c) {
+  const float q = (x * 0.63661977236758134f + 12582912.0f) - 12582912.0f;
+  float r = std::fma(q, -1.5703125f, x);
+  r = std::fma(q, -4.837512969970703125e-4f, r);
+  r = std::fma(q, -7.54978995489188216e-8f, r);
+  const float z = r * r;
+  float ps = -1.9515295891e-4f;
+  ps = std::fma(ps, z, 8.3321608736e-3f);
+  ps = std::fma(ps, z, -1.6666654611e-1f);
+  const float sr = std::fma(ps * z, r, r);
+  float pc = 2.443315711809948e-5f;
+  pc = std::fma(pc, z, -1.388731625493765e-3f);
+  pc = std::fma(pc, z, 4.166664568298827e-2f);
+  const float cr = std::fma(pc * z, z, std::fma(-0.5f, z, 1.0f));
+  const int32_t k = static_cast<int32_t>(q);
+  const bool swap = (k & 1) != 0;
+  const float s0 = swap ? cr : sr;
+  const float c0 = swap ? sr : cr;
+  s = (k & 2) ? -s0 : s0;
+  c = ((k + 1) & 2) ? -c0 : c0;
+}
+
+template <typename T>
+struct Math;
+
+template <>
+struct Math<float> {
+  static float exp(float x) { return exp_f(x); }
+  static float tanh(float x) { return tanh_f(x); }
+  static void sincos(float x, float& s, float& c) { sincos_f(x, s, c); }
+};
+
+template <>
+struct Math<double> {
+  static double exp(double x) { return std::exp(x); }
+  static double tanh(double x) { return std::tanh(x); }
+  static void sincos(double x, double& s, double& c) {
+    s = std::sin(x);
+    c = std::cos(x);
+  }
+};
+
+// Denormal operands cost about a hundred cycles each on x86; products of tiny basis values and
+// coefficients would produce them. Every kernel thread flushes them to zero (FTZ and DAZ) while
+// it runs and restores its previous mode afterwards.
+struct FlushDenormals {
+#if defined(__SSE__)
+  unsigned int saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layer description shared by all kernels.
+
+template <typename T>
+struct Spec {
+  int64_t I, O, M, K;
+  int basis, degree, act;
+  const T* grid_t;  // (K, I)
+  T scale;          // rbf: 1/(h tau); rswaf: 1/tau; fourier: 2 pi tau; chebyshev: 1/tau
+  T tau;
+};
+
+// Scratch sizes (elements) of one row evaluation.
+template <typename T>
+int64_t scratch_size(const Spec<T>& sp) {
+  const int64_t rows = std::max<int64_t>(sp.K, 8);
+  return 2 * rows * sp.I + 8 * sp.I;
+}
+
+// Basis values of one row: B[m*I + i] = B_m(x_i; row i); with DX their x-derivatives, with DT
+// their tau-derivatives. `work` holds scratch_size() elements.
+template <typename T, int BASIS, bool DX, bool DT>
+void basis_row(const Spec<T>& sp, const T* __restrict x, T* __restrict B, T* __restrict dX,
+               T* __restrict dT, T* __restrict work) {
+  const int64_t I = sp.I, M = sp.M;
+  if constexpr (BASIS == RBF) {
+    const T s = sp.scale, inv_tau = T(1) / sp.tau;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict g = sp.grid_t + m * I;
+      T* __restrict b = B + m * I;
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T t = (x[i] - g[i]) * s;
+        const T e = Math<T>::exp(T(-0.5) * t * t);
+        b[i] = e;
+        if constexpr (DX) dX[m * I + i] = -e * t * s;
+        if constexpr (DT) dT[m * I + i] = e * t * t * inv_tau;
+      }
+    }
+  } else if constexpr (BASIS == RSWAF) {
+    const T s = sp.scale;  // 1 / tau
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict g = sp.grid_t + m * I;
+      T* __restrict b = B + m * I;
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T d = x[i] - g[i];
+        const T th = Math<T>::tanh(d * s);
+        const T v = T(1) - th * th;
+        b[i] = v;
+        if constexpr (DX) dX[m * I + i] = T(-2) * th * v * s;
+        if constexpr (DT) dT[m * I + i] = T(2) * th * v * d * s * s;
+      }
+    }
+  } else if constexpr (BASIS == FOURIER) {
+    const int64_t G = M / 2 - 1;
+    const T w = sp.scale;                      // 2 pi tau
+    const T two_pi = T(6.283185307179586476925286766559);
+    T* __restrict c1 = work;
+    T* __restrict s1 = work + I;
+    T* __restrict ck = work + 2 * I;
+    T* __restrict sk = work + 3 * I;
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) {
+      T s, c;
+      Math<T>::sincos(w * x[i], s, c);
+      c1[i] = c;
+      s1[i] = s;
+      ck[i] = T(1);
+      sk[i] = T(0);
+      B[i] = T(1);
+      B[(G + 1) * I + i] = T(0);
+      if constexpr (DX) {
+        dX[i] = T(0);
+        dX[(G + 1) * I + i] = T(0);
+      }
+      if constexpr (DT) {
+        dT[i] = T(0);
+        dT[(G + 1) * I + i] = T(0);
+      }
+    }
+    for (int64_t k = 1; k <= G; ++k) {
+      const T kw = T(k) * w, k2p = T(k) * two_pi;
+      T* __restrict bc = B + k * I;
+      T* __restrict bs = B + (G + 1 + k) * I;
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        // cos/sin(k a) from ((k-1) a) by the angle-addition recurrence.
+        const T c = ck[i] * c1[i] - sk[i] * s1[i];
+        const T s = sk[i] * c1[i] + ck[i] * s1[i];
+        ck[i] = c;
+        sk[i] = s;
+        bc[i] = c;
+        bs[i] = s;
+        if constexpr (DX) {
+          dX[k * I + i] = -kw * s;
+          dX[(G + 1 + k) * I + i] = kw * c;
+        }
+        if constexpr (DT) {
+          dT[k * I + i] = -k2p * x[i] * s;
+          dT[(G + 1 + k) * I + i] = k2p * x[i] * c;
+        }
+      }
+    }
+  } else if constexpr (BASIS == CHEBYSHEV) {
+    const T s = sp.scale;  // 1 / tau
+    T* __restrict y = work;
+    T* __restrict dy = work + I;   // dy/dx
+    T* __restrict ty = work + 2 * I;  // dy/dtau
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) {
+      const T th = Math<T>::tanh(x[i]);
+      y[i] = th * s;
+      dy[i] = (T(1) - th * th) * s;
+      ty[i] = -th * s * s;
+      B[i] = T(1);
+      if (M > 1) B[I + i] = y[i];
+    }
+    // dT_n/dy by T'_n = 2 T_{n-1} + 2 y T'_{n-1} - T'_{n-2}; stored in dX, scaled below.
+    T* __restrict dn = (DX || DT) ? (DX ? dX : dT) : nullptr;
+    if (dn) {
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        dn[i] = T(0);
+        if (M > 1) dn[I + i] = T(1);
+      }
+    }
+    for (int64_t n = 2; n < M; ++n) {
+      T* __restrict b = B + n * I;
+      const T* __restrict b1 = B + (n - 1) * I;
+      const T* __restrict b2 = B + (n - 2) * I;
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) b[i] = T(2) * y[i] * b1[i] - b2[i];
+      if (dn) {
+        T* __restrict d = dn + n * I;
+        const T* __restrict d1 = dn + (n - 1) * I;
+        const T* __restrict d2 = dn + (n - 2) * I;
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i) d[i] = T(2) * b1[i] + T(2) * y[i] * d1[i] - d2[i];
+      }
+    }
+    if (dn) {
+      for (int64_t n = 0; n < M; ++n) {
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i) {
+          const T d = dn[n * I + i];
+          if constexpr (DT) dT[n * I + i] = d * ty[i];
+          if constexpr (DX) dX[n * I + i] = d * dy[i];
+        }
+      }
+    }
+  } else {  // BSPLINE: Cox-de Boor on the extended knot rows, as many levels as the degree
+    const int64_t K = sp.K;
+    const int k = sp.degree;
+    const T* __restrict t = sp.grid_t;
+    T* __restrict b = work;               // (K-1, I)
+    T* __restrict db = work + (K - 1) * I;  // (K-1, I)
+    for (int64_t j = 0; j < K - 1; ++j) {
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        b[j * I + i] = (x[i] >= t[j * I + i] && x[i] < t[(j + 1) * I + i]) ? T(1) : T(0);
+        if constexpr (DX) db[j * I + i] = T(0);
+      }
+    }
+    for (int d = 1; d <= k; ++d) {
+      for (int64_t j = 0; j < K - 1 - d; ++j) {
+        const T* __restrict tj = t + j * I;
+        const T* __restrict tj1 = t + (j + 1) * I;
+        const T* __restrict tjd = t + (j + d) * I;
+        const T* __restrict tjd1 = t + (j + d + 1) * I;
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i) {
+          const T ld = tjd[i] - tj[i];
+          const T rd = tjd1[i] - tj1[i];
+          const T left = ld > T(0) ? (x[i] - tj[i]) / ld : T(0);
+          const T right = rd > T(0) ? (tjd1[i] - x[i]) / rd : T(0);
+          const T b0 = b[j * I + i], b1 = b[(j + 1) * I + i];
+          if constexpr (DX) {
+            const T lp = ld > T(0) ? T(1) / ld : T(0);
+            const T rp = rd > T(0) ? T(-1) / rd : T(0);
+            db[j * I + i] = lp * b0 + left * db[j * I + i] + rp * b1 + right * db[(j + 1) * I + i];
+          }
+          b[j * I + i] = left * b0 + right * b1;
+        }
+      }
+    }
+    std::memcpy(B, b, sizeof(T) * M * I);
+    if constexpr (DX) std::memcpy(dX, db, sizeof(T) * M * I);
+    if constexpr (DT) std::memset(dT, 0, sizeof(T) * M * I);  // tau is not used by B-splines
+  }
+}
+
+// Base activation a(x) and, when da is given, a'(x), matching torch's definitions.
+template <typename T>
+void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
+                    T* __restrict da) {
+  const bool d = da != nullptr;
+  switch (kind) {
+    case A_RELU:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        a[i] = x[i] > T(0) ? x[i] : T(0);
+        if (d) da[i] = x[i] > T(0) ? T(1) : T(0);
+      }
+      break;
+    case A_LEAKYRELU:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        a[i] = x[i] > T(0) ? x[i] : T(0.01) * x[i];
+        if (d) da[i] = x[i] > T(0) ? T(1) : T(0.01);
+      }
+      break;
+    case A_TANH:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T th = Math<T>::tanh(x[i]);
+        a[i] = th;
+        if (d) da[i] = T(1) - th * th;
+      }
+      break;
+    case A_SIGMOID:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T sg = T(1) / (T(1) + Math<T>::exp(-x[i]));
+        a[i] = sg;
+        if (d) da[i] = sg * (T(1) - sg);
+      }
+      break;
+    case A_HARDSWISH:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T v = x[i];
+        a[i] = v <= T(-3) ? T(0) : (v >= T(3) ? v : v * (v + T(3)) / T(6));
+        if (d) da[i] = v < T(-3) ? T(0) : (v <= T(3) ? v / T(3) + T(0.5) : T(1));
+      }
+      break;
+    case A_GELU: {
+      const T k0 = T(0.7978845608028654), k1 = T(0.044715);
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T v = x[i];
+        const T th = Math<T>::tanh(k0 * (v + k1 * v * v * v));
+        a[i] = T(0.5) * v * (T(1) + th);
+        if (d)
+          da[i] = T(0.5) * (T(1) + th) +
+                  T(0.5) * v * (T(1) - th * th) * k0 * (T(1) + T(3) * k1 * v * v);
+      }
+      break;
+    }
+    case A_SELU: {
+      const T alpha = T(1.6732632423543772848170429916717);
+      const T scale = T(1.0507009873554804934193349852946);
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T e = Math<T>::exp(x[i] < T(0) ? x[i] : T(0));
+        a[i] = x[i] > T(0) ? scale * x[i] : scale * alpha * (e - T(1));
+        if (d) da[i] = x[i] > T(0) ? scale : scale * alpha * e;
+      }
+      break;
+    }
+    case A_SILU:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T sg = T(1) / (T(1) + Math<T>::exp(-x[i]));
+        a[i] = x[i] * sg;
+        if (d) da[i] = sg * (T(1) + x[i] * (T(1) - sg));
+      }
+      break;
+    case A_ELU:
+    case A_CELU:  // celu with alpha = 1 equals elu
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        const T e = Math<T>::exp(x[i] < T(0) ? x[i] : T(0));
+        a[i] = x[i] > T(0) ? x[i] : e - T(1);
+        if (d) da[i] = x[i] > T(0) ? T(1) : e;
+      }
+      break;
+    default:
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) {
+        a[i] = T(0);
+        if (d) da[i] = T(0);
+      }
+  }
+}
+
+// acc[i] = sum_m W[m*I + i] * B[m*I + i]
+template <typename T>
+inline void contract(const T* __restrict W, const T* __restrict B, int64_t M, int64_t I,
+                     T* __restrict acc) {
+#pragma omp simd
+  for (int64_t i = 0; i < I; ++i) acc[i] = W[i] * B[i];
+  for (int64_t m = 1; m < M; ++m) {
+    const T* __restrict w = W + m * I;
+    const T* __restrict b = B + m * I;
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) acc[i] = std::fma(w[i], b[i], acc[i]);
+  }
+}
+
+// Per-thread buffers of one row evaluation.
+template <typename T>
+struct Rows {
+  std::vector<T> buf;
+  T *B, *dX, *dT, *work, *a, *da, *acc, *acc2, *gw;
+  explicit Rows(const Spec<T>& sp) {
+    const int64_t I = sp.I, MI = sp.M * sp.I;
+    buf.assign(3 * MI + scratch_size(sp) + 5 * I, T(0));
+    T* p = buf.data();
+    B = p, p += MI;
+    dX = p, p += MI;
+    dT = p, p += MI;
+    work = p, p += scratch_size(sp);
+    a = p, p += I;
+    da = p, p += I;
+    acc = p, p += I;
+    acc2 = p, p += I;
+    gw = p;
+  }
+};
+
+template <typename T, int BASIS>
+void basis_any(const Spec<T>& sp, const T* x, Rows<T>& r, bool dx, bool dt) {
+  if (dx && dt)
+    basis_row<T, BASIS, true, true>(sp, x, r.B, r.dX, r.dT, r.work);
+  else if (dx)
+    basis_row<T, BASIS, true, false>(sp, x, r.B, r.dX, r.dT, r.work);
+  else if (dt)
+    basis_row<T, BASIS, false, true>(sp, x, r.B, r.dX, r.dT, r.work);
+  else
+    basis_row<T, BASIS, false, false>(sp, x, r.B, r.dX, r.dT, r.work);
+}
+
+// out[row, i] = wsp[o, i] * sum_m c[o, m, i] B_m(x[row, i]) + wb[o, i] a(x[row, i]), o = row % O
+// (pairwise: every (sample, output) row has its own inputs) or with one input row per sample
+// shared by all outputs (outer). `x_stride_o` is I for pairwise and 0 for outer.
+template <typename T, int BASIS>
+void eval_fwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t, const T* x,
+              int64_t S, bool pairwise, T* out, int threads) {
+  const int64_t I = sp.I, O = sp.O, M = sp.M;
+  const bool base = wb_t != nullptr && sp.act != A_NONE;
+  if (pairwise) {
+#pragma omp parallel num_threads(threads)
+    {
+      FlushDenormals ftz;
+      Rows<T> r(sp);
+#pragma omp for schedule(static)
+      for (int64_t row = 0; row < S * O; ++row) {
+        const int64_t o = row % O;
+        const T* xr = x + row * I;
+        basis_any<T, BASIS>(sp, xr, r, false, false);
+        contract(coef_t + o * M * I, r.B, M, I, r.acc);
+        T* y = out + row * I;
+        if (wsp_t) {
+          const T* w = wsp_t + o * I;
+#pragma omp simd
+          for (int64_t i = 0; i < I; ++i) y[i] = w[i] * r.acc[i];
+        } else {
+          std::memcpy(y, r.acc, sizeof(T) * I);
+        }
+        if (base) {
+          activation_row<T>(sp.act, xr, I, r.a, nullptr);
+          const T* w = wb_t + o * I;
+#pragma omp simd
+          for (int64_t i = 0; i < I; ++i) y[i] = std::fma(w[i], r.a[i], y[i]);
+        }
+      }
+    }
+  } else {
+#pragma omp parallel num_threads(threads)
+    {
+      FlushDenormals ftz;
+      Rows<T> r(sp);
+#pragma omp for schedule(static)
+      for (int64_t s = 0; s < S; ++s) {
+        const T* xr = x + s * I;
+        basis_any<T, BASIS>(sp, xr, r, false, false);
+        if (base) activation_row<T>(sp.act, xr, I, r.a, nullptr);
+        for (int64_t o = 0; o < O; ++o) {
+          contract(coef_t + o * M * I, r.B, M, I, r.acc);
+          T* y = out + (s * O + o) * I;
+          if (wsp_t) {
+            const T* w = wsp_t + o * I;
+#pragma omp simd
+            for (int64_t i = 0; i < I; ++i) y[i] = w[i] * r.acc[i];
+          } else {
+            std::memcpy(y, r.acc, sizeof(T) * I);
+          }
+          if (base) {
+            const T* w = wb_t + o * I;
+#pragma omp simd
+            for (int64_t i = 0; i < I; ++i) y[i] = std::fma(w[i], r.a[i], y[i]);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Thread-private gradient accumulators, summed into the outputs at the end.
+template <typename T>
+struct ParamGrads {
+  std::vector<T> coef, wsp, wb;
+  ParamGrads(const Spec<T>& sp, bool c, bool w, bool b) {
+    if (c) coef.assign(sp.O * sp.M * sp.I, T(0));
+    if (w) wsp.assign(sp.O * sp.I, T(0));
+    if (b) wb.assign(sp.O * sp.I, T(0));
+  }
+};
+
+template <typename T>
+void add_into(T* dst, const std::vector<T>& src) {
+  if (!dst || src.empty()) return;
+  const int64_t n = static_cast<int64_t>(src.size());
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) dst[k] += src[k];
+}
+
+// One (row, o) term of the backward: g = dL/dy for the I functions (o, i) at inputs xr.
+// Accumulates parameter gradients into pg; writes dL/dx into gx (added when `accumulate`, else
+// assigned) when gx is given. Leaves g * w_spline in r.gw for the caller's tau gradient.
+template <typename T>
+inline void backward_term(const Spec<T>& sp, Rows<T>& r, int64_t o, const T* coef_t,
+                          const T* wsp_t, const T* wb_t, const T* __restrict g,
+                          ParamGrads<T>& pg, T* __restrict gx, bool accumulate, bool base) {
+  const int64_t I = sp.I, M = sp.M;
+  const T* c = coef_t + o * M * I;
+  // gw = g * w_spline: the gradient reaching the spline sum.
+  if (wsp_t) {
+    const T* w = wsp_t + o * I;
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) r.gw[i] = g[i] * w[i];
+  } else {
+    std::memcpy(r.gw, g, sizeof(T) * I);
+  }
+  if (!pg.coef.empty()) {
+    T* gc = pg.coef.data() + o * M * I;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* b = r.B + m * I;
+      T* dst = gc + m * I;
+#pragma omp simd
+      for (int64_t i = 0; i < I; ++i) dst[i] = std::fma(r.gw[i], b[i], dst[i]);
+    }
+  }
+  if (!pg.wsp.empty()) {
+    contract(c, r.B, M, I, r.acc);
+    T* dst = pg.wsp.data() + o * I;
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) dst[i] = std::fma(g[i], r.acc[i], dst[i]);
+  }
+  if (!pg.wb.empty()) {
+    T* dst = pg.wb.data() + o * I;
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) dst[i] = std::fma(g[i], r.a[i], dst[i]);
+  }
+  if (gx) {
+    contract(c, r.dX, M, I, r.acc2);
+    if (base) {
+      const T* w = wb_t + o * I;
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i)
+          gx[i] += r.gw[i] * r.acc2[i] + g[i] * w[i] * r.da[i];
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i) gx[i] = r.gw[i] * r.acc2[i] + g[i] * w[i] * r.da[i];
+      }
+    } else {
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i) gx[i] += r.gw[i] * r.acc2[i];
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < I; ++i) gx[i] = r.gw[i] * r.acc2[i];
+      }
+    }
+  }
+}
+
+template <typename T, int BASIS>
+void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t, const T* x,
+              const T* gout, int64_t S, bool pairwise, T* gx, T* g_coef_t, T* g_wsp_t,
+              T* g_wb_t, T* g_tau, int threads) {
+  const int64_t I = sp.I, O = sp.O, M = sp.M;
+  const bool base = wb_t != nullptr && sp.act != A_NONE;
+  const bool need_dx = gx != nullptr, need_dt = g_tau != nullptr && BASIS != BSPLINE;
+  const int64_t rows = pairwise ? S * O : S;
+  if (g_coef_t) std::memset(g_coef_t, 0, sizeof(T) * O * M * I);
+  if (g_wsp_t) std::memset(g_wsp_t, 0, sizeof(T) * O * I);
+  if (g_wb_t) std::memset(g_wb_t, 0, sizeof(T) * O * I);
+  T tau_total = T(0);
+#pragma omp parallel num_threads(threads) reduction(+ : tau_total)
+  {
+    FlushDenormals ftz;
+    Rows<T> r(sp);
+    ParamGrads<T> pg(sp, g_coef_t != nullptr, g_wsp_t != nullptr, g_wb_t != nullptr && base);
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const T* xr = x + row * I;
+      basis_any<T, BASIS>(sp, xr, r, need_dx, need_dt);
+      if (base) activation_row<T>(sp.act, xr, I, r.a, need_dx ? r.da : nullptr);
+      const int64_t o_first = pairwise ? row % O : 0;
+      const int64_t o_last = pairwise ? o_first + 1 : O;
+      T* gxr = need_dx ? gx + row * I : nullptr;
+      for (int64_t o = o_first; o < o_last; ++o) {
+        const T* g = pairwise ? gout + row * I : gout + (row * O + o) * I;
+        backward_term(sp, r, o, coef_t, wsp_t, wb_t, g, pg, gxr, o > o_first, base);
+        if (need_dt) {
+          contract(coef_t + o * M * I, r.dT, M, I, r.acc);
+          T partial = T(0);
+#pragma omp simd reduction(+ : partial)
+          for (int64_t i = 0; i < I; ++i) partial += r.gw[i] * r.acc[i];
+          tau_total += partial;
+        }
+      }
+    }
+#pragma omp critical
+    {
+      add_into(g_coef_t, pg.coef);
+      add_into(g_wsp_t, pg.wsp);
+      add_into(g_wb_t, pg.wb);
+    }
+  }
+  if (g_tau) *g_tau = need_dt ? tau_total : T(0);
+}
+
+// Basis features of a summed (generator) layer: feats[s, m, i] = B_m(x_si), and, with a base
+// branch, feats[s, M, i] = a(x_si); the contraction with the weights is one matmul outside.
+template <typename T, int BASIS>
+void features_fwd(const Spec<T>& sp, const T* x, int64_t S, bool base, T* feats, int threads) {
+  const int64_t I = sp.I, M = sp.M, F = (M + (base ? 1 : 0)) * I;
+#pragma omp parallel num_threads(threads)
+  {
+    FlushDenormals ftz;
+    Rows<T> r(sp);
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < S; ++s) {
+      const T* xr = x + s * I;
+      T* f = feats + s * F;
+      basis_row<T, BASIS, false, false>(sp, xr, f, r.dX, r.dT, r.work);
+      if (base) activation_row<T>(sp.act, xr, I, f + M * I, nullptr);
+    }
+  }
+}
+
+// dL/dx and dL/dtau from dL/dfeats.
+template <typename T, int BASIS>
+void features_bwd(const Spec<T>& sp, const T* x, const T* gfeats, int64_t S, bool base, T* gx,
+                  T* g_tau, int threads) {
+  const int64_t I = sp.I, M = sp.M, F = (M + (base ? 1 : 0)) * I;
+  const bool need_dx = gx != nullptr, need_dt = g_tau != nullptr && BASIS != BSPLINE;
+  T tau_total = T(0);
+#pragma omp parallel num_threads(threads) reduction(+ : tau_total)
+  {
+    FlushDenormals ftz;
+    Rows<T> r(sp);
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < S; ++s) {
+      const T* xr = x + s * I;
+      const T* gf = gfeats + s * F;
+      basis_any<T, BASIS>(sp, xr, r, need_dx, need_dt);
+      if (need_dx) {
+        contract(gf, r.dX, M, I, r.acc);
+        T* out = gx + s * I;
+        if (base) {
+          activation_row<T>(sp.act, xr, I, r.a, r.da);
+          const T* ga = gf + M * I;
+#pragma omp simd
+          for (int64_t i = 0; i < I; ++i) out[i] = std::fma(ga[i], r.da[i], r.acc[i]);
+        } else {
+          std::memcpy(out, r.acc, sizeof(T) * I);
+        }
+      }
+      if (need_dt) {
+        contract(gf, r.dT, M, I, r.acc);
+        T partial = T(0);
+#pragma omp simd reduction(+ : partial)
+        for (int64_t i = 0; i < I; ++i) partial += r.acc[i];
+        tau_total += partial;
+      }
+    }
+  }
+  if (g_tau) *g_tau = need_dt ? tau_total : T(0);
+}
+
+template <typename T>
+Spec<T> make_spec(const int64_t* dims, const double* reals, const T* grid_t) {
+  Spec<T> sp;
+  sp.I = dims[0];
+  sp.O = dims[1];
+  sp.M = dims[2];
+  sp.K = dims[3];
+  sp.basis = static_cast<int>(dims[4]);
+  sp.degree = static_cast<int>(dims[5]);
+  sp.act = static_cast<int>(dims[6]);
+  sp.grid_t = grid_t;
+  sp.scale = static_cast<T>(reals[0]);
+  sp.tau = static_cast<T>(reals[1]);
+  return sp;
+}
+
+#define TKAM_DISPATCH_BASIS(sp, FN, ...)      \
+  switch ((sp).basis) {                       \
+    case BSPLINE:                             \
+      FN<T, BSPLINE>(__VA_ARGS__);            \
+      break;                                  \
+    case RBF:                                 \
+      FN<T, RBF>(__VA_ARGS__);                \
+      break;                                  \
+    case RSWAF:                               \
+      FN<T, RSWAF>(__VA_ARGS__);              \
+      break;                                  \
+    case FOURIER:                             \
+      FN<T, FOURIER>(__VA_ARGS__);            \
+      break;                                  \
+    default:                                  \
+      FN<T, CHEBYSHEV>(__VA_ARGS__);          \
+  }
+
+template <typename T>
+void eval_fwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* coef_t,
+                  const T* wsp_t, const T* wb_t, const T* x, int64_t S, int pairwise, T* out,
+                  int threads) {
+  const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
+  TKAM_DISPATCH_BASIS(sp, eval_fwd, sp, coef_t, wsp_t, wb_t, x, S, pairwise != 0, out, threads)
+}
+
+template <typename T>
+void eval_bwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* coef_t,
+                  const T* wsp_t, const T* wb_t, const T* x, const T* gout, int64_t S,
+                  int pairwise, T* gx, T* g_coef_t, T* g_wsp_t, T* g_wb_t, T* g_tau,
+                  int threads) {
+  const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
+  TKAM_DISPATCH_BASIS(sp, eval_bwd, sp, coef_t, wsp_t, wb_t, x, gout, S, pairwise != 0, gx,
+                      g_coef_t, g_wsp_t, g_wb_t, g_tau, threads)
+}
+
+template <typename T>
+void features_fwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* x,
+                      int64_t S, int base, T* feats, int threads) {
+  const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
+  TKAM_DISPATCH_BASIS(sp, features_fwd, sp, x, S, base != 0, feats, threads)
+}
+
+template <typename T>
+void features_bwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* x,
+                      const T* gfeats, int64_t S, int base, T* gx, T* g_tau, int threads) {
+  const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
+  TKAM_DISPATCH_BASIS(sp, features_bwd, sp, x, gfeats, S, base != 0, gx, g_tau, threads)
+}
+
+// W[m, i, o] = coef[i, o, m] * wsp[i, o] (m < M), W[M, i, o] = wb[i, o]: the weights of the
+// summed layer's single matmul, laid out to match the features.
+template <typename T>
+void weights_fwd(const T* coef, const T* wsp, const T* wb, int64_t I, int64_t O, int64_t M,
+                 T* W, int threads) {
+  const int64_t IO = I * O;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < I; ++i) {
+    for (int64_t o = 0; o < O; ++o) {
+      const T* c = coef + (i * O + o) * M;
+      const T w = wsp ? wsp[i * O + o] : T(1);
+      for (int64_t m = 0; m < M; ++m) W[m * IO + i * O + o] = c[m] * w;
+    }
+    if (wb) std::memcpy(W + M * IO + i * O, wb + i * O, sizeof(T) * O);
+  }
+}
+
+template <typename T>
+void weights_bwd(const T* coef, const T* wsp, const T* gW, int64_t I, int64_t O, int64_t M,
+                 T* g_coef, T* g_wsp, int threads) {
+  const int64_t IO = I * O;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < I; ++i) {
+    for (int64_t o = 0; o < O; ++o) {
+      const T* c = coef + (i * O + o) * M;
+      const T w = wsp ? wsp[i * O + o] : T(1);
+      T* gc = g_coef ? g_coef + (i * O + o) * M : nullptr;
+      T acc = T(0);
+      for (int64_t m = 0; m < M; ++m) {
+        const T g = gW[m * IO + i * O + o];
+        if (gc) gc[m] = g * w;
+        acc += g * c[m];
+      }
+      if (g_wsp) g_wsp[i * O + o] = acc;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inverse-transform sampling of piecewise-linear CDFs (spec 3.4).
+//
+// For a row with CDF values F_0 = 0 <= ... <= F_{n-1} = 1 at knots x_0 < ... < x_{n-1}, u maps
+// to the interval j = min{j : F_j >= u} (clamped to 1..n-1, as torch.searchsorted with
+// right=False) and to x_{j-1} + (x_j - x_{j-1}) (u - F_{j-1}) / (F_j - F_{j-1}). A guide table
+// (guide[b] = min{j : F_j >= b / L}, L a power of two so that floor(u L) = b implies u >= b/L
+// exactly) gives a starting index from which a short forward scan finds j.
+
+inline float invert_one(const float* __restrict F, const float* __restrict X,
+                        const int32_t* __restrict guide, int64_t n, int64_t L, float u) {
+  int64_t b = static_cast<int64_t>(u * static_cast<float>(L));
+  b = b < 0 ? 0 : (b >= L ? L - 1 : b);
+  int64_t j = guide[b];
+  while (j < n && F[j] < u) ++j;
+  j = j < 1 ? 1 : (j > n - 1 ? n - 1 : j);
+  const float f_lo = F[j - 1], f_hi = F[j], x_lo = X[j - 1], x_hi = X[j];
+  const float gap = f_hi - f_lo;
+  float frac = gap > 0.0f ? (u - f_lo) / gap : 0.0f;
+  frac = frac < 0.0f ? 0.0f : (frac > 1.0f ? 1.0f : frac);
+  const float v = x_lo + (x_hi - x_lo) * frac;
+  return v < x_lo ? x_lo : (v > x_hi ? x_hi : v);
+}
+
+}  // namespace
+
+extern "C" {
+
+int tkam_abi_version() { return 1; }
+
+void tkam_eval_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
+                       const float* coef_t, const float* wsp_t, const float* wb_t,
+                       const float* x, int64_t S, int pairwise, float* out, int threads) {
+  eval_fwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, S, pairwise, out, threads);
+}
+void tkam_eval_fwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
+                       const double* coef_t, const double* wsp_t, const double* wb_t,
+                       const double* x, int64_t S, int pairwise, double* out, int threads) {
+  eval_fwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, S, pairwise, out, threads);
+}
+void tkam_eval_bwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
+                       const float* coef_t, const float* wsp_t, const float* wb_t,
+                       const float* x, const float* gout, int64_t S, int pairwise, float* gx,
+                       float* g_coef_t, float* g_wsp_t, float* g_wb_t, float* g_tau,
+                       int threads) {
+  eval_bwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, pairwise, gx,
+                      g_coef_t, g_wsp_t, g_wb_t, g_tau, threads);
+}
+void tkam_eval_bwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
+                       const double* coef_t, const double* wsp_t, const double* wb_t,
+                       const double* x, const double* gout, int64_t S, int pairwise, double* gx,
+                       double* g_coef_t, double* g_wsp_t, double* g_wb_t, double* g_tau,
+                       int threads) {
+  eval_bwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, pairwise, gx,
+                       g_coef_t, g_wsp_t, g_wb_t, g_tau, threads);
+}
+void tkam_features_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
+                           const float* x, int64_t S, int base, float* feats, int threads) {
+  features_fwd_any<float>(dims, reals, grid_t, x, S, base, feats, threads);
+}
+void tkam_features_fwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
+                           const double* x, int64_t S, int base, double* feats, int threads) {
+  features_fwd_any<double>(dims, reals, grid_t, x, S, base, feats, threads);
+}
+void tkam_features_bwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
+                           const float* x, const float* gfeats, int64_t S, int base, float* gx,
+                           float* g_tau, int threads) {
+  features_bwd_any<float>(dims, reals, grid_t, x, gfeats, S, base, gx, g_tau, threads);
+}
+void tkam_features_bwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
+                           const double* x, const double* gfeats, int64_t S, int base,
+                           double* gx, double* g_tau, int threads) {
+  features_bwd_any<double>(dims, reals, grid_t, x, gfeats, S, base, gx, g_tau, threads);
+}
+void tkam_weights_fwd_f32(const float* coef, const float* wsp, const float* wb, int64_t I,
+                          int64_t O, int64_t M, float* W, int threads) {
+  weights_fwd<float>(coef, wsp, wb, I, O, M, W, threads);
+}
+void tkam_weights_fwd_f64(const double* coef, const double* wsp, const double* wb, int64_t I,
+                          int64_t O, int64_t M, double* W, int threads) {
+  weights_fwd<double>(coef, wsp, wb, I, O, M, W, threads);
+}
+void tkam_weights_bwd_f32(const float* coef, const float* wsp, const float* gW, int64_t I,
+                          int64_t O, int64_t M, float* g_coef, float* g_wsp, int threads) {
+  weights_bwd<float>(coef, wsp, gW, I, O, M, g_coef, g_wsp, threads);
+}
+void tkam_weights_bwd_f64(const double* coef, const double* wsp, const double* gW, int64_t I,
+                          int64_t O, int64_t M, double* g_coef, double* g_wsp, int threads) {
+  weights_bwd<double>(coef, wsp, gW, I, O, M, g_coef, g_wsp, threads);
+}
+
+// Univariate prior: out[s, q, p] inverts component c = q * P + p (CDF row c, knot row p) at the
+// uniform u[p, s] shared by every q. With `sums`, also sums[s, q] = sum_p out[s, q, p] (the
+// generator input) and, when out is null, only that.
+void tkam_invert_shared_f32(const float* cdf, const float* knots, const int32_t* guide,
+                            const float* u, int64_t Q, int64_t P, int64_t n, int64_t L,
+                            int64_t S, float* out, float* sums, int threads) {
+  if (sums) std::memset(sums, 0, sizeof(float) * S * Q);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t q = 0; q < Q; ++q) {
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t c = q * P + p;
+      const float* F = cdf + c * n;
+      const float* X = knots + p * n;
+      const int32_t* gd = guide + c * L;
+      const float* up = u + p * S;
+      for (int64_t s = 0; s < S; ++s) {
+        const float v = invert_one(F, X, gd, n, L, up[s]);
+        if (out) out[(s * Q + q) * P + p] = v;
+        if (sums) sums[s * Q + q] += v;
+      }
+    }
+  }
+}
+
+// Mixture prior: out[k] inverts component rows[k] (CDF row rows[k], knot row knot_rows[k]) at
+// u[k], for k < count.
+void tkam_invert_rows_f32(const float* cdf, const float* knots, const int32_t* guide,
+                          const int64_t* rows, const int64_t* knot_rows, const float* u,
+                          int64_t n, int64_t L, int64_t count, float* out, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t c = rows[k];
+    out[k] = invert_one(cdf + c * n, knots + knot_rows[k] * n, guide + c * L, n, L, u[k]);
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,176 @@
+"""Build and load the fused CPU kernels (``csrc/kan_kernels.cpp``).
+
+The kernels are plain C++ with OpenMP behind a C interface, compiled on first use with the
+machine's C++ compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) for this CPU
+(``-march=native``) in a few seconds, and cached under ``$TKAM_CACHE/kernels`` (default
+``~/.cache/tkam/kernels``) by a hash of the source, the compiler and the CPU, so a cached library
+is never used on a machine it was not built for. The library links the OpenMP runtime that
+PyTorch has already loaded, so both share one thread pool and ``torch.set_num_threads``.
+
+Where no compiler is found or the build fails, :func:`library` returns ``None`` after one warning
+and the layers fall back to the eager PyTorch code. ``python -m tkam.kan.native`` builds the
+library ahead of time (the Makefile's install step does) and prints where it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
+
+SOURCE = Path(__file__).with_name("csrc") / "kan_kernels.cpp"
+ABI_VERSION = 1
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-mprefer-vector-width=512",
+    "-fopenmp",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    # Explicit std::fma where wanted; no silent contraction, so results do not depend on it.
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+)
+_LOCK = threading.Lock()
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_INT = ctypes.c_int
+_SIGNATURES: dict[str, tuple] = {
+    "tkam_abi_version": (_INT, ()),
+    "eval_fwd": (None, (_P, _P, _P, _P, _P, _P, _P, _I64, _INT, _P, _INT)),
+    "eval_bwd": (
+        None,
+        (_P, _P, _P, _P, _P, _P, _P, _P, _I64, _INT, _P, _P, _P, _P, _P, _INT),
+    ),
+    "features_fwd": (None, (_P, _P, _P, _P, _I64, _INT, _P, _INT)),
+    "features_bwd": (None, (_P, _P, _P, _P, _P, _I64, _INT, _P, _P, _INT)),
+    "weights_fwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _INT)),
+    "weights_bwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _P, _INT)),
+    "tkam_invert_shared_f32": (None, (_P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _INT)),
+    "tkam_invert_rows_f32": (None, (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _INT)),
+}
+
+
+class KernelBuildError(RuntimeError):
+    """The fused kernels could not be compiled; the message holds the compiler's output."""
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: ``$TKAM_CACHE/kernels`` or ``~/.cache/tkam/kernels``."""
+    root = os.environ.get("TKAM_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "tkam"
+    return base / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_signature() -> str:
+    # -march=native code must not run on another CPU: key the cache on the model and its flags.
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
+        return "\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def library_path(compiler: str) -> Path:
+    """The cache path of the library this source, compiler and CPU give."""
+    version = subprocess.run(
+        [compiler, "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode()):
+        key.update(part)
+    key.update(_cpu_signature().encode())
+    return cache_dir() / f"tkam_kan_{key.hexdigest()[:16]}.so"
+
+
+def build(force: bool = False) -> Path:
+    """Compile the kernels (unless cached) and return the library's path.
+
+    Raises:
+        KernelBuildError: no compiler, or the compiler failed (its output is in the message).
+    """
+    compiler = _compiler()
+    if compiler is None:
+        raise KernelBuildError("no C++ compiler found (set CXX or install g++)")
+    target = library_path(compiler)
+    if target.exists() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: concurrent builds (torchrun ranks) never see half a file.
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run(
+            [compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+            raise KernelBuildError(f"{compiler} failed to build {SOURCE.name}:\n{tail}")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        names = [name] if name.startswith("tkam_") else [f"tkam_{name}_f32", f"tkam_{name}_f64"]
+        for full in names:
+            fn = getattr(lib, full)
+            fn.restype = restype
+            fn.argtypes = argtypes
+    if lib.tkam_abi_version() != ABI_VERSION:
+        raise KernelBuildError("the cached kernel library has another interface version")
+    return lib
+
+
+@lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL | None:
+    if os.environ.get("TKAM_NATIVE", "1") == "0":
+        return None
+    import torch  # noqa: F401 - torch's OpenMP runtime must be loaded before the library's
+
+    with _LOCK:
+        try:
+            return _bind(ctypes.CDLL(str(build())))
+        except (KernelBuildError, OSError, AttributeError) as exc:
+            warnings.warn(
+                f"tkam: the fused CPU kernels are unavailable ({exc}); using the eager PyTorch "
+                "code, which is several times slower",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, built on first use; ``None`` (after one warning) without it.
+
+    ``TKAM_NATIVE=0`` in the environment skips it (the eager code is used).
+    """
+    return _load()
+
+
+if __name__ == "__main__":
+    print(build())

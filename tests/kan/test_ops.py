@@ -1,0 +1,246 @@
+"""The fused univariate-function operators against the eager reference (tkam.kan.ops).
+
+Every basis x base activation x evaluation (pairwise, outer, summed): values and the gradients of
+the input, the coefficients, ``w_spline``, ``w_base`` and ``tau`` agree with the eager PyTorch
+code in float64 to 1e-9 (relative to the largest entry); in float32 the fused error against the
+float64 truth is at most a few times the eager float32 error. ``gradcheck`` in float64, the
+operators' registration (``torch.library.opcheck``), ``torch.compile`` and ``torch.func``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tkam.config import BASE_ACTIVATIONS, KANConfig
+from tkam.kan import ops
+from tkam.kan.layer import UnivariateLayer
+from tkam.kan.native import library
+
+pytestmark = pytest.mark.skipif(library() is None, reason="no C++ compiler for the fused kernels")
+
+ALL_BASES = ("bspline", "rbf", "rswaf", "fourier", "chebyshev")
+EVALUATIONS = ("pairwise", "outer", "summed")
+COMBINATIONS = [
+    (basis, act)
+    for basis, act in itertools.product(ALL_BASES, BASE_ACTIVATIONS)
+    if basis != "chebyshev" or act == "none"  # Chebyshev has no base branch
+]
+
+
+def random_layer(
+    basis: str,
+    activation: str,
+    in_dim: int,
+    out_dim: int,
+    grid_size: int = 5,
+    degree: int = 3,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> UnivariateLayer:
+    """A layer with O(1) random parameters (the initial ones are tiny) and a trainable tau."""
+    tau = 1.3 if basis == "chebyshev" else 0.9
+    config = KANConfig(
+        basis=basis,
+        base_activation=activation,
+        grid_size=grid_size,
+        spline_degree=degree,
+        init_tau=tau,
+        tau_trainable=True,
+    )
+    layer = UnivariateLayer(in_dim, out_dim, config, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in layer.parameters():
+            if p.dim() > 0:
+                p.copy_(torch.randn(p.shape, generator=g))
+        if basis in ("bspline", "rbf", "rswaf"):
+            # A non-uniform grid, as after grid updates.
+            jitter = torch.rand(layer.grid.shape, generator=g) * 0.05
+            layer.grid.copy_(torch.sort(layer.grid + jitter, dim=1).values)
+    return layer.to(dtype)
+
+
+def inputs(evaluation: str, layer: UnivariateLayer, samples: int, seed: int) -> torch.Tensor:
+    shape = (samples, layer.out_dim, layer.in_dim) if evaluation == "pairwise" else None
+    shape = shape or (samples, layer.in_dim)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=layer.coef.dtype) * 1.5
+
+
+def evaluate(
+    layer: UnivariateLayer, evaluation: str, x: torch.Tensor, fused: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Values and the gradients of (x, *trainable parameters) for a random output weighting."""
+    fn = getattr(ops, evaluation if fused else f"eager_{evaluation}")
+    x = x.detach().requires_grad_()
+    params = [p for p in layer.parameters() if p.requires_grad]
+    y = fn(x, *layer._arguments())
+    weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=y.dtype)
+    leaves = [x, *params]
+    # allow_unused: a degree-0 B-spline without base branch is constant in x between knots.
+    grads = torch.autograd.grad((y * weight).sum(), leaves, allow_unused=True)
+    return y.detach(), [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads)]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest difference relative to the largest entry of ``b`` (absolute when ``b`` is 0)."""
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1.0e-300 if b.abs().max() > 0 else 1.0))
+
+
+@pytest.mark.parametrize("evaluation", EVALUATIONS)
+@pytest.mark.parametrize(("basis", "activation"), COMBINATIONS)
+def test_fused_matches_eager_in_float64(basis, activation, evaluation) -> None:
+    layer = random_layer(basis, activation, in_dim=5, out_dim=4)
+    x = inputs(evaluation, layer, samples=7, seed=3)
+    value, grads = evaluate(layer, evaluation, x, fused=True)
+    ref_value, ref_grads = evaluate(layer, evaluation, x, fused=False)
+    assert value.shape == ref_value.shape
+    assert relative_error(value, ref_value) < 1e-9
+    names = ["x"] + [n for n, p in layer.named_parameters() if p.requires_grad]
+    for name, g, ref in zip(names, grads, ref_grads):
+        assert g.shape == ref.shape, name
+        assert relative_error(g, ref) < 1e-9, name
+
+
+@pytest.mark.parametrize("evaluation", EVALUATIONS)
+@pytest.mark.parametrize(("basis", "activation"), COMBINATIONS)
+def test_fused_float32_is_as_accurate_as_eager_float32(basis, activation, evaluation) -> None:
+    # Against the float64 truth: the fused float32 error stays within a few times the eager
+    # float32 error (both are rounding; Fourier's tau gradient cancels many terms), and small.
+    layer64 = random_layer(basis, activation, in_dim=6, out_dim=5, seed=4)
+    layer32 = random_layer(basis, activation, in_dim=6, out_dim=5, seed=4, dtype=torch.float32)
+    x = inputs(evaluation, layer64, samples=9, seed=5)
+    truth, truth_grads = evaluate(layer64, evaluation, x, fused=False)
+    fused, fused_grads = evaluate(layer32, evaluation, x.float(), fused=True)
+    eager, eager_grads = evaluate(layer32, evaluation, x.float(), fused=False)
+    for f, e, t in zip([fused, *fused_grads], [eager, *eager_grads], [truth, *truth_grads]):
+        assert f.dtype == torch.float32
+        assert relative_error(f, t) <= max(8 * relative_error(e, t), 2e-6)
+
+
+@given(
+    basis=st.sampled_from(ALL_BASES),
+    activation=st.sampled_from(["none", "silu", "relu", "gelu", "tanh"]),
+    evaluation=st.sampled_from(EVALUATIONS),
+    in_dim=st.integers(1, 19),
+    out_dim=st.integers(1, 9),
+    samples=st.integers(1, 12),
+    grid_size=st.integers(1, 12),
+    degree=st.integers(0, 4),
+    seed=st.integers(0, 10_000),
+)
+def test_fused_matches_eager_on_random_shapes(
+    basis, activation, evaluation, in_dim, out_dim, samples, grid_size, degree, seed
+) -> None:
+    if basis == "chebyshev":
+        activation = "none"
+    layer = random_layer(basis, activation, in_dim, out_dim, grid_size, degree, seed)
+    x = inputs(evaluation, layer, samples, seed)
+    value, grads = evaluate(layer, evaluation, x, fused=True)
+    ref_value, ref_grads = evaluate(layer, evaluation, x, fused=False)
+    assert relative_error(value, ref_value) < 1e-9
+    for g, ref in zip(grads, ref_grads):
+        assert relative_error(g, ref) < 1e-9
+
+
+@pytest.mark.parametrize("evaluation", EVALUATIONS)
+@pytest.mark.parametrize(
+    ("basis", "activation"),
+    [("bspline", "silu"), ("rbf", "gelu"), ("rswaf", "elu"), ("fourier", "tanh"),
+     ("chebyshev", "none"), ("rbf", "sigmoid"), ("rswaf", "selu")],
+)  # fmt: skip
+def test_gradcheck_in_float64(basis, activation, evaluation) -> None:
+    layer = random_layer(basis, activation, in_dim=3, out_dim=2, grid_size=4)
+    x = inputs(evaluation, layer, samples=3, seed=11)
+    if basis == "bspline":  # keep inputs away from knots, where B-splines have kinks
+        x = x.clamp(-1.5, 1.5) * 0.37 + 0.011
+    fn = getattr(ops, evaluation)
+    args = layer._arguments()
+    coef, w_spline, w_base, grid, tau = args[0], args[1], args[2], args[3], args[4]
+    static = args[5:]
+
+    def f(x, coef, w_spline, w_base, tau):
+        return fn(x, coef, w_spline, w_base, grid, tau, *static)
+
+    leaves = [
+        t.detach().clone().requires_grad_() if t is not None else None
+        for t in (x, coef, w_spline, w_base, tau)
+    ]
+    if basis == "bspline":
+        leaves[4] = leaves[4].detach()  # B-splines do not use tau
+    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_operators_pass_opcheck() -> None:
+    # Schema, fake (meta) implementations, autograd registration and dispatch consistency.
+    layer = random_layer("rbf", "silu", in_dim=4, out_dim=3)
+    coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation = layer._arguments()
+    z = inputs("pairwise", layer, 5, 1).requires_grad_()
+    x = inputs("outer", layer, 5, 2).requires_grad_()
+    torch.library.opcheck(
+        torch.ops.tkam.kan_eval.default,
+        (z, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, True),
+    )
+    torch.library.opcheck(
+        torch.ops.tkam.kan_eval.default,
+        (x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, False),
+    )
+    torch.library.opcheck(
+        torch.ops.tkam.kan_features.default,
+        (x, grid, tau, bandwidth, basis, degree, activation, coef.shape[-1]),
+    )
+    torch.library.opcheck(torch.ops.tkam.kan_weights.default, (coef, w_spline, w_base))
+
+
+def test_torch_compile_and_torch_func_run_through_the_operators() -> None:
+    layer = random_layer("rbf", "silu", in_dim=4, out_dim=3, dtype=torch.float32)
+    z = inputs("pairwise", layer, 6, 1)
+    args = layer._arguments()
+
+    def log_density(z: torch.Tensor) -> torch.Tensor:
+        return ops.pairwise(z, *args).sum()
+
+    compiled = torch.compile(log_density, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(z), log_density(z))
+    score = torch.func.grad(log_density)(z)
+    reference = torch.func.grad(lambda z: ops.eager_pairwise(z, *args).sum())(z)
+    torch.testing.assert_close(score, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_without_the_library_the_operators_run_the_eager_reference(monkeypatch) -> None:
+    layer = random_layer("fourier", "relu", in_dim=3, out_dim=2)
+    x = inputs("summed", layer, 4, 1)
+    fused_value, fused_grads = evaluate(layer, "summed", x, fused=True)
+    monkeypatch.setattr(ops, "library", lambda: None)
+    value, grads = evaluate(layer, "summed", x, fused=True)
+    torch.testing.assert_close(value, fused_value, rtol=1e-9, atol=1e-12)
+    for g, ref in zip(grads, fused_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_layers_use_the_configured_kernel() -> None:
+    x = torch.randn(8, 3, dtype=torch.float64)
+    values = {}
+    for kernel in ("fused", "eager"):
+        config = KANConfig(basis="rbf", kernel=kernel)
+        layer = UnivariateLayer(3, 4, config, generator=torch.Generator().manual_seed(0)).double()
+        assert layer.kernel == kernel
+        values[kernel] = (layer(x), layer.summed(x), layer.pairwise(x[:, None].expand(8, 4, 3)))
+    # Both kernels start from the same parameters and compute the same functions.
+    for fused, eager in zip(values["fused"], values["eager"]):
+        torch.testing.assert_close(fused, eager, rtol=1e-10, atol=1e-12)
+
+
+def test_large_batches_without_gradient_are_chunked(monkeypatch) -> None:
+    layer = random_layer("rbf", "silu", in_dim=4, out_dim=3)
+    x = inputs("summed", layer, 50, 1)
+    whole = ops.summed(x, *layer._arguments())
+    monkeypatch.setattr(ops, "SUMMED_CHUNK", 7)
+    with torch.no_grad():
+        chunked = ops.summed(x, *layer._arguments())
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
