@@ -54,7 +54,11 @@ class TKAM(nn.Module):
         With ``train.precision = "bf16"`` the generator runs under bfloat16 autocast and its
         output is returned in float32; the prior (quadrature, sampling) always stays float32.
         """
-        h = self.prior.generator_input(z)
+        return self.decode_input(self.prior.generator_input(z))
+
+    def decode_input(self, h: Tensor) -> Tensor:
+        """Generator inputs ``(S, Q)`` -> pre-activation outputs ``(S, C, H, W)`` (bf16 as
+        ``decode``)."""
         if not self.bf16:
             return self.generator(h)
         with torch.autocast(device_type=h.device.type, dtype=torch.bfloat16):
@@ -77,9 +81,14 @@ class TKAM(nn.Module):
         """
         images, latents = [], []
         for start in range(0, num_samples, batch_size):
-            z = self.prior.sample(min(batch_size, num_samples - start), generator)
-            images.append(self.likelihood.mean(self.decode(z)))
-            latents.append(z)
+            count = min(batch_size, num_samples - start)
+            if return_latent:
+                z = self.prior.sample(count, generator)
+                h = self.prior.generator_input(z)
+                latents.append(z)
+            else:  # the univariate prior sums its latents as it draws them
+                h = self.prior.sample_generator_input(count, generator)
+            images.append(self.likelihood.mean(self.decode_input(h)))
         x = torch.cat(images)
         return (x, torch.cat(latents)) if return_latent else x
 

@@ -61,6 +61,13 @@ class GaussianPrior(nn.Module):
     def generator_input(self, z: Tensor) -> Tensor:
         return z
 
+    @torch.no_grad()
+    def sample_generator_input(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The generator's input ``h (S, Q)`` of ``num_samples`` fresh prior samples."""
+        return self.generator_input(self.sample(num_samples, generator))
+
     def update_grid(self, z: Tensor) -> None:
         """Baseline priors have no grids."""
 

@@ -59,8 +59,9 @@ _SIGNATURES: dict[str, tuple] = {
     "features_bwd": (None, (_P, _P, _P, _P, _P, _I64, _INT, _P, _P, _INT)),
     "weights_fwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _INT)),
     "weights_bwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _P, _INT)),
-    "tkam_invert_shared_f32": (None, (_P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _INT)),
+    "tkam_invert_shared_f32": (None, (_P, _P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _INT)),
     "tkam_invert_rows_f32": (None, (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _INT)),
+    "tkam_guide_table_f32": (None, (_P, _I64, _I64, _I64, _P, _INT)),
 }
 
 

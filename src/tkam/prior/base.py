@@ -90,19 +90,24 @@ class KANPrior(nn.Module):
             detached = QuadratureTable(*(t.detach() for t in table))
             self._table_cache = (self._state_snapshot(), detached, None)
             return table
-        return self.sampling_table()[0]
+        return self.sampling_table()
 
-    def sampling_table(self) -> tuple[QuadratureTable, Tensor]:
-        """The cached quadrature table (no gradient) and the guide table of its CDFs
-        (:func:`~tkam.prior.inverse_transform.guide_table`, rows ``q P + p``)."""
+    def sampling_table(self) -> QuadratureTable:
+        """The quadrature table of the current state, without gradient, computed at most once."""
         if self._table_cache is None or not self._state_matches(self._table_cache[0]):
             with torch.no_grad():
                 self._table_cache = (self._state_snapshot(), self._compute_quadrature(), None)
-        snapshot, table, guide = self._table_cache
+        return self._table_cache[1]
+
+    def sampling_guide(self) -> Tensor:
+        """The guide table (:func:`~tkam.prior.inverse_transform.guide_table`) of the cached
+        CDFs, rows ``q P + p``, built once per table."""
+        table = self.sampling_table()
+        snapshot, _, guide = self._table_cache
         if guide is None:
             guide = guide_table(table.cdf.reshape(-1, table.cdf.shape[-1]))
             self._table_cache = (snapshot, table, guide)
-        return table, guide
+        return guide
 
     def _state_tensors(self) -> list[Tensor]:
         return [*self.parameters(), *self.buffers()]
@@ -166,6 +171,13 @@ class KANPrior(nn.Module):
     def generator_input(self, z: Tensor) -> Tensor:
         """The generator's input ``h (S, Q)`` from latents."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def sample_generator_input(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The generator's input ``h (S, Q)`` of ``num_samples`` fresh prior samples."""
+        return self.generator_input(self.sample(num_samples, generator))
 
     def grid_inputs(self, z: Tensor) -> Tensor:
         """The layer inputs ``(n, R)`` on which a grid update refits each row (spec 2.6)."""

@@ -92,6 +92,13 @@ class DeepPrior(nn.Module):
         return z
 
     @torch.no_grad()
+    def sample_generator_input(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The generator's input ``h (S, Q)`` of ``num_samples`` fresh prior samples."""
+        return self.generator_input(self.sample(num_samples, generator))
+
+    @torch.no_grad()
     def update_grid(self, z: Tensor) -> None:
         """Refit every layer's grid to its inputs, pushing ``z`` through the updated layers."""
         x = z

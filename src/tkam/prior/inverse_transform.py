@@ -1,11 +1,12 @@
 """Inverse-transform sampling of piecewise-linear CDFs, vectorised (spec section 3.4).
 
 ``invert_batched`` is the reference: ``searchsorted`` finds the interval, a lerp inverts it, for
-any dtype and device. On CPU float32 tensors the priors' two layouts run a fused C++ kernel
-(:mod:`tkam.kan.native`) that finds every interval from a guide table (one index per
-``1/L`` of probability, so a lookup and a short forward scan replace the binary search) and
-interpolates in the same pass, with the very arithmetic of ``invert_batched``: its samples are
-bitwise those of the reference.
+any dtype and device. On CPU float32 tensors the priors' two layouts run fused C++ kernels
+(:mod:`tkam.kan.native`) with the very arithmetic of ``invert_batched``, so their samples are
+bitwise those of the reference: the univariate prior's shared uniforms are sorted once per row
+and merged with every component's CDF; the mixture's per-sample components find their interval
+from a guide table (one index per ``1/L`` of probability, so a lookup and a short forward scan
+replace the binary search).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def guide_table(cdf: Tensor) -> Tensor:
     """
     C, n = cdf.shape
     L = 1 << max(n - 1, 1).bit_length()
+    if _fused(cdf):
+        guide = torch.empty(C, L, dtype=torch.int32)
+        library().tkam_guide_table_f32(
+            cdf.contiguous().data_ptr(), C, n, L, guide.data_ptr(), torch.get_num_threads()
+        )
+        return guide
     thresholds = torch.arange(L, dtype=cdf.dtype, device=cdf.device) / L
     guide = torch.searchsorted(cdf.contiguous(), thresholds.expand(C, L).contiguous())
     return guide.to(torch.int32)
@@ -121,20 +128,18 @@ def invert_components(
 
 
 def invert_shared(
-    knots: Tensor,
-    cdf: Tensor,
-    u: Tensor,
-    guide: Tensor | None = None,
-    values: bool = True,
-    sums: bool = False,
+    knots: Tensor, cdf: Tensor, u: Tensor, values: bool = True, sums: bool = False
 ) -> Tensor | tuple[Tensor | None, Tensor]:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).
+
+    On CPU float32 a fused kernel sorts each row's uniforms once and walks them alongside every
+    component's CDF, interpolating each interval's run of samples in one vectorised loop; the
+    arithmetic is ``invert_batched``'s, and so are the samples, bit for bit.
 
     Args:
         knots: ``(P, n)`` ascending knots of each row.
         cdf: ``(Q, P, n)`` CDFs of the components on those rows (0 first, 1 last).
         u: ``(P, S)`` uniforms in ``[0, 1)``, shared by the ``Q`` components of a row.
-        guide: :func:`guide_table` of ``cdf`` flattened to ``(Q P, n)``, when the caller keeps one.
         values, sums: return the ``(S, Q, P)`` samples, and/or their sums over ``p``,
             ``(S, Q)`` (the generator input, without writing the samples when ``values`` is off).
 
@@ -144,14 +149,14 @@ def invert_shared(
     Q, P, n = cdf.shape
     S = u.shape[-1]
     if _fused(knots, cdf):
-        flat = cdf.reshape(Q * P, n).contiguous()
-        guide = guide_table(flat) if guide is None else guide
-        uc = u.to(cdf.dtype).contiguous()
+        sorted_u, order = torch.sort(u.to(cdf.dtype), dim=-1)  # (P, S)
+        order = order.to(torch.int32)
         out = torch.empty(S, Q, P, dtype=cdf.dtype) if values else None
         total = torch.empty(S, Q, dtype=cdf.dtype) if sums else None
         library().tkam_invert_shared_f32(
-            flat.data_ptr(), knots.contiguous().data_ptr(), guide.data_ptr(), uc.data_ptr(),
-            Q, P, n, guide.shape[1], S, ctypes.c_void_p(out.data_ptr() if values else None),
+            cdf.contiguous().data_ptr(), knots.contiguous().data_ptr(),
+            sorted_u.contiguous().data_ptr(), order.contiguous().data_ptr(), Q, P, n, S,
+            ctypes.c_void_p(out.data_ptr() if values else None),
             ctypes.c_void_p(total.data_ptr() if sums else None), torch.get_num_threads(),
         )  # fmt: skip
     else:

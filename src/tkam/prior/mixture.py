@@ -63,7 +63,7 @@ class MixturePrior(KANPrior):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``(S, Q)`` exact samples: a component per latent, then its inverse CDF."""
-        table, guide = self.sampling_table()
+        table, guide = self.sampling_table(), self.sampling_guide()
         Q, P = self.num_outputs, self.num_inputs
         choice = self.sample_components(num_samples, generator)  # (S, Q)
         u = self._uniform((num_samples, Q), generator)

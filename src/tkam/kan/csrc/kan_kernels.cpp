@@ -842,6 +842,10 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
   int64_t b = static_cast<int64_t>(u * static_cast<float>(L));
   b = b < 0 ? 0 : (b >= L ? L - 1 : b);
   int64_t j = guide[b];
+  // Usually zero or one step: two branch-free steps, then a loop for the rare longer scans.
+  // F[n - 1] = 1 > u, so a comparison at the clamped index n - 1 never moves j past n.
+  j += F[j < n ? j : n - 1] < u;
+  j += F[j < n ? j : n - 1] < u;
   while (j < n && F[j] < u) ++j;
   j = j < 1 ? 1 : (j > n - 1 ? n - 1 : j);
   const float f_lo = F[j - 1], f_hi = F[j], x_lo = X[j - 1], x_hi = X[j];
@@ -919,25 +923,68 @@ void tkam_weights_bwd_f64(const double* coef, const double* wsp, const double* g
   weights_bwd<double>(coef, wsp, gW, I, O, M, g_coef, g_wsp, threads);
 }
 
-// Univariate prior: out[s, q, p] inverts component c = q * P + p (CDF row c, knot row p) at the
-// uniform u[p, s] shared by every q. With `sums`, also sums[s, q] = sum_p out[s, q, p] (the
-// generator input) and, when out is null, only that.
-void tkam_invert_shared_f32(const float* cdf, const float* knots, const int32_t* guide,
-                            const float* u, int64_t Q, int64_t P, int64_t n, int64_t L,
-                            int64_t S, float* out, float* sums, int threads) {
-  if (sums) std::memset(sums, 0, sizeof(float) * S * Q);
+// Guide tables of C CDF rows of n values: guide[c, b] = min{j : F[c, j] >= b / L}.
+void tkam_guide_table_f32(const float* cdf, int64_t C, int64_t n, int64_t L, int32_t* guide,
+                          int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t q = 0; q < Q; ++q) {
-    for (int64_t p = 0; p < P; ++p) {
-      const int64_t c = q * P + p;
-      const float* F = cdf + c * n;
-      const float* X = knots + p * n;
-      const int32_t* gd = guide + c * L;
-      const float* up = u + p * S;
-      for (int64_t s = 0; s < S; ++s) {
-        const float v = invert_one(F, X, gd, n, L, up[s]);
-        if (out) out[(s * Q + q) * P + p] = v;
-        if (sums) sums[s * Q + q] += v;
+  for (int64_t c = 0; c < C; ++c) {
+    const float* F = cdf + c * n;
+    int32_t* g = guide + c * L;
+    int64_t j = 0;
+    for (int64_t b = 0; b < L; ++b) {
+      const float threshold = static_cast<float>(b) / static_cast<float>(L);
+      while (j < n && F[j] < threshold) ++j;
+      g[b] = static_cast<int32_t>(j);
+    }
+  }
+}
+
+// Univariate prior: out[s, q, p] inverts component c = q * P + p (CDF row c, knot row p) at the
+// uniform u[p, s] shared by every q. The caller sorts each row's uniforms (`sorted`, with their
+// sample indices `order`); every component then walks them alongside its CDF, so that the samples
+// of one interval form a run that is interpolated with the interval's values held in registers
+// (a vectorised loop) and scattered to their rows. The arithmetic is that of invert_one. With
+// `sums`, also sums[s, q] = sum_p out[s, q, p] (the generator input); with out null, only that.
+void tkam_invert_shared_f32(const float* cdf, const float* knots, const float* sorted,
+                            const int32_t* order, int64_t Q, int64_t P, int64_t n, int64_t S,
+                            float* out, float* sums, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> values(S);
+    float* __restrict vs = values.data();
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < Q; ++q) {
+      if (sums)
+        for (int64_t s = 0; s < S; ++s) sums[s * Q + q] = 0.0f;
+      for (int64_t p = 0; p < P; ++p) {
+        const float* __restrict F = cdf + (q * P + p) * n;
+        const float* __restrict X = knots + p * n;
+        const float* __restrict u = sorted + p * S;
+        const int32_t* __restrict ord = order + p * S;
+        int64_t k = 0;
+        for (int64_t j = 1; j < n && k < S; ++j) {
+          // Interval j takes F[j-1] < u <= F[j] (u <= F[1] for the first, the rest for the last).
+          int64_t end = k;
+          if (j == n - 1) {
+            end = S;
+          } else {
+            while (end < S && u[end] <= F[j]) ++end;
+          }
+          const float f_lo = F[j - 1], f_hi = F[j], x_lo = X[j - 1], x_hi = X[j];
+          const float gap = f_hi - f_lo, width = x_hi - x_lo;
+#pragma omp simd
+          for (int64_t m = k; m < end; ++m) {
+            float frac = gap > 0.0f ? (u[m] - f_lo) / gap : 0.0f;
+            frac = frac < 0.0f ? 0.0f : (frac > 1.0f ? 1.0f : frac);
+            const float v = x_lo + width * frac;
+            vs[m] = v < x_lo ? x_lo : (v > x_hi ? x_hi : v);
+          }
+          k = end;
+        }
+        if (out)
+          for (int64_t m = 0; m < S; ++m) out[(static_cast<int64_t>(ord[m]) * Q + q) * P + p] = vs[m];
+        if (sums)
+          for (int64_t m = 0; m < S; ++m) sums[static_cast<int64_t>(ord[m]) * Q + q] += vs[m];
       }
     }
   }
