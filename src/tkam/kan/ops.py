@@ -184,21 +184,43 @@ def _native(dtype: torch.dtype, name: str):
     return getattr(lib, f"tkam_{name}_{'f64' if dtype == torch.float64 else 'f32'}")
 
 
-def _spec(grid, tau, bandwidth, basis, degree, activation, I, O, M, dtype):
-    t = float(tau)
+def _spec(grid_t, tau, bandwidth, basis, degree, activation, I, O, M):
+    """The kernels' integer and real arguments; ``grid_t`` is the ``(K, I)`` grid table."""
+    t = float(tau.detach())
     scale = {
-        "rbf": lambda: 1.0 / (float(bandwidth) * t),
+        "rbf": lambda: 1.0 / (float(bandwidth.detach()) * t),
         "rswaf": lambda: 1.0 / t,
         "fourier": lambda: 2.0 * math.pi * t,
         "chebyshev": lambda: 1.0 / t,
         "bspline": lambda: 0.0,
     }[basis]()
-    grid_t = grid.to(dtype).T.contiguous()  # (K, I)
     dims = (ctypes.c_int64 * 7)(
         I, O, M, grid_t.shape[0], BASIS_CODES[basis], degree, ACTIVATION_CODES[activation]
     )
     reals = (ctypes.c_double * 2)(scale, t)
-    return dims, reals, grid_t
+    return dims, reals
+
+
+def _eval_tables(coef, w_spline, w_base, grid, activation, is_pairwise, dtype):
+    """The kernel's tables: grid ``(K, I')``, coefficients ``(O', M, I')``, scales ``(O', I')``.
+
+    Outer: ``I' = I``, ``O' = O``. Pairwise: every (o, i) has its own input, so it is the outer
+    evaluation of one output over the flattened ``I' = O I`` columns, with the grid row of
+    column ``(o, i)`` that of input i; the tables are small (the size of the coefficients).
+    """
+    I, O, M = coef.shape
+    grid_t = grid.to(dtype).T  # (K, I)
+    coef = coef.to(dtype)
+    base = w_base if activation != "none" else None
+    if is_pairwise:
+        K = grid_t.shape[0]
+        grid_t = grid_t.unsqueeze(1).expand(K, O, I).reshape(K, O * I)
+        coef_t = coef.permute(2, 1, 0).reshape(1, M, O * I)
+        flat = lambda w: None if w is None else w.to(dtype).T.reshape(1, O * I)
+        return (grid_t.contiguous(), coef_t.contiguous(), flat(w_spline), flat(base), O * I, 1)
+    coef_t = coef.permute(1, 2, 0).contiguous()  # (O, M, I)
+    scale = lambda w: None if w is None else w.to(dtype).T.contiguous()
+    return grid_t.contiguous(), coef_t, scale(w_spline), scale(base), I, O
 
 
 def _threads() -> int:
@@ -309,14 +331,14 @@ def _kan_eval_cpu(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree
         )  # fmt: skip
     I, O, M = coef.shape
     S = x.shape[0]
-    dims, reals, grid_t = _spec(grid, tau, bandwidth, basis, degree, activation, I, O, M, dtype)
+    grid_t, coef_t, wsp_t, wb_t, I_, O_ = _eval_tables(
+        coef, w_spline, w_base, grid, activation, is_pairwise, dtype
+    )
+    dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I_, O_, M)
     xc = _prepare(x, dtype)
-    coef_t = coef.to(dtype).permute(1, 2, 0).contiguous()  # (O, M, I)
-    wsp_t = _prepare(None if w_spline is None else w_spline.T, dtype)
-    wb_t = _prepare(None if (w_base is None or activation == "none") else w_base.T, dtype)
     out = torch.empty(S, O, I, dtype=dtype)
-    fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(xc), S,
-       int(is_pairwise), _ptr(out), _threads())  # fmt: skip
+    fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(xc), S, _ptr(out),
+       _threads())  # fmt: skip
     return out.to(torch.result_type(x, coef))
 
 
@@ -362,26 +384,30 @@ def _kan_eval_backward_cpu(grad, x, coef, w_spline, w_base, grid, tau, bandwidth
     I, O, M = coef.shape
     S = x.shape[0]
     need_x, need_coef, need_wsp, need_wb, need_tau = needs
-    dims, reals, grid_t = _spec(grid, tau, bandwidth, basis, degree, activation, I, O, M, dtype)
+    grid_t, coef_t, wsp_t, wb_t, I_, O_ = _eval_tables(
+        coef, w_spline, w_base, grid, activation, is_pairwise, dtype
+    )
+    dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I_, O_, M)
     xc, gc = _prepare(x, dtype), _prepare(grad, dtype)
-    coef_t = coef.to(dtype).permute(1, 2, 0).contiguous()
-    wsp_t = _prepare(None if w_spline is None else w_spline.T, dtype)
-    base = w_base is not None and activation != "none"
-    wb_t = _prepare(w_base.T, dtype) if base else None
     gx = torch.empty(xc.shape, dtype=dtype) if need_x else None
-    g_coef_t = torch.empty(O, M, I, dtype=dtype) if need_coef else None
-    g_wsp_t = torch.empty(O, I, dtype=dtype) if (need_wsp and w_spline is not None) else None
-    g_wb_t = torch.zeros(O, I, dtype=dtype) if (need_wb and w_base is not None) else None
+    g_coef = torch.empty(O_, M, I_, dtype=dtype) if need_coef else None
+    g_wsp = torch.empty(O_, I_, dtype=dtype) if (need_wsp and wsp_t is not None) else None
+    g_wb = torch.empty(O_, I_, dtype=dtype) if (need_wb and wb_t is not None) else None
     g_tau = torch.zeros((), dtype=dtype) if need_tau else None
     fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(xc), _ptr(gc), S,
-       int(is_pairwise), _ptr(gx), _ptr(g_coef_t), _ptr(g_wsp_t), _ptr(g_wb_t if base else None),
-       _ptr(g_tau), _threads())  # fmt: skip
+       _ptr(gx), _ptr(g_coef), _ptr(g_wsp), _ptr(g_wb), _ptr(g_tau), _threads())  # fmt: skip
+    if g_coef is not None:  # (O', M, I') -> (I, O, M)
+        g_coef = g_coef.reshape(M, O, I).permute(2, 1, 0) if is_pairwise else g_coef.permute(2, 0, 1)
+    scale = lambda g: g.reshape(O, I).T
+    empty = lambda: grad.new_empty(0)
+    if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
+        g_wb = torch.zeros(O, I, dtype=dtype)
     return (
-        gx.to(x.dtype) if gx is not None else grad.new_empty(0),
-        g_coef_t.permute(2, 0, 1).to(coef.dtype) if g_coef_t is not None else grad.new_empty(0),
-        g_wsp_t.T.to(w_spline.dtype) if g_wsp_t is not None else grad.new_empty(0),
-        g_wb_t.T.to(w_base.dtype) if g_wb_t is not None else grad.new_empty(0),
-        g_tau.to(tau.dtype) if g_tau is not None else grad.new_empty(0),
+        gx.to(x.dtype) if gx is not None else empty(),
+        g_coef.to(coef.dtype) if g_coef is not None else empty(),
+        scale(g_wsp).to(w_spline.dtype) if g_wsp is not None else empty(),
+        scale(g_wb).to(w_base.dtype) if g_wb is not None else empty(),
+        g_tau.to(tau.dtype) if g_tau is not None else empty(),
     )
 
 
@@ -458,7 +484,8 @@ def _kan_features_cpu(x, grid, tau, bandwidth, basis, degree, activation, num_ba
     S, I = x.shape
     M = num_bases
     base = activation != "none"
-    dims, reals, grid_t = _spec(grid, tau, bandwidth, basis, degree, activation, I, 1, M, dtype)
+    grid_t = grid.to(dtype).T.contiguous()
+    dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I, 1, M)
     xc = _prepare(x, dtype)
     feats = torch.empty(S, M + int(base), I, dtype=dtype)
     fn(dims, reals, _ptr(grid_t), _ptr(xc), S, int(base), _ptr(feats), _threads())
@@ -497,8 +524,8 @@ def _kan_features_backward_cpu(grad, x, grid, tau, bandwidth, basis, degree, act
     fn = _require(_native(dtype, "features_bwd"))
     S, I = x.shape
     base = activation != "none"
-    dims, reals, grid_t = _spec(grid, tau, bandwidth, basis, degree, activation, I, 1,
-                                num_bases, dtype)  # fmt: skip
+    grid_t = grid.to(dtype).T.contiguous()
+    dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I, 1, num_bases)
     xc, gc = _prepare(x, dtype), _prepare(grad, dtype)
     gx = torch.empty(S, I, dtype=dtype) if needs[0] else None
     g_tau = torch.zeros((), dtype=dtype) if needs[1] else None

@@ -20,6 +20,9 @@ from tkam.kan.native import library
 
 __all__ = ["invert_batched", "invert_components", "invert_shared", "guide_table"]
 
+# From this many samples per knot on, interpolating interval by interval beats sample by sample.
+RUNS_FROM = 5
+
 
 def _lerp_inverse(u: Tensor, f_lo: Tensor, f_hi: Tensor, x_lo: Tensor, x_hi: Tensor) -> Tensor:
     gap = f_hi - f_lo
@@ -63,9 +66,11 @@ def guide_table(cdf: Tensor) -> Tensor:
     C, n = cdf.shape
     L = 1 << max(n - 1, 1).bit_length()
     if _fused(cdf):
+        # Every tensor handed to the kernel is held in a local until the call returns.
+        cdf = cdf.contiguous()
         guide = torch.empty(C, L, dtype=torch.int32)
         library().tkam_guide_table_f32(
-            cdf.contiguous().data_ptr(), C, n, L, guide.data_ptr(), torch.get_num_threads()
+            cdf.data_ptr(), C, n, L, guide.data_ptr(), torch.get_num_threads()
         )
         return guide
     thresholds = torch.arange(L, dtype=cdf.dtype, device=cdf.device) / L
@@ -102,13 +107,14 @@ def invert_components(
     if _fused(knots, cdf):
         num, n = cdf.shape
         guide = guide_table(cdf) if guide is None else guide
+        cdf, knots = cdf.contiguous(), knots.expand_as(cdf).contiguous()
         rows = component.reshape(-1).contiguous()
         flat_u = u.reshape(-1).to(cdf.dtype).contiguous()
         out = torch.empty_like(flat_u)
         library().tkam_invert_rows_f32(
-            cdf.contiguous().data_ptr(), knots.expand_as(cdf).contiguous().data_ptr(),
-            guide.data_ptr(), rows.data_ptr(), rows.data_ptr(), flat_u.data_ptr(), n,
-            guide.shape[1], rows.numel(), out.data_ptr(), torch.get_num_threads(),
+            cdf.data_ptr(), knots.data_ptr(), guide.data_ptr(), rows.data_ptr(), rows.data_ptr(),
+            flat_u.data_ptr(), n, guide.shape[1], rows.numel(), out.data_ptr(),
+            torch.get_num_threads(),
         )  # fmt: skip
         return out.reshape(u.shape)
     num, n = cdf.shape
@@ -132,9 +138,9 @@ def invert_shared(
 ) -> Tensor | tuple[Tensor | None, Tensor]:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).
 
-    On CPU float32 a fused kernel sorts each row's uniforms once and walks them alongside every
-    component's CDF, interpolating each interval's run of samples in one vectorised loop; the
-    arithmetic is ``invert_batched``'s, and so are the samples, bit for bit.
+    On CPU float32 a fused kernel sorts each row's uniforms once and merges them with every
+    component's CDF (for many samples, interpolating each interval's run of samples in one
+    vectorised loop); the arithmetic is ``invert_batched``'s, and so are the samples, bit for bit.
 
     Args:
         knots: ``(P, n)`` ascending knots of each row.
@@ -149,15 +155,22 @@ def invert_shared(
     Q, P, n = cdf.shape
     S = u.shape[-1]
     if _fused(knots, cdf):
-        sorted_u, order = torch.sort(u.to(cdf.dtype), dim=-1)  # (P, S)
-        order = order.to(torch.int32)
         out = torch.empty(S, Q, P, dtype=cdf.dtype) if values else None
         total = torch.empty(S, Q, dtype=cdf.dtype) if sums else None
-        library().tkam_invert_shared_f32(
-            cdf.contiguous().data_ptr(), knots.contiguous().data_ptr(),
-            sorted_u.contiguous().data_ptr(), order.contiguous().data_ptr(), Q, P, n, S,
+        outputs = (
             ctypes.c_void_p(out.data_ptr() if values else None),
-            ctypes.c_void_p(total.data_ptr() if sums else None), torch.get_num_threads(),
+            ctypes.c_void_p(total.data_ptr() if sums else None),
+            torch.get_num_threads(),
+        )
+        # Every tensor handed to the kernel is held in a local until the call returns.
+        cdf, knots = cdf.contiguous(), knots.contiguous()
+        sorted_u, order = torch.sort(u.to(cdf.dtype), dim=-1)  # (P, S)
+        sorted_u, order = sorted_u.contiguous(), order.to(torch.int32).contiguous()
+        # Few samples per interval: advance per sample; many: interpolate per interval's run.
+        kernel = "invert_shared" if S >= RUNS_FROM * n else "invert_shared_sparse"
+        getattr(library(), f"tkam_{kernel}_f32")(
+            cdf.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n, S,
+            *outputs,
         )  # fmt: skip
     else:
         out = invert_batched(knots.expand_as(cdf), cdf, u.expand(Q, P, S)).permute(2, 0, 1)

@@ -146,63 +146,67 @@ template <typename T>
 struct Spec {
   int64_t I, O, M, K;
   int basis, degree, act;
-  const T* grid_t;  // (K, I)
+  const T* grid_t;  // (K, I): grid column k of input i at grid_t[k * ld + i]
+  int64_t ld;       // row stride of grid_t (I; a chunk keeps the stride of its full row)
   T scale;          // rbf: 1/(h tau); rswaf: 1/tau; fourier: 2 pi tau; chebyshev: 1/tau
   T tau;
 };
 
-// Scratch sizes (elements) of one row evaluation.
+// Columns evaluated together: a chunk's basis values (M x CHUNK) stay in L1.
+constexpr int64_t CHUNK = 256;
+
+// Scratch (elements) of one evaluation of `width` columns.
 template <typename T>
-int64_t scratch_size(const Spec<T>& sp) {
+int64_t scratch_size(const Spec<T>& sp, int64_t width) {
   const int64_t rows = std::max<int64_t>(sp.K, 8);
-  return 2 * rows * sp.I + 8 * sp.I;
+  return 2 * rows * width + 8 * width;
 }
 
-// Basis values of one row: B[m*I + i] = B_m(x_i; row i); with DX their x-derivatives, with DT
-// their tau-derivatives. `work` holds scratch_size() elements.
+// Basis values of `n` columns: B[m*n + i] = B_m(x_i; column i); with DX their x-derivatives,
+// with DT their tau-derivatives (same layout). `work` holds scratch_size(sp, n) elements.
 template <typename T, int BASIS, bool DX, bool DT>
-void basis_row(const Spec<T>& sp, const T* __restrict x, T* __restrict B, T* __restrict dX,
-               T* __restrict dT, T* __restrict work) {
-  const int64_t I = sp.I, M = sp.M;
+void basis_row(const Spec<T>& sp, const T* __restrict x, int64_t n, T* __restrict B,
+               T* __restrict dX, T* __restrict dT, T* __restrict work) {
+  const int64_t M = sp.M, ld = sp.ld;
   if constexpr (BASIS == RBF) {
     const T s = sp.scale, inv_tau = T(1) / sp.tau;
     for (int64_t m = 0; m < M; ++m) {
-      const T* __restrict g = sp.grid_t + m * I;
-      T* __restrict b = B + m * I;
+      const T* __restrict g = sp.grid_t + m * ld;
+      T* __restrict b = B + m * n;
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T t = (x[i] - g[i]) * s;
         const T e = Math<T>::exp(T(-0.5) * t * t);
         b[i] = e;
-        if constexpr (DX) dX[m * I + i] = -e * t * s;
-        if constexpr (DT) dT[m * I + i] = e * t * t * inv_tau;
+        if constexpr (DX) dX[m * n + i] = -e * t * s;
+        if constexpr (DT) dT[m * n + i] = e * t * t * inv_tau;
       }
     }
   } else if constexpr (BASIS == RSWAF) {
     const T s = sp.scale;  // 1 / tau
     for (int64_t m = 0; m < M; ++m) {
-      const T* __restrict g = sp.grid_t + m * I;
-      T* __restrict b = B + m * I;
+      const T* __restrict g = sp.grid_t + m * ld;
+      T* __restrict b = B + m * n;
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T d = x[i] - g[i];
         const T th = Math<T>::tanh(d * s);
         const T v = T(1) - th * th;
         b[i] = v;
-        if constexpr (DX) dX[m * I + i] = T(-2) * th * v * s;
-        if constexpr (DT) dT[m * I + i] = T(2) * th * v * d * s * s;
+        if constexpr (DX) dX[m * n + i] = T(-2) * th * v * s;
+        if constexpr (DT) dT[m * n + i] = T(2) * th * v * d * s * s;
       }
     }
   } else if constexpr (BASIS == FOURIER) {
     const int64_t G = M / 2 - 1;
-    const T w = sp.scale;                      // 2 pi tau
+    const T w = sp.scale;  // 2 pi tau
     const T two_pi = T(6.283185307179586476925286766559);
     T* __restrict c1 = work;
-    T* __restrict s1 = work + I;
-    T* __restrict ck = work + 2 * I;
-    T* __restrict sk = work + 3 * I;
+    T* __restrict s1 = work + n;
+    T* __restrict ck = work + 2 * n;
+    T* __restrict sk = work + 3 * n;
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) {
+    for (int64_t i = 0; i < n; ++i) {
       T s, c;
       Math<T>::sincos(w * x[i], s, c);
       c1[i] = c;
@@ -210,22 +214,22 @@ void basis_row(const Spec<T>& sp, const T* __restrict x, T* __restrict B, T* __r
       ck[i] = T(1);
       sk[i] = T(0);
       B[i] = T(1);
-      B[(G + 1) * I + i] = T(0);
+      B[(G + 1) * n + i] = T(0);
       if constexpr (DX) {
         dX[i] = T(0);
-        dX[(G + 1) * I + i] = T(0);
+        dX[(G + 1) * n + i] = T(0);
       }
       if constexpr (DT) {
         dT[i] = T(0);
-        dT[(G + 1) * I + i] = T(0);
+        dT[(G + 1) * n + i] = T(0);
       }
     }
     for (int64_t k = 1; k <= G; ++k) {
       const T kw = T(k) * w, k2p = T(k) * two_pi;
-      T* __restrict bc = B + k * I;
-      T* __restrict bs = B + (G + 1 + k) * I;
+      T* __restrict bc = B + k * n;
+      T* __restrict bs = B + (G + 1 + k) * n;
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         // cos/sin(k a) from ((k-1) a) by the angle-addition recurrence.
         const T c = ck[i] * c1[i] - sk[i] * s1[i];
         const T s = sk[i] * c1[i] + ck[i] * s1[i];
@@ -234,59 +238,59 @@ void basis_row(const Spec<T>& sp, const T* __restrict x, T* __restrict B, T* __r
         bc[i] = c;
         bs[i] = s;
         if constexpr (DX) {
-          dX[k * I + i] = -kw * s;
-          dX[(G + 1 + k) * I + i] = kw * c;
+          dX[k * n + i] = -kw * s;
+          dX[(G + 1 + k) * n + i] = kw * c;
         }
         if constexpr (DT) {
-          dT[k * I + i] = -k2p * x[i] * s;
-          dT[(G + 1 + k) * I + i] = k2p * x[i] * c;
+          dT[k * n + i] = -k2p * x[i] * s;
+          dT[(G + 1 + k) * n + i] = k2p * x[i] * c;
         }
       }
     }
   } else if constexpr (BASIS == CHEBYSHEV) {
     const T s = sp.scale;  // 1 / tau
     T* __restrict y = work;
-    T* __restrict dy = work + I;   // dy/dx
-    T* __restrict ty = work + 2 * I;  // dy/dtau
+    T* __restrict dy = work + n;      // dy/dx
+    T* __restrict ty = work + 2 * n;  // dy/dtau
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) {
+    for (int64_t i = 0; i < n; ++i) {
       const T th = Math<T>::tanh(x[i]);
       y[i] = th * s;
       dy[i] = (T(1) - th * th) * s;
       ty[i] = -th * s * s;
       B[i] = T(1);
-      if (M > 1) B[I + i] = y[i];
+      if (M > 1) B[n + i] = y[i];
     }
-    // dT_n/dy by T'_n = 2 T_{n-1} + 2 y T'_{n-1} - T'_{n-2}; stored in dX, scaled below.
+    // dT_n/dy by T'_n = 2 T_{n-1} + 2 y T'_{n-1} - T'_{n-2}, then the chain rule.
     T* __restrict dn = (DX || DT) ? (DX ? dX : dT) : nullptr;
     if (dn) {
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         dn[i] = T(0);
-        if (M > 1) dn[I + i] = T(1);
+        if (M > 1) dn[n + i] = T(1);
       }
     }
-    for (int64_t n = 2; n < M; ++n) {
-      T* __restrict b = B + n * I;
-      const T* __restrict b1 = B + (n - 1) * I;
-      const T* __restrict b2 = B + (n - 2) * I;
+    for (int64_t k = 2; k < M; ++k) {
+      T* __restrict b = B + k * n;
+      const T* __restrict b1 = B + (k - 1) * n;
+      const T* __restrict b2 = B + (k - 2) * n;
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) b[i] = T(2) * y[i] * b1[i] - b2[i];
+      for (int64_t i = 0; i < n; ++i) b[i] = T(2) * y[i] * b1[i] - b2[i];
       if (dn) {
-        T* __restrict d = dn + n * I;
-        const T* __restrict d1 = dn + (n - 1) * I;
-        const T* __restrict d2 = dn + (n - 2) * I;
+        T* __restrict d = dn + k * n;
+        const T* __restrict d1 = dn + (k - 1) * n;
+        const T* __restrict d2 = dn + (k - 2) * n;
 #pragma omp simd
-        for (int64_t i = 0; i < I; ++i) d[i] = T(2) * b1[i] + T(2) * y[i] * d1[i] - d2[i];
+        for (int64_t i = 0; i < n; ++i) d[i] = T(2) * b1[i] + T(2) * y[i] * d1[i] - d2[i];
       }
     }
     if (dn) {
-      for (int64_t n = 0; n < M; ++n) {
+      for (int64_t k = 0; k < M; ++k) {
 #pragma omp simd
-        for (int64_t i = 0; i < I; ++i) {
-          const T d = dn[n * I + i];
-          if constexpr (DT) dT[n * I + i] = d * ty[i];
-          if constexpr (DX) dX[n * I + i] = d * dy[i];
+        for (int64_t i = 0; i < n; ++i) {
+          const T d = dn[k * n + i];
+          if constexpr (DT) dT[k * n + i] = d * ty[i];
+          if constexpr (DX) dX[k * n + i] = d * dy[i];
         }
       }
     }
@@ -294,66 +298,66 @@ void basis_row(const Spec<T>& sp, const T* __restrict x, T* __restrict B, T* __r
     const int64_t K = sp.K;
     const int k = sp.degree;
     const T* __restrict t = sp.grid_t;
-    T* __restrict b = work;               // (K-1, I)
-    T* __restrict db = work + (K - 1) * I;  // (K-1, I)
+    T* __restrict b = work;                 // (K-1, n)
+    T* __restrict db = work + (K - 1) * n;  // (K-1, n)
     for (int64_t j = 0; j < K - 1; ++j) {
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
-        b[j * I + i] = (x[i] >= t[j * I + i] && x[i] < t[(j + 1) * I + i]) ? T(1) : T(0);
-        if constexpr (DX) db[j * I + i] = T(0);
+      for (int64_t i = 0; i < n; ++i) {
+        b[j * n + i] = (x[i] >= t[j * ld + i] && x[i] < t[(j + 1) * ld + i]) ? T(1) : T(0);
+        if constexpr (DX) db[j * n + i] = T(0);
       }
     }
     for (int d = 1; d <= k; ++d) {
       for (int64_t j = 0; j < K - 1 - d; ++j) {
-        const T* __restrict tj = t + j * I;
-        const T* __restrict tj1 = t + (j + 1) * I;
-        const T* __restrict tjd = t + (j + d) * I;
-        const T* __restrict tjd1 = t + (j + d + 1) * I;
+        const T* __restrict tj = t + j * ld;
+        const T* __restrict tj1 = t + (j + 1) * ld;
+        const T* __restrict tjd = t + (j + d) * ld;
+        const T* __restrict tjd1 = t + (j + d + 1) * ld;
 #pragma omp simd
-        for (int64_t i = 0; i < I; ++i) {
-          const T ld = tjd[i] - tj[i];
-          const T rd = tjd1[i] - tj1[i];
-          const T left = ld > T(0) ? (x[i] - tj[i]) / ld : T(0);
-          const T right = rd > T(0) ? (tjd1[i] - x[i]) / rd : T(0);
-          const T b0 = b[j * I + i], b1 = b[(j + 1) * I + i];
+        for (int64_t i = 0; i < n; ++i) {
+          const T left_den = tjd[i] - tj[i];
+          const T right_den = tjd1[i] - tj1[i];
+          const T left = left_den > T(0) ? (x[i] - tj[i]) / left_den : T(0);
+          const T right = right_den > T(0) ? (tjd1[i] - x[i]) / right_den : T(0);
+          const T b0 = b[j * n + i], b1 = b[(j + 1) * n + i];
           if constexpr (DX) {
-            const T lp = ld > T(0) ? T(1) / ld : T(0);
-            const T rp = rd > T(0) ? T(-1) / rd : T(0);
-            db[j * I + i] = lp * b0 + left * db[j * I + i] + rp * b1 + right * db[(j + 1) * I + i];
+            const T lp = left_den > T(0) ? T(1) / left_den : T(0);
+            const T rp = right_den > T(0) ? T(-1) / right_den : T(0);
+            db[j * n + i] = lp * b0 + left * db[j * n + i] + rp * b1 + right * db[(j + 1) * n + i];
           }
-          b[j * I + i] = left * b0 + right * b1;
+          b[j * n + i] = left * b0 + right * b1;
         }
       }
     }
-    std::memcpy(B, b, sizeof(T) * M * I);
-    if constexpr (DX) std::memcpy(dX, db, sizeof(T) * M * I);
-    if constexpr (DT) std::memset(dT, 0, sizeof(T) * M * I);  // tau is not used by B-splines
+    std::memcpy(B, b, sizeof(T) * M * n);
+    if constexpr (DX) std::memcpy(dX, db, sizeof(T) * M * n);
+    if constexpr (DT) std::memset(dT, 0, sizeof(T) * M * n);  // tau is not used by B-splines
   }
 }
 
 // Base activation a(x) and, when da is given, a'(x), matching torch's definitions.
 template <typename T>
-void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
+void activation_row(int kind, const T* __restrict x, int64_t n, T* __restrict a,
                     T* __restrict da) {
   const bool d = da != nullptr;
   switch (kind) {
     case A_RELU:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         a[i] = x[i] > T(0) ? x[i] : T(0);
         if (d) da[i] = x[i] > T(0) ? T(1) : T(0);
       }
       break;
     case A_LEAKYRELU:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         a[i] = x[i] > T(0) ? x[i] : T(0.01) * x[i];
         if (d) da[i] = x[i] > T(0) ? T(1) : T(0.01);
       }
       break;
     case A_TANH:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T th = Math<T>::tanh(x[i]);
         a[i] = th;
         if (d) da[i] = T(1) - th * th;
@@ -361,7 +365,7 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
       break;
     case A_SIGMOID:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T sg = T(1) / (T(1) + Math<T>::exp(-x[i]));
         a[i] = sg;
         if (d) da[i] = sg * (T(1) - sg);
@@ -369,7 +373,7 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
       break;
     case A_HARDSWISH:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T v = x[i];
         a[i] = v <= T(-3) ? T(0) : (v >= T(3) ? v : v * (v + T(3)) / T(6));
         if (d) da[i] = v < T(-3) ? T(0) : (v <= T(3) ? v / T(3) + T(0.5) : T(1));
@@ -378,7 +382,7 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
     case A_GELU: {
       const T k0 = T(0.7978845608028654), k1 = T(0.044715);
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T v = x[i];
         const T th = Math<T>::tanh(k0 * (v + k1 * v * v * v));
         a[i] = T(0.5) * v * (T(1) + th);
@@ -392,7 +396,7 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
       const T alpha = T(1.6732632423543772848170429916717);
       const T scale = T(1.0507009873554804934193349852946);
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T e = Math<T>::exp(x[i] < T(0) ? x[i] : T(0));
         a[i] = x[i] > T(0) ? scale * x[i] : scale * alpha * (e - T(1));
         if (d) da[i] = x[i] > T(0) ? scale : scale * alpha * e;
@@ -401,7 +405,7 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
     }
     case A_SILU:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T sg = T(1) / (T(1) + Math<T>::exp(-x[i]));
         a[i] = x[i] * sg;
         if (d) da[i] = sg * (T(1) + x[i] * (T(1) - sg));
@@ -410,7 +414,7 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
     case A_ELU:
     case A_CELU:  // celu with alpha = 1 equals elu
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         const T e = Math<T>::exp(x[i] < T(0) ? x[i] : T(0));
         a[i] = x[i] > T(0) ? x[i] : e - T(1);
         if (d) da[i] = x[i] > T(0) ? T(1) : e;
@@ -418,214 +422,280 @@ void activation_row(int kind, const T* __restrict x, int64_t I, T* __restrict a,
       break;
     default:
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < n; ++i) {
         a[i] = T(0);
         if (d) da[i] = T(0);
       }
   }
 }
 
-// acc[i] = sum_m W[m*I + i] * B[m*I + i]
+// acc[i] = sum_m W[m*ldw + i] * B[m*n + i], i < n
 template <typename T>
-inline void contract(const T* __restrict W, const T* __restrict B, int64_t M, int64_t I,
-                     T* __restrict acc) {
+inline void contract(const T* __restrict W, int64_t ldw, const T* __restrict B, int64_t M,
+                     int64_t n, T* __restrict acc) {
 #pragma omp simd
-  for (int64_t i = 0; i < I; ++i) acc[i] = W[i] * B[i];
+  for (int64_t i = 0; i < n; ++i) acc[i] = W[i] * B[i];
   for (int64_t m = 1; m < M; ++m) {
-    const T* __restrict w = W + m * I;
-    const T* __restrict b = B + m * I;
+    const T* __restrict w = W + m * ldw;
+    const T* __restrict b = B + m * n;
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) acc[i] = std::fma(w[i], b[i], acc[i]);
+    for (int64_t i = 0; i < n; ++i) acc[i] = std::fma(w[i], b[i], acc[i]);
   }
 }
 
-// Per-thread buffers of one row evaluation.
+// acc[i] = sum_m W[m*ldw + i] B_m(x_i) without storing the basis values: for one output (the
+// pairwise evaluation) each value is used once, so RBF and RSWAF accumulate as they go.
+template <typename T, int BASIS>
+void basis_contract(const Spec<T>& sp, const T* __restrict x, int64_t n, const T* __restrict W,
+                    int64_t ldw, T* __restrict acc, T* __restrict B, T* __restrict work) {
+  const int64_t M = sp.M, ld = sp.ld;
+  if constexpr (BASIS == RBF || BASIS == RSWAF) {
+    const T s = sp.scale;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) acc[i] = T(0);
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict g = sp.grid_t + m * ld;
+      const T* __restrict w = W + m * ldw;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const T t = (x[i] - g[i]) * s;
+        T v;
+        if constexpr (BASIS == RBF) {
+          v = Math<T>::exp(T(-0.5) * t * t);
+        } else {
+          const T th = Math<T>::tanh(t);
+          v = T(1) - th * th;
+        }
+        acc[i] = std::fma(w[i], v, acc[i]);
+      }
+    }
+  } else {
+    basis_row<T, BASIS, false, false>(sp, x, n, B, nullptr, nullptr, work);
+    contract(W, ldw, B, M, n, acc);
+  }
+}
+
+// The backward of basis_contract for RBF and RSWAF, in one pass over the bases: with gw the
+// gradient reaching the spline sum, adds gw * B_m to gc[m*ldc + i] (coefficients) and leaves
+// sum_m W B_m (for w_spline), sum_m W dB_m/dx (for x) and sum_m W dB_m/dtau (for tau) in
+// spline, dx and dt.
+template <typename T, int BASIS, bool GC, bool SP, bool DX, bool DT>
+void basis_contract_backward(const Spec<T>& sp, const T* __restrict x, int64_t n,
+                             const T* __restrict W, int64_t ldw, const T* __restrict gw,
+                             T* __restrict gc, int64_t ldc, T* __restrict spline,
+                             T* __restrict dx, T* __restrict dt) {
+  const int64_t M = sp.M, ld = sp.ld;
+  const T s = sp.scale, inv_tau = T(1) / sp.tau;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (SP) spline[i] = T(0);
+    if constexpr (DX) dx[i] = T(0);
+    if constexpr (DT) dt[i] = T(0);
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    const T* __restrict g = sp.grid_t + m * ld;
+    const T* __restrict w = W + m * ldw;
+    T* __restrict c = GC ? gc + m * ldc : nullptr;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = x[i] - g[i];
+      const T t = d * s;
+      T v, vx, vt;
+      if constexpr (BASIS == RBF) {
+        v = Math<T>::exp(T(-0.5) * t * t);
+        vx = -v * t * s;
+        vt = v * t * t * inv_tau;
+      } else {
+        const T th = Math<T>::tanh(t);
+        v = T(1) - th * th;
+        vx = T(-2) * th * v * s;
+        vt = T(2) * th * v * d * s * s;
+      }
+      if constexpr (GC) c[i] = std::fma(gw[i], v, c[i]);
+      if constexpr (SP) spline[i] = std::fma(w[i], v, spline[i]);
+      if constexpr (DX) dx[i] = std::fma(w[i], vx, dx[i]);
+      if constexpr (DT) dt[i] = std::fma(w[i], vt, dt[i]);
+    }
+  }
+}
+
+// Per-thread buffers of the evaluation of up to `width` columns.
 template <typename T>
 struct Rows {
   std::vector<T> buf;
   T *B, *dX, *dT, *work, *a, *da, *acc, *acc2, *gw;
-  explicit Rows(const Spec<T>& sp) {
-    const int64_t I = sp.I, MI = sp.M * sp.I;
-    buf.assign(3 * MI + scratch_size(sp) + 5 * I, T(0));
+  Rows(const Spec<T>& sp, int64_t width) {
+    const int64_t MW = sp.M * width, scratch = scratch_size(sp, width);
+    buf.assign(3 * MW + scratch + 5 * width, T(0));
     T* p = buf.data();
-    B = p, p += MI;
-    dX = p, p += MI;
-    dT = p, p += MI;
-    work = p, p += scratch_size(sp);
-    a = p, p += I;
-    da = p, p += I;
-    acc = p, p += I;
-    acc2 = p, p += I;
+    B = p, p += MW;
+    dX = p, p += MW;
+    dT = p, p += MW;
+    work = p, p += scratch;
+    a = p, p += width;
+    da = p, p += width;
+    acc = p, p += width;
+    acc2 = p, p += width;
     gw = p;
   }
 };
 
 template <typename T, int BASIS>
-void basis_any(const Spec<T>& sp, const T* x, Rows<T>& r, bool dx, bool dt) {
+void basis_any(const Spec<T>& sp, const T* x, int64_t n, Rows<T>& r, bool dx, bool dt) {
   if (dx && dt)
-    basis_row<T, BASIS, true, true>(sp, x, r.B, r.dX, r.dT, r.work);
+    basis_row<T, BASIS, true, true>(sp, x, n, r.B, r.dX, r.dT, r.work);
   else if (dx)
-    basis_row<T, BASIS, true, false>(sp, x, r.B, r.dX, r.dT, r.work);
+    basis_row<T, BASIS, true, false>(sp, x, n, r.B, r.dX, r.dT, r.work);
   else if (dt)
-    basis_row<T, BASIS, false, true>(sp, x, r.B, r.dX, r.dT, r.work);
+    basis_row<T, BASIS, false, true>(sp, x, n, r.B, r.dX, r.dT, r.work);
   else
-    basis_row<T, BASIS, false, false>(sp, x, r.B, r.dX, r.dT, r.work);
+    basis_row<T, BASIS, false, false>(sp, x, n, r.B, r.dX, r.dT, r.work);
 }
 
-// out[row, i] = wsp[o, i] * sum_m c[o, m, i] B_m(x[row, i]) + wb[o, i] a(x[row, i]), o = row % O
-// (pairwise: every (sample, output) row has its own inputs) or with one input row per sample
-// shared by all outputs (outer). `x_stride_o` is I for pairwise and 0 for outer.
+// The columns [i0, i0 + n) of a layer: the grid pointer moves, its row stride stays.
+template <typename T>
+Spec<T> columns(const Spec<T>& sp, int64_t i0) {
+  Spec<T> c = sp;
+  c.grid_t = sp.grid_t ? sp.grid_t + i0 : nullptr;
+  return c;
+}
+
+// out[s, o, i] = wsp[o, i] * sum_m c[o, m, i] B_m(x[s, i]) + wb[o, i] a(x[s, i]) (spec 2.1),
+// over (sample, chunk of columns) work items. The univariate prior's pairwise evaluation is
+// this with O = 1 over the flattened (o, i) columns (the caller lays the tables out so).
 template <typename T, int BASIS>
 void eval_fwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t, const T* x,
-              int64_t S, bool pairwise, T* out, int threads) {
+              int64_t S, T* out, int threads) {
   const int64_t I = sp.I, O = sp.O, M = sp.M;
+  const int64_t width = std::min(I, CHUNK), chunks = (I + width - 1) / width;
   const bool base = wb_t != nullptr && sp.act != A_NONE;
-  if (pairwise) {
 #pragma omp parallel num_threads(threads)
-    {
-      FlushDenormals ftz;
-      Rows<T> r(sp);
+  {
+    FlushDenormals ftz;
+    Rows<T> r(sp, width);
 #pragma omp for schedule(static)
-      for (int64_t row = 0; row < S * O; ++row) {
-        const int64_t o = row % O;
-        const T* xr = x + row * I;
-        basis_any<T, BASIS>(sp, xr, r, false, false);
-        contract(coef_t + o * M * I, r.B, M, I, r.acc);
-        T* y = out + row * I;
+    for (int64_t item = 0; item < S * chunks; ++item) {
+      const int64_t s = item / chunks, i0 = (item % chunks) * width;
+      const int64_t n = std::min(width, I - i0);
+      const T* xr = x + s * I + i0;
+      if (O > 1) basis_any<T, BASIS>(columns(sp, i0), xr, n, r, false, false);
+      if (base) activation_row<T>(sp.act, xr, n, r.a, nullptr);
+      for (int64_t o = 0; o < O; ++o) {
+        if (O > 1)
+          contract(coef_t + o * M * I + i0, I, r.B, M, n, r.acc);
+        else
+          basis_contract<T, BASIS>(columns(sp, i0), xr, n, coef_t + i0, I, r.acc, r.B, r.work);
+        T* y = out + (s * O + o) * I + i0;
         if (wsp_t) {
-          const T* w = wsp_t + o * I;
+          const T* w = wsp_t + o * I + i0;
 #pragma omp simd
-          for (int64_t i = 0; i < I; ++i) y[i] = w[i] * r.acc[i];
+          for (int64_t i = 0; i < n; ++i) y[i] = w[i] * r.acc[i];
         } else {
-          std::memcpy(y, r.acc, sizeof(T) * I);
+          std::memcpy(y, r.acc, sizeof(T) * n);
         }
         if (base) {
-          activation_row<T>(sp.act, xr, I, r.a, nullptr);
-          const T* w = wb_t + o * I;
+          const T* w = wb_t + o * I + i0;
 #pragma omp simd
-          for (int64_t i = 0; i < I; ++i) y[i] = std::fma(w[i], r.a[i], y[i]);
-        }
-      }
-    }
-  } else {
-#pragma omp parallel num_threads(threads)
-    {
-      FlushDenormals ftz;
-      Rows<T> r(sp);
-#pragma omp for schedule(static)
-      for (int64_t s = 0; s < S; ++s) {
-        const T* xr = x + s * I;
-        basis_any<T, BASIS>(sp, xr, r, false, false);
-        if (base) activation_row<T>(sp.act, xr, I, r.a, nullptr);
-        for (int64_t o = 0; o < O; ++o) {
-          contract(coef_t + o * M * I, r.B, M, I, r.acc);
-          T* y = out + (s * O + o) * I;
-          if (wsp_t) {
-            const T* w = wsp_t + o * I;
-#pragma omp simd
-            for (int64_t i = 0; i < I; ++i) y[i] = w[i] * r.acc[i];
-          } else {
-            std::memcpy(y, r.acc, sizeof(T) * I);
-          }
-          if (base) {
-            const T* w = wb_t + o * I;
-#pragma omp simd
-            for (int64_t i = 0; i < I; ++i) y[i] = std::fma(w[i], r.a[i], y[i]);
-          }
+          for (int64_t i = 0; i < n; ++i) y[i] = std::fma(w[i], r.a[i], y[i]);
         }
       }
     }
   }
 }
-
-// Thread-private gradient accumulators, summed into the outputs at the end.
-template <typename T>
-struct ParamGrads {
-  std::vector<T> coef, wsp, wb;
-  ParamGrads(const Spec<T>& sp, bool c, bool w, bool b) {
-    if (c) coef.assign(sp.O * sp.M * sp.I, T(0));
-    if (w) wsp.assign(sp.O * sp.I, T(0));
-    if (b) wb.assign(sp.O * sp.I, T(0));
-  }
-};
 
 template <typename T>
 void add_into(T* dst, const std::vector<T>& src) {
   if (!dst || src.empty()) return;
-  const int64_t n = static_cast<int64_t>(src.size());
+  const int64_t count = static_cast<int64_t>(src.size());
 #pragma omp simd
-  for (int64_t k = 0; k < n; ++k) dst[k] += src[k];
+  for (int64_t k = 0; k < count; ++k) dst[k] += src[k];
 }
 
-// One (row, o) term of the backward: g = dL/dy for the I functions (o, i) at inputs xr.
-// Accumulates parameter gradients into pg; writes dL/dx into gx (added when `accumulate`, else
-// assigned) when gx is given. Leaves g * w_spline in r.gw for the caller's tau gradient.
-template <typename T>
-inline void backward_term(const Spec<T>& sp, Rows<T>& r, int64_t o, const T* coef_t,
-                          const T* wsp_t, const T* wb_t, const T* __restrict g,
-                          ParamGrads<T>& pg, T* __restrict gx, bool accumulate, bool base) {
-  const int64_t I = sp.I, M = sp.M;
-  const T* c = coef_t + o * M * I;
-  // gw = g * w_spline: the gradient reaching the spline sum.
+// One (sample, chunk) item of the one-output backward (the pairwise evaluation) for RBF and
+// RSWAF: one pass over the bases, nothing stored per basis.
+template <typename T, int BASIS>
+void pairwise_backward_item(const Spec<T>& sp, Rows<T>& r, const T* coef_t, const T* wsp_t,
+                            const T* wb_t, const T* xr, const T* g, int64_t i0, int64_t n,
+                            bool base, T* gxr, std::vector<T>& pg_coef, std::vector<T>& pg_wsp,
+                            std::vector<T>& pg_wb, T* tau_total) {
+  const int64_t I = sp.I;
+  const Spec<T> c = columns(sp, i0);
   if (wsp_t) {
-    const T* w = wsp_t + o * I;
+    const T* w = wsp_t + i0;
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) r.gw[i] = g[i] * w[i];
+    for (int64_t i = 0; i < n; ++i) r.gw[i] = g[i] * w[i];
   } else {
-    std::memcpy(r.gw, g, sizeof(T) * I);
+    std::memcpy(r.gw, g, sizeof(T) * n);
   }
-  if (!pg.coef.empty()) {
-    T* gc = pg.coef.data() + o * M * I;
-    for (int64_t m = 0; m < M; ++m) {
-      const T* b = r.B + m * I;
-      T* dst = gc + m * I;
+  const bool gc = !pg_coef.empty(), spl = !pg_wsp.empty(), dx = gxr != nullptr;
+  const bool dt = tau_total != nullptr;
+  T* gcp = gc ? pg_coef.data() + i0 : nullptr;
+  const T* W = coef_t + i0;
+  // 16 combinations of what is needed, each a tight loop.
+  const int key = (gc ? 8 : 0) | (spl ? 4 : 0) | (dx ? 2 : 0) | (dt ? 1 : 0);
+  switch (key) {
+#define TKAM_CASE(K, A, B_, C_, D_)                                                              \
+  case K:                                                                                      \
+    basis_contract_backward<T, BASIS, A, B_, C_, D_>(c, xr, n, W, I, r.gw, gcp, I, r.acc, r.acc2, \
+                                                     r.dT);                                     \
+    break;
+    TKAM_CASE(0, false, false, false, false)
+    TKAM_CASE(1, false, false, false, true)
+    TKAM_CASE(2, false, false, true, false)
+    TKAM_CASE(3, false, false, true, true)
+    TKAM_CASE(4, false, true, false, false)
+    TKAM_CASE(5, false, true, false, true)
+    TKAM_CASE(6, false, true, true, false)
+    TKAM_CASE(7, false, true, true, true)
+    TKAM_CASE(8, true, false, false, false)
+    TKAM_CASE(9, true, false, false, true)
+    TKAM_CASE(10, true, false, true, false)
+    TKAM_CASE(11, true, false, true, true)
+    TKAM_CASE(12, true, true, false, false)
+    TKAM_CASE(13, true, true, false, true)
+    TKAM_CASE(14, true, true, true, false)
+    TKAM_CASE(15, true, true, true, true)
+#undef TKAM_CASE
+  }
+  if (spl) {
+    T* dst = pg_wsp.data() + i0;
 #pragma omp simd
-      for (int64_t i = 0; i < I; ++i) dst[i] = std::fma(r.gw[i], b[i], dst[i]);
-    }
+    for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(g[i], r.acc[i], dst[i]);
   }
-  if (!pg.wsp.empty()) {
-    contract(c, r.B, M, I, r.acc);
-    T* dst = pg.wsp.data() + o * I;
+  if (base) activation_row<T>(sp.act, xr, n, r.a, dx ? r.da : nullptr);
+  if (!pg_wb.empty()) {
+    T* dst = pg_wb.data() + i0;
 #pragma omp simd
-    for (int64_t i = 0; i < I; ++i) dst[i] = std::fma(g[i], r.acc[i], dst[i]);
+    for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(g[i], r.a[i], dst[i]);
   }
-  if (!pg.wb.empty()) {
-    T* dst = pg.wb.data() + o * I;
-#pragma omp simd
-    for (int64_t i = 0; i < I; ++i) dst[i] = std::fma(g[i], r.a[i], dst[i]);
-  }
-  if (gx) {
-    contract(c, r.dX, M, I, r.acc2);
+  if (dx) {
     if (base) {
-      const T* w = wb_t + o * I;
-      if (accumulate) {
+      const T* w = wb_t + i0;
 #pragma omp simd
-        for (int64_t i = 0; i < I; ++i)
-          gx[i] += r.gw[i] * r.acc2[i] + g[i] * w[i] * r.da[i];
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < I; ++i) gx[i] = r.gw[i] * r.acc2[i] + g[i] * w[i] * r.da[i];
-      }
+      for (int64_t i = 0; i < n; ++i) gxr[i] = r.gw[i] * r.acc2[i] + g[i] * w[i] * r.da[i];
     } else {
-      if (accumulate) {
 #pragma omp simd
-        for (int64_t i = 0; i < I; ++i) gx[i] += r.gw[i] * r.acc2[i];
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < I; ++i) gx[i] = r.gw[i] * r.acc2[i];
-      }
+      for (int64_t i = 0; i < n; ++i) gxr[i] = r.gw[i] * r.acc2[i];
     }
+  }
+  if (dt) {
+    T partial = T(0);
+#pragma omp simd reduction(+ : partial)
+    for (int64_t i = 0; i < n; ++i) partial += r.gw[i] * r.dT[i];
+    *tau_total += partial;
   }
 }
 
+// The backward of eval_fwd: dL/dx, and dL/d(coef, w_spline, w_base, tau) accumulated per thread
+// and summed at the end. The basis values and their derivatives are recomputed, not stored.
 template <typename T, int BASIS>
 void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t, const T* x,
-              const T* gout, int64_t S, bool pairwise, T* gx, T* g_coef_t, T* g_wsp_t,
-              T* g_wb_t, T* g_tau, int threads) {
+              const T* gout, int64_t S, T* gx, T* g_coef_t, T* g_wsp_t, T* g_wb_t, T* g_tau,
+              int threads) {
   const int64_t I = sp.I, O = sp.O, M = sp.M;
+  const int64_t width = std::min(I, CHUNK), chunks = (I + width - 1) / width;
   const bool base = wb_t != nullptr && sp.act != A_NONE;
   const bool need_dx = gx != nullptr, need_dt = g_tau != nullptr && BASIS != BSPLINE;
-  const int64_t rows = pairwise ? S * O : S;
   if (g_coef_t) std::memset(g_coef_t, 0, sizeof(T) * O * M * I);
   if (g_wsp_t) std::memset(g_wsp_t, 0, sizeof(T) * O * I);
   if (g_wb_t) std::memset(g_wb_t, 0, sizeof(T) * O * I);
@@ -633,33 +703,88 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
 #pragma omp parallel num_threads(threads) reduction(+ : tau_total)
   {
     FlushDenormals ftz;
-    Rows<T> r(sp);
-    ParamGrads<T> pg(sp, g_coef_t != nullptr, g_wsp_t != nullptr, g_wb_t != nullptr && base);
+    Rows<T> r(sp, width);
+    std::vector<T> pg_coef(g_coef_t ? O * M * I : 0), pg_wsp(g_wsp_t ? O * I : 0);
+    std::vector<T> pg_wb(g_wb_t && base ? O * I : 0);
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < rows; ++row) {
-      const T* xr = x + row * I;
-      basis_any<T, BASIS>(sp, xr, r, need_dx, need_dt);
-      if (base) activation_row<T>(sp.act, xr, I, r.a, need_dx ? r.da : nullptr);
-      const int64_t o_first = pairwise ? row % O : 0;
-      const int64_t o_last = pairwise ? o_first + 1 : O;
-      T* gxr = need_dx ? gx + row * I : nullptr;
-      for (int64_t o = o_first; o < o_last; ++o) {
-        const T* g = pairwise ? gout + row * I : gout + (row * O + o) * I;
-        backward_term(sp, r, o, coef_t, wsp_t, wb_t, g, pg, gxr, o > o_first, base);
+    for (int64_t item = 0; item < S * chunks; ++item) {
+      const int64_t s = item / chunks, i0 = (item % chunks) * width;
+      const int64_t n = std::min(width, I - i0);
+      const T* xr = x + s * I + i0;
+      if constexpr (BASIS == RBF || BASIS == RSWAF) {
+        if (O == 1) {
+          pairwise_backward_item<T, BASIS>(sp, r, coef_t, wsp_t, wb_t, xr, gout + s * I + i0, i0,
+                                           n, base, gx ? gx + s * I + i0 : nullptr, pg_coef,
+                                           pg_wsp, pg_wb, need_dt ? &tau_total : nullptr);
+          continue;
+        }
+      }
+      basis_any<T, BASIS>(columns(sp, i0), xr, n, r, need_dx, need_dt);
+      if (base) activation_row<T>(sp.act, xr, n, r.a, need_dx ? r.da : nullptr);
+      T* gxr = need_dx ? gx + s * I + i0 : nullptr;
+      for (int64_t o = 0; o < O; ++o) {
+        const T* g = gout + (s * O + o) * I + i0;
+        const T* c = coef_t + o * M * I + i0;
+        // gw = g * w_spline: the gradient reaching the spline sum.
+        if (wsp_t) {
+          const T* w = wsp_t + o * I + i0;
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) r.gw[i] = g[i] * w[i];
+        } else {
+          std::memcpy(r.gw, g, sizeof(T) * n);
+        }
+        if (!pg_coef.empty()) {
+          T* gc = pg_coef.data() + o * M * I + i0;
+          for (int64_t m = 0; m < M; ++m) {
+            const T* b = r.B + m * n;
+            T* dst = gc + m * I;
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(r.gw[i], b[i], dst[i]);
+          }
+        }
+        if (!pg_wsp.empty()) {
+          contract(c, I, r.B, M, n, r.acc);
+          T* dst = pg_wsp.data() + o * I + i0;
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(g[i], r.acc[i], dst[i]);
+        }
+        if (!pg_wb.empty()) {
+          T* dst = pg_wb.data() + o * I + i0;
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(g[i], r.a[i], dst[i]);
+        }
+        if (gxr) {
+          contract(c, I, r.dX, M, n, r.acc2);
+          const bool first = o == 0;
+          if (base) {
+            const T* w = wb_t + o * I + i0;
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) {
+              const T v = r.gw[i] * r.acc2[i] + g[i] * w[i] * r.da[i];
+              gxr[i] = first ? v : gxr[i] + v;
+            }
+          } else {
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) {
+              const T v = r.gw[i] * r.acc2[i];
+              gxr[i] = first ? v : gxr[i] + v;
+            }
+          }
+        }
         if (need_dt) {
-          contract(coef_t + o * M * I, r.dT, M, I, r.acc);
+          contract(c, I, r.dT, M, n, r.acc);
           T partial = T(0);
 #pragma omp simd reduction(+ : partial)
-          for (int64_t i = 0; i < I; ++i) partial += r.gw[i] * r.acc[i];
+          for (int64_t i = 0; i < n; ++i) partial += r.gw[i] * r.acc[i];
           tau_total += partial;
         }
       }
     }
 #pragma omp critical
     {
-      add_into(g_coef_t, pg.coef);
-      add_into(g_wsp_t, pg.wsp);
-      add_into(g_wb_t, pg.wb);
+      add_into(g_coef_t, pg_coef);
+      add_into(g_wsp_t, pg_wsp);
+      add_into(g_wb_t, pg_wb);
     }
   }
   if (g_tau) *g_tau = need_dt ? tau_total : T(0);
@@ -673,12 +798,12 @@ void features_fwd(const Spec<T>& sp, const T* x, int64_t S, bool base, T* feats,
 #pragma omp parallel num_threads(threads)
   {
     FlushDenormals ftz;
-    Rows<T> r(sp);
+    Rows<T> r(sp, I);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < S; ++s) {
       const T* xr = x + s * I;
       T* f = feats + s * F;
-      basis_row<T, BASIS, false, false>(sp, xr, f, r.dX, r.dT, r.work);
+      basis_row<T, BASIS, false, false>(sp, xr, I, f, r.dX, r.dT, r.work);
       if (base) activation_row<T>(sp.act, xr, I, f + M * I, nullptr);
     }
   }
@@ -694,14 +819,14 @@ void features_bwd(const Spec<T>& sp, const T* x, const T* gfeats, int64_t S, boo
 #pragma omp parallel num_threads(threads) reduction(+ : tau_total)
   {
     FlushDenormals ftz;
-    Rows<T> r(sp);
+    Rows<T> r(sp, I);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < S; ++s) {
       const T* xr = x + s * I;
       const T* gf = gfeats + s * F;
-      basis_any<T, BASIS>(sp, xr, r, need_dx, need_dt);
+      basis_any<T, BASIS>(sp, xr, I, r, need_dx, need_dt);
       if (need_dx) {
-        contract(gf, r.dX, M, I, r.acc);
+        contract(gf, I, r.dX, M, I, r.acc);
         T* out = gx + s * I;
         if (base) {
           activation_row<T>(sp.act, xr, I, r.a, r.da);
@@ -713,7 +838,7 @@ void features_bwd(const Spec<T>& sp, const T* x, const T* gfeats, int64_t S, boo
         }
       }
       if (need_dt) {
-        contract(gf, r.dT, M, I, r.acc);
+        contract(gf, I, r.dT, M, I, r.acc);
         T partial = T(0);
 #pragma omp simd reduction(+ : partial)
         for (int64_t i = 0; i < I; ++i) partial += r.acc[i];
@@ -735,45 +860,44 @@ Spec<T> make_spec(const int64_t* dims, const double* reals, const T* grid_t) {
   sp.degree = static_cast<int>(dims[5]);
   sp.act = static_cast<int>(dims[6]);
   sp.grid_t = grid_t;
+  sp.ld = sp.I;
   sp.scale = static_cast<T>(reals[0]);
   sp.tau = static_cast<T>(reals[1]);
   return sp;
 }
 
-#define TKAM_DISPATCH_BASIS(sp, FN, ...)      \
-  switch ((sp).basis) {                       \
-    case BSPLINE:                             \
-      FN<T, BSPLINE>(__VA_ARGS__);            \
-      break;                                  \
-    case RBF:                                 \
-      FN<T, RBF>(__VA_ARGS__);                \
-      break;                                  \
-    case RSWAF:                               \
-      FN<T, RSWAF>(__VA_ARGS__);              \
-      break;                                  \
-    case FOURIER:                             \
-      FN<T, FOURIER>(__VA_ARGS__);            \
-      break;                                  \
-    default:                                  \
-      FN<T, CHEBYSHEV>(__VA_ARGS__);          \
+#define TKAM_DISPATCH_BASIS(sp, FN, ...) \
+  switch ((sp).basis) {                  \
+    case BSPLINE:                        \
+      FN<T, BSPLINE>(__VA_ARGS__);       \
+      break;                             \
+    case RBF:                            \
+      FN<T, RBF>(__VA_ARGS__);           \
+      break;                             \
+    case RSWAF:                          \
+      FN<T, RSWAF>(__VA_ARGS__);         \
+      break;                             \
+    case FOURIER:                        \
+      FN<T, FOURIER>(__VA_ARGS__);       \
+      break;                             \
+    default:                             \
+      FN<T, CHEBYSHEV>(__VA_ARGS__);     \
   }
 
 template <typename T>
 void eval_fwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* coef_t,
-                  const T* wsp_t, const T* wb_t, const T* x, int64_t S, int pairwise, T* out,
-                  int threads) {
+                  const T* wsp_t, const T* wb_t, const T* x, int64_t S, T* out, int threads) {
   const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
-  TKAM_DISPATCH_BASIS(sp, eval_fwd, sp, coef_t, wsp_t, wb_t, x, S, pairwise != 0, out, threads)
+  TKAM_DISPATCH_BASIS(sp, eval_fwd, sp, coef_t, wsp_t, wb_t, x, S, out, threads)
 }
 
 template <typename T>
 void eval_bwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* coef_t,
-                  const T* wsp_t, const T* wb_t, const T* x, const T* gout, int64_t S,
-                  int pairwise, T* gx, T* g_coef_t, T* g_wsp_t, T* g_wb_t, T* g_tau,
-                  int threads) {
+                  const T* wsp_t, const T* wb_t, const T* x, const T* gout, int64_t S, T* gx,
+                  T* g_coef_t, T* g_wsp_t, T* g_wb_t, T* g_tau, int threads) {
   const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
-  TKAM_DISPATCH_BASIS(sp, eval_bwd, sp, coef_t, wsp_t, wb_t, x, gout, S, pairwise != 0, gx,
-                      g_coef_t, g_wsp_t, g_wb_t, g_tau, threads)
+  TKAM_DISPATCH_BASIS(sp, eval_bwd, sp, coef_t, wsp_t, wb_t, x, gout, S, gx, g_coef_t, g_wsp_t,
+                      g_wb_t, g_tau, threads)
 }
 
 template <typename T>
@@ -791,17 +915,25 @@ void features_bwd_any(const int64_t* dims, const double* reals, const T* grid_t,
 }
 
 // W[m, i, o] = coef[i, o, m] * wsp[i, o] (m < M), W[M, i, o] = wb[i, o]: the weights of the
-// summed layer's single matmul, laid out to match the features.
+// summed layer's single matmul, laid out to match the features. One input row i at a time: its
+// (O, M) coefficients are read in cache, the M + 1 output rows are written contiguously.
 template <typename T>
 void weights_fwd(const T* coef, const T* wsp, const T* wb, int64_t I, int64_t O, int64_t M,
                  T* W, int threads) {
   const int64_t IO = I * O;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < I; ++i) {
-    for (int64_t o = 0; o < O; ++o) {
-      const T* c = coef + (i * O + o) * M;
-      const T w = wsp ? wsp[i * O + o] : T(1);
-      for (int64_t m = 0; m < M; ++m) W[m * IO + i * O + o] = c[m] * w;
+    const T* c = coef + i * O * M;
+    const T* w = wsp ? wsp + i * O : nullptr;
+    for (int64_t m = 0; m < M; ++m) {
+      T* dst = W + m * IO + i * O;
+      if (w) {
+#pragma omp simd
+        for (int64_t o = 0; o < O; ++o) dst[o] = c[o * M + m] * w[o];
+      } else {
+#pragma omp simd
+        for (int64_t o = 0; o < O; ++o) dst[o] = c[o * M + m];
+      }
     }
     if (wb) std::memcpy(W + M * IO + i * O, wb + i * O, sizeof(T) * O);
   }
@@ -860,33 +992,33 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
 
 extern "C" {
 
-int tkam_abi_version() { return 1; }
+int tkam_abi_version() { return 2; }
 
 void tkam_eval_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                        const float* coef_t, const float* wsp_t, const float* wb_t,
-                       const float* x, int64_t S, int pairwise, float* out, int threads) {
-  eval_fwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, S, pairwise, out, threads);
+                       const float* x, int64_t S, float* out, int threads) {
+  eval_fwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, S, out, threads);
 }
 void tkam_eval_fwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
                        const double* coef_t, const double* wsp_t, const double* wb_t,
-                       const double* x, int64_t S, int pairwise, double* out, int threads) {
-  eval_fwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, S, pairwise, out, threads);
+                       const double* x, int64_t S, double* out, int threads) {
+  eval_fwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, S, out, threads);
 }
 void tkam_eval_bwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                        const float* coef_t, const float* wsp_t, const float* wb_t,
-                       const float* x, const float* gout, int64_t S, int pairwise, float* gx,
+                       const float* x, const float* gout, int64_t S, float* gx,
                        float* g_coef_t, float* g_wsp_t, float* g_wb_t, float* g_tau,
                        int threads) {
-  eval_bwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, pairwise, gx,
-                      g_coef_t, g_wsp_t, g_wb_t, g_tau, threads);
+  eval_bwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, gx, g_coef_t,
+                      g_wsp_t, g_wb_t, g_tau, threads);
 }
 void tkam_eval_bwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
                        const double* coef_t, const double* wsp_t, const double* wb_t,
-                       const double* x, const double* gout, int64_t S, int pairwise, double* gx,
+                       const double* x, const double* gout, int64_t S, double* gx,
                        double* g_coef_t, double* g_wsp_t, double* g_wb_t, double* g_tau,
                        int threads) {
-  eval_bwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, pairwise, gx,
-                       g_coef_t, g_wsp_t, g_wb_t, g_tau, threads);
+  eval_bwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, gx, g_coef_t,
+                       g_wsp_t, g_wb_t, g_tau, threads);
 }
 void tkam_features_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                            const float* x, int64_t S, int base, float* feats, int threads) {
@@ -945,6 +1077,45 @@ void tkam_guide_table_f32(const float* cdf, int64_t C, int64_t n, int64_t L, int
 // of one interval form a run that is interpolated with the interval's values held in registers
 // (a vectorised loop) and scattered to their rows. The arithmetic is that of invert_one. With
 // `sums`, also sums[s, q] = sum_p out[s, q, p] (the generator input); with out null, only that.
+// The same for few samples per row (S below a few times n), where most intervals hold no
+// sample: the merge advances per sample instead of per interval.
+void tkam_invert_shared_sparse_f32(const float* cdf, const float* knots, const float* sorted,
+                                   const int32_t* order, int64_t Q, int64_t P, int64_t n,
+                                   int64_t S, float* out, float* sums, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> values(S);
+    float* __restrict vs = values.data();
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < Q; ++q) {
+      if (sums)
+        for (int64_t s = 0; s < S; ++s) sums[s * Q + q] = 0.0f;
+      for (int64_t p = 0; p < P; ++p) {
+        const float* __restrict F = cdf + (q * P + p) * n;
+        const float* __restrict X = knots + p * n;
+        const float* __restrict u = sorted + p * S;
+        const int32_t* __restrict ord = order + p * S;
+        int64_t j = 0;  // the first j with F[j] >= u; F[n - 1] = 1 > u ends every scan
+        for (int64_t k = 0; k < S; ++k) {
+          const float uk = u[k];
+          while (F[j] < uk) ++j;
+          const int64_t jc = j < 1 ? 1 : j;
+          const float f_lo = F[jc - 1], f_hi = F[jc], x_lo = X[jc - 1], x_hi = X[jc];
+          const float gap = f_hi - f_lo;
+          float frac = gap > 0.0f ? (uk - f_lo) / gap : 0.0f;
+          frac = frac < 0.0f ? 0.0f : (frac > 1.0f ? 1.0f : frac);
+          const float v = x_lo + (x_hi - x_lo) * frac;
+          vs[k] = v < x_lo ? x_lo : (v > x_hi ? x_hi : v);
+        }
+        if (out)
+          for (int64_t k = 0; k < S; ++k) out[(static_cast<int64_t>(ord[k]) * Q + q) * P + p] = vs[k];
+        if (sums)
+          for (int64_t k = 0; k < S; ++k) sums[static_cast<int64_t>(ord[k]) * Q + q] += vs[k];
+      }
+    }
+  }
+}
+
 void tkam_invert_shared_f32(const float* cdf, const float* knots, const float* sorted,
                             const int32_t* order, int64_t Q, int64_t P, int64_t n, int64_t S,
                             float* out, float* sums, int threads) {
