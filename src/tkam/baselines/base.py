@@ -58,6 +58,10 @@ class GaussianPrior(nn.Module):
         """``log N(z; 0, I)`` (always normalised): ``(S, Q) -> (S,)``."""
         return self.log_reference(z)
 
+    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
+        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor."""
+        return (self.log_prior(z) * weights).sum()
+
     def generator_input(self, z: Tensor) -> Tensor:
         return z
 

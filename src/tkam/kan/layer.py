@@ -199,6 +199,13 @@ class UnivariateLayer(nn.Module):
         """``phi_{i->o}(z_{s,o,i})`` where every (o, i) has its own input: ``(S, O, I) -> (S, O, I)``."""
         return self._pairwise(z)
 
+    def weighted_pairwise(self, z: Tensor, weights: Tensor) -> Tensor:
+        """``sum_s weights[s] sum_{o,i} phi_{i->o}(z_{s,o,i})``: ``(S, O, I), (S,) -> ()``; fused,
+        the value and its parameter gradients come from one pass (constant ``z`` and weights)."""
+        if self.kernel == "fused":
+            return ops.weighted_pairwise(z, weights, *self._arguments())
+        return (self.pairwise(z).sum(dim=(1, 2)) * weights).sum()
+
     def _summed_impl(self, x: Tensor) -> Tensor:
         evaluate = ops.summed if self.kernel == "fused" else ops.eager_summed
         return evaluate(x, *self._arguments())

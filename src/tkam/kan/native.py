@@ -29,7 +29,7 @@ from pathlib import Path
 __all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_kernels.cpp"
-ABI_VERSION = 2
+ABI_VERSION = 3
 FLAGS = (
     "-O3",
     "-march=native",
@@ -51,7 +51,10 @@ _INT = ctypes.c_int
 _SIGNATURES: dict[str, tuple] = {
     "tkam_abi_version": (_INT, ()),
     "eval_fwd": (None, (_P, _P, _P, _P, _P, _P, _P, _I64, _P, _INT)),
-    "eval_bwd": (None, (_P, _P, _P, _P, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _P, _INT)),
+    "eval_bwd": (
+        None,
+        (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _P, _P, _INT),
+    ),
     "features_fwd": (None, (_P, _P, _P, _P, _I64, _INT, _P, _INT)),
     "features_bwd": (None, (_P, _P, _P, _P, _P, _I64, _INT, _P, _P, _INT)),
     "weights_fwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _INT)),
@@ -63,6 +66,10 @@ _SIGNATURES: dict[str, tuple] = {
     ),
     "tkam_invert_rows_f32": (None, (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _INT)),
     "tkam_guide_table_f32": (None, (_P, _I64, _I64, _I64, _P, _INT)),
+    "tkam_quadrature_table_f32": (
+        None,
+        (_P, _P, _P, _I64, _I64, _I64, _INT, _INT, _P, _P, _P, _INT),
+    ),
 }
 
 

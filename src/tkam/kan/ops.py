@@ -34,11 +34,13 @@ __all__ = [
     "BASIS_CODES",
     "ACTIVATION_CODES",
     "pairwise",
+    "weighted_pairwise",
     "outer",
     "summed",
     "basis_values",
     "eager_basis",
     "eager_pairwise",
+    "eager_weighted_pairwise",
     "eager_outer",
     "eager_summed",
 ]
@@ -394,10 +396,12 @@ def _kan_eval_backward_cpu(grad, x, coef, w_spline, w_base, grid, tau, bandwidth
     g_wsp = torch.empty(O_, I_, dtype=dtype) if (need_wsp and wsp_t is not None) else None
     g_wb = torch.empty(O_, I_, dtype=dtype) if (need_wb and wb_t is not None) else None
     g_tau = torch.zeros((), dtype=dtype) if need_tau else None
-    fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(xc), _ptr(gc), S,
-       _ptr(gx), _ptr(g_coef), _ptr(g_wsp), _ptr(g_wb), _ptr(g_tau), _threads())  # fmt: skip
+    fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(xc), _ptr(gc), None,
+       S, _ptr(gx), _ptr(g_coef), _ptr(g_wsp), _ptr(g_wb), _ptr(g_tau), None, _threads())  # fmt: skip
     if g_coef is not None:  # (O', M, I') -> (I, O, M)
-        g_coef = g_coef.reshape(M, O, I).permute(2, 1, 0) if is_pairwise else g_coef.permute(2, 0, 1)
+        g_coef = (
+            g_coef.reshape(M, O, I).permute(2, 1, 0) if is_pairwise else g_coef.permute(2, 0, 1)
+        )
     scale = lambda g: g.reshape(O, I).T
     empty = lambda: grad.new_empty(0)
     if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
@@ -559,7 +563,15 @@ def _features_backward(ctx, grad):
     x, grid, tau, bandwidth = ctx.saved_tensors
     needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])]
     gx, g_tau = _backward_call(
-        _kan_features_backward, _FeaturesBackward, grad.contiguous(), x, grid, tau, bandwidth, *ctx.static, needs
+        _kan_features_backward,
+        _FeaturesBackward,
+        grad.contiguous(),
+        x,
+        grid,
+        tau,
+        bandwidth,
+        *ctx.static,
+        needs,
     )
     return (gx if needs[0] else None, None, g_tau if needs[1] else None, None, None, None, None,
             None)  # fmt: skip
@@ -600,7 +612,9 @@ def _kan_weights_backward(
     """Gradients for (coef, w_spline) from the gradient of the laid-out weights."""
     M = coef.shape[-1]
     g = grad[:M].permute(1, 2, 0)  # (I, O, M)
-    g_coef = (g if w_spline is None else g * w_spline.unsqueeze(-1)) if needs[0] else grad.new_empty(0)
+    g_coef = (
+        (g if w_spline is None else g * w_spline.unsqueeze(-1)) if needs[0] else grad.new_empty(0)
+    )
     g_wsp = (g * coef).sum(-1) if (needs[1] and w_spline is not None) else grad.new_empty(0)
     return g_coef.contiguous(), g_wsp
 
@@ -648,6 +662,102 @@ def _weights_backward(ctx, grad):
 
 
 _kan_weights.register_autograd(_weights_backward, setup_context=_weights_setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# tkam::kan_weighted_pairwise: sum_s w_s sum_{o,i} phi_{i->o}(z[s, o, i]) and its parameter
+# gradients in one pass (the prior term of the training losses, whose latents and weights are
+# constants).
+
+
+@torch.library.custom_op("tkam::kan_weighted_pairwise", mutates_args=())
+def _kan_weighted_pairwise(
+    z: Tensor,
+    weights: Tensor,
+    coef: Tensor,
+    w_spline: Tensor | None,
+    w_base: Tensor | None,
+    grid: Tensor,
+    tau: Tensor,
+    bandwidth: Tensor,
+    basis: str,
+    degree: int,
+    activation: str,
+    needs: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The weighted sum (a 0-d tensor) and the gradients of (coef, w_spline, w_base, tau) that
+    ``needs`` asks for (empty tensors for the others); fused CPU kernel (a round trip elsewhere)."""
+    return _on_cpu(
+        _kan_weighted_pairwise_cpu, z, weights, coef, w_spline, w_base, grid, tau, bandwidth,
+        basis, degree, activation, needs,
+    )  # fmt: skip
+
+
+@_kan_weighted_pairwise.register_kernel("cpu")
+def _kan_weighted_pairwise_cpu(z, weights, coef, w_spline, w_base, grid, tau, bandwidth, basis,
+                               degree, activation, needs):  # fmt: skip
+    dtype = _compute_dtype(z, coef)
+    fn = _require(_native(dtype, "eval_bwd"))
+    I, O, M = coef.shape
+    S = z.shape[0]
+    need_coef, need_wsp, need_wb, need_tau = needs
+    grid_t, coef_t, wsp_t, wb_t, I_, O_ = _eval_tables(
+        coef, w_spline, w_base, grid, activation, True, dtype
+    )
+    dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I_, O_, M)
+    zc, wc = _prepare(z, dtype), _prepare(weights, dtype)
+    g_coef = torch.empty(O_, M, I_, dtype=dtype) if need_coef else None
+    g_wsp = torch.empty(O_, I_, dtype=dtype) if (need_wsp and wsp_t is not None) else None
+    g_wb = torch.empty(O_, I_, dtype=dtype) if (need_wb and wb_t is not None) else None
+    g_tau = torch.zeros((), dtype=dtype) if need_tau else None
+    value = torch.zeros((), dtype=dtype)
+    fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(zc), None, _ptr(wc),
+       S, None, _ptr(g_coef), _ptr(g_wsp), _ptr(g_wb), _ptr(g_tau), _ptr(value), _threads())  # fmt: skip
+    empty = lambda: z.new_empty(0)
+    if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
+        g_wb = torch.zeros(O, I, dtype=dtype)
+    return (
+        value.to(torch.result_type(z, coef)),
+        g_coef.reshape(M, O, I).permute(2, 1, 0).to(coef.dtype) if g_coef is not None else empty(),
+        g_wsp.reshape(O, I).T.to(w_spline.dtype) if g_wsp is not None else empty(),
+        g_wb.reshape(O, I).T.to(w_base.dtype) if g_wb is not None else empty(),
+        g_tau.to(tau.dtype) if g_tau is not None else empty(),
+    )
+
+
+@_kan_weighted_pairwise.register_fake
+def _kan_weighted_pairwise_fake(z, weights, coef, w_spline, w_base, grid, tau, bandwidth, basis,
+                                degree, activation, needs):  # fmt: skip
+    grads = [
+        torch.empty_like(t) if (need and t is not None) else z.new_empty(0)
+        for t, need in zip([coef, w_spline, w_base, tau], needs)
+    ]
+    return (z.new_empty((), dtype=torch.result_type(z, coef)), *grads)
+
+
+class _WeightedPairwise(torch.autograd.Function):
+    """Returns the weighted sum; its backward scales the gradients computed with it."""
+
+    @staticmethod
+    def forward(ctx, z, weights, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree,
+                activation):  # fmt: skip
+        needs = [bool(n) for n in (*ctx.needs_input_grad[2:5], ctx.needs_input_grad[6])]
+        value, *grads = _kan_weighted_pairwise(
+            z, weights, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
+            needs,
+        )  # fmt: skip
+        ctx.needs = needs
+        ctx.save_for_backward(*grads)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        g_coef, g_wsp, g_wb, g_tau = ctx.saved_tensors
+        scaled = [
+            grad * g if need else None for g, need in zip((g_coef, g_wsp, g_wb, g_tau), ctx.needs)
+        ]
+        return (None, None, scaled[0], scaled[1], scaled[2], None, scaled[3], None, None, None,
+                None)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,7 +833,9 @@ def outer(
     """``phi_{i->o}(x[s, i])``: ``(S, I) -> (S, I, O)`` (a transposed view), fused (eager off
     CPU)."""
     if not native_applies(x):
-        return eager_outer(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation)
+        return eager_outer(
+            x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation
+        )
     out = _Eval.apply(
         x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, False
     )
@@ -737,6 +849,37 @@ def basis_values(
     if not native_applies(x):
         return eager_basis(x, grid, tau, bandwidth, basis, degree, M)
     return _Features.apply(x, grid, tau, bandwidth, basis, degree, "none", M).transpose(1, 2)
+
+
+def weighted_pairwise(
+    z: Tensor,
+    weights: Tensor,
+    coef: Tensor,
+    w_spline: Tensor | None,
+    w_base: Tensor | None,
+    grid: Tensor,
+    tau: Tensor,
+    bandwidth: Tensor,
+    basis: str,
+    degree: int,
+    activation: str,
+) -> Tensor:
+    """``sum_s weights[s] sum_{o,i} phi_{i->o}(z[s, o, i])``: ``(S, O, I), (S,) -> ()``.
+
+    For constant latents and weights (the prior terms of the training losses) the fused kernel
+    computes the value and every parameter gradient in one pass over the bases, half the work of
+    an evaluation followed by its backward. Otherwise (gradients for ``z`` or the weights, or no
+    fused kernel) it is the weighted sum of :func:`pairwise`.
+    """
+    args = (coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation)
+    if native_applies(z) and not (z.requires_grad or weights.requires_grad):
+        return _WeightedPairwise.apply(z, weights, *args)
+    return (pairwise(z, *args).sum(dim=(1, 2)) * weights).sum()
+
+
+def eager_weighted_pairwise(z: Tensor, weights: Tensor, *args) -> Tensor:
+    """The eager reference of :func:`weighted_pairwise`."""
+    return (eager_pairwise(z, *args).sum(dim=(1, 2)) * weights).sum()
 
 
 # Rows per summed-layer chunk without gradients: bounds the (rows, M+1, I) features buffer.

@@ -69,19 +69,22 @@ def importance_loss(
     proposal_weight = weight.mean(dim=0)  # (N,)
     keep = proposal_weight > 1e-9 * proposal_weight.sum()
     z_kept, a_kept = z[keep], proposal_weight[keep]
+    # The prior term -sum_n a_n log p(z_n) + mean_n log p(z^_n) as one weighted sum over latents
+    # (constants): the fused kernel computes it with its parameter gradients in one pass.
     shared = contrastive and negatives == "proposals"
     if shared:
-        log_prior = prior.log_prior(z)
-        positive, negative = log_prior[keep], log_prior.mean()
+        coefficients = torch.where(keep, -proposal_weight, 0.0) + 1.0 / num_samples
+        prior_term = prior.weighted_log_prior(z, coefficients)
     elif contrastive:
         fresh = prior.sample(num_samples, generator)
-        log_prior = prior.log_prior(torch.cat([z_kept, fresh]))
-        positive, negative = log_prior[: len(z_kept)], log_prior[len(z_kept) :].mean()
+        negative = a_kept.new_full((num_samples,), 1.0 / num_samples)
+        prior_term = prior.weighted_log_prior(
+            torch.cat([z_kept, fresh]), torch.cat([-a_kept, negative])
+        )
     else:
         positive = prior.log_prior(z_kept, normalise=True, log_normaliser=log_z)
-        negative = log_lik.new_zeros(())
-    fit = (a_kept * positive).sum() + (weight * log_lik).sum(dim=1).mean()
-    loss = -fit + negative
+        prior_term = -(a_kept * positive).sum()
+    loss = prior_term - (weight * log_lik).sum(dim=1).mean()
     metrics = {
         "ess": float(sir.ess.mean()),
         "resampled": float(sir.resampled.float().mean()),

@@ -16,6 +16,7 @@ from tkam.kan.layer import UnivariateLayer
 from tkam.prior.inverse_transform import guide_table
 from tkam.prior.quadrature import (
     QuadratureTable,
+    fused_gauss_legendre_table,
     gauss_legendre,
     gauss_legendre_table,
     trapezium_table,
@@ -132,12 +133,25 @@ class KANPrior(nn.Module):
             table = trapezium_table(self._row_view(points), self._log_unnormalised_at(points))
         else:
             nodes, weights = gauss_legendre(self.layer.quadrature_domain(), cfg.num_nodes)
-            table = gauss_legendre_table(
-                self._row_view(nodes),
-                self._row_view(torch.log(weights)),
-                self._log_unnormalised_at(nodes),
-                rule=cfg.cdf,
-            )
+            table = None
+            if not torch.is_grad_enabled() and self.layer.kernel == "fused":
+                # (N, I, O) is a transposed view of the kernel's (N, O, I) output.
+                energies = self.layer.at_nodes(nodes).transpose(1, 2)
+                table = fused_gauss_legendre_table(
+                    self._row_view(nodes),
+                    energies,
+                    torch.log(weights),
+                    self.reference.log_pdf(nodes.T).T,
+                    self.rows_are_inputs,
+                    rule=cfg.cdf,
+                )
+            if table is None:
+                table = gauss_legendre_table(
+                    self._row_view(nodes),
+                    self._row_view(torch.log(weights)),
+                    self._log_unnormalised_at(nodes),
+                    rule=cfg.cdf,
+                )
         if not torch.isfinite(table.log_normaliser).all():
             bad = (~torch.isfinite(table.log_normaliser)).nonzero()[0].tolist()
             raise ValueError(
@@ -167,6 +181,10 @@ class KANPrior(nn.Module):
     def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
         """Log-prior of latents ``(S, *latent_shape) -> (S,)`` (spec 3.5)."""
         raise NotImplementedError
+
+    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
+        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor."""
+        return (self.log_prior(z) * weights).sum()
 
     def generator_input(self, z: Tensor) -> Tensor:
         """The generator's input ``h (S, Q)`` from latents."""

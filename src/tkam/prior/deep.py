@@ -88,6 +88,10 @@ class DeepPrior(nn.Module):
         state = ula(z0, self.log_prior, self.step_size, self.num_steps, generator)
         return state.z.detach()
 
+    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
+        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor."""
+        return (self.log_prior(z) * weights).sum()
+
     def generator_input(self, z: Tensor) -> Tensor:
         return z
 

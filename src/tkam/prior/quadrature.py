@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["gauss_legendre", "QuadratureTable", "gauss_legendre_table", "trapezium_table"]
+from tkam.kan.native import library
+
+__all__ = [
+    "gauss_legendre",
+    "QuadratureTable",
+    "gauss_legendre_table",
+    "fused_gauss_legendre_table",
+    "trapezium_table",
+]
 
 
 @lru_cache(maxsize=32)
@@ -95,6 +103,43 @@ def gauss_legendre_table(
             cumulative = before
         cdf = _normalised_cdf(cumulative)
     return QuadratureTable(nodes, log_density, cdf, log_z)
+
+
+def fused_gauss_legendre_table(
+    knots: Tensor,
+    energies: Tensor,
+    log_weights: Tensor,
+    log_reference: Tensor,
+    rows_are_inputs: bool,
+    rule: str = "midpoint",
+) -> QuadratureTable | None:
+    """:func:`gauss_legendre_table` without gradient in one fused CPU pass, or ``None`` where
+    the kernel does not apply (not CPU float32, no compiler).
+
+    Args:
+        knots: ``(Q, P, N)`` broadcast view of the nodes (returned as the table's knots).
+        energies: ``(N, O, I)`` the layer at the nodes; component ``(q, p)`` is ``[g, q, p]``
+            when ``rows_are_inputs`` (univariate, row p) and ``[g, p, q]`` otherwise (row q).
+        log_weights, log_reference: ``(R, N)`` log quadrature weights and ``log pi_0`` per row.
+    """
+    lib = library()
+    tensors = (energies, log_weights, log_reference)
+    if lib is None or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return None
+    N, O, I = energies.shape
+    Q, P = (O, I) if rows_are_inputs else (I, O)
+    # Every tensor handed to the kernel is held in a local until the call returns.
+    energies, log_weights = energies.contiguous(), log_weights.contiguous()
+    log_reference = log_reference.contiguous()
+    log_density = torch.empty(Q, P, N)
+    cdf = torch.empty(Q, P, N)
+    log_z = torch.empty(Q, P)
+    lib.tkam_quadrature_table_f32(
+        energies.data_ptr(), log_weights.data_ptr(), log_reference.data_ptr(), Q, P, N,
+        int(rows_are_inputs), 0 if rule == "midpoint" else 1, log_density.data_ptr(),
+        cdf.data_ptr(), log_z.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return QuadratureTable(knots, log_density, cdf, log_z)
 
 
 def trapezium_table(knots: Tensor, log_unnormalised: Tensor) -> QuadratureTable:

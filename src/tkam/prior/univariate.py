@@ -69,6 +69,14 @@ class UnivariatePrior(KANPrior):
             total = total - torch.log(log_z.exp() + self.eps).sum()
         return total
 
+    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
+        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor: with constant latents
+        and weights (the training losses' prior terms) the fused kernel gives the value and its
+        parameter gradients in one pass over the bases."""
+        energy = self.layer.weighted_pairwise(z, weights)
+        reference = (self.reference.log_density(z).sum(dim=(1, 2)) * weights).sum()
+        return energy + reference
+
     def generator_input(self, z: Tensor) -> Tensor:
         return z.sum(dim=-1)
 

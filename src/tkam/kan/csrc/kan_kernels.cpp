@@ -523,10 +523,10 @@ void basis_contract_backward(const Spec<T>& sp, const T* __restrict x, int64_t n
 template <typename T>
 struct Rows {
   std::vector<T> buf;
-  T *B, *dX, *dT, *work, *a, *da, *acc, *acc2, *gw;
+  T *B, *dX, *dT, *work, *a, *da, *acc, *acc2, *gw, *gconst;
   Rows(const Spec<T>& sp, int64_t width) {
     const int64_t MW = sp.M * width, scratch = scratch_size(sp, width);
-    buf.assign(3 * MW + scratch + 5 * width, T(0));
+    buf.assign(3 * MW + scratch + 6 * width, T(0));
     T* p = buf.data();
     B = p, p += MW;
     dX = p, p += MW;
@@ -536,7 +536,8 @@ struct Rows {
     da = p, p += width;
     acc = p, p += width;
     acc2 = p, p += width;
-    gw = p;
+    gw = p, p += width;
+    gconst = p;
   }
 };
 
@@ -611,13 +612,27 @@ void add_into(T* dst, const std::vector<T>& src) {
   for (int64_t k = 0; k < count; ++k) dst[k] += src[k];
 }
 
+// sum_i g[i] * phi_i: the functions' values (w_spline * spline + w_base * a, with the spline
+// sums in r.acc and the activations in r.a) weighted by g, for a fused value-and-gradient pass.
+template <typename T>
+T weighted_output(const Rows<T>& r, const T* g, const T* wsp, const T* wb, int64_t n) {
+  T total = T(0);
+#pragma omp simd reduction(+ : total)
+  for (int64_t i = 0; i < n; ++i) {
+    T y = wsp ? wsp[i] * r.acc[i] : r.acc[i];
+    if (wb) y = std::fma(wb[i], r.a[i], y);
+    total += g[i] * y;
+  }
+  return total;
+}
+
 // One (sample, chunk) item of the one-output backward (the pairwise evaluation) for RBF and
 // RSWAF: one pass over the bases, nothing stored per basis.
 template <typename T, int BASIS>
 void pairwise_backward_item(const Spec<T>& sp, Rows<T>& r, const T* coef_t, const T* wsp_t,
                             const T* wb_t, const T* xr, const T* g, int64_t i0, int64_t n,
                             bool base, T* gxr, std::vector<T>& pg_coef, std::vector<T>& pg_wsp,
-                            std::vector<T>& pg_wb, T* tau_total) {
+                            std::vector<T>& pg_wb, T* tau_total, T* value) {
   const int64_t I = sp.I;
   const Spec<T> c = columns(sp, i0);
   if (wsp_t) {
@@ -627,7 +642,7 @@ void pairwise_backward_item(const Spec<T>& sp, Rows<T>& r, const T* coef_t, cons
   } else {
     std::memcpy(r.gw, g, sizeof(T) * n);
   }
-  const bool gc = !pg_coef.empty(), spl = !pg_wsp.empty(), dx = gxr != nullptr;
+  const bool gc = !pg_coef.empty(), spl = !pg_wsp.empty() || value, dx = gxr != nullptr;
   const bool dt = tau_total != nullptr;
   T* gcp = gc ? pg_coef.data() + i0 : nullptr;
   const T* W = coef_t + i0;
@@ -657,12 +672,14 @@ void pairwise_backward_item(const Spec<T>& sp, Rows<T>& r, const T* coef_t, cons
     TKAM_CASE(15, true, true, true, true)
 #undef TKAM_CASE
   }
-  if (spl) {
+  if (!pg_wsp.empty()) {
     T* dst = pg_wsp.data() + i0;
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(g[i], r.acc[i], dst[i]);
   }
   if (base) activation_row<T>(sp.act, xr, n, r.a, dx ? r.da : nullptr);
+  if (value) *value += weighted_output(r, g, wsp_t ? wsp_t + i0 : nullptr,
+                                       base ? wb_t + i0 : nullptr, n);
   if (!pg_wb.empty()) {
     T* dst = pg_wb.data() + i0;
 #pragma omp simd
@@ -688,10 +705,14 @@ void pairwise_backward_item(const Spec<T>& sp, Rows<T>& r, const T* coef_t, cons
 
 // The backward of eval_fwd: dL/dx, and dL/d(coef, w_spline, w_base, tau) accumulated per thread
 // and summed at the end. The basis values and their derivatives are recomputed, not stored.
+//
+// With `row_weights`, the gradient of every output of sample s is row_weights[s] (gout unused):
+// the backward of sum_s w_s sum_{o,i} y[s, o, i]; with `value`, that sum itself is returned,
+// so one pass gives a weighted sum of function values and all its gradients.
 template <typename T, int BASIS>
 void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t, const T* x,
-              const T* gout, int64_t S, T* gx, T* g_coef_t, T* g_wsp_t, T* g_wb_t, T* g_tau,
-              int threads) {
+              const T* gout, const T* row_weights, int64_t S, T* gx, T* g_coef_t, T* g_wsp_t,
+              T* g_wb_t, T* g_tau, T* value, int threads) {
   const int64_t I = sp.I, O = sp.O, M = sp.M;
   const int64_t width = std::min(I, CHUNK), chunks = (I + width - 1) / width;
   const bool base = wb_t != nullptr && sp.act != A_NONE;
@@ -699,23 +720,30 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
   if (g_coef_t) std::memset(g_coef_t, 0, sizeof(T) * O * M * I);
   if (g_wsp_t) std::memset(g_wsp_t, 0, sizeof(T) * O * I);
   if (g_wb_t) std::memset(g_wb_t, 0, sizeof(T) * O * I);
-  T tau_total = T(0);
-#pragma omp parallel num_threads(threads) reduction(+ : tau_total)
+  T tau_total = T(0), value_total = T(0);
+#pragma omp parallel num_threads(threads) reduction(+ : tau_total, value_total)
   {
     FlushDenormals ftz;
     Rows<T> r(sp, width);
     std::vector<T> pg_coef(g_coef_t ? O * M * I : 0), pg_wsp(g_wsp_t ? O * I : 0);
     std::vector<T> pg_wb(g_wb_t && base ? O * I : 0);
+    T* val = value ? &value_total : nullptr;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < S * chunks; ++item) {
       const int64_t s = item / chunks, i0 = (item % chunks) * width;
       const int64_t n = std::min(width, I - i0);
       const T* xr = x + s * I + i0;
+      if (row_weights) {
+        const T w = row_weights[s];
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) r.gconst[i] = w;
+      }
       if constexpr (BASIS == RBF || BASIS == RSWAF) {
         if (O == 1) {
-          pairwise_backward_item<T, BASIS>(sp, r, coef_t, wsp_t, wb_t, xr, gout + s * I + i0, i0,
-                                           n, base, gx ? gx + s * I + i0 : nullptr, pg_coef,
-                                           pg_wsp, pg_wb, need_dt ? &tau_total : nullptr);
+          const T* g = row_weights ? r.gconst : gout + s * I + i0;
+          pairwise_backward_item<T, BASIS>(sp, r, coef_t, wsp_t, wb_t, xr, g, i0, n, base,
+                                           gx ? gx + s * I + i0 : nullptr, pg_coef, pg_wsp,
+                                           pg_wb, need_dt ? &tau_total : nullptr, val);
           continue;
         }
       }
@@ -723,7 +751,7 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
       if (base) activation_row<T>(sp.act, xr, n, r.a, need_dx ? r.da : nullptr);
       T* gxr = need_dx ? gx + s * I + i0 : nullptr;
       for (int64_t o = 0; o < O; ++o) {
-        const T* g = gout + (s * O + o) * I + i0;
+        const T* g = row_weights ? r.gconst : gout + (s * O + o) * I + i0;
         const T* c = coef_t + o * M * I + i0;
         // gw = g * w_spline: the gradient reaching the spline sum.
         if (wsp_t) {
@@ -742,12 +770,15 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
             for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(r.gw[i], b[i], dst[i]);
           }
         }
+        if (!pg_wsp.empty() || val) contract(c, I, r.B, M, n, r.acc);
         if (!pg_wsp.empty()) {
-          contract(c, I, r.B, M, n, r.acc);
           T* dst = pg_wsp.data() + o * I + i0;
 #pragma omp simd
           for (int64_t i = 0; i < n; ++i) dst[i] = std::fma(g[i], r.acc[i], dst[i]);
         }
+        if (val)
+          *val += weighted_output(r, g, wsp_t ? wsp_t + o * I + i0 : nullptr,
+                                  base ? wb_t + o * I + i0 : nullptr, n);
         if (!pg_wb.empty()) {
           T* dst = pg_wb.data() + o * I + i0;
 #pragma omp simd
@@ -788,6 +819,7 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
     }
   }
   if (g_tau) *g_tau = need_dt ? tau_total : T(0);
+  if (value) *value = value_total;
 }
 
 // Basis features of a summed (generator) layer: feats[s, m, i] = B_m(x_si), and, with a base
@@ -893,11 +925,12 @@ void eval_fwd_any(const int64_t* dims, const double* reals, const T* grid_t, con
 
 template <typename T>
 void eval_bwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* coef_t,
-                  const T* wsp_t, const T* wb_t, const T* x, const T* gout, int64_t S, T* gx,
-                  T* g_coef_t, T* g_wsp_t, T* g_wb_t, T* g_tau, int threads) {
+                  const T* wsp_t, const T* wb_t, const T* x, const T* gout,
+                  const T* row_weights, int64_t S, T* gx, T* g_coef_t, T* g_wsp_t, T* g_wb_t,
+                  T* g_tau, T* value, int threads) {
   const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
-  TKAM_DISPATCH_BASIS(sp, eval_bwd, sp, coef_t, wsp_t, wb_t, x, gout, S, gx, g_coef_t, g_wsp_t,
-                      g_wb_t, g_tau, threads)
+  TKAM_DISPATCH_BASIS(sp, eval_bwd, sp, coef_t, wsp_t, wb_t, x, gout, row_weights, S, gx,
+                      g_coef_t, g_wsp_t, g_wb_t, g_tau, value, threads)
 }
 
 template <typename T>
@@ -992,7 +1025,7 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
 
 extern "C" {
 
-int tkam_abi_version() { return 2; }
+int tkam_abi_version() { return 3; }
 
 void tkam_eval_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                        const float* coef_t, const float* wsp_t, const float* wb_t,
@@ -1006,19 +1039,19 @@ void tkam_eval_fwd_f64(const int64_t* dims, const double* reals, const double* g
 }
 void tkam_eval_bwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                        const float* coef_t, const float* wsp_t, const float* wb_t,
-                       const float* x, const float* gout, int64_t S, float* gx,
-                       float* g_coef_t, float* g_wsp_t, float* g_wb_t, float* g_tau,
-                       int threads) {
-  eval_bwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, gx, g_coef_t,
-                      g_wsp_t, g_wb_t, g_tau, threads);
+                       const float* x, const float* gout, const float* row_weights, int64_t S,
+                       float* gx, float* g_coef_t, float* g_wsp_t, float* g_wb_t, float* g_tau,
+                       float* value, int threads) {
+  eval_bwd_any<float>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, row_weights, S, gx,
+                      g_coef_t, g_wsp_t, g_wb_t, g_tau, value, threads);
 }
 void tkam_eval_bwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
                        const double* coef_t, const double* wsp_t, const double* wb_t,
-                       const double* x, const double* gout, int64_t S, double* gx,
-                       double* g_coef_t, double* g_wsp_t, double* g_wb_t, double* g_tau,
-                       int threads) {
-  eval_bwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, S, gx, g_coef_t,
-                       g_wsp_t, g_wb_t, g_tau, threads);
+                       const double* x, const double* gout, const double* row_weights,
+                       int64_t S, double* gx, double* g_coef_t, double* g_wsp_t, double* g_wb_t,
+                       double* g_tau, double* value, int threads) {
+  eval_bwd_any<double>(dims, reals, grid_t, coef_t, wsp_t, wb_t, x, gout, row_weights, S, gx,
+                       g_coef_t, g_wsp_t, g_wb_t, g_tau, value, threads);
 }
 void tkam_features_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                            const float* x, int64_t S, int base, float* feats, int threads) {
@@ -1053,6 +1086,67 @@ void tkam_weights_bwd_f32(const float* coef, const float* wsp, const float* gW, 
 void tkam_weights_bwd_f64(const double* coef, const double* wsp, const double* gW, int64_t I,
                           int64_t O, int64_t M, double* g_coef, double* g_wsp, int threads) {
   weights_bwd<double>(coef, wsp, gW, I, O, M, g_coef, g_wsp, threads);
+}
+
+// The sampling table of every prior component (spec 3.3) from its energies at the nodes, as
+// tkam.prior.quadrature.gauss_legendre_table computes it: f is the layer's evaluation at the
+// nodes, laid out (N, O, I) with component (q, p) at [g, q, p] (rows_are_inputs, row p) or
+// [g, p, q] (row q); log_w and log_pi0 are (R, N) per row. Writes log_density and cdf (Q, P, N)
+// and log_z (Q, P). rule: 0 midpoint, 1 left.
+void tkam_quadrature_table_f32(const float* f, const float* log_w, const float* log_pi0,
+                               int64_t Q, int64_t P, int64_t N, int rows_are_inputs, int rule,
+                               float* log_density, float* cdf, float* log_z, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+    FlushDenormals ftz;
+    std::vector<float> buffer(N);
+    float* __restrict mass = buffer.data();
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < Q * P; ++c) {
+      const int64_t q = c / P, p = c % P;
+      const int64_t row = rows_are_inputs ? p : q;
+      const int64_t stride = Q * P;
+      const int64_t offset = rows_are_inputs ? q * P + p : p * Q + q;
+      const float* __restrict w = log_w + row * N;
+      const float* __restrict pi = log_pi0 + row * N;
+      float* __restrict dens = log_density + c * N;
+      float* __restrict F = cdf + c * N;
+      float top = -INFINITY;
+      for (int64_t g = 0; g < N; ++g) {
+        const float energy = f[g * stride + offset] + pi[g];
+        dens[g] = energy;  // f + log pi_0, normalised below
+        mass[g] = energy + w[g];
+        top = mass[g] > top ? mass[g] : top;
+      }
+      // log-sum-exp with the largest term factored out; all -inf (no support) gives -inf.
+      const bool finite = std::isfinite(top);
+      double total = 0.0;
+#pragma omp simd reduction(+ : total)
+      for (int64_t g = 0; g < N; ++g) {
+        mass[g] = finite ? exp_f(mass[g] - top) : 0.0f;
+        total += mass[g];
+      }
+      const float lz = finite ? top + static_cast<float>(std::log(total)) : top;
+      log_z[c] = lz;
+#pragma omp simd
+      for (int64_t g = 0; g < N; ++g) dens[g] -= lz;
+      // CDF: the mass before each node (left) or up to its middle (midpoint), rescaled to [0, 1].
+      const double first = mass[0];
+      double before = 0.0;
+      for (int64_t g = 0; g < N; ++g) {
+        const double m = mass[g];
+        mass[g] = static_cast<float>(rule == 0 ? before + 0.5 * m - 0.5 * first : before);
+        before += m;
+      }
+      const float last = mass[N - 1];
+#pragma omp simd
+      for (int64_t g = 0; g < N; ++g) {
+        float v = last > 0.0f ? mass[g] / last : 0.0f;
+        F[g] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+      }
+      F[N - 1] = 1.0f;
+    }
+  }
 }
 
 // Guide tables of C CDF rows of n values: guide[c, b] = min{j : F[c, j] >= b / L}.
