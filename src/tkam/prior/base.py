@@ -58,7 +58,8 @@ class KANPrior(nn.Module):
         )
         #: How many times the quadrature table has been computed (for tests and profiling).
         self.quadrature_evaluations = 0
-        self._table_cache: tuple[list[Tensor], QuadratureTable, Tensor | None] | None = None
+        # (state snapshot, table, tables derived from it for the samplers)
+        self._table_cache: tuple[list[Tensor], QuadratureTable, dict[str, Tensor]] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Orientation: subclasses turn layer outputs into (Q, P) components.
@@ -89,7 +90,7 @@ class KANPrior(nn.Module):
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             table = self._compute_quadrature()
             detached = QuadratureTable(*(t.detach() for t in table))
-            self._table_cache = (self._state_snapshot(), detached, None)
+            self._table_cache = (self._state_snapshot(), detached, {})
             return table
         return self.sampling_table()
 
@@ -97,18 +98,25 @@ class KANPrior(nn.Module):
         """The quadrature table of the current state, without gradient, computed at most once."""
         if self._table_cache is None or not self._state_matches(self._table_cache[0]):
             with torch.no_grad():
-                self._table_cache = (self._state_snapshot(), self._compute_quadrature(), None)
+                self._table_cache = (self._state_snapshot(), self._compute_quadrature(), {})
         return self._table_cache[1]
 
     def sampling_guide(self) -> Tensor:
         """The guide table (:func:`~tkam.prior.inverse_transform.guide_table`) of the cached
         CDFs, rows ``q P + p``, built once per table."""
+        return self._derived("guide", lambda t: guide_table(t.cdf.reshape(-1, t.cdf.shape[-1])))
+
+    def sampling_cdf_by_row(self) -> Tensor:
+        """The cached CDFs laid out ``(P, n, Q)`` (the shared-uniform sampler's layout), built
+        once per table."""
+        return self._derived("by_row", lambda t: t.cdf.permute(1, 2, 0).contiguous())
+
+    def _derived(self, name: str, build) -> Tensor:  # noqa: ANN001 - table -> tensor
         table = self.sampling_table()
-        snapshot, _, guide = self._table_cache
-        if guide is None:
-            guide = guide_table(table.cdf.reshape(-1, table.cdf.shape[-1]))
-            self._table_cache = (snapshot, table, guide)
-        return guide
+        extras = self._table_cache[2]
+        if name not in extras:
+            extras[name] = build(table)
+        return extras[name]
 
     def _state_tensors(self) -> list[Tensor]:
         return [*self.parameters(), *self.buffers()]

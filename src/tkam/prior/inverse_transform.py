@@ -4,7 +4,7 @@
 any dtype and device. On CPU float32 tensors the priors' two layouts run fused C++ kernels
 (:mod:`tkam.kan.native`) with the very arithmetic of ``invert_batched``, so their samples are
 bitwise those of the reference: the univariate prior's shared uniforms are sorted once per row
-and merged with every component's CDF; the mixture's per-sample components find their interval
+and merged with its components' CDFs; the mixture's per-sample components find their interval
 from a guide table (one index per ``1/L`` of probability, so a lookup and a short forward scan
 replace the binary search).
 """
@@ -20,7 +20,8 @@ from tkam.kan.native import library
 
 __all__ = ["invert_batched", "invert_components", "invert_shared", "guide_table"]
 
-# From this many samples per knot on, interpolating interval by interval beats sample by sample.
+# Without AVX-512: from this many samples per knot on, interpolating interval by interval beats
+# sample by sample.
 RUNS_FROM = 5
 
 
@@ -134,13 +135,20 @@ def invert_components(
 
 
 def invert_shared(
-    knots: Tensor, cdf: Tensor, u: Tensor, values: bool = True, sums: bool = False
+    knots: Tensor,
+    cdf: Tensor,
+    u: Tensor,
+    values: bool = True,
+    sums: bool = False,
+    cdf_by_row: Tensor | None = None,
 ) -> Tensor | tuple[Tensor | None, Tensor]:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).
 
     On CPU float32 a fused kernel sorts each row's uniforms once and merges them with every
-    component's CDF (for many samples, interpolating each interval's run of samples in one
-    vectorised loop); the arithmetic is ``invert_batched``'s, and so are the samples, bit for bit.
+    component's CDF: 16 components side by side where the CPU has AVX-512 (they share the
+    uniforms), otherwise one at a time (for many samples, interpolating each interval's run of
+    samples in one vectorised loop). The arithmetic is ``invert_batched``'s, and so are the
+    samples, bit for bit.
 
     Args:
         knots: ``(P, n)`` ascending knots of each row.
@@ -148,6 +156,7 @@ def invert_shared(
         u: ``(P, S)`` uniforms in ``[0, 1)``, shared by the ``Q`` components of a row.
         values, sums: return the ``(S, Q, P)`` samples, and/or their sums over ``p``,
             ``(S, Q)`` (the generator input, without writing the samples when ``values`` is off).
+        cdf_by_row: ``cdf.permute(1, 2, 0).contiguous()``, when the caller keeps it.
 
     Returns:
         ``(S, Q, P)`` samples, or ``(samples or None, sums)`` when ``sums``.
@@ -166,12 +175,18 @@ def invert_shared(
         cdf, knots = cdf.contiguous(), knots.contiguous()
         sorted_u, order = torch.sort(u.to(cdf.dtype), dim=-1)  # (P, S)
         sorted_u, order = sorted_u.contiguous(), order.to(torch.int32).contiguous()
-        # Few samples per interval: advance per sample; many: interpolate per interval's run.
-        kernel = "invert_shared" if S >= RUNS_FROM * n else "invert_shared_sparse"
-        getattr(library(), f"tkam_{kernel}_f32")(
-            cdf.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n, S,
-            *outputs,
+        lib = library()
+        by_row = cdf.permute(1, 2, 0).contiguous() if cdf_by_row is None else cdf_by_row
+        done = lib.tkam_invert_shared_lanes_f32(
+            by_row.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n,
+            S, *outputs,
         )  # fmt: skip
+        if not done:  # no AVX-512: per component, by sample or by interval
+            kernel = "invert_shared" if S >= RUNS_FROM * n else "invert_shared_sparse"
+            getattr(lib, f"tkam_{kernel}_f32")(
+                cdf.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n,
+                S, *outputs,
+            )  # fmt: skip
     else:
         out = invert_batched(knots.expand_as(cdf), cdf, u.expand(Q, P, S)).permute(2, 0, 1)
         total = out.sum(-1) if sums else None

@@ -40,9 +40,9 @@ class UnivariatePrior(KANPrior):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform."""
-        table = self.sampling_table()
+        table, by_row = self.sampling_table(), self.sampling_cdf_by_row()
         u = self._uniform((self.num_inputs, num_samples), generator)
-        return invert_shared(table.knots[0], table.cdf, u)
+        return invert_shared(table.knots[0], table.cdf, u, cdf_by_row=by_row)
 
     @torch.no_grad()
     def sample_generator_input(
@@ -50,9 +50,11 @@ class UnivariatePrior(KANPrior):
     ) -> Tensor:
         """``h (S, Q)`` of ``num_samples`` exact samples without storing the latents: the same
         draws as ``generator_input(sample(...))``, summed over p as they are inverted."""
-        table = self.sampling_table()
+        table, by_row = self.sampling_table(), self.sampling_cdf_by_row()
         u = self._uniform((self.num_inputs, num_samples), generator)
-        return invert_shared(table.knots[0], table.cdf, u, values=False, sums=True)[1]
+        return invert_shared(
+            table.knots[0], table.cdf, u, values=False, sums=True, cdf_by_row=by_row
+        )[1]
 
     def log_prior(
         self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None

@@ -22,6 +22,9 @@
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -1208,6 +1211,83 @@ void tkam_invert_shared_sparse_f32(const float* cdf, const float* knots, const f
       }
     }
   }
+}
+
+// The sparse merge with 16 components of a row side by side (AVX-512): the components share
+// the row's uniforms, so each sorted uniform is merged with 16 CDFs at once, lane by lane.
+// cdf_t is the CDF table laid out (P, n, Q): cdf_t[(p * n + j) * Q + q] = F_qp[j]. Returns
+// false (doing nothing) where AVX-512 is not available; the arithmetic is invert_one's.
+int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const float* sorted,
+                                 const int32_t* order, int64_t Q, int64_t P, int64_t n,
+                                 int64_t S, float* out, float* sums, int threads) {
+#if defined(__AVX512F__)
+  const int64_t blocks = (Q + 15) / 16;
+  if (sums) std::memset(sums, 0, sizeof(float) * S * Q);
+  // Each thread owns whole blocks of components (q), so the sums over p need no atomics.
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t block = 0; block < blocks; ++block)
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t q0 = block * 16;
+    const int32_t width = static_cast<int32_t>(std::min<int64_t>(16, Q - q0));
+    const __mmask16 active = static_cast<__mmask16>((1u << width) - 1u);
+    const float* F = cdf_t + p * n * Q;
+    const float* X = knots + p * n;
+    const float* u = sorted + p * S;
+    const int32_t* ord = order + p * S;
+    const __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(q0)),
+                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                            11, 12, 13, 14, 15));
+    const __m512i Qv = _mm512_set1_epi32(static_cast<int32_t>(Q));
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512 ones = _mm512_set1_ps(1.0f), zeros = _mm512_setzero_ps();
+    __m512i j = _mm512_setzero_si512();
+    alignas(64) float values[16];
+    for (int64_t k = 0; k < S; ++k) {
+      const __m512 uk = _mm512_set1_ps(u[k]);
+      // Advance every lane to the first j with F[j] >= u; F[n - 1] = 1 > u stops each lane.
+      __m512 f;
+      for (;;) {
+        f = _mm512_mask_i32gather_ps(ones, active, _mm512_add_epi32(_mm512_mullo_epi32(j, Qv), lane),
+                                     F, 4);
+        const __mmask16 behind = _mm512_mask_cmp_ps_mask(active, f, uk, _CMP_LT_OQ);
+        if (!behind) break;
+        j = _mm512_mask_add_epi32(j, behind, j, one);
+      }
+      const __m512i jc = _mm512_max_epi32(j, one);
+      const __mmask16 at_zero = _mm512_mask_cmpeq_epi32_mask(active, j, _mm512_setzero_si512());
+      const __m512i lo = _mm512_sub_epi32(jc, one);
+      const __m512 f_hi = at_zero
+          ? _mm512_mask_i32gather_ps(f, at_zero, _mm512_add_epi32(_mm512_mullo_epi32(jc, Qv), lane),
+                                     F, 4)
+          : f;
+      const __m512 f_lo = _mm512_mask_i32gather_ps(
+          zeros, active, _mm512_add_epi32(_mm512_mullo_epi32(lo, Qv), lane), F, 4);
+      const __m512 x_lo = _mm512_mask_i32gather_ps(zeros, active, lo, X, 4);
+      const __m512 x_hi = _mm512_mask_i32gather_ps(zeros, active, jc, X, 4);
+      const __m512 gap = _mm512_sub_ps(f_hi, f_lo);
+      const __mmask16 open = _mm512_cmp_ps_mask(gap, zeros, _CMP_GT_OQ);
+      __m512 frac = _mm512_maskz_div_ps(open, _mm512_sub_ps(uk, f_lo), gap);
+      frac = _mm512_min_ps(_mm512_max_ps(frac, zeros), ones);
+      __m512 v = _mm512_add_ps(x_lo, _mm512_mul_ps(_mm512_sub_ps(x_hi, x_lo), frac));
+      v = _mm512_min_ps(_mm512_max_ps(v, x_lo), x_hi);
+      const int64_t row = ord[k];
+      if (sums) {
+        float* dst = sums + row * Q + q0;
+        _mm512_mask_storeu_ps(dst, active, _mm512_add_ps(_mm512_maskz_loadu_ps(active, dst), v));
+      }
+      if (out) {
+        _mm512_store_ps(values, v);
+        float* dst = out + (row * Q + q0) * P + p;
+        for (int32_t l = 0; l < width; ++l) dst[l * P] = values[l];
+      }
+    }
+  }
+  return 1;
+#else
+  (void)cdf_t, (void)knots, (void)sorted, (void)order, (void)Q, (void)P, (void)n, (void)S;
+  (void)out, (void)sums, (void)threads;
+  return 0;
+#endif
 }
 
 void tkam_invert_shared_f32(const float* cdf, const float* knots, const float* sorted,
