@@ -89,7 +89,7 @@ class KANPrior(nn.Module):
         """
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             table = self._compute_quadrature()
-            detached = QuadratureTable(*(t.detach() for t in table))
+            detached = QuadratureTable(*(None if t is None else t.detach() for t in table))
             self._table_cache = (self._state_snapshot(), detached, {})
             return table
         return self.sampling_table()
@@ -109,6 +109,9 @@ class KANPrior(nn.Module):
     def sampling_cdf_by_row(self) -> Tensor:
         """The cached CDFs laid out ``(P, n, Q)`` (the shared-uniform sampler's layout), built
         once per table."""
+        table = self.sampling_table()
+        if table.cdf_by_row is not None:  # written by the fused quadrature
+            return table.cdf_by_row
         return self._derived("by_row", lambda t: t.cdf.permute(1, 2, 0).contiguous())
 
     def _derived(self, name: str, build) -> Tensor:  # noqa: ANN001 - table -> tensor
@@ -142,12 +145,11 @@ class KANPrior(nn.Module):
         else:
             nodes, weights = gauss_legendre(self.layer.quadrature_domain(), cfg.num_nodes)
             table = None
-            if not torch.is_grad_enabled() and self.layer.kernel == "fused":
-                # (N, I, O) is a transposed view of the kernel's (N, O, I) output.
-                energies = self.layer.at_nodes(nodes).transpose(1, 2)
+            if not torch.is_grad_enabled():
                 table = fused_gauss_legendre_table(
+                    self.layer,
                     self._row_view(nodes),
-                    energies,
+                    nodes,
                     torch.log(weights),
                     self.reference.log_pdf(nodes.T).T,
                     self.rows_are_inputs,

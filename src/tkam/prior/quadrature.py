@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tkam.kan.layer import UnivariateLayer
 from tkam.kan.native import library
 
 __all__ = [
@@ -59,12 +60,15 @@ class QuadratureTable(NamedTuple):
         log_density: ``(Q, P, n)`` log of the normalised density ``e^f pi_0 / Z`` at the knots.
         cdf: ``(Q, P, n)`` CDF at the knots, 0 at the first and exactly 1 at the last.
         log_normaliser: ``(Q, P)`` ``log Z``, differentiable with respect to the parameters.
+        cdf_by_row: the CDFs laid out ``(P, n, Q)`` for the univariate prior's sampler, where
+            the fused quadrature wrote them (else ``None``).
     """
 
     knots: Tensor
     log_density: Tensor
     cdf: Tensor
     log_normaliser: Tensor
+    cdf_by_row: Tensor | None = None
 
 
 def _normalised_cdf(cumulative: Tensor) -> Tensor:
@@ -106,40 +110,58 @@ def gauss_legendre_table(
 
 
 def fused_gauss_legendre_table(
+    layer: UnivariateLayer,
     knots: Tensor,
-    energies: Tensor,
+    nodes: Tensor,
     log_weights: Tensor,
     log_reference: Tensor,
     rows_are_inputs: bool,
     rule: str = "midpoint",
 ) -> QuadratureTable | None:
-    """:func:`gauss_legendre_table` without gradient in one fused CPU pass, or ``None`` where
-    the kernel does not apply (not CPU float32, no compiler).
+    """:func:`gauss_legendre_table` of a prior layer, without gradient, fused; ``None`` where
+    the fused kernels do not apply (not CPU float32, the eager kernel, no compiler).
+
+    The spline sums at the nodes are one batched matmul per layer row, ``(N, M) @ (M, O)``, of
+    the fused basis values with the coefficients; one kernel pass then applies ``w_spline``, the
+    base branch and ``pi_0`` and computes ``log Z``, the normalised log-density and the CDF.
 
     Args:
+        layer: the prior's univariate-function layer (R rows, O outputs).
         knots: ``(Q, P, N)`` broadcast view of the nodes (returned as the table's knots).
-        energies: ``(N, O, I)`` the layer at the nodes; component ``(q, p)`` is ``[g, q, p]``
-            when ``rows_are_inputs`` (univariate, row p) and ``[g, p, q]`` otherwise (row q).
-        log_weights, log_reference: ``(R, N)`` log quadrature weights and ``log pi_0`` per row.
+        nodes, log_weights, log_reference: ``(R, N)`` nodes, log quadrature weights and
+            ``log pi_0`` per row.
+        rows_are_inputs: component ``(q, p)`` is ``phi_{p->q}`` (univariate) rather than
+            ``phi_{q->p}`` (mixture).
     """
     lib = library()
-    tensors = (energies, log_weights, log_reference)
-    if lib is None or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+    tensors = (nodes, log_weights, log_reference, layer.coef)
+    if (
+        lib is None
+        or layer.kernel != "fused"
+        or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors)
+    ):
         return None
-    N, O, I = energies.shape
-    Q, P = (O, I) if rows_are_inputs else (I, O)
+    R, N = nodes.shape
+    coef, w_spline, w_base = layer._arguments()[:3]
+    O = coef.shape[1]
+    Q, P = (O, R) if rows_are_inputs else (R, O)
+    basis = layer.basis(nodes.T).transpose(0, 1).contiguous()  # (R, N, M)
     # Every tensor handed to the kernel is held in a local until the call returns.
-    energies, log_weights = energies.contiguous(), log_weights.contiguous()
-    log_reference = log_reference.contiguous()
-    log_density = torch.empty(Q, P, N)
-    cdf = torch.empty(Q, P, N)
-    log_z = torch.empty(Q, P)
+    spline = torch.bmm(basis, coef.transpose(1, 2)).contiguous()  # (R, N, O)
+    act = layer.activation(nodes).contiguous() if w_base is not None else None
+    w_spline = w_spline.contiguous() if w_spline is not None else None
+    w_base = w_base.contiguous() if w_base is not None else None
+    log_weights, log_reference = log_weights.contiguous(), log_reference.contiguous()
+    log_density, cdf, log_z = torch.empty(Q, P, N), torch.empty(Q, P, N), torch.empty(Q, P)
+    by_row = torch.empty(P, N, Q) if rows_are_inputs else None
+    pointer = lambda t: None if t is None else t.data_ptr()
     lib.tkam_quadrature_table_f32(
-        energies.data_ptr(), log_weights.data_ptr(), log_reference.data_ptr(), Q, P, N,
-        int(rows_are_inputs), 0 if rule == "midpoint" else 1, log_density.data_ptr(),
-        cdf.data_ptr(), log_z.data_ptr(), torch.get_num_threads(),
+        spline.data_ptr(), pointer(w_spline), pointer(w_base), pointer(act),
+        log_weights.data_ptr(), log_reference.data_ptr(), Q, P, N, int(rows_are_inputs),
+        0 if rule == "midpoint" else 1, log_density.data_ptr(), cdf.data_ptr(), pointer(by_row),
+        log_z.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
-    return QuadratureTable(knots, log_density, cdf, log_z)
+    return QuadratureTable(knots, log_density, cdf, log_z, by_row)
 
 
 def trapezium_table(knots: Tensor, log_unnormalised: Tensor) -> QuadratureTable:

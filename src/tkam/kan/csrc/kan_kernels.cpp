@@ -1091,63 +1091,107 @@ void tkam_weights_bwd_f64(const double* coef, const double* wsp, const double* g
   weights_bwd<double>(coef, wsp, gW, I, O, M, g_coef, g_wsp, threads);
 }
 
-// The sampling table of every prior component (spec 3.3) from its energies at the nodes, as
-// tkam.prior.quadrature.gauss_legendre_table computes it: f is the layer's evaluation at the
-// nodes, laid out (N, O, I) with component (q, p) at [g, q, p] (rows_are_inputs, row p) or
-// [g, p, q] (row q); log_w and log_pi0 are (R, N) per row. Writes log_density and cdf (Q, P, N)
-// and log_z (Q, P). rule: 0 midpoint, 1 left.
-void tkam_quadrature_table_f32(const float* f, const float* log_w, const float* log_pi0,
+// The sampling table of every prior component (spec 3.3) as
+// tkam.prior.quadrature.gauss_legendre_table computes it, from the spline sums of the layer at
+// each row's nodes, spline (R, N, O) for layer rows r and outputs o: the energy of component
+// (q, p), with (r, o) = (p, q) when rows_are_inputs (univariate) and (q, p) otherwise, is
+// wsp[r, o] * spline[r, g, o] + wb[r, o] * act[r, g] (wsp, wb, act may be null). log_w and
+// log_pi0 are (R, N). Writes log_density and cdf (Q, P, N), log_z (Q, P) and, when not null,
+// cdf_by_row (R, N, O) (the univariate sampler's layout); rule 0 midpoint, 1 left.
+void tkam_quadrature_table_f32(const float* spline, const float* wsp, const float* wb,
+                               const float* act, const float* log_w, const float* log_pi0,
                                int64_t Q, int64_t P, int64_t N, int rows_are_inputs, int rule,
-                               float* log_density, float* cdf, float* log_z, int threads) {
+                               float* log_density, float* cdf, float* cdf_by_row, float* log_z,
+                               int threads) {
+  // Sixteen outputs of one row side by side: the spline sums of a row are (N, O) with the
+  // outputs contiguous, so every step below is one vector operation over the 16 components.
+  constexpr int64_t L = 16;
+  const int64_t R = rows_are_inputs ? P : Q, O = rows_are_inputs ? Q : P;
+  const int64_t blocks = (O + L - 1) / L;
 #pragma omp parallel num_threads(threads)
   {
     FlushDenormals ftz;
-    std::vector<float> buffer(N);
-    float* __restrict mass = buffer.data();
+    std::vector<float> buffer(2 * N * L);
+    float* __restrict energy = buffer.data();  // (N, L): f + log pi_0
+    float* __restrict mass = energy + N * L;   // (N, L)
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < Q * P; ++c) {
-      const int64_t q = c / P, p = c % P;
-      const int64_t row = rows_are_inputs ? p : q;
-      const int64_t stride = Q * P;
-      const int64_t offset = rows_are_inputs ? q * P + p : p * Q + q;
-      const float* __restrict w = log_w + row * N;
-      const float* __restrict pi = log_pi0 + row * N;
-      float* __restrict dens = log_density + c * N;
-      float* __restrict F = cdf + c * N;
-      float top = -INFINITY;
+    for (int64_t item = 0; item < R * blocks; ++item) {
+      const int64_t r = item / blocks, o0 = (item % blocks) * L;
+      const int64_t width = std::min(L, O - o0);
+      float scale[L], base[L], top[L], total[L], lz[L];
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) {
+        const bool on = l < width;
+        scale[l] = on ? (wsp ? wsp[r * O + o0 + l] : 1.0f) : 0.0f;
+        base[l] = on && wb ? wb[r * O + o0 + l] : 0.0f;
+        top[l] = -INFINITY;
+        total[l] = 0.0f;
+      }
       for (int64_t g = 0; g < N; ++g) {
-        const float energy = f[g * stride + offset] + pi[g];
-        dens[g] = energy;  // f + log pi_0, normalised below
-        mass[g] = energy + w[g];
-        top = mass[g] > top ? mass[g] : top;
+        const float* __restrict sp = spline + (r * N + g) * O + o0;
+        const float a = act ? act[r * N + g] : 0.0f, pi = log_pi0[r * N + g];
+        const float w = log_w[r * N + g];
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) {
+          const float e = std::fma(base[l], a, scale[l] * (l < width ? sp[l] : 0.0f)) + pi;
+          energy[g * L + l] = e;
+          mass[g * L + l] = e + w;
+          top[l] = mass[g * L + l] > top[l] ? mass[g * L + l] : top[l];
+        }
       }
       // log-sum-exp with the largest term factored out; all -inf (no support) gives -inf.
-      const bool finite = std::isfinite(top);
-      double total = 0.0;
-#pragma omp simd reduction(+ : total)
       for (int64_t g = 0; g < N; ++g) {
-        mass[g] = finite ? exp_f(mass[g] - top) : 0.0f;
-        total += mass[g];
-      }
-      const float lz = finite ? top + static_cast<float>(std::log(total)) : top;
-      log_z[c] = lz;
 #pragma omp simd
-      for (int64_t g = 0; g < N; ++g) dens[g] -= lz;
+        for (int64_t l = 0; l < L; ++l) {
+          const bool finite = top[l] > -INFINITY && top[l] < INFINITY;
+          const float m = finite ? exp_f(mass[g * L + l] - top[l]) : 0.0f;
+          mass[g * L + l] = m;
+          total[l] += m;
+        }
+      }
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) {
+        const bool finite = top[l] > -INFINITY && top[l] < INFINITY;
+        lz[l] = finite ? top[l] + std::log(total[l]) : top[l];
+      }
       // CDF: the mass before each node (left) or up to its middle (midpoint), rescaled to [0, 1].
-      const double first = mass[0];
-      double before = 0.0;
-      for (int64_t g = 0; g < N; ++g) {
-        const double m = mass[g];
-        mass[g] = static_cast<float>(rule == 0 ? before + 0.5 * m - 0.5 * first : before);
-        before += m;
-      }
-      const float last = mass[N - 1];
+      float before[L], first[L];
 #pragma omp simd
-      for (int64_t g = 0; g < N; ++g) {
-        float v = last > 0.0f ? mass[g] / last : 0.0f;
-        F[g] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+      for (int64_t l = 0; l < L; ++l) {
+        before[l] = 0.0f;
+        first[l] = mass[l];
       }
-      F[N - 1] = 1.0f;
+      for (int64_t g = 0; g < N; ++g) {
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) {
+          const float m = mass[g * L + l];
+          mass[g * L + l] = rule == 0 ? before[l] + 0.5f * m - 0.5f * first[l] : before[l];
+          before[l] += m;
+        }
+      }
+      float last[L];
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) last[l] = mass[(N - 1) * L + l];
+      for (int64_t g = 0; g < N; ++g) {
+        float* __restrict by_row = cdf_by_row ? cdf_by_row + (r * N + g) * O + o0 : nullptr;
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) {
+          float v = last[l] > 0.0f ? mass[g * L + l] / last[l] : 0.0f;
+          v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+          v = g == N - 1 ? 1.0f : v;
+          mass[g * L + l] = v;
+          if (by_row && l < width) by_row[l] = v;
+        }
+      }
+      for (int64_t l = 0; l < width; ++l) {
+        const int64_t o = o0 + l;
+        const int64_t c = rows_are_inputs ? o * P + r : r * P + o;
+        log_z[c] = lz[l];
+        for (int64_t g = 0; g < N; ++g) {
+          log_density[c * N + g] = energy[g * L + l] - lz[l];
+          cdf[c * N + g] = mass[g * L + l];
+        }
+      }
     }
   }
 }
