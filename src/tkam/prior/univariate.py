@@ -12,6 +12,7 @@ from torch import Tensor
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
 from tkam.prior.inverse_transform import invert_shared
+from tkam.prior.quadrature import QuadratureTable
 
 __all__ = ["UnivariatePrior"]
 
@@ -40,9 +41,9 @@ class UnivariatePrior(KANPrior):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform."""
-        table, by_row = self.sampling_table(), self.sampling_cdf_by_row()
+        table = self.sampling_table()
         u = self._uniform((self.num_inputs, num_samples), generator)
-        return invert_shared(table.knots[0], table.cdf, u, cdf_by_row=by_row)
+        return invert_shared(table.knots[0], table.cdf, u, cdf_by_row=self._by_row(table))
 
     @torch.no_grad()
     def sample_generator_input(
@@ -50,11 +51,16 @@ class UnivariatePrior(KANPrior):
     ) -> Tensor:
         """``h (S, Q)`` of ``num_samples`` exact samples without storing the latents: the same
         draws as ``generator_input(sample(...))``, summed over p as they are inverted."""
-        table, by_row = self.sampling_table(), self.sampling_cdf_by_row()
+        table = self.sampling_table()
         u = self._uniform((self.num_inputs, num_samples), generator)
-        return invert_shared(
-            table.knots[0], table.cdf, u, values=False, sums=True, cdf_by_row=by_row
-        )[1]
+        by_row = self._by_row(table)
+        return invert_shared(table.knots[0], table.cdf, u, False, True, by_row)[1]
+
+    def _by_row(self, table: QuadratureTable) -> Tensor:
+        # Written by the fused quadrature; otherwise laid out once per table.
+        if table.cdf_by_row is not None:
+            return table.cdf_by_row
+        return self.sampling_cdf_by_row()
 
     def log_prior(
         self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None

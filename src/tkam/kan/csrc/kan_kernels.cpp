@@ -75,6 +75,24 @@ inline float exp_f(float x) {
   return tiny ? 0.0f : v;
 }
 
+// exp for arguments <= 0 (Gaussian bases): no overflow clamp, 0 below -87.
+inline float exp_neg_f(float x) {
+  const bool tiny = x < -87.0f;
+  x = tiny ? -87.0f : x;
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = std::fma(n, -0.693359375f, x);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p, r * r, r) + 1.0f;
+  const float v = p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  return tiny ? 0.0f : v;
+}
+
 inline float tanh_f(float x) {
   const float ax = std::fabs(x);
   const float big = 1.0f - 2.0f / (exp_f(2.0f * ax) + 1.0f);
@@ -117,6 +135,7 @@ struct Math;
 template <>
 struct Math<float> {
   static float exp(float x) { return exp_f(x); }
+  static float exp_neg(float x) { return exp_neg_f(x); }
   static float tanh(float x) { return tanh_f(x); }
   static void sincos(float x, float& s, float& c) { sincos_f(x, s, c); }
 };
@@ -124,6 +143,7 @@ struct Math<float> {
 template <>
 struct Math<double> {
   static double exp(double x) { return std::exp(x); }
+  static double exp_neg(double x) { return std::exp(x); }
   static double tanh(double x) { return std::tanh(x); }
   static void sincos(double x, double& s, double& c) {
     s = std::sin(x);
@@ -453,7 +473,8 @@ void basis_contract(const Spec<T>& sp, const T* __restrict x, int64_t n, const T
                     int64_t ldw, T* __restrict acc, T* __restrict B, T* __restrict work) {
   const int64_t M = sp.M, ld = sp.ld;
   if constexpr (BASIS == RBF || BASIS == RSWAF) {
-    const T s = sp.scale;
+    // RBF: exp(-t'^2) with t' = (x - g) s / sqrt(2), so the exponent costs one product.
+    const T s = BASIS == RBF ? sp.scale * T(0.70710678118654752440) : sp.scale;
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) acc[i] = T(0);
     for (int64_t m = 0; m < M; ++m) {
@@ -464,7 +485,7 @@ void basis_contract(const Spec<T>& sp, const T* __restrict x, int64_t n, const T
         const T t = (x[i] - g[i]) * s;
         T v;
         if constexpr (BASIS == RBF) {
-          v = Math<T>::exp(T(-0.5) * t * t);
+          v = Math<T>::exp_neg(-(t * t));
         } else {
           const T th = Math<T>::tanh(t);
           v = T(1) - th * th;
@@ -488,36 +509,54 @@ void basis_contract_backward(const Spec<T>& sp, const T* __restrict x, int64_t n
                              T* __restrict gc, int64_t ldc, T* __restrict spline,
                              T* __restrict dx, T* __restrict dt) {
   const int64_t M = sp.M, ld = sp.ld;
-  const T s = sp.scale, inv_tau = T(1) / sp.tau;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     if constexpr (SP) spline[i] = T(0);
     if constexpr (DX) dx[i] = T(0);
     if constexpr (DT) dt[i] = T(0);
   }
-  for (int64_t m = 0; m < M; ++m) {
-    const T* __restrict g = sp.grid_t + m * ld;
-    const T* __restrict w = W + m * ldw;
-    T* __restrict c = GC ? gc + m * ldc : nullptr;
+  if constexpr (BASIS == RBF) {
+    // B = exp(-t'^2), t' = (x - g) s / sqrt(2): dB/dx = -sqrt(2) s B t' and
+    // dB/dtau = 2 B t'^2 / tau; the constant factors are applied once after the sums.
+    const T s = sp.scale * T(0.70710678118654752440);
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict g = sp.grid_t + m * ld;
+      const T* __restrict w = W + m * ldw;
+      T* __restrict c = GC ? gc + m * ldc : nullptr;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const T t = (x[i] - g[i]) * s;
+        const T u = t * t;
+        const T v = Math<T>::exp_neg(-u);
+        if constexpr (GC) c[i] = std::fma(gw[i], v, c[i]);
+        const T wv = w[i] * v;
+        if constexpr (SP) spline[i] += wv;
+        if constexpr (DX) dx[i] = std::fma(wv, t, dx[i]);
+        if constexpr (DT) dt[i] = std::fma(wv, u, dt[i]);
+      }
+    }
+    const T fx = -T(1.41421356237309504880) * sp.scale, ft = T(2) / sp.tau;
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-      const T d = x[i] - g[i];
-      const T t = d * s;
-      T v, vx, vt;
-      if constexpr (BASIS == RBF) {
-        v = Math<T>::exp(T(-0.5) * t * t);
-        vx = -v * t * s;
-        vt = v * t * t * inv_tau;
-      } else {
-        const T th = Math<T>::tanh(t);
-        v = T(1) - th * th;
-        vx = T(-2) * th * v * s;
-        vt = T(2) * th * v * d * s * s;
+      if constexpr (DX) dx[i] *= fx;
+      if constexpr (DT) dt[i] *= ft;
+    }
+  } else {
+    const T s = sp.scale;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict g = sp.grid_t + m * ld;
+      const T* __restrict w = W + m * ldw;
+      T* __restrict c = GC ? gc + m * ldc : nullptr;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const T d = x[i] - g[i];
+        const T th = Math<T>::tanh(d * s);
+        const T v = T(1) - th * th;
+        if constexpr (GC) c[i] = std::fma(gw[i], v, c[i]);
+        if constexpr (SP) spline[i] = std::fma(w[i], v, spline[i]);
+        if constexpr (DX) dx[i] = std::fma(w[i], T(-2) * th * v * s, dx[i]);
+        if constexpr (DT) dt[i] = std::fma(w[i], T(2) * th * v * d * s * s, dt[i]);
       }
-      if constexpr (GC) c[i] = std::fma(gw[i], v, c[i]);
-      if constexpr (SP) spline[i] = std::fma(w[i], v, spline[i]);
-      if constexpr (DX) dx[i] = std::fma(w[i], vx, dx[i]);
-      if constexpr (DT) dt[i] = std::fma(w[i], vt, dt[i]);
     }
   }
 }
