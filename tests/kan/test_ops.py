@@ -89,7 +89,10 @@ def evaluate(
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest difference relative to the largest entry of ``b`` (absolute when ``b`` is 0)."""
-    return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1.0e-300 if b.abs().max() > 0 else 1.0))
+    return float(
+        (a.double() - b.double()).abs().max()
+        / b.double().abs().max().clamp_min(1.0e-300 if b.abs().max() > 0 else 1.0)
+    )
 
 
 @pytest.mark.parametrize("evaluation", EVALUATIONS)
@@ -244,3 +247,47 @@ def test_large_batches_without_gradient_are_chunked(monkeypatch) -> None:
     with torch.no_grad():
         chunked = ops.summed(x, *layer._arguments())
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("basis", "activation"), COMBINATIONS)
+def test_weighted_pairwise_gives_the_value_and_gradients_of_the_weighted_sum(basis, activation):
+    # sum_s w_s sum_{o,i} phi(z[s, o, i]) in one pass, against the eager sum and its autograd.
+    layer = random_layer(basis, activation, in_dim=5, out_dim=4, seed=2)
+    z = inputs("pairwise", layer, samples=6, seed=8)
+    weights = torch.randn(6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    results = []
+    for fn in (ops.weighted_pairwise, ops.eager_weighted_pairwise):
+        value = fn(z, weights, *layer._arguments())
+        results.append((value.detach(), torch.autograd.grad(2.5 * value, params)))
+    (value, grads), (ref_value, ref_grads) = results
+    assert value.dim() == 0
+    assert relative_error(value, ref_value) < 1e-10
+    for g, ref in zip(grads, ref_grads):
+        assert relative_error(g, ref) < 1e-9
+
+
+@pytest.mark.parametrize("basis", ALL_BASES)
+@pytest.mark.parametrize("trainable", ["none", "coef", "tau", "w_base", "all"])
+def test_only_the_requested_gradients_are_computed_and_they_are_right(basis, trainable) -> None:
+    # Training evaluates the prior at constant latents: gradients for some parameters only.
+    activation = "none" if basis == "chebyshev" else "silu"
+    layer = random_layer(basis, activation, in_dim=4, out_dim=3, seed=5)
+    for name, p in layer.named_parameters():
+        p.requires_grad_(trainable == "all" or name == trainable)
+    z = inputs("pairwise", layer, samples=5, seed=6)
+    weights = torch.randn(5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    for evaluation in ("pairwise", "weighted"):
+        outs = []
+        for fused in (True, False):
+            if evaluation == "weighted":
+                fn = ops.weighted_pairwise if fused else ops.eager_weighted_pairwise
+                y = fn(z, weights, *layer._arguments())
+            else:
+                y = (ops.pairwise if fused else ops.eager_pairwise)(z, *layer._arguments())
+                y = (y * weights[:, None, None]).sum()
+            outs.append((y.detach(), torch.autograd.grad(y, params) if params else ()))
+        assert relative_error(outs[0][0], outs[1][0]) < 1e-10
+        for g, ref in zip(outs[0][1], outs[1][1]):
+            assert relative_error(g, ref) < 1e-9

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from tkam.prior.inverse_transform import invert_batched, invert_components, invert_shared
+from tkam.kan.native import library
+from tkam.prior import inverse_transform
+from tkam.prior.inverse_transform import (
+    guide_table,
+    invert_batched,
+    invert_components,
+    invert_shared,
+)
 
 N = 20_000
 KS_CRITICAL_005 = 1.36 / np.sqrt(N)  # alpha = 0.05, as in the reference suite
@@ -214,3 +221,60 @@ def test_samples_never_pass_the_last_knot_exactly(dtype, knots, cdf, inverter) -
     else:
         z = invert_shared(knots, cdf[None], u)[0, 0, 0]
     assert knots[0, 0] <= z <= knots[0, -1], f"{z.item()!r} beyond {knots[0, -1].item()!r}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The fused CPU kernels (float32): bitwise the reference's samples, on every path.
+
+requires_kernels = pytest.mark.skipif(library() is None, reason="no C++ compiler")
+
+
+def _random_table(seed: int, Q: int, P: int, n: int, flat: float = 0.3):
+    g = torch.Generator().manual_seed(seed)
+    knots = torch.sort(torch.randn(P, n, generator=g) * 2, dim=-1).values
+    mass = torch.rand(Q, P, n - 1, generator=g)
+    mass[mass < flat] = 0.0  # flat CDF stretches and zero-mass ends
+    mass[..., -1] += 1e-3
+    cdf = torch.cat([torch.zeros(Q, P, 1), mass.cumsum(-1)], dim=-1)
+    cdf = cdf / cdf[..., -1:]
+    cdf[..., -1] = 1.0
+    return knots, cdf, g
+
+
+@requires_kernels
+@pytest.mark.parametrize("path", ["lanes", "sparse", "runs"])
+@pytest.mark.parametrize("samples", [1, 7, 100, 1500])
+def test_fused_shared_inversion_is_bitwise_the_reference(monkeypatch, path, samples) -> None:
+    # Q = 37 is not a multiple of the 16 AVX-512 lanes; P = 5 rows, n = 50 knots.
+    knots, cdf, g = _random_table(11, Q=37, P=5, n=50)
+    u = torch.rand(5, samples, generator=g)
+    u[:, :1] = 0.0  # u = 0 exactly
+    u[:, -1:] = cdf[3, :, 20:21]  # u equal to a knot's CDF value
+    lib = library()
+    if path != "lanes":
+        monkeypatch.setattr(lib, "tkam_invert_shared_lanes_f32", lambda *args: 0)
+        monkeypatch.setattr(inverse_transform, "RUNS_FROM", 0 if path == "runs" else 10**9)
+    z, sums = invert_shared(knots, cdf, u, sums=True)
+    reference = _shared_reference(knots, cdf, u)
+    assert z.dtype == torch.float32 and z.shape == (samples, 37, 5)
+    assert torch.equal(z, reference)
+    torch.testing.assert_close(sums, reference.sum(-1), rtol=1e-6, atol=1e-5)
+    only_sums = invert_shared(knots, cdf, u, values=False, sums=True)[1]
+    torch.testing.assert_close(only_sums, sums, rtol=1e-6, atol=1e-5)
+
+
+@requires_kernels
+def test_fused_component_inversion_and_guide_tables_match_the_reference() -> None:
+    knots, cdf, g = _random_table(12, Q=1, P=9, n=33)
+    knots, cdf = knots, cdf[0]  # (C, n) component rows
+    guide = guide_table(cdf)
+    L = guide.shape[1]
+    assert L == 64  # the power of two >= n
+    thresholds = torch.arange(L, dtype=torch.float32) / L
+    expected = torch.searchsorted(cdf, thresholds.expand(9, L).contiguous())
+    assert torch.equal(guide.long(), expected)
+    component = torch.randint(0, 9, (300, 4), generator=g)
+    u = torch.rand(300, 4, generator=g)
+    z = invert_components(knots, cdf, component, u, guide)
+    reference = invert_batched(knots[component], cdf[component], u.unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(z, reference)

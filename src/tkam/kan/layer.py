@@ -21,12 +21,17 @@ from tkam.kan import bases, ops
 
 __all__ = ["UnivariateLayer", "least_squares"]
 
+# Singular values below this fraction of the largest are dropped by the least-squares refits:
+# the design and targets carry float32 precision, and keeping directions below it would turn
+# rounding noise into large swings of the fitted coefficients between neighbouring fit points.
+RCOND = 1e-5
+
 
 def least_squares(design: Tensor, targets: Tensor) -> Tensor:
     """Minimum-norm least-squares solutions per batch row, in float64.
 
     Never fails on rank-deficient systems: on CPU it uses LAPACK's SVD-based ``gelsd``; elsewhere
-    the pseudo-inverse.
+    the pseudo-inverse; both drop singular values below :data:`RCOND` of the largest.
 
     Args:
         design: ``(I, n, M)`` basis values.
@@ -38,9 +43,9 @@ def least_squares(design: Tensor, targets: Tensor) -> Tensor:
     a = design.double()
     b = targets.double()
     if a.device.type == "cpu":
-        solution = torch.linalg.lstsq(a, b, driver="gelsd").solution
+        solution = torch.linalg.lstsq(a, b, rcond=RCOND, driver="gelsd").solution
     else:
-        solution = torch.linalg.pinv(a) @ b
+        solution = torch.linalg.pinv(a, rtol=RCOND) @ b
     return solution.to(targets.dtype)
 
 
