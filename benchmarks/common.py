@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +67,38 @@ def benchmark_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     return parser
+
+
+def status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory line (``VmRSS``, ``VmHWM``) in KiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> int:
+    """Reset the resident-set high-water mark (``/proc/self/clear_refs``); the resident KiB now."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return status_kib("VmRSS")
+
+
+def report_peak(baseline_kib: int) -> None:
+    """Print, as JSON, the KiB the resident set rose above ``baseline_kib`` at its peak."""
+    print(json.dumps({"peak_kib": status_kib("VmHWM") - baseline_kib}))
+
+
+def peak_in_subprocess(module: str, function: str, *args: object) -> float:
+    """MiB reported by ``benchmarks/<module>.<function>(*args)`` run in a fresh interpreter
+    (which calls :func:`reset_peak` and :func:`report_peak`), so that allocator caches and the
+    torch runtime of this process do not count."""
+    call = ", ".join(repr(a) for a in args)
+    code = (
+        f"import sys; sys.path.insert(0, 'benchmarks'); import {module} as m; m.{function}({call})"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_kib"] / 1024

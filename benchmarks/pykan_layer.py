@@ -19,13 +19,17 @@ Needs pykan (``pip install -e .[bench]``).
 from __future__ import annotations
 
 import datetime
-import json
-import subprocess
-import sys
 
 import torch
 
-from common import benchmark_parser, machine, write_section
+from common import (
+    benchmark_parser,
+    machine,
+    peak_in_subprocess,
+    report_peak,
+    reset_peak,
+    write_section,
+)
 from generation import interleaved_times
 
 SHAPES = ((81, 162, 1000), (162, 784, 1000), (162, 784, 100))  # (in, out, batch)
@@ -58,41 +62,23 @@ def step(layer: torch.nn.Module, fn, x: torch.Tensor) -> None:  # noqa: ANN001
     fn(x).sum().backward()
 
 
-def status_kib(field: str) -> int:
-    """A ``/proc/self/status`` memory line (``VmRSS``, ``VmHWM``) in KiB."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def peak_child(impl: str, in_dim: int, out_dim: int, batch: int) -> None:
     """In a fresh process: KiB of resident memory one forward + backward adds at its peak.
 
     A one-row call first loads every lazily initialised library; then the high-water mark is
-    reset (``/proc/self/clear_refs``) and compared with the resident set just before the call.
+    reset and compared with the resident set just before the call.
     """
     layer, fn = build(impl, in_dim, out_dim)
     step(layer, fn, torch.rand(1, in_dim) * 2 - 1)
     x = torch.rand(batch, in_dim) * 2 - 1
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-    before = status_kib("VmRSS")
+    before = reset_peak()
     step(layer, fn, x)
-    print(json.dumps({"peak_kib": status_kib("VmHWM") - before}))
+    report_peak(before)
 
 
 def peak_memory(impl: str, in_dim: int, out_dim: int, batch: int) -> float:
     """MiB, measured in a subprocess (see :func:`peak_child`)."""
-    code = (
-        "import sys; sys.path.insert(0, 'benchmarks'); import pykan_layer as b;"
-        f" b.peak_child({impl!r}, {in_dim}, {out_dim}, {batch})"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_kib"] / 1024
+    return peak_in_subprocess("pykan_layer", "peak_child", impl, in_dim, out_dim, batch)
 
 
 def main() -> None:

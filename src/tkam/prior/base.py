@@ -121,6 +121,11 @@ class KANPrior(nn.Module):
             extras[name] = build(table)
         return extras[name]
 
+    def forget_quadrature(self) -> None:
+        """Drop the cached table, so that the next use computes it (benchmarks use this; the
+        cache never needs it for correctness, since any change of state invalidates it)."""
+        self._table_cache = None
+
     def _state_tensors(self) -> list[Tensor]:
         return [*self.parameters(), *self.buffers()]
 

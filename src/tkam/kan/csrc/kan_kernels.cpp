@@ -1323,30 +1323,35 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
     const __m512i Qv = _mm512_set1_epi32(static_cast<int32_t>(Q));
     const __m512i one = _mm512_set1_epi32(1);
     const __m512 ones = _mm512_set1_ps(1.0f), zeros = _mm512_setzero_ps();
+    // Each lane carries its interval: j = min{j : F[j] >= u} so far, with F[j], X[j] and
+    // F[j-1], X[j-1]. The sorted uniforms only move j forwards, so gathers happen only when a
+    // lane advances (about once per sample for 16 lanes), never to re-read the same values.
     __m512i j = _mm512_setzero_si512();
+    __m512 f_cur = _mm512_mask_loadu_ps(ones, active, F + q0);  // F[0] of every lane
+    __m512 x_cur = _mm512_set1_ps(X[0]);
+    __m512 f_prev = f_cur, x_prev = x_cur;
     alignas(64) float values[16];
     for (int64_t k = 0; k < S; ++k) {
       const __m512 uk = _mm512_set1_ps(u[k]);
-      // Advance every lane to the first j with F[j] >= u; F[n - 1] = 1 > u stops each lane.
-      __m512 f;
       for (;;) {
-        f = _mm512_mask_i32gather_ps(ones, active, _mm512_add_epi32(_mm512_mullo_epi32(j, Qv), lane),
-                                     F, 4);
-        const __mmask16 behind = _mm512_mask_cmp_ps_mask(active, f, uk, _CMP_LT_OQ);
+        const __mmask16 behind = _mm512_mask_cmp_ps_mask(active, f_cur, uk, _CMP_LT_OQ);
         if (!behind) break;
+        f_prev = _mm512_mask_mov_ps(f_prev, behind, f_cur);
+        x_prev = _mm512_mask_mov_ps(x_prev, behind, x_cur);
         j = _mm512_mask_add_epi32(j, behind, j, one);
+        f_cur = _mm512_mask_i32gather_ps(f_cur, behind,
+                                         _mm512_add_epi32(_mm512_mullo_epi32(j, Qv), lane), F, 4);
+        x_cur = _mm512_mask_i32gather_ps(x_cur, behind, j, X, 4);
       }
-      const __m512i jc = _mm512_max_epi32(j, one);
+      __m512 f_lo = f_prev, f_hi = f_cur, x_lo = x_prev, x_hi = x_cur;
+      // j = 0 only for u <= F[0] = 0: the first interval, (0, 1), as invert_one clamps it.
       const __mmask16 at_zero = _mm512_mask_cmpeq_epi32_mask(active, j, _mm512_setzero_si512());
-      const __m512i lo = _mm512_sub_epi32(jc, one);
-      const __m512 f_hi = at_zero
-          ? _mm512_mask_i32gather_ps(f, at_zero, _mm512_add_epi32(_mm512_mullo_epi32(jc, Qv), lane),
-                                     F, 4)
-          : f;
-      const __m512 f_lo = _mm512_mask_i32gather_ps(
-          zeros, active, _mm512_add_epi32(_mm512_mullo_epi32(lo, Qv), lane), F, 4);
-      const __m512 x_lo = _mm512_mask_i32gather_ps(zeros, active, lo, X, 4);
-      const __m512 x_hi = _mm512_mask_i32gather_ps(zeros, active, jc, X, 4);
+      if (at_zero) {
+        f_lo = _mm512_mask_mov_ps(f_lo, at_zero, f_cur);
+        x_lo = _mm512_mask_mov_ps(x_lo, at_zero, x_cur);
+        f_hi = _mm512_mask_i32gather_ps(f_hi, at_zero, _mm512_add_epi32(Qv, lane), F, 4);
+        x_hi = _mm512_mask_mov_ps(x_hi, at_zero, _mm512_set1_ps(X[1]));
+      }
       const __m512 gap = _mm512_sub_ps(f_hi, f_lo);
       const __mmask16 open = _mm512_cmp_ps_mask(gap, zeros, _CMP_GT_OQ);
       __m512 frac = _mm512_maskz_div_ps(open, _mm512_sub_ps(uk, f_lo), gap);

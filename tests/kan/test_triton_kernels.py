@@ -1,0 +1,330 @@
+"""The Triton kernels (tkam.kan.triton_kernels) against the eager reference, in triton's interpreter.
+
+Skipped without triton. With it, one subprocess with ``TRITON_INTERPRET=1`` (so an earlier
+``import triton`` in this session does not matter) calls the kernel functions directly on small
+CPU tensors, for every basis and all eleven base activations: the pairwise and outer evaluations
+(``tkam::kan_eval`` and its backward), the features of summed layers (``tkam::kan_features`` and
+its backward) and the fused weighted pairwise sum (``tkam::kan_weighted_pairwise``). Values and
+the gradients of the input, the coefficients, ``w_spline``, ``w_base`` and ``tau`` are compared
+with ``tkam.kan.ops.eager_*`` and torch.autograd in float64:
+
+- float32 kernels: max |kernel - truth| <= 1e-4 * max(1, max |truth|) per tensor;
+- float64 kernels: the same with 1e-10.
+
+Shapes, dtypes and the empty-tensor convention of the CPU kernels (``needs`` false) are checked too.
+Run as a script (``python tests/kan/test_triton_kernels.py``, with ``TRITON_INTERPRET=1``) it
+prints one JSON line: every case's error message, or null when it passed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None, reason="triton is not installed"
+)
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+
+# (basis, activation, degree, grid size, dtype): every basis, all eleven activations at least once
+# (Chebyshev has no base branch), B-spline degrees 0-3 and float64 for every basis.
+CASES = [
+    ("bspline", "silu", 3, 5, "float32"),
+    ("bspline", "relu", 3, 4, "float32"),
+    ("bspline", "none", 2, 5, "float32"),
+    ("bspline", "gelu", 1, 3, "float32"),
+    ("bspline", "selu", 0, 4, "float32"),
+    ("bspline", "silu", 3, 5, "float64"),
+    ("rbf", "tanh", 0, 5, "float32"),
+    ("rbf", "sigmoid", 0, 4, "float32"),
+    ("rbf", "selu", 0, 5, "float64"),
+    ("rswaf", "swish", 0, 5, "float32"),
+    ("rswaf", "leakyrelu", 0, 4, "float32"),
+    ("rswaf", "elu", 0, 5, "float64"),
+    ("fourier", "celu", 0, 4, "float32"),
+    ("fourier", "none", 0, 3, "float32"),
+    ("fourier", "gelu", 0, 4, "float64"),
+    ("chebyshev", "none", 4, 1, "float32"),
+    ("chebyshev", "none", 0, 1, "float32"),
+    ("chebyshev", "none", 5, 1, "float64"),
+]
+EVALUATIONS = ("pairwise", "outer", "features", "weighted")
+
+
+def case_id(case: tuple) -> str:
+    return "-".join(str(part) for part in case)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("evaluation", EVALUATIONS)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_matches_eager(results: dict, case: tuple, evaluation: str) -> None:
+    key = f"{case_id(case)}/{evaluation}"
+    assert key in results, f"{key} did not run"
+    assert results[key] is None, results[key]
+
+
+def test_conventions(results: dict) -> None:
+    """Partial ``needs``, a base weight without activation, an empty batch, registration."""
+    assert results["conventions"] is None, results["conventions"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison, run in the subprocess (torch and tkam are imported only here).
+
+
+def _parameters(basis, activation, degree, grid_size, dtype, seed=0, I=3, O=2):
+    """Random O(1) parameters of an (I -> O) layer and its grid state, as in ``UnivariateLayer``."""
+    import torch
+
+    from tkam.kan import bases
+
+    g = torch.Generator().manual_seed(seed)
+    M = bases.num_bases(basis, grid_size, degree)
+    points = torch.linspace(-2.0, 2.0, grid_size + 1).repeat(I, 1)
+    # A non-uniform grid, as after grid updates.
+    points = torch.sort(points + 0.2 * torch.rand(points.shape, generator=g), dim=1).values
+    if basis == "bspline":
+        grid = bases.extend_grid(points, degree)
+    elif basis in ("rbf", "rswaf"):
+        grid = points
+    else:
+        grid = torch.empty(I, 0)
+    chebyshev = basis == "chebyshev"
+    params = {
+        "coef": torch.randn(I, O, M, generator=g),
+        "w_spline": None if chebyshev else torch.randn(I, O, generator=g),
+        "w_base": None if chebyshev else torch.randn(I, O, generator=g),
+        "grid": grid,
+        "tau": torch.tensor(1.3 if chebyshev else 0.8),
+        "bandwidth": torch.tensor(4.0 / grid_size),
+    }
+    params = {k: None if v is None else v.to(dtype) for k, v in params.items()}
+    return params, M
+
+
+def _inputs(shape, dtype, seed):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g) * 1.5).to(dtype)
+
+
+def _compare(name, actual, expected, tol, dtype):
+    import torch
+
+    if expected is None:  # a parameter the function does not use: a zero gradient
+        expected = torch.zeros_like(actual, dtype=torch.float64)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}")
+    if actual.dtype != dtype:
+        raise AssertionError(f"{name}: dtype {actual.dtype}, expected {dtype}")
+    err = (actual.double() - expected.double()).abs().max().item() if actual.numel() else 0.0
+    scale = max(1.0, expected.abs().max().item() if expected.numel() else 0.0)
+    if not err <= tol * scale:
+        raise AssertionError(f"{name}: max error {err:.3e} > {tol:.0e} * {scale:.3g}")
+
+
+def _reference(fn, leaves, *rest):
+    """Value and autograd gradients of ``fn(*leaves, *rest)`` weighted by a fixed random tensor;
+    float64 copies of the leaves (None stays None)."""
+    import torch
+
+    copies = [None if t is None else t.detach().double().requires_grad_() for t in leaves]
+    out = fn(*copies, *rest)
+    weight = _inputs(out.shape, torch.float64, seed=7)
+    live = [t for t in copies if t is not None]
+    grads = iter(torch.autograd.grad((out * weight).sum(), live, allow_unused=True))
+    return out.detach(), weight, [None if t is None else next(grads) for t in copies]
+
+
+def _check_eval(case, pairwise: bool) -> None:
+    import torch
+
+    from tkam.kan import ops
+    from tkam.kan import triton_kernels as tk
+
+    basis, activation, degree, grid_size, dname = case
+    dtype = getattr(torch, dname)
+    p, M = _parameters(basis, activation, degree, grid_size, dtype)
+    I, O, _ = p["coef"].shape
+    x = _inputs((5, O, I) if pairwise else (5, I), dtype, seed=1)
+    static = (basis, degree, activation)
+
+    def eager(x, coef, w_spline, w_base, tau, grid, bandwidth):
+        args = (x, coef, w_spline, w_base, grid, tau, bandwidth, *static)
+        return ops.eager_pairwise(*args) if pairwise else ops.eager_outer(*args).transpose(1, 2)
+
+    leaves = [x, p["coef"], p["w_spline"], p["w_base"], p["tau"]]
+    value, weight, grads = _reference(eager, leaves, p["grid"].double(), p["bandwidth"].double())
+    args = (p["coef"], p["w_spline"], p["w_base"], p["grid"], p["tau"], p["bandwidth"], *static)
+    tol = TOLERANCE[dname]
+    _compare("value", tk.kan_eval(x, *args, pairwise), value, tol, dtype)
+    out = tk.kan_eval_backward(weight.to(dtype), x, *args, pairwise, [True] * 5)
+    names = ("grad x", "grad coef", "grad w_spline", "grad w_base", "grad tau")
+    for name, actual, expected, leaf in zip(names, out, grads, leaves):
+        if leaf is None:
+            if actual.numel() != 0:
+                raise AssertionError(f"{name}: expected an empty tensor for an absent parameter")
+            continue
+        _compare(name, actual, expected if expected is not None else None, tol, dtype)
+
+
+def _check_features(case) -> None:
+    import torch
+
+    from tkam.kan import ops
+    from tkam.kan import triton_kernels as tk
+
+    basis, activation, degree, grid_size, dname = case
+    dtype = getattr(torch, dname)
+    p, M = _parameters(basis, activation, degree, grid_size, dtype)
+    I = p["coef"].shape[0]
+    x = _inputs((6, I), dtype, seed=2)
+    static = (basis, degree, activation, M)
+
+    def eager(x, tau, grid, bandwidth):
+        return ops._eager_features(x, grid, tau, bandwidth, *static)
+
+    value, weight, grads = _reference(
+        eager, [x, p["tau"]], p["grid"].double(), p["bandwidth"].double()
+    )
+    args = (p["grid"], p["tau"], p["bandwidth"], *static)
+    tol = TOLERANCE[dname]
+    _compare("features", tk.kan_features(x, *args), value, tol, dtype)
+    gx, g_tau = tk.kan_features_backward(weight.to(dtype), x, *args, [True, True])
+    _compare("grad x", gx, grads[0], tol, dtype)
+    _compare("grad tau", g_tau, grads[1], tol, dtype)
+
+
+def _check_weighted(case) -> None:
+    import torch
+
+    from tkam.kan import ops
+    from tkam.kan import triton_kernels as tk
+
+    basis, activation, degree, grid_size, dname = case
+    dtype = getattr(torch, dname)
+    p, M = _parameters(basis, activation, degree, grid_size, dtype)
+    I, O, _ = p["coef"].shape
+    z = _inputs((7, O, I), dtype, seed=3)
+    weights = _inputs((7,), dtype, seed=4)
+    static = (basis, degree, activation)
+
+    def eager(coef, w_spline, w_base, tau, grid, bandwidth):
+        args = (coef, w_spline, w_base, grid, tau, bandwidth, *static)
+        return ops.eager_weighted_pairwise(z.double(), weights.double(), *args)
+
+    leaves = [p["coef"], p["w_spline"], p["w_base"], p["tau"]]
+    copies = [None if t is None else t.detach().double().requires_grad_() for t in leaves]
+    value = eager(*copies, p["grid"].double(), p["bandwidth"].double())
+    live = [t for t in copies if t is not None]
+    grads = iter(torch.autograd.grad(value, live, allow_unused=True))
+    expected = [None if t is None else next(grads) for t in copies]
+    args = (p["coef"], p["w_spline"], p["w_base"], p["grid"], p["tau"], p["bandwidth"], *static)
+    out = tk.kan_weighted_pairwise(z, weights, *args, [True] * 4)
+    tol = TOLERANCE[dname]
+    _compare("value", out[0], value.detach(), tol, dtype)
+    names = ("grad coef", "grad w_spline", "grad w_base", "grad tau")
+    for name, actual, exp, leaf in zip(names, out[1:], expected, leaves):
+        if leaf is None:
+            if actual.numel() != 0:
+                raise AssertionError(f"{name}: expected an empty tensor for an absent parameter")
+            continue
+        _compare(name, actual, exp, tol, dtype)
+
+
+def _check_conventions() -> None:
+    import torch
+
+    from tkam.kan import ops
+    from tkam.kan import triton_kernels as tk
+
+    f32 = torch.float32
+    p, M = _parameters("rbf", "none", 0, 4, f32)
+    I, O, _ = p["coef"].shape
+    args = (p["coef"], p["w_spline"], p["w_base"], p["grid"], p["tau"], p["bandwidth"])
+    static = ("rbf", 0, "none")
+    x = _inputs((4, I), f32, seed=5)
+    grad = _inputs((4, O, I), f32, seed=6)
+    # Only some gradients; w_base given but the branch off ("none"): zeros, as on CPU.
+    gx, g_coef, g_wsp, g_wb, g_tau = tk.kan_eval_backward(
+        grad, x, *args, *static, False, [False, True, False, True, False]
+    )
+    if gx.numel() or g_wsp.numel() or g_tau.numel():
+        raise AssertionError("gradients that were not asked for must be empty tensors")
+    if g_coef.shape != (I, O, M) or not torch.equal(g_wb, torch.zeros(I, O)):
+        raise AssertionError("wrong coefficient gradient shape or non-zero w_base gradient")
+    # Fourier grids are empty and the RBF grid is unused by Fourier; tau's gradient of B-splines
+    # is zero.
+    pb, Mb = _parameters("bspline", "tanh", 3, 4, f32)
+    argsb = (pb["coef"], pb["w_spline"], pb["w_base"], pb["grid"], pb["tau"], pb["bandwidth"])
+    out = tk.kan_eval_backward(grad, x, *argsb, "bspline", 3, "tanh", False, [False] * 4 + [True])
+    if out[4].shape != () or out[4].item() != 0.0:
+        raise AssertionError("B-splines: the tau gradient must be a zero scalar")
+    # An empty batch.
+    empty = torch.empty(0, I)
+    if tk.kan_eval(empty, *args, *static, False).shape != (0, O, I):
+        raise AssertionError("empty batch: wrong output shape")
+    gx = tk.kan_eval_backward(torch.empty(0, O, I), empty, *args, *static, False, [True] * 5)[0]
+    if gx.shape != (0, I):
+        raise AssertionError("empty batch: wrong input-gradient shape")
+    # Registration as the CUDA kernels of the operators (no device is needed for that).
+    tk.register()
+    tk.register()
+    for name in ("kan_eval", "kan_eval_backward", "kan_features", "kan_features_backward",
+                 "kan_weighted_pairwise"):  # fmt: skip
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(f"tkam::{name}", "CUDA"):
+            raise AssertionError(f"tkam::{name} has no CUDA kernel after register()")
+    assert ops.BASIS_CODES  # the operators module is loaded
+
+
+def _main() -> None:
+    import traceback
+
+    from tkam.kan import triton_kernels as tk
+
+    if os.environ.get("TRITON_INTERPRET") != "1" or not tk.available():
+        raise SystemExit("run with TRITON_INTERPRET=1 and triton installed")
+    checks = {
+        "pairwise": lambda case: _check_eval(case, pairwise=True),
+        "outer": lambda case: _check_eval(case, pairwise=False),
+        "features": _check_features,
+        "weighted": _check_weighted,
+    }
+    results: dict[str, str | None] = {}
+
+    def run(key, fn, *args):
+        try:
+            fn(*args)
+            results[key] = None
+        except Exception as exc:  # noqa: BLE001 - reported per case to the parent test
+            results[key] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"
+
+    for case in CASES:
+        for evaluation in EVALUATIONS:
+            run(f"{case_id(case)}/{evaluation}", checks[evaluation], case)
+    run("conventions", _check_conventions)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    _main()
