@@ -185,5 +185,15 @@ def library() -> ctypes.CDLL | None:
     return _load()
 
 
+def main() -> int:
+    """``python -m tkam.kan.native``: build (or find) the library and print its path."""
+    try:
+        print(build())
+    except KernelBuildError as exc:
+        print(f"tkam: {exc}")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(build())
+    raise SystemExit(main())
