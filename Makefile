@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@# The fused C++ kernels, built once for this CPU (otherwise on first use; without a compiler
 	@# tkam warns and runs its eager PyTorch code).
-	$(PY) -m tkam.kan.native || echo "note: the fused kernels could not be built; tkam will use its eager code"
+	$(PY) -c "import sys; from tkam.kan.native import main; sys.exit(main())" || \
+		echo "note: the fused kernels could not be built; tkam will use its eager code"
 	@# Fashion-MNIST from Debian (offline data for the fmnist config and its tests); optional.
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \

@@ -8,8 +8,8 @@ is never used on a machine it was not built for. The library links the OpenMP ru
 PyTorch has already loaded, so both share one thread pool and ``torch.set_num_threads``.
 
 Where no compiler is found or the build fails, :func:`library` returns ``None`` after one warning
-and the layers fall back to the eager PyTorch code. ``python -m tkam.kan.native`` builds the
-library ahead of time (the Makefile's install step does) and prints where it is.
+and the layers fall back to the eager PyTorch code. :func:`main` builds the library ahead of time
+(the Makefile's install step calls it) and prints where it is.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def main() -> int:
-    """``python -m tkam.kan.native``: build (or find) the library and print its path."""
+    """Build (or find) the library and print its path; 1 (after one line) if it cannot be built."""
     try:
         print(build())
     except KernelBuildError as exc:
