@@ -59,7 +59,6 @@ ACTIVATION_CODES = {
     "elu": 9,
     "celu": 10,
 }
-_EMPTY = torch.empty(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -765,31 +764,24 @@ class _WeightedPairwise(torch.autograd.Function):
 # ``setup_context`` form that torch.func transforms (grad, vjp, jacrev) require.
 
 
-class _Eval(torch.autograd.Function):
-    @staticmethod
-    def forward(*inputs):
-        return _kan_eval(*inputs)
+def _function(op, setup, backward) -> type[torch.autograd.Function]:
+    """An autograd.Function that runs the operator ``op`` with its registered backward."""
 
-    setup_context = staticmethod(_eval_setup)
-    backward = staticmethod(_eval_backward)
+    class Function(torch.autograd.Function):
+        @staticmethod
+        def forward(*inputs):
+            return op(*inputs)
 
+        setup_context = staticmethod(setup)
 
-class _Features(torch.autograd.Function):
-    @staticmethod
-    def forward(*inputs):
-        return _kan_features(*inputs)
-
-    setup_context = staticmethod(_features_setup)
-    backward = staticmethod(_features_backward)
+    Function.backward = staticmethod(backward)
+    return Function
 
 
-class _Weights(torch.autograd.Function):
-    @staticmethod
-    def forward(*inputs):
-        return _kan_weights(*inputs)
-
-    setup_context = staticmethod(_weights_setup)
-    backward = staticmethod(_weights_backward)
+# The registered operators (not the Python definitions), which torch.compile traces as such.
+_Eval = _function(torch.ops.tkam.kan_eval.default, _eval_setup, _eval_backward)
+_Features = _function(torch.ops.tkam.kan_features.default, _features_setup, _features_backward)
+_Weights = _function(torch.ops.tkam.kan_weights.default, _weights_setup, _weights_backward)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,11 +55,8 @@ enum Act : int {
 
 inline float bits_to_float(int32_t b) { return __builtin_bit_cast(float, b); }
 
-inline float exp_f(float x) {
-  // Ternaries, not fmin/fmax, which the vectoriser does not take. Below -87 the result is 0, as
-  // the exact exp rounds to (or near) zero there; no denormal ever leaves this function.
-  const bool tiny = x < -87.0f;
-  x = tiny ? -87.0f : (x > 88.0f ? 88.0f : x);
+// exp on [-87, 88]: x = n ln 2 + r with |r| <= ln 2 / 2, then a degree-6 polynomial of r.
+inline float exp_core(float x) {
   // Round to nearest by the 1.5 * 2^23 trick (exact for |x log2 e| < 2^22).
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = std::fma(n, -0.693359375f, x);
@@ -71,25 +68,21 @@ inline float exp_f(float x) {
   p = std::fma(p, r, 1.6666665459e-1f);
   p = std::fma(p, r, 5.0000001201e-1f);
   p = std::fma(p, r * r, r) + 1.0f;
-  const float v = p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
+inline float exp_f(float x) {
+  // Ternaries, not fmin/fmax, which the vectoriser does not take. Below -87 the result is 0, as
+  // the exact exp rounds to (or near) zero there; no denormal ever leaves this function.
+  const bool tiny = x < -87.0f;
+  const float v = exp_core(tiny ? -87.0f : (x > 88.0f ? 88.0f : x));
   return tiny ? 0.0f : v;
 }
 
-// exp for arguments <= 0 (Gaussian bases): no overflow clamp, 0 below -87.
+// exp for arguments <= 0 (Gaussian bases): the same without the overflow clamp.
 inline float exp_neg_f(float x) {
   const bool tiny = x < -87.0f;
-  x = tiny ? -87.0f : x;
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = std::fma(n, -0.693359375f, x);
-  r = std::fma(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = std::fma(p, r, 1.3981999507e-3f);
-  p = std::fma(p, r, 8.3334519073e-3f);
-  p = std::fma(p, r, 4.1665795894e-2f);
-  p = std::fma(p, r, 1.6666665459e-1f);
-  p = std::fma(p, r, 5.0000001201e-1f);
-  p = std::fma(p, r * r, r) + 1.0f;
-  const float v = p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  const float v = exp_core(tiny ? -87.0f : x);
   return tiny ? 0.0f : v;
 }
 
