@@ -5,7 +5,9 @@ from the Debian files; uniform noise if they are absent). One step = loss + back
 ``tkam.train.loop.train_step``: T-KAM's IS loss (N=100 prior samples), the VAE's negative ELBO
 (mirrored MLP encoder 784 -> 162 -> 81), the latent EBM's Langevin loss (60 prior steps for the
 posterior starts and 60 for the negatives, 20 posterior steps through the generator). All three
-share the generator weights; median of repeats after warm-up, all in one process.
+share the generator weights; median of repeats after warm-up, all in one process. Then a
+profile of T-KAM's and the VAE's steps (``torch.profiler``, self time per operator, per step) shows
+where T-KAM's remaining extra time goes.
 
     python benchmarks/baseline_step.py [--quick] [--device cpu|cuda] [--no-write]
 """
@@ -13,6 +15,7 @@ share the generator weights; median of repeats after warm-up, all in one process
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import torch
 
@@ -30,9 +33,8 @@ LABELS = {
 }
 
 
-def measure(
-    device: torch.device, repeats: int, rounds: int
-) -> tuple[dict[str, tuple[float, float]], str]:
+def build_steps(device: torch.device) -> tuple[dict[str, Callable[[], None]], str]:
+    """One training-step call per kind, all with T-KAM's generator weights, past step 1."""
     overrides = ["data.name=fmnist", "data.num_train=1000"]
     configs = {k: load_config("mnist", [*overrides, f"model.kind={k}"]) for k in KINDS}
     x, source = batch_of_data(configs["tkam"], device)
@@ -51,15 +53,46 @@ def measure(
             train_step(model, optimizer, x, config, generator, 20)
 
         calls[kind] = step
-    return interleaved_times(calls, repeats, rounds), source
+    return calls, source
+
+
+def profile(calls: dict[str, Callable[[], None]], steps: int) -> dict[str, dict[str, float]]:
+    """Self CPU time per operator (and per ``record_function`` label), ms per step, per kind."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as run_profiler
+
+    tables = {}
+    for kind in ("tkam", "vae"):
+        calls[kind]()
+        with run_profiler(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                calls[kind]()
+        tables[kind] = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+    return tables
+
+
+def profile_rows(tables: dict[str, dict[str, float]], top: int = 14) -> list[str]:
+    """Markdown rows: the operators where T-KAM spends most beyond the VAE, then the totals."""
+    tkam, vae = tables["tkam"], tables["vae"]
+    names = sorted(tkam, key=lambda k: tkam[k] - vae.get(k, 0.0), reverse=True)[:top]
+    rows = [f"| `{n}` | {tkam[n]:.2f} | {vae.get(n, 0.0):.2f} |" for n in names]
+    rest_t = sum(v for k, v in tkam.items() if k not in names)
+    rest_v = sum(v for k, v in vae.items() if k not in names)
+    rows.append(f"| everything else | {rest_t:.2f} | {rest_v:.2f} |")
+    rows.append(f"| total (profiled, with the profiler's overhead) | {sum(tkam.values()):.2f} |"
+                f" {sum(vae.values()):.2f} |")  # fmt: skip
+    return rows
 
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
     args = parser.parse_args()
     device = torch.device(args.device)
-    repeats, rounds = (3, 1) if args.quick else (5, 3)
-    times, source = measure(device, repeats, rounds)
+    # The VAE's short steps vary most with what ran before them: many alternating rounds.
+    repeats, rounds = (3, 1) if args.quick else (10, 5)
+    calls, source = build_steps(device)
+    times = interleaved_times(calls, repeats, rounds)
+    tables = profile(calls, 5 if args.quick else 20)
     for kind in KINDS:
         print(f"{LABELS[kind]}: {times[kind][0] * 1e3:.1f} ms")
     tkam_vs_vae = times["tkam"][0] / times["vae"][0]
@@ -82,6 +115,14 @@ def main() -> None:
                 "| model | median (ms) | std (ms) | relative to T-KAM |",
                 "|---|---|---|---|",
                 *rows,
+                "",
+                f"Where the time goes (`torch.profiler`, self CPU time per step, ms, over"
+                f" {5 if args.quick else 20} steps; the operators are sorted by T-KAM's time beyond"
+                " the VAE's; `tkam::*` without `aten` are tkam's fused operators and kernels):",
+                "",
+                "| operator | T-KAM | VAE |",
+                "|---|---|---|",
+                *profile_rows(tables),
             ]
         )
         write_section(f"Training step: T-KAM vs baselines ({device.type})", body)

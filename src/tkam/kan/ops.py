@@ -280,9 +280,12 @@ def _first_order_only(op):
     return FirstOrderOnly
 
 
-def _backward_call(op, function, *inputs):
-    # torch.func transforms record the backward pass and need the Function form; everything
-    # else (eager autograd, torch.compile's tracing) calls the operator itself.
+def _call(op, function, *inputs):
+    """Run operator ``op``, through ``function`` (its autograd.Function form) under torch.func.
+
+    torch.func transforms need the Function form (``setup_context``); eager autograd and
+    torch.compile's tracing use the operator and its registered autograd formula directly.
+    """
     if torch._C._are_functorch_transforms_active():
         return function.apply(*inputs)
     return op(*inputs)
@@ -436,7 +439,7 @@ def _eval_setup(ctx, inputs, output) -> None:
 def _eval_backward(ctx, grad):
     x, coef, w_spline, w_base, grid, tau, bandwidth = ctx.saved_tensors
     needs = [bool(n) for n in (*ctx.needs_input_grad[:4], ctx.needs_input_grad[5])]
-    gx, g_coef, g_wsp, g_wb, g_tau = _backward_call(
+    gx, g_coef, g_wsp, g_wb, g_tau = _call(
         _kan_eval_backward, _EvalBackward, grad.contiguous(), x, coef, w_spline, w_base, grid, tau, bandwidth,
         *ctx.static, needs,
     )  # fmt: skip
@@ -561,7 +564,7 @@ def _features_setup(ctx, inputs, output) -> None:
 def _features_backward(ctx, grad):
     x, grid, tau, bandwidth = ctx.saved_tensors
     needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])]
-    gx, g_tau = _backward_call(
+    gx, g_tau = _call(
         _kan_features_backward,
         _FeaturesBackward,
         grad.contiguous(),
@@ -653,7 +656,7 @@ def _weights_setup(ctx, inputs, output) -> None:
 def _weights_backward(ctx, grad):
     coef, w_spline = ctx.saved_tensors
     needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])]
-    g_coef, g_wsp = _backward_call(
+    g_coef, g_wsp = _call(
         _kan_weights_backward, _WeightsBackward, grad.contiguous(), coef, w_spline, needs
     )
     g_wb = grad[coef.shape[-1]] if (ctx.has_base and ctx.needs_input_grad[2]) else None
@@ -805,8 +808,20 @@ def pairwise(
         return eager_pairwise(
             z, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation
         )
-    return _Eval.apply(
-        z, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, True
+    return _call(
+        _kan_eval,
+        _Eval,
+        z,
+        coef,
+        w_spline,
+        w_base,
+        grid,
+        tau,
+        bandwidth,
+        basis,
+        degree,
+        activation,
+        True,
     )
 
 
@@ -828,8 +843,20 @@ def outer(
         return eager_outer(
             x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation
         )
-    out = _Eval.apply(
-        x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, False
+    out = _call(
+        _kan_eval,
+        _Eval,
+        x,
+        coef,
+        w_spline,
+        w_base,
+        grid,
+        tau,
+        bandwidth,
+        basis,
+        degree,
+        activation,
+        False,
     )
     return out.transpose(1, 2)
 
@@ -840,7 +867,8 @@ def basis_values(
     """Basis values ``(S, I) -> (S, I, M)`` (a transposed view), fused (eager off CPU)."""
     if not native_applies(x):
         return eager_basis(x, grid, tau, bandwidth, basis, degree, M)
-    return _Features.apply(x, grid, tau, bandwidth, basis, degree, "none", M).transpose(1, 2)
+    feats = _call(_kan_features, _Features, x, grid, tau, bandwidth, basis, degree, "none", M)
+    return feats.transpose(1, 2)
 
 
 def weighted_pairwise(
@@ -901,11 +929,11 @@ def summed(
         )
     I, O, M = coef.shape
     base = w_base if activation != "none" else None
-    weights = _Weights.apply(coef, w_spline, base).reshape(-1, O)  # ((M+1) I, O)
+    weights = _call(_kan_weights, _Weights, coef, w_spline, base).reshape(-1, O)  # ((M+1) I, O)
     act = activation if base is not None else "none"
 
     def apply(rows: Tensor) -> Tensor:
-        feats = _Features.apply(rows, grid, tau, bandwidth, basis, degree, act, M)
+        feats = _call(_kan_features, _Features, rows, grid, tau, bandwidth, basis, degree, act, M)
         return feats.reshape(rows.shape[0], -1) @ weights
 
     if torch.is_grad_enabled() or x.shape[0] <= SUMMED_CHUNK:

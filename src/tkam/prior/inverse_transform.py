@@ -58,6 +58,7 @@ def invert_batched(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     )
 
 
+@torch.profiler.record_function("tkam::guide_table")
 def guide_table(cdf: Tensor) -> Tensor:
     """``guide[c, b] = min{j : cdf[c, j] >= b / L}`` for ``b < L``, L the power of two >= n.
 
@@ -86,6 +87,7 @@ def _fused(*tensors: Tensor) -> bool:
     )
 
 
+@torch.profiler.record_function("tkam::invert_components")
 def invert_components(
     knots: Tensor, cdf: Tensor, component: Tensor, u: Tensor, guide: Tensor | None = None
 ) -> Tensor:
@@ -134,6 +136,7 @@ def invert_components(
     return out.reshape(u.shape)
 
 
+@torch.profiler.record_function("tkam::invert_shared")
 def invert_shared(
     knots: Tensor,
     cdf: Tensor,

@@ -109,6 +109,7 @@ def gauss_legendre_table(
     return QuadratureTable(nodes, log_density, cdf, log_z)
 
 
+@torch.profiler.record_function("tkam::quadrature_table")
 def fused_gauss_legendre_table(
     layer: UnivariateLayer,
     knots: Tensor,
