@@ -13,16 +13,20 @@
 Each is a ``torch.library`` custom operator (``tkam::kan_eval``, ``tkam::kan_features``,
 ``tkam::kan_weights``) with a hand-written backward (``..._backward`` operators) that recomputes
 the basis values instead of storing them, so the forward and backward hold no ``(S, O, I, M)``
-tensor. They run the fused C++ kernels of :mod:`tkam.kan.native` on CPU tensors and work with
-autograd, ``torch.compile`` and ``torch.func`` (first-order). The public functions below use them
-for CPU tensors when the kernels are built; on other devices, or without a compiler, they run the
-eager PyTorch reference (``eager_*``), which is also the ``kernel = "eager"`` path of the layers.
+tensor. They run the fused C++ kernels of :mod:`tkam.kan.native` on CPU tensors and the Triton
+kernels of :mod:`tkam.kan.triton_kernels` on CUDA tensors, and work with autograd,
+``torch.compile`` and ``torch.func`` (first-order). The public functions below use them where
+they apply (a built CPU library, an installed triton); otherwise (other devices, no compiler, no
+triton) they run the eager PyTorch reference (``eager_*``), which is also the
+``kernel = "eager"`` path of the layers.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
+import os
 
 import torch
 from torch import Tensor
@@ -249,8 +253,27 @@ def _library_available() -> bool:
     return library() is not None
 
 
+@torch.compiler.assume_constant_result
+@functools.lru_cache(maxsize=1)
+def _triton_available() -> bool:
+    """Whether CUDA tensors get the Triton kernels (installed as the operators' CUDA kernels on
+    first use, so that importing tkam never imports triton); ``TKAM_TRITON=0`` switches them
+    off."""
+    if os.environ.get("TKAM_TRITON", "1") == "0":
+        return False
+    from tkam.kan import triton_kernels
+
+    if not triton_kernels.available():
+        return False
+    triton_kernels.register()
+    return True
+
+
 def native_applies(x: Tensor) -> bool:
-    """Whether the fused operators run for this input: a CPU tensor and a built library."""
+    """Whether the fused operators run for this input: a CPU tensor with the built library, or a
+    CUDA tensor with triton."""
+    if x.device.type == "cuda":
+        return _triton_available()
     return x.device.type == "cpu" and _library_available()
 
 
@@ -371,8 +394,8 @@ def _kan_eval_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients for (x, coef, w_spline, w_base, tau); empty where ``needs`` is false.
 
-    The fused CPU kernel; tensors on other devices make a round trip through it (the layers use
-    the eager code there instead).
+    The fused CPU kernel (Triton's on CUDA, once registered); tensors on other devices make a
+    round trip through the CPU kernel (the layers use the eager code there instead).
     """
     return _on_cpu(
         _kan_eval_backward_cpu, grad, x, coef, w_spline, w_base, grid, tau, bandwidth, basis,
@@ -516,7 +539,7 @@ def _kan_features_backward(
     num_bases: int,
     needs: list[bool],
 ) -> tuple[Tensor, Tensor]:
-    """Gradients for (x, tau) from the features' gradient (fused CPU kernel)."""
+    """Gradients for (x, tau) from the features' gradient (fused CPU kernel; Triton's on CUDA)."""
     return _on_cpu(
         _kan_features_backward_cpu, grad, x, grid, tau, bandwidth, basis, degree, activation,
         num_bases, needs,
@@ -688,7 +711,8 @@ def _kan_weighted_pairwise(
     needs: list[bool],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The weighted sum (a 0-d tensor) and the gradients of (coef, w_spline, w_base, tau) that
-    ``needs`` asks for (empty tensors for the others); fused CPU kernel (a round trip elsewhere)."""
+    ``needs`` asks for (empty tensors for the others); fused CPU kernel (Triton's on CUDA, a round
+    trip through the CPU kernel elsewhere)."""
     return _on_cpu(
         _kan_weighted_pairwise_cpu, z, weights, coef, w_spline, w_base, grid, tau, bandwidth,
         basis, degree, activation, needs,
@@ -803,7 +827,7 @@ def pairwise(
     degree: int,
     activation: str,
 ) -> Tensor:
-    """``phi_{i->o}(z[s, o, i])``: ``(S, O, I) -> (S, O, I)``, fused (eager off CPU)."""
+    """``phi_{i->o}(z[s, o, i])``: ``(S, O, I) -> (S, O, I)``, fused where it applies."""
     if not native_applies(z):
         return eager_pairwise(
             z, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation
@@ -837,8 +861,8 @@ def outer(
     degree: int,
     activation: str,
 ) -> Tensor:
-    """``phi_{i->o}(x[s, i])``: ``(S, I) -> (S, I, O)`` (a transposed view), fused (eager off
-    CPU)."""
+    """``phi_{i->o}(x[s, i])``: ``(S, I) -> (S, I, O)`` (a transposed view), fused where it
+    applies."""
     if not native_applies(x):
         return eager_outer(
             x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation
@@ -864,7 +888,7 @@ def outer(
 def basis_values(
     x: Tensor, grid: Tensor, tau: Tensor, bandwidth: Tensor, basis: str, degree: int, M: int
 ) -> Tensor:
-    """Basis values ``(S, I) -> (S, I, M)`` (a transposed view), fused (eager off CPU)."""
+    """Basis values ``(S, I) -> (S, I, M)`` (a transposed view), fused where it applies."""
     if not native_applies(x):
         return eager_basis(x, grid, tau, bandwidth, basis, degree, M)
     feats = _call(_kan_features, _Features, x, grid, tau, bandwidth, basis, degree, "none", M)
@@ -921,7 +945,7 @@ def summed(
     """``sum_i phi_{i->o}(x[s, i])``: ``(S, I) -> (S, O)``, fused basis features and one matmul.
 
     Without gradients, large batches go through in chunks of :data:`SUMMED_CHUNK` rows so the
-    features buffer stays bounded. Off CPU (or without the library) the eager code runs.
+    features buffer stays bounded. Where no fused kernel applies the eager code runs.
     """
     if not native_applies(x):
         return eager_summed(

@@ -20,7 +20,8 @@ Layouts (contiguous): ``coef_t (M, O, I)``, ``w_spline`` and ``w_base`` as ``(O,
 one is the same with one output over the ``C = O I`` columns ``c = o I + i`` (grid row ``c % I``),
 which index the very same tables.
 
-Float32 and float64 run natively (the compute type is float64 when ``x`` or the coefficients are).
+Float32 and float64 run natively (the compute type is float64 when ``x`` or the coefficients are;
+other floating types run in float32 and the results are cast back, as on CPU).
 Triton is optional: without it this module imports, :func:`available` is false and nothing else
 may be called. :func:`register` installs the functions below as the operators' CUDA kernels.
 With ``TRITON_INTERPRET=1`` (set before triton is imported) they run on CPU tensors, which is how
@@ -37,7 +38,7 @@ from torch import Tensor
 try:
     import triton
     import triton.language as tl
-except Exception:  # noqa: BLE001 - triton is optional; a broken install must not break tkam
+except Exception:  # triton is optional: a missing or broken install must not break tkam
     triton = None
     tl = None
 
@@ -64,8 +65,9 @@ def _jit(fn):
 
 
 # ---------------------------------------------------------------------------------------------
-# Element-wise helpers. Constants are Python floats: triton converts them to the tensor's type
-# (float64 keeps full precision). ``tanh`` comes from one exponential because triton's core
+# Element-wise helpers. Real constants are written inline: triton converts a literal operand to
+# the other operand's type (float64 keeps full precision), but a literal bound to a local name
+# becomes a float32 scalar first. ``tanh`` comes from one exponential because triton's core
 # language has none and libdevice does not run in the interpreter.
 
 
@@ -98,18 +100,15 @@ def _activation(x, ACT: tl.constexpr):
     elif ACT == 5:  # hard-swish (the reference's "swish"), torch's one-sided derivative
         a = tl.where(x <= -3.0, zero, tl.where(x >= 3.0, x, x * (x + 3.0) / 6.0))
         da = tl.where(x < -3.0, zero, tl.where(x <= 3.0, x / 3.0 + 0.5, one))
-    elif ACT == 6:  # gelu, tanh approximation
-        k0 = 0.7978845608028654
-        k1 = 0.044715
-        th = _tanh(k0 * (x + k1 * x * x * x))
+    elif ACT == 6:  # gelu, tanh approximation: sqrt(2 / pi) = 0.79788..., kappa = 0.044715
+        th = _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))
         a = 0.5 * x * (1.0 + th)
-        da = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * k0 * (1.0 + 3.0 * k1 * x * x)
-    elif ACT == 7:  # selu
-        alpha = 1.6732632423543772848170429916717
-        scale = 1.0507009873554804934193349852946
+        slope = 0.7978845608028654 * (1.0 + 0.134145 * x * x)  # d/dx of tanh's argument
+        da = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * slope
+    elif ACT == 7:  # selu: scale 1.0507..., scale * alpha (alpha = 1.6732...) as torch rounds it
         e = tl.exp(tl.minimum(x, zero))
-        a = tl.where(x > 0.0, scale * x, scale * alpha * (e - 1.0))
-        da = tl.where(x > 0.0, zero + scale, scale * alpha * e)
+        a = tl.where(x > 0.0, 1.0507009873554804934 * x, 1.7580993408473766 * (e - 1.0))
+        da = tl.where(x > 0.0, zero + 1.0507009873554804934, 1.7580993408473766 * e)
     elif ACT == 8:  # silu
         sg = 1.0 / (1.0 + tl.exp(-x))
         a = x * sg
@@ -126,6 +125,12 @@ def _activation(x, ACT: tl.constexpr):
 # j = 0..NSLOT-1; slot j yields the index m of one basis function (per input: B-splines differ
 # between inputs), whether it exists, its value and its x- and tau-derivatives. The recurrences
 # of Fourier and Chebyshev bases carry their state (u1..u4) from slot to slot.
+
+
+@_jit
+def _column(tile, j, RP: tl.constexpr):
+    """Column j of a ``(BN, RP)`` tile."""
+    return tl.sum(tl.where(tl.arange(0, RP)[None, :] == j, tile, 0.0), axis=1)
 
 
 @_jit
@@ -149,8 +154,6 @@ def _bspline_local(x, row_off, grid_ptr, K, mask, DEGREE: tl.constexpr, RP: tl.c
     tile = tl.zeros((1, RP), x.dtype) + tl.zeros_like(x)[:, None]
     nb = tl.where((r[None, :] == 0) & inside[:, None], tile + 1.0, tile)
     nx = tile
-    # shift[r_new, r_old]: column r of the new level reads column r - 1 of the old one.
-    shift = r[:, None] == r[None, :] + 1
     xe = x[:, None]
     for d in tl.static_range(1, DEGREE + 1):
         j = mu[:, None] - d + r[None, :]  # spline index of column r at level d
@@ -168,8 +171,11 @@ def _bspline_local(x, row_off, grid_ptr, K, mask, DEGREE: tl.constexpr, RP: tl.c
         right_inv = tl.where(rpos, 1.0 / tl.where(rpos, right_den, tile + 1.0), tile)
         left = (xe - tj) * left_inv
         right = (tjd1 - xe) * right_inv
-        nb_prev = tl.sum(tl.where(shift[None, :, :], nb[:, None, :], 0.0), axis=2)
-        nx_prev = tl.sum(tl.where(shift[None, :, :], nx[:, None, :], 0.0), axis=2)
+        nb_prev = tile
+        nx_prev = tile
+        for q in tl.static_range(1, d + 1):  # level d-1 has columns 0..d-1
+            nb_prev = tl.where(r[None, :] == q, _column(nb, q - 1, RP)[:, None], nb_prev)
+            nx_prev = tl.where(r[None, :] == q, _column(nx, q - 1, RP)[:, None], nx_prev)
         nx = left_inv * nb_prev + left * nx_prev - right_inv * nb + right * nx
         nb = left * nb_prev + right * nb
     return mu, nb, nx
@@ -238,9 +244,8 @@ def _slot(
     if BASIS == 0:  # B-spline: slot j is B_{mu - DEGREE + j}; tau does not enter
         m = mu - DEGREE + j
         ok = mask & (m >= 0) & (m < M)
-        sel = tl.arange(0, RP)[None, :] == j
-        b = tl.sum(tl.where(sel, nb, 0.0), axis=1)
-        bx = tl.sum(tl.where(sel, nx, 0.0), axis=1)
+        b = _column(nb, j, RP)
+        bx = _column(nx, j, RP)
     elif BASIS == 1:  # RBF exp(-t^2 / 2), t = (x - g) / (h tau)
         g = tl.load(grid_ptr + row_off + j, mask=mask, other=0.0)
         width = bandwidth * tau
@@ -266,9 +271,9 @@ def _slot(
         u1 = tl.where(advance, c_next, u1)
         u2 = tl.where(advance, s_next, u2)
         m = mu * 0 + (k + (j % 2) * (M // 2))
-        kf = k * 1.0
+        kf = k * 1.0  # float32, exact; the products below take the data's type
         kw = kf * (6.283185307179586 * tau)
-        kx = (kf * 6.283185307179586) * x
+        kx = kf * (6.283185307179586 * x)
         b = tl.where(odd, u2, u1)
         bx = tl.where(odd, kw * u1, -kw * u2)
         bt = tl.where(odd, kx * u1, -kx * u2)
@@ -443,7 +448,7 @@ def _eval_bwd_kernel(
             coef_mask = tile_mask & ok[:, None]
             coef = tl.load(coef_ptr + offset, mask=coef_mask, other=0.0)
             if NEED_COEF:
-                tl.atomic_add(gcoef_ptr + offset, gw * b[:, None], mask=coef_mask)
+                tl.atomic_add(gcoef_ptr + offset, gw * b[:, None], mask=coef_mask, sem="relaxed")
             if NEED_WSP or NEED_VALUE:
                 spline += coef * b[:, None]
             if NEED_X or NEED_TAU:
@@ -452,11 +457,11 @@ def _eval_bwd_kernel(
                 gx += weight * bx
                 tau_sum += weight * bt
         if NEED_WSP:
-            tl.atomic_add(gwsp_ptr + col, g * spline, mask=tile_mask)
+            tl.atomic_add(gwsp_ptr + col, g * spline, mask=tile_mask, sem="relaxed")
         if HAS_BASE:
             wb = tl.load(wb_ptr + col, mask=tile_mask, other=0.0)
             if NEED_WB:
-                tl.atomic_add(gwb_ptr + col, g * a[:, None], mask=tile_mask)
+                tl.atomic_add(gwb_ptr + col, g * a[:, None], mask=tile_mask, sem="relaxed")
             if NEED_X:
                 gx += tl.sum(g * wb, axis=1) * da
         if NEED_VALUE:
@@ -581,10 +586,12 @@ def _features_bwd_kernel(
 # ---------------------------------------------------------------------------------------------
 # Host side: the operators' CUDA kernels, with the signatures and results of the CPU kernels.
 
-# Elements per program: BLOCK_N inputs x BLOCK_O outputs stays near this many.
-_TILE = 1024
+# Tile sizes. A program holds BLOCK_N x max(BLOCK_O, RP) values of each kind in registers; these
+# budgets (per float32 program of four warps, halved for float64) keep sm_90 compilations within
+# about 64-150 registers without spills (ptxas -v). The backward keeps more values per element.
+_FORWARD_BUDGET = 512
+_BACKWARD_BUDGET = 256
 _MAX_BLOCK_O = 16
-_FEATURES_BLOCK = 256
 
 
 def _codes(basis: str, activation: str) -> tuple[int, int]:
@@ -594,8 +601,10 @@ def _codes(basis: str, activation: str) -> tuple[int, int]:
 
 
 def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    dtypes = [t.dtype for t in tensors if t is not None and t.numel() > 0]
-    return torch.float64 if torch.float64 in dtypes else torch.float32
+    """float64 if any of the tensors is, else float32 (the CPU kernels' rule)."""
+    from tkam.kan.ops import _compute_dtype
+
+    return _compute_dtype(*tensors)
 
 
 def _device(t: Tensor):
@@ -626,7 +635,7 @@ class _Layer:
         return {"BASIS": self.basis, "DEGREE": self.degree, "ACT": self.act, "RP": self.rp}
 
 
-def _eval_tables(layer: _Layer, coef, w_spline, w_base, activation, dtype):
+def _eval_tables(coef, w_spline, w_base, activation, dtype):
     """``coef_t (M, O, I)``, ``w_spline`` and ``w_base`` as ``(O, I)`` (placeholders if absent)."""
     coef_t = coef.detach().to(dtype).permute(2, 1, 0).contiguous()
     wsp_t = None if w_spline is None else w_spline.detach().to(dtype).T.contiguous()
@@ -635,9 +644,11 @@ def _eval_tables(layer: _Layer, coef, w_spline, w_base, activation, dtype):
     return coef_t, wsp_t, wb_t
 
 
-def _blocks(nout: int) -> tuple[int, int]:
+def _blocks(nout: int, rp: int, dtype: torch.dtype, budget: int) -> tuple[int, int]:
+    """``(BLOCK_N, BLOCK_O)`` for ``nout`` outputs and B-spline tiles of width ``rp``."""
     block_o = min(_next_pow2(nout), _MAX_BLOCK_O)
-    return max(16, min(256, _TILE // block_o)), block_o
+    budget = budget // (2 if dtype == torch.float64 else 1)
+    return max(16, min(256, budget // max(block_o, rp))), block_o
 
 
 def kan_eval(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
@@ -647,13 +658,13 @@ def kan_eval(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, act
     I, O, M = coef.shape
     S = x.shape[0]
     layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
-    coef_t, wsp_t, wb_t = _eval_tables(layer, coef, w_spline, w_base, activation, dtype)
+    coef_t, wsp_t, wb_t = _eval_tables(coef, w_spline, w_base, activation, dtype)
     C, nout = (O * I, 1) if is_pairwise else (I, O)
     xc = x.detach().to(dtype).contiguous()
     out = torch.empty(S, O, I, dtype=dtype, device=x.device)
     N = S * C
     if N > 0 and O > 0:
-        block_n, block_o = _blocks(nout)
+        block_n, block_o = _blocks(nout, layer.rp, dtype, _FORWARD_BUDGET)
         launch = (triton.cdiv(N, block_n), triton.cdiv(nout, block_o))
         with _device(x):
             _eval_fwd_kernel[launch](
@@ -676,7 +687,7 @@ def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, band
     S = x.shape[0]
     device = x.device
     layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
-    coef_t, wsp_t, wb_t = _eval_tables(layer, coef, w_spline, w_base, activation, dtype)
+    coef_t, wsp_t, wb_t = _eval_tables(coef, w_spline, w_base, activation, dtype)
     need_wsp = need_wsp and wsp_t is not None
     need_wb = need_wb and wb_t is not None
     need_tau = need_tau and basis != "bspline"  # B-splines do not depend on tau
@@ -687,7 +698,7 @@ def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, band
     g_coef = torch.zeros(M, O, I, dtype=dtype, device=device) if need_coef else None
     g_wsp = torch.zeros(O, I, dtype=dtype, device=device) if need_wsp else None
     g_wb = torch.zeros(O, I, dtype=dtype, device=device) if need_wb else None
-    block_n, block_o = _blocks(nout)
+    block_n, block_o = _blocks(nout, layer.rp, dtype, _BACKWARD_BUDGET)
     programs = triton.cdiv(N, block_n) if N > 0 else 0
     partials = torch.zeros(max(programs, 1), 2, dtype=dtype, device=device)
     if programs > 0 and O > 0:
@@ -709,8 +720,9 @@ def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, band
             )  # fmt: skip
     elif need_x:
         gx.zero_()
-    totals = partials.sum(dim=0)  # deterministic order, unlike an atomic scalar
-    return gx, g_coef, g_wsp, g_wb, totals[0], totals[1]
+    # Summed here in a fixed order (an atomic scalar would not be), as separate tensors: the
+    # operators' outputs must not alias each other.
+    return gx, g_coef, g_wsp, g_wb, partials[:, 0].sum(), partials[:, 1].sum()
 
 
 def kan_eval_backward(grad, x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree,
@@ -765,11 +777,12 @@ def kan_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases):
     alloc = torch.zeros if basis == "bspline" else torch.empty  # B-splines write non-zeros only
     feats = alloc(S, M + int(base), I, dtype=dtype, device=x.device)
     N = S * I
+    block_n, _ = _blocks(1, layer.rp, dtype, _FORWARD_BUDGET)
     if N > 0:
         with _device(x):
-            _features_fwd_kernel[(triton.cdiv(N, _FEATURES_BLOCK),)](
-                xc, layer.grid, layer.tau, layer.bandwidth, feats, N, I, M, M + int(base), layer.K, layer.nslot,
-                HAS_BASE=base, BLOCK_N=_FEATURES_BLOCK, **layer.constants(),
+            _features_fwd_kernel[(triton.cdiv(N, block_n),)](
+                xc, layer.grid, layer.tau, layer.bandwidth, feats, N, I, M, M + int(base), layer.K,
+                layer.nslot, HAS_BASE=base, BLOCK_N=block_n, **layer.constants(),
             )  # fmt: skip
     return feats.to(x.dtype)
 
@@ -783,9 +796,10 @@ def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activati
     M = num_bases
     layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
     xc = x.detach().to(dtype).contiguous()
-    gx = torch.zeros(S, I, dtype=dtype, device=x.device) if need_x else None
+    gx = torch.empty(S, I, dtype=dtype, device=x.device) if need_x else None
     N = S * I
-    programs = triton.cdiv(N, _FEATURES_BLOCK) if N > 0 else 0
+    block_n, _ = _blocks(1, layer.rp, dtype, _BACKWARD_BUDGET)
+    programs = triton.cdiv(N, block_n) if N > 0 else 0
     partials = torch.zeros(max(programs, 1), dtype=dtype, device=x.device)
     base = activation != "none"
     compute_tau = need_tau and basis != "bspline"
@@ -793,10 +807,12 @@ def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activati
         with _device(x):
             _features_bwd_kernel[(programs,)](
                 xc, grad.detach().to(dtype).contiguous(), layer.grid, layer.tau, layer.bandwidth,
-                layer.tau if gx is None else gx, partials, N, I, M, M + int(base), layer.K, layer.nslot,
-                HAS_BASE=base, NEED_X=need_x, NEED_TAU=compute_tau,
-                BLOCK_N=_FEATURES_BLOCK, **layer.constants(),
+                layer.tau if gx is None else gx, partials, N, I, M, M + int(base), layer.K,
+                layer.nslot, HAS_BASE=base, NEED_X=need_x, NEED_TAU=compute_tau, BLOCK_N=block_n,
+                **layer.constants(),
             )  # fmt: skip
+    elif need_x:
+        gx.zero_()
     return (
         gx.to(x.dtype) if need_x else grad.new_empty(0),
         partials.sum().to(tau.dtype) if need_tau else grad.new_empty(0),
