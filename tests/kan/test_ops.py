@@ -193,11 +193,41 @@ def test_operators_pass_opcheck() -> None:
         torch.ops.tkam.kan_eval.default,
         (x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, False),
     )
-    torch.library.opcheck(
-        torch.ops.tkam.kan_features.default,
-        (x, grid, tau, bandwidth, basis, degree, activation, coef.shape[-1]),
-    )
+    M = coef.shape[-1]
+    for by_input in (False, True):
+        act = "none" if by_input else activation
+        torch.library.opcheck(
+            torch.ops.tkam.kan_features.default,
+            (x, grid, tau, bandwidth, basis, degree, act, M, by_input),
+        )
     torch.library.opcheck(torch.ops.tkam.kan_weights.default, (coef, w_spline, w_base))
+    # The backward operators: their outputs must match the fake (meta) implementations exactly,
+    # strides included, or compiled graphs reject them.
+    needs = [True, True, True, True, True]
+    params = [t.detach() for t in (coef, w_spline, w_base)]
+    for arg, pairwise in ((z, True), (x, False)):
+        grad = torch.randn(arg.shape[0], coef.shape[1], coef.shape[0], dtype=arg.dtype)
+        torch.library.opcheck(
+            torch.ops.tkam.kan_eval_backward.default,
+            (grad, arg.detach(), *params, grid, tau.detach(), bandwidth, basis, degree,
+             activation, pairwise, needs),
+        )  # fmt: skip
+    weights = torch.randn(z.shape[0], dtype=z.dtype)
+    torch.library.opcheck(
+        torch.ops.tkam.kan_weighted_pairwise.default,
+        (z.detach(), weights, *params, grid, tau.detach(), bandwidth, basis, degree, activation,
+         needs[:4]),
+    )  # fmt: skip
+    for by_input, rows in (
+        (False, (x.shape[0], M + 1, x.shape[1])),
+        (True, (x.shape[1], x.shape[0], M)),
+    ):
+        act = "none" if by_input else activation
+        torch.library.opcheck(
+            torch.ops.tkam.kan_features_backward.default,
+            (torch.randn(rows, dtype=x.dtype), x.detach(), grid, tau.detach(), bandwidth, basis,
+             degree, act, M, by_input, [True, True]),
+        )  # fmt: skip
 
 
 def test_torch_compile_and_torch_func_run_through_the_operators() -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 __all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_kernels.cpp"
-ABI_VERSION = 3
+ABI_VERSION = 4
 FLAGS = (
     "-O3",
     "-march=native",
@@ -55,8 +55,8 @@ _SIGNATURES: dict[str, tuple] = {
         None,
         (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _P, _P, _INT),
     ),
-    "features_fwd": (None, (_P, _P, _P, _P, _I64, _INT, _P, _INT)),
-    "features_bwd": (None, (_P, _P, _P, _P, _P, _I64, _INT, _P, _P, _INT)),
+    "features_fwd": (None, (_P, _P, _P, _P, _I64, _INT, _INT, _P, _INT)),
+    "features_bwd": (None, (_P, _P, _P, _P, _P, _I64, _INT, _INT, _P, _P, _INT)),
     "weights_fwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _INT)),
     "weights_bwd": (None, (_P, _P, _P, _I64, _I64, _I64, _P, _P, _INT)),
     "tkam_invert_shared_f32": (None, (_P, _P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _INT)),

@@ -42,6 +42,7 @@ __all__ = [
     "outer",
     "summed",
     "basis_values",
+    "basis_by_input",
     "eager_basis",
     "eager_pairwise",
     "eager_weighted_pairwise",
@@ -423,11 +424,12 @@ def _kan_eval_backward_cpu(grad, x, coef, w_spline, w_base, grid, tau, bandwidth
     g_tau = torch.zeros((), dtype=dtype) if need_tau else None
     fn(dims, reals, _ptr(grid_t), _ptr(coef_t), _ptr(wsp_t), _ptr(wb_t), _ptr(xc), _ptr(gc), None,
        S, _ptr(gx), _ptr(g_coef), _ptr(g_wsp), _ptr(g_wb), _ptr(g_tau), None, _threads())  # fmt: skip
-    if g_coef is not None:  # (O', M, I') -> (I, O, M)
+    if g_coef is not None:  # (O', M, I') -> (I, O, M), contiguous as the parameter
         g_coef = (
             g_coef.reshape(M, O, I).permute(2, 1, 0) if is_pairwise else g_coef.permute(2, 0, 1)
         )
-    scale = lambda g: g.reshape(O, I).T
+        g_coef = g_coef.contiguous()
+    scale = lambda g: g.reshape(O, I).T.contiguous()
     empty = lambda: grad.new_empty(0)
     if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
         g_wb = torch.zeros(O, I, dtype=dtype)
@@ -499,31 +501,46 @@ def _kan_features(
     degree: int,
     activation: str,
     num_bases: int,
+    by_input: bool,
 ) -> Tensor:
-    """``(S, I) -> (S, M [+1], I)``: basis values, then ``b(x)`` as row M with a base branch."""
+    """``(S, I) -> (S, M [+1], I)``: basis values, then ``b(x)`` as row M with a base branch; or,
+    ``by_input`` (no base branch), ``(I, S, M)``: one matmul operand per input."""
+    return _features_reference(x, grid, tau, bandwidth, basis, degree, activation, num_bases,
+                               by_input)  # fmt: skip
+
+
+def _features_reference(x, grid, tau, bandwidth, basis, degree, activation, num_bases, by_input):
+    if by_input:
+        values = eager_basis(x, grid, tau, bandwidth, basis, degree, num_bases)  # (S, I, M)
+        return values.permute(1, 0, 2).contiguous()
     return _eager_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases)
 
 
 @_kan_features.register_kernel("cpu")
-def _kan_features_cpu(x, grid, tau, bandwidth, basis, degree, activation, num_bases):
+def _kan_features_cpu(x, grid, tau, bandwidth, basis, degree, activation, num_bases, by_input):
     dtype = _compute_dtype(x)
     fn = _native(dtype, "features_fwd")
     if fn is None:
-        return _eager_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases)
+        return _features_reference(x, grid, tau, bandwidth, basis, degree, activation, num_bases,
+                                   by_input)  # fmt: skip
     S, I = x.shape
     M = num_bases
-    base = activation != "none"
+    base = activation != "none" and not by_input
     grid_t = grid.to(dtype).T.contiguous()
     dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I, 1, M)
     xc = _prepare(x, dtype)
-    feats = torch.empty(S, M + int(base), I, dtype=dtype)
-    fn(dims, reals, _ptr(grid_t), _ptr(xc), S, int(base), _ptr(feats), _threads())
+    shape = (I, S, M) if by_input else (S, M + int(base), I)
+    feats = torch.empty(shape, dtype=dtype)
+    fn(dims, reals, _ptr(grid_t), _ptr(xc), S, int(base), int(by_input), _ptr(feats), _threads())
     return feats.to(x.dtype)
 
 
 @_kan_features.register_fake
-def _kan_features_fake(x, grid, tau, bandwidth, basis, degree, activation, num_bases):
-    return x.new_empty(x.shape[0], num_bases + int(activation != "none"), x.shape[1])
+def _kan_features_fake(x, grid, tau, bandwidth, basis, degree, activation, num_bases, by_input):
+    S, I = x.shape
+    if by_input:
+        return x.new_empty(I, S, num_bases)
+    return x.new_empty(S, num_bases + int(activation != "none"), I)
 
 
 @torch.library.custom_op("tkam::kan_features_backward", mutates_args=())
@@ -537,29 +554,30 @@ def _kan_features_backward(
     degree: int,
     activation: str,
     num_bases: int,
+    by_input: bool,
     needs: list[bool],
 ) -> tuple[Tensor, Tensor]:
     """Gradients for (x, tau) from the features' gradient (fused CPU kernel; Triton's on CUDA)."""
     return _on_cpu(
         _kan_features_backward_cpu, grad, x, grid, tau, bandwidth, basis, degree, activation,
-        num_bases, needs,
+        num_bases, by_input, needs,
     )  # fmt: skip
 
 
 @_kan_features_backward.register_kernel("cpu")
 def _kan_features_backward_cpu(grad, x, grid, tau, bandwidth, basis, degree, activation,
-                               num_bases, needs):  # fmt: skip
+                               num_bases, by_input, needs):  # fmt: skip
     dtype = _compute_dtype(x)
     fn = _require(_native(dtype, "features_bwd"))
     S, I = x.shape
-    base = activation != "none"
+    base = activation != "none" and not by_input
     grid_t = grid.to(dtype).T.contiguous()
     dims, reals = _spec(grid_t, tau, bandwidth, basis, degree, activation, I, 1, num_bases)
     xc, gc = _prepare(x, dtype), _prepare(grad, dtype)
     gx = torch.empty(S, I, dtype=dtype) if needs[0] else None
     g_tau = torch.zeros((), dtype=dtype) if needs[1] else None
-    fn(dims, reals, _ptr(grid_t), _ptr(xc), _ptr(gc), S, int(base), _ptr(gx), _ptr(g_tau),
-       _threads())  # fmt: skip
+    fn(dims, reals, _ptr(grid_t), _ptr(xc), _ptr(gc), S, int(base), int(by_input), _ptr(gx),
+       _ptr(g_tau), _threads())  # fmt: skip
     return (
         gx.to(x.dtype) if gx is not None else grad.new_empty(0),
         g_tau.to(tau.dtype) if g_tau is not None else grad.new_empty(0),
@@ -568,7 +586,7 @@ def _kan_features_backward_cpu(grad, x, grid, tau, bandwidth, basis, degree, act
 
 @_kan_features_backward.register_fake
 def _kan_features_backward_fake(grad, x, grid, tau, bandwidth, basis, degree, activation,
-                                num_bases, needs):  # fmt: skip
+                                num_bases, by_input, needs):  # fmt: skip
     return (
         torch.empty_like(x) if needs[0] else grad.new_empty(0),
         torch.empty_like(tau) if needs[1] else grad.new_empty(0),
@@ -598,8 +616,8 @@ def _features_backward(ctx, grad):
         *ctx.static,
         needs,
     )
-    return (gx if needs[0] else None, None, g_tau if needs[1] else None, None, None, None, None,
-            None)  # fmt: skip
+    grads = (gx if needs[0] else None, None, g_tau if needs[1] else None)
+    return grads + (None,) * 6
 
 
 _kan_features.register_autograd(_features_backward, setup_context=_features_setup)
@@ -742,11 +760,13 @@ def _kan_weighted_pairwise_cpu(z, weights, coef, w_spline, w_base, grid, tau, ba
     empty = lambda: z.new_empty(0)
     if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
         g_wb = torch.zeros(O, I, dtype=dtype)
+    # Gradients laid out as the parameters (contiguous), as the fake implementation says.
+    layout = lambda g, *order: g.permute(*order).contiguous()
     return (
         value.to(torch.result_type(z, coef)),
-        g_coef.reshape(M, O, I).permute(2, 1, 0).to(coef.dtype) if g_coef is not None else empty(),
-        g_wsp.reshape(O, I).T.to(w_spline.dtype) if g_wsp is not None else empty(),
-        g_wb.reshape(O, I).T.to(w_base.dtype) if g_wb is not None else empty(),
+        layout(g_coef.reshape(M, O, I), 2, 1, 0).to(coef.dtype) if g_coef is not None else empty(),
+        layout(g_wsp.reshape(O, I), 1, 0).to(w_spline.dtype) if g_wsp is not None else empty(),
+        layout(g_wb.reshape(O, I), 1, 0).to(w_base.dtype) if g_wb is not None else empty(),
         g_tau.to(tau.dtype) if g_tau is not None else empty(),
     )
 
@@ -861,28 +881,29 @@ def outer(
     degree: int,
     activation: str,
 ) -> Tensor:
-    """``phi_{i->o}(x[s, i])``: ``(S, I) -> (S, I, O)`` (a transposed view), fused where it
-    applies."""
+    """``phi_{i->o}(x[s, i])``: ``(S, I) -> (S, I, O)`` (a permuted view), fused where it applies.
+
+    Every input's outputs share its basis values, so the contraction is one batched matmul,
+    ``(S, M) @ (M, O)`` per input, of the fused basis values laid out ``(I, S, M)``.
+    """
     if not native_applies(x):
         return eager_outer(
             x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation
         )
-    out = _call(
-        _kan_eval,
-        _Eval,
-        x,
-        coef,
-        w_spline,
-        w_base,
-        grid,
-        tau,
-        bandwidth,
-        basis,
-        degree,
-        activation,
-        False,
-    )
-    return out.transpose(1, 2)
+    values = basis_by_input(x, grid, tau, bandwidth, basis, degree, coef.shape[-1])
+    out = torch.bmm(values, coef.transpose(1, 2)).permute(1, 0, 2)  # (S, I, O)
+    if w_spline is not None:
+        out = out * w_spline
+    if w_base is not None and activation != "none":
+        out = out + bases.activation(activation)(x).unsqueeze(-1) * w_base
+    return out
+
+
+def basis_by_input(
+    x: Tensor, grid: Tensor, tau: Tensor, bandwidth: Tensor, basis: str, degree: int, M: int
+) -> Tensor:
+    """Basis values ``(S, I) -> (I, S, M)`` (contiguous: a batched-matmul operand), fused."""
+    return _call(_kan_features, _Features, x, grid, tau, bandwidth, basis, degree, "none", M, True)
 
 
 def basis_values(
@@ -891,7 +912,9 @@ def basis_values(
     """Basis values ``(S, I) -> (S, I, M)`` (a transposed view), fused where it applies."""
     if not native_applies(x):
         return eager_basis(x, grid, tau, bandwidth, basis, degree, M)
-    feats = _call(_kan_features, _Features, x, grid, tau, bandwidth, basis, degree, "none", M)
+    feats = _call(
+        _kan_features, _Features, x, grid, tau, bandwidth, basis, degree, "none", M, False
+    )
     return feats.transpose(1, 2)
 
 
@@ -957,7 +980,9 @@ def summed(
     act = activation if base is not None else "none"
 
     def apply(rows: Tensor) -> Tensor:
-        feats = _call(_kan_features, _Features, rows, grid, tau, bandwidth, basis, degree, act, M)
+        feats = _call(
+            _kan_features, _Features, rows, grid, tau, bandwidth, basis, degree, act, M, False
+        )
         return feats.reshape(rows.shape[0], -1) @ weights
 
     if torch.is_grad_enabled() or x.shape[0] <= SUMMED_CHUNK:

@@ -766,8 +766,12 @@ def kan_weighted_pairwise(z, weights, coef, w_spline, w_base, grid, tau, bandwid
     )
 
 
-def kan_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases):
-    """``(S, I) -> (S, M [+1], I)``: basis values, then ``b(x)`` as row M with a base branch."""
+def kan_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases, by_input=False):
+    """``(S, I) -> (S, M [+1], I)``: basis values, then ``b(x)`` as row M with a base branch; or,
+    ``by_input`` (no base branch), ``(I, S, M)`` (a permuted copy)."""
+    if by_input:
+        feats = kan_features(x, grid, tau, bandwidth, basis, degree, "none", num_bases)
+        return feats.permute(2, 0, 1).contiguous()
     dtype = _compute_dtype(x)
     S, I = x.shape
     M = num_bases
@@ -788,8 +792,11 @@ def kan_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases):
 
 
 def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activation, num_bases,
-                          needs):  # fmt: skip
-    """Gradients for (x, tau) from the features' gradient; empty where ``needs`` is false."""
+                          by_input, needs):  # fmt: skip
+    """Gradients for (x, tau) from the features' gradient (laid out as the features were, see
+    :func:`kan_features`); empty where ``needs`` is false."""
+    if by_input:  # (I, S, M) -> the (S, M, I) layout, without a base row
+        grad, activation = grad.permute(1, 2, 0).contiguous(), "none"
     need_x, need_tau = bool(needs[0]), bool(needs[1])
     dtype = _compute_dtype(x)
     S, I = x.shape

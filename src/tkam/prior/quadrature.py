@@ -16,6 +16,7 @@ from torch import Tensor
 
 from tkam.kan.layer import UnivariateLayer
 from tkam.kan.native import library
+from tkam.kan.ops import basis_by_input
 
 __all__ = [
     "gauss_legendre",
@@ -146,7 +147,8 @@ def fused_gauss_legendre_table(
     coef, w_spline, w_base = layer._arguments()[:3]
     O = coef.shape[1]
     Q, P = (O, R) if rows_are_inputs else (R, O)
-    basis = layer.basis(nodes.T).transpose(0, 1).contiguous()  # (R, N, M)
+    args = (layer.grid, layer.tau, layer.bandwidth, layer.basis_name, layer.degree)
+    basis = basis_by_input(nodes.T, *args, layer.num_bases)  # (R, N, M)
     # Every tensor handed to the kernel is held in a local until the call returns.
     spline = torch.bmm(basis, coef.transpose(1, 2)).contiguous()  # (R, N, O)
     act = layer.activation(nodes).contiguous() if w_base is not None else None

@@ -857,10 +857,12 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
   if (value) *value = value_total;
 }
 
-// Basis features of a summed (generator) layer: feats[s, m, i] = B_m(x_si), and, with a base
-// branch, feats[s, M, i] = a(x_si); the contraction with the weights is one matmul outside.
+// Basis features: layout 0, feats[s, m, i] = B_m(x_si) and, with a base branch,
+// feats[s, M, i] = a(x_si) (a summed layer's matmul operand); layout 1, feats[i, s, m] =
+// B_m(x_si) without the base row (one batched matmul per input for the outer evaluation).
 template <typename T, int BASIS>
-void features_fwd(const Spec<T>& sp, const T* x, int64_t S, bool base, T* feats, int threads) {
+void features_fwd(const Spec<T>& sp, const T* x, int64_t S, bool base, int layout, T* feats,
+                  int threads) {
   const int64_t I = sp.I, M = sp.M, F = (M + (base ? 1 : 0)) * I;
 #pragma omp parallel num_threads(threads)
   {
@@ -869,17 +871,25 @@ void features_fwd(const Spec<T>& sp, const T* x, int64_t S, bool base, T* feats,
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < S; ++s) {
       const T* xr = x + s * I;
-      T* f = feats + s * F;
-      basis_row<T, BASIS, false, false>(sp, xr, I, f, r.dX, r.dT, r.work);
-      if (base) activation_row<T>(sp.act, xr, I, f + M * I, nullptr);
+      if (layout == 0) {
+        T* f = feats + s * F;
+        basis_row<T, BASIS, false, false>(sp, xr, I, f, r.dX, r.dT, r.work);
+        if (base) activation_row<T>(sp.act, xr, I, f + M * I, nullptr);
+      } else {
+        basis_row<T, BASIS, false, false>(sp, xr, I, r.B, r.dX, r.dT, r.work);
+        for (int64_t i = 0; i < I; ++i) {
+          T* f = feats + (i * S + s) * M;
+          for (int64_t m = 0; m < M; ++m) f[m] = r.B[m * I + i];
+        }
+      }
     }
   }
 }
 
-// dL/dx and dL/dtau from dL/dfeats.
+// dL/dx and dL/dtau from dL/dfeats (in the features' layout).
 template <typename T, int BASIS>
-void features_bwd(const Spec<T>& sp, const T* x, const T* gfeats, int64_t S, bool base, T* gx,
-                  T* g_tau, int threads) {
+void features_bwd(const Spec<T>& sp, const T* x, const T* gfeats, int64_t S, bool base,
+                  int layout, T* gx, T* g_tau, int threads) {
   const int64_t I = sp.I, M = sp.M, F = (M + (base ? 1 : 0)) * I;
   const bool need_dx = gx != nullptr, need_dt = g_tau != nullptr && BASIS != BSPLINE;
   T tau_total = T(0);
@@ -887,10 +897,18 @@ void features_bwd(const Spec<T>& sp, const T* x, const T* gfeats, int64_t S, boo
   {
     FlushDenormals ftz;
     Rows<T> r(sp, I);
+    std::vector<T> gathered(layout == 0 ? 0 : M * I);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < S; ++s) {
       const T* xr = x + s * I;
       const T* gf = gfeats + s * F;
+      if (layout != 0) {  // this sample's gradient rows, (M, I) like the basis values
+        for (int64_t i = 0; i < I; ++i) {
+          const T* src = gfeats + (i * S + s) * M;
+          for (int64_t m = 0; m < M; ++m) gathered[m * I + i] = src[m];
+        }
+        gf = gathered.data();
+      }
       basis_any<T, BASIS>(sp, xr, I, r, need_dx, need_dt);
       if (need_dx) {
         contract(gf, I, r.dX, M, I, r.acc);
@@ -970,16 +988,17 @@ void eval_bwd_any(const int64_t* dims, const double* reals, const T* grid_t, con
 
 template <typename T>
 void features_fwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* x,
-                      int64_t S, int base, T* feats, int threads) {
+                      int64_t S, int base, int layout, T* feats, int threads) {
   const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
-  TKAM_DISPATCH_BASIS(sp, features_fwd, sp, x, S, base != 0, feats, threads)
+  TKAM_DISPATCH_BASIS(sp, features_fwd, sp, x, S, base != 0, layout, feats, threads)
 }
 
 template <typename T>
 void features_bwd_any(const int64_t* dims, const double* reals, const T* grid_t, const T* x,
-                      const T* gfeats, int64_t S, int base, T* gx, T* g_tau, int threads) {
+                      const T* gfeats, int64_t S, int base, int layout, T* gx, T* g_tau,
+                      int threads) {
   const Spec<T> sp = make_spec<T>(dims, reals, grid_t);
-  TKAM_DISPATCH_BASIS(sp, features_bwd, sp, x, gfeats, S, base != 0, gx, g_tau, threads)
+  TKAM_DISPATCH_BASIS(sp, features_bwd, sp, x, gfeats, S, base != 0, layout, gx, g_tau, threads)
 }
 
 // W[m, i, o] = coef[i, o, m] * wsp[i, o] (m < M), W[M, i, o] = wb[i, o]: the weights of the
@@ -1060,7 +1079,7 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
 
 extern "C" {
 
-int tkam_abi_version() { return 3; }
+int tkam_abi_version() { return 4; }
 
 void tkam_eval_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                        const float* coef_t, const float* wsp_t, const float* wb_t,
@@ -1089,22 +1108,24 @@ void tkam_eval_bwd_f64(const int64_t* dims, const double* reals, const double* g
                        g_coef_t, g_wsp_t, g_wb_t, g_tau, value, threads);
 }
 void tkam_features_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
-                           const float* x, int64_t S, int base, float* feats, int threads) {
-  features_fwd_any<float>(dims, reals, grid_t, x, S, base, feats, threads);
+                           const float* x, int64_t S, int base, int layout, float* feats,
+                           int threads) {
+  features_fwd_any<float>(dims, reals, grid_t, x, S, base, layout, feats, threads);
 }
 void tkam_features_fwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
-                           const double* x, int64_t S, int base, double* feats, int threads) {
-  features_fwd_any<double>(dims, reals, grid_t, x, S, base, feats, threads);
+                           const double* x, int64_t S, int base, int layout, double* feats,
+                           int threads) {
+  features_fwd_any<double>(dims, reals, grid_t, x, S, base, layout, feats, threads);
 }
 void tkam_features_bwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
-                           const float* x, const float* gfeats, int64_t S, int base, float* gx,
-                           float* g_tau, int threads) {
-  features_bwd_any<float>(dims, reals, grid_t, x, gfeats, S, base, gx, g_tau, threads);
+                           const float* x, const float* gfeats, int64_t S, int base, int layout,
+                           float* gx, float* g_tau, int threads) {
+  features_bwd_any<float>(dims, reals, grid_t, x, gfeats, S, base, layout, gx, g_tau, threads);
 }
 void tkam_features_bwd_f64(const int64_t* dims, const double* reals, const double* grid_t,
                            const double* x, const double* gfeats, int64_t S, int base,
-                           double* gx, double* g_tau, int threads) {
-  features_bwd_any<double>(dims, reals, grid_t, x, gfeats, S, base, gx, g_tau, threads);
+                           int layout, double* gx, double* g_tau, int threads) {
+  features_bwd_any<double>(dims, reals, grid_t, x, gfeats, S, base, layout, gx, g_tau, threads);
 }
 void tkam_weights_fwd_f32(const float* coef, const float* wsp, const float* wb, int64_t I,
                           int64_t O, int64_t M, float* W, int threads) {
