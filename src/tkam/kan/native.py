@@ -72,7 +72,7 @@ _SIGNATURES: dict[str, tuple] = {
     "tkam_guide_table_f32": (None, (_P, _I64, _I64, _I64, _P, _INT)),
     "tkam_quadrature_table_f32": (
         None,
-        (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _INT, _P, _P, _P, _P, _INT),
+        (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _INT, _P, _P, _P, _INT),
     ),
 }
 

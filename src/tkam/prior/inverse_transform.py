@@ -175,7 +175,7 @@ def invert_shared(
             torch.get_num_threads(),
         )
         # Every tensor handed to the kernel is held in a local until the call returns.
-        cdf, knots = cdf.contiguous(), knots.contiguous()
+        knots = knots.contiguous()
         sorted_u, order = torch.sort(u.to(cdf.dtype), dim=-1)  # (P, S)
         sorted_u, order = sorted_u.contiguous(), order.to(torch.int32).contiguous()
         lib = library()
@@ -185,6 +185,7 @@ def invert_shared(
             S, *outputs,
         )  # fmt: skip
         if not done:  # no AVX-512: per component, by sample or by interval
+            cdf = cdf.contiguous()
             kernel = "invert_shared" if S >= RUNS_FROM * n else "invert_shared_sparse"
             getattr(lib, f"tkam_{kernel}_f32")(
                 cdf.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n,

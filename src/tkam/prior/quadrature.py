@@ -155,16 +155,18 @@ def fused_gauss_legendre_table(
     w_spline = w_spline.contiguous() if w_spline is not None else None
     w_base = w_base.contiguous() if w_base is not None else None
     log_weights, log_reference = log_weights.contiguous(), log_reference.contiguous()
-    log_density, cdf, log_z = torch.empty(Q, P, N), torch.empty(Q, P, N), torch.empty(Q, P)
-    by_row = torch.empty(P, N, Q) if rows_are_inputs else None
+    # The tables come laid out (R, N, O), like the spline sums; (Q, P, N) are views of them.
+    log_density, cdf, log_z = torch.empty(R, N, O), torch.empty(R, N, O), torch.empty(Q, P)
     pointer = lambda t: None if t is None else t.data_ptr()
     lib.tkam_quadrature_table_f32(
         spline.data_ptr(), pointer(w_spline), pointer(w_base), pointer(act),
         log_weights.data_ptr(), log_reference.data_ptr(), Q, P, N, int(rows_are_inputs),
-        0 if rule == "midpoint" else 1, log_density.data_ptr(), cdf.data_ptr(), pointer(by_row),
-        log_z.data_ptr(), torch.get_num_threads(),
+        0 if rule == "midpoint" else 1, log_density.data_ptr(), cdf.data_ptr(), log_z.data_ptr(),
+        torch.get_num_threads(),
     )  # fmt: skip
-    return QuadratureTable(knots, log_density, cdf, log_z, by_row)
+    order = (2, 0, 1) if rows_are_inputs else (0, 2, 1)  # (R, N, O) -> (Q, P, N)
+    by_row = cdf if rows_are_inputs else None
+    return QuadratureTable(knots, log_density.permute(order), cdf.permute(order), log_z, by_row)
 
 
 def trapezium_table(knots: Tensor, log_unnormalised: Tensor) -> QuadratureTable:

@@ -1149,13 +1149,12 @@ void tkam_weights_bwd_f64(const double* coef, const double* wsp, const double* g
 // each row's nodes, spline (R, N, O) for layer rows r and outputs o: the energy of component
 // (q, p), with (r, o) = (p, q) when rows_are_inputs (univariate) and (q, p) otherwise, is
 // wsp[r, o] * spline[r, g, o] + wb[r, o] * act[r, g] (wsp, wb, act may be null). log_w and
-// log_pi0 are (R, N). Writes log_density and cdf (Q, P, N), log_z (Q, P) and, when not null,
-// cdf_by_row (R, N, O) (the univariate sampler's layout); rule 0 midpoint, 1 left.
+// log_pi0 are (R, N). Writes log_density and cdf laid out (R, N, O), like the spline sums, and
+// log_z (Q, P); rule 0 midpoint, 1 left.
 void tkam_quadrature_table_f32(const float* spline, const float* wsp, const float* wb,
                                const float* act, const float* log_w, const float* log_pi0,
                                int64_t Q, int64_t P, int64_t N, int rows_are_inputs, int rule,
-                               float* log_density, float* cdf, float* cdf_by_row, float* log_z,
-                               int threads) {
+                               float* log_density, float* cdf, float* log_z, int threads) {
   // Sixteen outputs of one row side by side: the spline sums of a row are (N, O) with the
   // outputs contiguous, so every step below is one vector operation over the 16 components.
   constexpr int64_t L = 16;
@@ -1225,25 +1224,24 @@ void tkam_quadrature_table_f32(const float* spline, const float* wsp, const floa
       float last[L];
 #pragma omp simd
       for (int64_t l = 0; l < L; ++l) last[l] = mass[(N - 1) * L + l];
+      // Both tables in the spline sums' layout (R, N, O): whole vectors of 16 components.
       for (int64_t g = 0; g < N; ++g) {
-        float* __restrict by_row = cdf_by_row ? cdf_by_row + (r * N + g) * O + o0 : nullptr;
+        float* __restrict F = cdf + (r * N + g) * O + o0;
+        float* __restrict D = log_density + (r * N + g) * O + o0;
 #pragma omp simd
         for (int64_t l = 0; l < L; ++l) {
           float v = last[l] > 0.0f ? mass[g * L + l] / last[l] : 0.0f;
           v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
           v = g == N - 1 ? 1.0f : v;
-          mass[g * L + l] = v;
-          if (by_row && l < width) by_row[l] = v;
+          if (l < width) {
+            F[l] = v;
+            D[l] = energy[g * L + l] - lz[l];
+          }
         }
       }
       for (int64_t l = 0; l < width; ++l) {
         const int64_t o = o0 + l;
-        const int64_t c = rows_are_inputs ? o * P + r : r * P + o;
-        log_z[c] = lz[l];
-        for (int64_t g = 0; g < N; ++g) {
-          log_density[c * N + g] = energy[g * L + l] - lz[l];
-          cdf[c * N + g] = mass[g * L + l];
-        }
+        log_z[rows_are_inputs ? o * P + r : r * P + o] = lz[l];
       }
     }
   }
