@@ -175,17 +175,16 @@ def invert_shared(
             torch.get_num_threads(),
         )
         # Every tensor handed to the kernel is held in a local until the call returns.
-        knots = knots.contiguous()
-        sorted_u, order = torch.sort(u.to(cdf.dtype), dim=-1)  # (P, S)
-        sorted_u, order = sorted_u.contiguous(), order.to(torch.int32).contiguous()
+        knots, u = knots.contiguous(), u.to(cdf.dtype).contiguous()
         lib = library()
         by_row = cdf.permute(1, 2, 0).contiguous() if cdf_by_row is None else cdf_by_row
         done = lib.tkam_invert_shared_lanes_f32(
-            by_row.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n,
-            S, *outputs,
-        )  # fmt: skip
+            by_row.data_ptr(), knots.data_ptr(), u.data_ptr(), Q, P, n, S, *outputs
+        )
         if not done:  # no AVX-512: per component, by sample or by interval
             cdf = cdf.contiguous()
+            sorted_u, order = torch.sort(u, dim=-1)  # (P, S)
+            sorted_u, order = sorted_u.contiguous(), order.to(torch.int32).contiguous()
             kernel = "invert_shared" if S >= RUNS_FROM * n else "invert_shared_sparse"
             getattr(lib, f"tkam_{kernel}_f32")(
                 cdf.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n,

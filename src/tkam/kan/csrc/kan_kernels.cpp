@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -85,6 +86,27 @@ inline float exp_neg_f(float x) {
   const float v = exp_core(tiny ? -87.0f : x);
   return tiny ? 0.0f : v;
 }
+
+#if defined(__AVX512F__)
+// exp(x) for x <= 0, sixteen at a time: n = round(x / ln 2) by vrndscale, a two-part ln 2
+// reduction, a degree-6 minimax polynomial of e^r on |r| <= ln 2 / 2 (2e-8 relative) and 2^n by
+// vscalef, which also takes the results below float range to zero (with the denormals flushed).
+inline __m512 exp_neg_avx512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-200.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(0.0013829420786350965f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.008374771103262901f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.0416683591902256f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.1666642129421234f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.49999991059303284f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+#endif
 
 inline float tanh_f(float x) {
   const float ax = std::fabs(x);
@@ -459,12 +481,75 @@ inline void contract(const T* __restrict W, int64_t ldw, const T* __restrict B, 
   }
 }
 
+#if defined(__AVX512F__)
+// The RBF loops of basis_contract and basis_contract_backward for float32, by hand: the
+// compiler does not emit vrndscale and vscalef, which halve the cost of each exponential.
+inline __mmask16 tail_mask(int64_t remaining) {
+  return remaining >= 16 ? static_cast<__mmask16>(0xFFFF)
+                         : static_cast<__mmask16>((1u << remaining) - 1u);
+}
+
+inline void rbf_contract_avx512(const float* __restrict x, const float* __restrict grid,
+                                int64_t ld, const float* __restrict W, int64_t ldw, int64_t M,
+                                int64_t n, float s, float* __restrict acc) {
+  const __m512 sv = _mm512_set1_ps(s);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t m = 0; m < M; ++m) {
+      const __m512 t = _mm512_mul_ps(_mm512_sub_ps(xv, _mm512_maskz_loadu_ps(k, grid + m * ld + i)), sv);
+      const __m512 v = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(t, t)));
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, W + m * ldw + i), v, a);
+    }
+    _mm512_mask_storeu_ps(acc + i, k, a);
+  }
+}
+
+template <bool GC, bool SP, bool DX, bool DT>
+inline void rbf_backward_avx512(const float* __restrict x, const float* __restrict grid,
+                                int64_t ld, const float* __restrict W, int64_t ldw, int64_t M,
+                                int64_t n, float s, const float* __restrict gw,
+                                float* __restrict gc, int64_t ldc, float* __restrict spline,
+                                float* __restrict dx, float* __restrict dt) {
+  const __m512 sv = _mm512_set1_ps(s);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+    const __m512 gv = GC ? _mm512_maskz_loadu_ps(k, gw + i) : _mm512_setzero_ps();
+    __m512 sp = _mm512_setzero_ps(), d = _mm512_setzero_ps(), e = _mm512_setzero_ps();
+    for (int64_t m = 0; m < M; ++m) {
+      const __m512 t = _mm512_mul_ps(_mm512_sub_ps(xv, _mm512_maskz_loadu_ps(k, grid + m * ld + i)), sv);
+      const __m512 u = _mm512_mul_ps(t, t);
+      const __m512 v = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), u));
+      if constexpr (GC) {
+        float* c = gc + m * ldc + i;
+        _mm512_mask_storeu_ps(c, k, _mm512_fmadd_ps(gv, v, _mm512_maskz_loadu_ps(k, c)));
+      }
+      const __m512 wv = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, W + m * ldw + i), v);
+      if constexpr (SP) sp = _mm512_add_ps(sp, wv);
+      if constexpr (DX) d = _mm512_fmadd_ps(wv, t, d);
+      if constexpr (DT) e = _mm512_fmadd_ps(wv, u, e);
+    }
+    if constexpr (SP) _mm512_mask_storeu_ps(spline + i, k, sp);
+    if constexpr (DX) _mm512_mask_storeu_ps(dx + i, k, d);
+    if constexpr (DT) _mm512_mask_storeu_ps(dt + i, k, e);
+  }
+}
+#endif
+
 // acc[i] = sum_m W[m*ldw + i] B_m(x_i) without storing the basis values: for one output (the
 // pairwise evaluation) each value is used once, so RBF and RSWAF accumulate as they go.
 template <typename T, int BASIS>
 void basis_contract(const Spec<T>& sp, const T* __restrict x, int64_t n, const T* __restrict W,
                     int64_t ldw, T* __restrict acc, T* __restrict B, T* __restrict work) {
   const int64_t M = sp.M, ld = sp.ld;
+#if defined(__AVX512F__)
+  if constexpr (BASIS == RBF && std::is_same_v<T, float>) {
+    rbf_contract_avx512(x, sp.grid_t, ld, W, ldw, M, n, sp.scale * 0.70710678118654752440f, acc);
+    return;
+  }
+#endif
   if constexpr (BASIS == RBF || BASIS == RSWAF) {
     // RBF: exp(-t'^2) with t' = (x - g) s / sqrt(2), so the exponent costs one product.
     const T s = BASIS == RBF ? sp.scale * T(0.70710678118654752440) : sp.scale;
@@ -512,6 +597,12 @@ void basis_contract_backward(const Spec<T>& sp, const T* __restrict x, int64_t n
     // B = exp(-t'^2), t' = (x - g) s / sqrt(2): dB/dx = -sqrt(2) s B t' and
     // dB/dtau = 2 B t'^2 / tau; the constant factors are applied once after the sums.
     const T s = sp.scale * T(0.70710678118654752440);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      rbf_backward_avx512<GC, SP, DX, DT>(x, sp.grid_t, ld, W, ldw, M, n, s, gw, gc, ldc, spline,
+                                           dx, dt);
+    } else
+#endif
     for (int64_t m = 0; m < M; ++m) {
       const T* __restrict g = sp.grid_t + m * ld;
       const T* __restrict w = W + m * ldw;
@@ -1309,15 +1400,34 @@ void tkam_invert_shared_sparse_f32(const float* cdf, const float* knots, const f
 }
 
 // The sparse merge with 16 components of a row side by side (AVX-512): the components share
-// the row's uniforms, so each sorted uniform is merged with 16 CDFs at once, lane by lane.
+// the row's uniforms (P, S), sorted here once per row, so each sorted uniform is merged with 16
+// CDFs at once, lane by lane.
 // cdf_t is the CDF table laid out (P, n, Q): cdf_t[(p * n + j) * Q + q] = F_qp[j]. Returns
 // false (doing nothing) where AVX-512 is not available; the arithmetic is invert_one's.
-int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const float* sorted,
-                                 const int32_t* order, int64_t Q, int64_t P, int64_t n,
-                                 int64_t S, float* out, float* sums, int threads) {
+int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const float* uniforms,
+                                 int64_t Q, int64_t P, int64_t n, int64_t S, float* out,
+                                 float* sums, int threads) {
 #if defined(__AVX512F__)
   const int64_t blocks = (Q + 15) / 16;
   if (sums) std::memset(sums, 0, sizeof(float) * S * Q);
+  // Each row's uniforms, sorted with their sample indices (ties keep the index order).
+  std::vector<float> sorted_values(P * S);
+  std::vector<int32_t> sorted_order(P * S);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<std::pair<float, int32_t>> pairs(S);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < P; ++p) {
+      for (int64_t k = 0; k < S; ++k) pairs[k] = {uniforms[p * S + k], static_cast<int32_t>(k)};
+      std::sort(pairs.begin(), pairs.end());
+      for (int64_t k = 0; k < S; ++k) {
+        sorted_values[p * S + k] = pairs[k].first;
+        sorted_order[p * S + k] = pairs[k].second;
+      }
+    }
+  }
+  const float* sorted = sorted_values.data();
+  const int32_t* order = sorted_order.data();
   // Each thread owns whole blocks of components (q), so the sums over p need no atomics.
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t block = 0; block < blocks; ++block)
@@ -1384,7 +1494,7 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
   }
   return 1;
 #else
-  (void)cdf_t, (void)knots, (void)sorted, (void)order, (void)Q, (void)P, (void)n, (void)S;
+  (void)cdf_t, (void)knots, (void)uniforms, (void)Q, (void)P, (void)n, (void)S;
   (void)out, (void)sums, (void)threads;
   return 0;
 #endif
