@@ -563,3 +563,22 @@ def test_zero_mass_quadrature_is_a_clear_error() -> None:
     prior = build_prior(config, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="no finite mass.*'uniform'.*10 nodes"):
         prior.sample(3, torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+@pytest.mark.parametrize("mixture", [False, True])
+def test_weighted_log_prior_is_the_weighted_sum_of_log_priors(float64, normalise, mixture) -> None:
+    # The losses' one-pass prior term against log_prior, values and parameter gradients.
+    from tkam.config import load_config
+    from tkam.prior import build_prior
+
+    name = "svhn" if mixture else "digits"
+    prior = build_prior(load_config(name).prior, generator=torch.Generator().manual_seed(0))
+    z = prior.sample(9, torch.Generator().manual_seed(1))
+    weights = torch.randn(9, generator=torch.Generator().manual_seed(2))
+    params = [p for p in prior.parameters() if p.requires_grad]
+    fused = prior.weighted_log_prior(z, weights, normalise=normalise)
+    reference = (prior.log_prior(z, normalise=normalise) * weights).sum()
+    torch.testing.assert_close(fused, reference, rtol=1e-10, atol=1e-10)
+    for g, ref in zip(torch.autograd.grad(fused, params), torch.autograd.grad(reference, params)):
+        torch.testing.assert_close(g, ref, rtol=1e-8, atol=1e-10)

@@ -82,8 +82,7 @@ def importance_loss(
             torch.cat([z_kept, fresh]), torch.cat([-a_kept, negative])
         )
     else:
-        positive = prior.log_prior(z_kept, normalise=True, log_normaliser=log_z)
-        prior_term = -(a_kept * positive).sum()
+        prior_term = -prior.weighted_log_prior(z_kept, a_kept, normalise=True, log_normaliser=log_z)
     loss = prior_term - (weight * log_lik).sum(dim=1).mean()
     metrics = {
         "ess": float(sir.ess.mean()),

@@ -197,9 +197,16 @@ class KANPrior(nn.Module):
         """Log-prior of latents ``(S, *latent_shape) -> (S,)`` (spec 3.5)."""
         raise NotImplementedError
 
-    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
-        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor."""
-        return (self.log_prior(z) * weights).sum()
+    def weighted_log_prior(
+        self,
+        z: Tensor,
+        weights: Tensor,
+        normalise: bool = False,
+        log_normaliser: Tensor | None = None,
+    ) -> Tensor:
+        """``sum_s weights[s] log p(z_s)``, a 0-d tensor; ``normalise`` and ``log_normaliser``
+        as for :meth:`log_prior`."""
+        return (self.log_prior(z, normalise, log_normaliser) * weights).sum()
 
     def generator_input(self, z: Tensor) -> Tensor:
         """The generator's input ``h (S, Q)`` from latents."""

@@ -77,13 +77,23 @@ class UnivariatePrior(KANPrior):
             total = total - torch.log(log_z.exp() + self.eps).sum()
         return total
 
-    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
-        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor: with constant latents
-        and weights (the training losses' prior terms) the fused kernel gives the value and its
-        parameter gradients in one pass over the bases."""
+    def weighted_log_prior(
+        self,
+        z: Tensor,
+        weights: Tensor,
+        normalise: bool = False,
+        log_normaliser: Tensor | None = None,
+    ) -> Tensor:
+        """``sum_s weights[s] log p(z_s)``, a 0-d tensor (``normalise`` and ``log_normaliser`` as
+        for :meth:`log_prior`). With constant latents and weights (the training losses' prior
+        terms) the fused kernel gives the energies' weighted sum and its parameter gradients in
+        one pass over the bases; ``log Z`` does not depend on the latents and adds once."""
         energy = self.layer.weighted_pairwise(z, weights)
-        reference = (self.reference.log_density(z).sum(dim=(1, 2)) * weights).sum()
-        return energy + reference
+        total = energy + (self.reference.log_density(z).sum(dim=(1, 2)) * weights).sum()
+        if normalise:
+            log_z = self.log_normaliser() if log_normaliser is None else log_normaliser
+            total = total - weights.sum() * torch.log(log_z.exp() + self.eps).sum()
+        return total
 
     def generator_input(self, z: Tensor) -> Tensor:
         return z.sum(dim=-1)
