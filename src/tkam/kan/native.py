@@ -20,11 +20,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
+
+from tkam.files import atomic_path
 
 __all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
 
@@ -126,20 +127,17 @@ def build(force: bool = False) -> Path:
     target = library_path(compiler)
     if target.exists() and not force:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: concurrent builds (torchrun ranks) never see half a file.
-    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
+    # Built beside the target and renamed: concurrent builds (torchrun ranks) never see half a file.
+    with atomic_path(target, suffix=".so") as temporary:
         result = subprocess.run(
-            [compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=False
+            [compiler, *FLAGS, str(SOURCE), "-o", str(temporary)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
             raise KernelBuildError(f"{compiler} failed to build {SOURCE.name}:\n{tail}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target
 
 

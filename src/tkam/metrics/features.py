@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from tkam.files import atomic_path
+
 __all__ = [
     "AUTOENCODER_VERSION",
     "AutoencoderRecipe",
@@ -119,10 +121,8 @@ def _train(model: nn.Module, recipe, num_rows: int, loss_of_rows) -> nn.Module: 
 def _save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """Write ``model``'s weights to ``path`` atomically: a concurrent reader never sees half a
     file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file(model.state_dict(), str(partial), metadata=metadata)
-    partial.replace(path)
+    with atomic_path(path) as temporary:
+        save_file(model.state_dict(), str(temporary), metadata=metadata)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from tkam.files import atomic_path
+
 __all__ = ["save_evolution_gif", "snapshot_frames"]
 
 _STEP = re.compile(r"step_(\d+)\.png$")
@@ -53,15 +55,13 @@ def save_evolution_gif(
         canvas.append(page)
     durations = [frame_ms] * (len(canvas) - 1) + [last_frame_ms]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    canvas[0].save(
-        tmp,
-        format="GIF",
-        save_all=True,
-        append_images=canvas[1:],
-        duration=durations,
-        loop=loop,
-    )
-    tmp.replace(path)
+    with atomic_path(path, suffix=".gif") as temporary:
+        canvas[0].save(
+            temporary,
+            format="GIF",
+            save_all=True,
+            append_images=canvas[1:],
+            duration=durations,
+            loop=loop,
+        )
     return path

@@ -1,0 +1,50 @@
+"""Writing files so that a reader never sees half of one: one helper for every writer.
+
+:func:`atomic_path` hands out a temporary path beside the destination; the caller writes it (with
+any library: safetensors, h5py, PIL, a download); on success the file is flushed to disk, renamed
+onto the destination in one step and the folder entry flushed too, so a crash at any moment leaves
+either the old file or the new one. On failure the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_path"]
+
+
+@contextmanager
+def atomic_path(destination: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path in the destination's folder, renamed onto it when the block succeeds.
+
+    Args:
+        destination: the file to (re)write; its folder is created.
+        suffix: ending of the temporary name, for writers that choose a format by it (``.gif``).
+
+    Yields:
+        the temporary path to write.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=f".tmp{suffix}", dir=destination.parent
+    )
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    folder = os.open(destination.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
