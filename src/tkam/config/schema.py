@@ -1,23 +1,18 @@
-"""Typed, frozen experiment configuration.
+"""The configuration schema: frozen dataclasses, their validation and the tables of choices.
 
-A config is a tree of frozen dataclasses; defaults live only here. TOML files and ``--set`` overrides
-go through one typed path (:func:`load_config`), so an unknown key or a value of the wrong type is an
-error that names the key and the file. :func:`tkam.compat.from_ini` maps the reference
-implementation's ``.ini`` files onto the same tree.
+A config is a tree of frozen dataclasses and defaults live only here. Every dataclass checks its
+own values in ``__post_init__``; :class:`ExperimentConfig` checks the settings that span sections
+and resolves ``train.loss = "auto"`` to the concrete loss. Reading and writing files is
+:mod:`tkam.config.io`'s business; this module imports nothing else of the package, so every
+other module can import it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
-
-import tomllib
 
 __all__ = [
     "ConfigError",
@@ -34,14 +29,7 @@ __all__ = [
     "BASES",
     "BASE_ACTIVATIONS",
     "REFERENCES",
-    "load_config",
-    "config_from_dict",
-    "config_to_dict",
-    "dumps_toml",
-    "packaged_configs",
-    "resolve_config_path",
-    "parse_override",
-    "from_ini",
+    "LOSSES",
 ]
 
 
@@ -87,9 +75,19 @@ SAMPLERS = ("importance", "ula", "automala")
 INTEGRALS = ("reference", "trapezoid")
 PRECISIONS = ("fp32", "bf16")
 MODEL_KINDS = ("tkam", "vae", "lebm")
+# The training losses (spec section 4; ``elbo`` is the VAE's); ``auto`` is resolved by
+# ExperimentConfig.
+LOSSES = ("auto", "importance", "langevin", "thermodynamic", "elbo")
+# The loss each baseline trains with.
+BASELINE_LOSSES = {"vae": "elbo", "lebm": "langevin"}
 
 
 def _choice(value: str, allowed: Sequence[str] | Mapping[str, str], key: str) -> str:
+    """``value`` normalised to one of ``allowed`` (a mapping resolves aliases).
+
+    Raises:
+        ConfigError: naming ``key`` and listing the choices.
+    """
     norm = value.strip().lower()
     if isinstance(allowed, Mapping):
         if norm in allowed:
@@ -103,6 +101,7 @@ def _choice(value: str, allowed: Sequence[str] | Mapping[str, str], key: str) ->
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
+    """Set a field of a frozen dataclass; only ``__post_init__`` normalisation uses it."""
     object.__setattr__(obj, name, value)
 
 
@@ -337,6 +336,13 @@ class TrainConfig:
     gradient is not finite instead of stopping) and ``negatives`` (the importance-sampling
     loss's contrastive negatives: ``fresh`` prior samples as the reference, or the
     ``proposals``, also exact prior samples, which saves a draw and most of a prior evaluation).
+
+    ``loss`` chooses the training loss (spec section 4): ``importance`` (importance sampling from
+    the prior), ``langevin`` (maximum likelihood with posterior Langevin), ``thermodynamic``
+    (thermodynamic integration over ``thermodynamic.num_temps`` power posteriors), ``elbo`` (the
+    VAE's) or ``auto``, which :class:`ExperimentConfig` replaces by the loss the other sections
+    imply. The baselines have one loss each: ``elbo`` for ``model.kind = "vae"``, ``langevin``
+    (with the ``model`` section's sampler) for ``"lebm"``.
     """
 
     batch_size: int = 100
@@ -359,8 +365,10 @@ class TrainConfig:
     precision: str = "fp32"
     accumulate: int = 1
     skip_nonfinite: bool = False
+    loss: str = "auto"
 
     def __post_init__(self) -> None:
+        _set(self, "loss", _choice(self.loss, LOSSES, "loss"))
         _set(self, "resampler", _choice(self.resampler, RESAMPLERS, "resampler"))
         _set(self, "precision", _choice(self.precision, PRECISIONS, "precision"))
         _set(self, "negatives", _choice(self.negatives, NEGATIVES, "negatives"))
@@ -384,8 +392,9 @@ class PosteriorConfig:
     """How the posterior is handled (spec sections 4.2-4.3).
 
     Attributes:
-        sampler: ``importance`` (IS loss), ``ula`` or ``automala`` (Langevin MLE loss, or the
-            thermodynamic loss when ``thermodynamic.num_temps > 1``).
+        sampler: ``importance`` (no posterior sampler: the IS loss; a deep prior's Langevin
+            loss runs ULA), ``ula`` or ``automala`` (the sampler of the Langevin MLE and
+            thermodynamic losses). ``train.loss = "auto"`` picks the loss from it.
         step_size: ULA step / autoMALA initial step.
         step_size_bounds: autoMALA step-size clamp.
         steps: Langevin iterations per training step (all temperatures in parallel).
@@ -416,7 +425,8 @@ class ThermodynamicConfig:
     """Thermodynamic integration over power posteriors (spec section 4.3).
 
     Attributes:
-        num_temps: N_t; more than 1 switches the thermodynamic loss on.
+        num_temps: N_t; more than 1 means the thermodynamic loss (``train.loss = "auto"``
+            resolves to it, and ``importance``/``langevin`` are refused).
         p_start, p_end, num_cycles: cyclic cosine schedule of the power p over training.
         replica_exchange_frequency: one adjacent swap attempt every this many Langevin steps.
         swap_per_chain: decide swaps per data point (True) or once for the batch (reference, A7).
@@ -523,9 +533,72 @@ class ModelConfig:
             raise ConfigError("prior_step_size/posterior_step_size: must be > 0")
 
 
+def _implied_loss(config: ExperimentConfig) -> str:
+    """The loss the other sections imply: the rule that ``train.loss = "auto"`` stands for."""
+    if config.model.kind in BASELINE_LOSSES:
+        return BASELINE_LOSSES[config.model.kind]
+    if config.thermodynamic.num_temps > 1:
+        return "thermodynamic"
+    if config.posterior.sampler != "importance" or config.prior.deep:
+        return "langevin"
+    return "importance"
+
+
+def _loss_conflicts(config: ExperimentConfig, loss: str) -> list[str]:
+    """Why an explicit ``train.loss`` cannot train this model, one entry per conflicting key."""
+    prior, sampler = config.prior, config.posterior.sampler
+    num_temps = config.thermodynamic.num_temps
+    head = f"train.loss = {loss!r}"
+    kind = config.model.kind
+    if kind in BASELINE_LOSSES:
+        own = BASELINE_LOSSES[kind]
+        if loss == own:
+            return []
+        return [f"{head} cannot train model.kind = {kind!r}, which trains with {own!r}"]
+    problems = []
+    if loss == "elbo":
+        problems.append(f"{head} is the VAE's loss (model.kind = 'vae'); T-KAM has no encoder")
+    if loss == "thermodynamic" and num_temps < 2:
+        problems.append(
+            f"{head} integrates over power posteriors and needs thermodynamic.num_temps >= 2, "
+            f"got {num_temps}"
+        )
+    if loss in ("importance", "langevin") and num_temps > 1:
+        problems.append(
+            f"{head} conflicts with thermodynamic.num_temps = {num_temps} (more than one "
+            "temperature is the thermodynamic loss); set thermodynamic.num_temps = 1 or "
+            "train.loss = 'thermodynamic'"
+        )
+    if loss == "importance" and prior.deep:
+        problems.append(
+            f"{head} needs prior samples by inverse transform, which the deep prior of "
+            f"prior.widths = {list(prior.widths)} does not have (it is sampled by prior "
+            "Langevin); use train.loss = 'langevin' or 'thermodynamic'"
+        )
+    if loss == "importance" and sampler != "importance":
+        problems.append(
+            f"{head} conflicts with posterior.sampler = {sampler!r} (the importance-sampling loss "
+            "runs no posterior sampler); set posterior.sampler = 'importance' or "
+            "train.loss = 'langevin'"
+        )
+    if loss == "langevin" and sampler == "importance" and not prior.deep:
+        # A deep prior has no inverse-transform samples, so Langevin (ULA) is its only loss and
+        # posterior.sampler = 'importance' is read as ULA there; for other priors it means IS.
+        problems.append(
+            f"{head} conflicts with posterior.sampler = 'importance' and the non-deep prior of "
+            f"prior.widths = {list(prior.widths)}; set posterior.sampler = 'ula' or 'automala', "
+            "or train.loss = 'importance'"
+        )
+    return problems
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
-    """The root config: one sub-config per component."""
+    """The root config: one sub-config per component, checked against each other.
+
+    Building one resolves ``train.loss = "auto"`` to the concrete loss, and refuses an explicit
+    ``train.loss`` that the model, prior, posterior or thermodynamic settings cannot train.
+    """
 
     prior: PriorConfig = field(default_factory=PriorConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -544,205 +617,11 @@ class ExperimentConfig:
                 f"generator.widths: the first width ({self.generator.widths[0]}) must equal the "
                 f"prior's latent width {which} = {self.prior.num_outputs}"
             )
-
-    @property
-    def loss_kind(self) -> str:
-        """``thermodynamic`` if N_t > 1; else ``langevin`` for Langevin samplers or a deep
-        prior; else ``importance`` (spec section 4)."""
-        if self.thermodynamic.num_temps > 1:
-            return "thermodynamic"
-        if self.posterior.sampler != "importance" or self.prior.deep:
-            return "langevin"
-        return "importance"
-
-
-# --------------------------------------------------------------------------------------------
-# Building dataclasses from plain dicts (TOML), with typed checks.
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
-        return _build(tp, value, key)
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for arm in typing.get_args(tp):
-            if arm is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _coerce(value, arm, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - only the types above appear in the dataclasses
-        return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            close = sorted(names)
-            raise ConfigError(f"unknown key {full!r}; {cls.__name__} has: {', '.join(close)}")
-        kwargs[key] = _coerce(value, hints[key], full)
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        message = str(exc)
-        if prefix and not message.startswith(prefix):
-            message = f"{prefix}.{message}"
-        raise ConfigError(message) from None
-
-
-def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ExperimentConfig:
-    """Build an :class:`ExperimentConfig` from nested dicts, naming ``source`` in errors."""
-    try:
-        return _build(ExperimentConfig, data, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested dict of a config (tuples become lists), the inverse of config_from_dict."""
-    out: dict[str, Any] = {}
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if is_dataclass(value):
-            out[f.name] = config_to_dict(value)
-        elif isinstance(value, tuple):
-            out[f.name] = list(value)
+        if self.train.loss == "auto":
+            # Resolved here, once, so that a written config records the loss it trained with and
+            # reads back equal.
+            _set(self, "train", dataclasses.replace(self.train, loss=_implied_loss(self)))
         else:
-            out[f.name] = value
-    return out
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def dumps_toml(config: ExperimentConfig) -> str:
-    """Serialise a config as TOML (one table per component); ``load_config`` reads it back."""
-    lines = []
-    for section, values in config_to_dict(config).items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``section.key=value`` (value in TOML syntax, bare words as strings)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
-    key, raw = text.split("=", 1)
-    path = [p.strip() for p in key.strip().split(".")]
-    if len(path) < 2 or not all(path):
-        raise ConfigError(f"--set {text!r}: the key must look like section.key")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return path, value
-
-
-def packaged_configs() -> list[str]:
-    """Names of the configs shipped with the package (``tkam configs``)."""
-    folder = resources.files("tkam") / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A TOML path as given, or the packaged config of that name."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        return path
-    candidate = resources.files("tkam") / "configs" / f"{name_or_path}.toml"
-    if not candidate.is_file():
-        raise ConfigError(
-            f"{str(name_or_path)!r} is neither a TOML file nor a packaged config "
-            f"(packaged: {', '.join(packaged_configs())})"
-        )
-    return Path(str(candidate))
-
-
-def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Load a TOML config (path or packaged name) and apply ``section.key=value`` overrides.
-
-    Raises:
-        ConfigError: naming the file and key on an unknown key, a wrong type or a bad value.
-    """
-    path = resolve_config_path(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    source = str(path)
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text!r}: {k!r} is not a table")
-        node[keys[-1]] = value
-    if overrides:
-        source = f"{path} (with --set {' '.join(overrides)})"
-    return config_from_dict(data, source)
-
-
-def replace(config: Any, **changes: Any) -> Any:
-    """``dataclasses.replace`` that re-runs validation (re-exported for convenience)."""
-    return dataclasses.replace(config, **changes)
-
-
-def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
-    """Read a reference implementation ``.ini`` config; see :func:`tkam.compat.from_ini`."""
-    from tkam.compat import from_ini as convert
-
-    return convert(path, dataset)
+            problems = _loss_conflicts(self, self.train.loss)
+            if problems:
+                raise ConfigError("; ".join(problems))

@@ -1,12 +1,12 @@
-"""Typed TOML configs: loading, validation errors that name key and file, overrides, round trips."""
+"""tkam.config.io: loading TOML, errors that name key and file, overrides, round trips."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tkam.config import (
     ConfigError,
@@ -17,6 +17,7 @@ from tkam.config import (
     load_config,
     packaged_configs,
     parse_override,
+    resolve_config_path,
 )
 
 SMALL = """
@@ -85,6 +86,7 @@ def test_unknown_section_names_the_section_and_the_file(tmp_path) -> None:
         ("widths = [3, 5]", "widths = 5", "prior.widths"),
         ("batch_size = 10", "batch_size = [10]", "train.batch_size"),
         ("learning_rate = 1e-3", 'learning_rate = "fast"', "train.learning_rate"),
+        ("learning_rate = 1e-3", "loss = 1", "train.loss"),
     ],
 )
 def test_wrong_type_names_the_key_and_the_file(tmp_path, old, new, key) -> None:
@@ -93,6 +95,13 @@ def test_wrong_type_names_the_key_and_the_file(tmp_path, old, new, key) -> None:
         load_config(path)
     assert key in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_wrong_number_of_values_and_non_tables_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"prior.grid_range: expected 2 values, got 3"):
+        config_from_dict({"prior": {"grid_range": [-1, 0, 1]}})
+    with pytest.raises(ConfigError, match="prior: expected a table"):
+        config_from_dict({"prior": 3})
 
 
 def test_integers_are_accepted_for_floats_and_integral_floats_for_ints(tmp_path) -> None:
@@ -114,45 +123,6 @@ def test_bad_basis_name_is_an_error_listing_the_choices(tmp_path) -> None:
         assert name in message
 
 
-@pytest.mark.parametrize(
-    ("spelling", "canonical"),
-    [
-        ("B-spline", "bspline"),
-        ("FFT", "fourier"),
-        ("Cheby", "chebyshev"),
-        ("RBF", "rbf"),
-        ("RSWAF", "rswaf"),
-        ("fourier", "fourier"),
-    ],
-)
-def test_basis_aliases(spelling: str, canonical: str) -> None:
-    assert PriorConfig(basis=spelling, init_tau=1.1).basis == canonical
-
-
-@pytest.mark.parametrize(
-    ("section", "key"),
-    [
-        ({"prior": {"basis": "chebyshev", "init_tau": 1.0}}, "init_tau"),
-        ({"prior": {"basis": "fourier", "quadrature": "trapezium"}}, "quadrature"),
-        ({"prior": {"reference": "cauchy"}}, "prior.reference"),
-        ({"prior": {"widths": [3, 4, 5]}}, "prior.widths"),
-        ({"prior": {"num_nodes": 1}}, "prior.num_nodes"),
-        ({"prior": {"cdf": "right"}}, "prior.cdf"),
-        ({"grid_update": {"decay": 0.0}}, "grid_update.decay"),
-        ({"train": {"resampler": "magic"}}, "train.resampler"),
-    ],
-)
-def test_invalid_values_name_their_key(section, key) -> None:
-    with pytest.raises(ConfigError) as info:
-        config_from_dict(section, "inline.toml")
-    assert key in str(info.value) and "inline.toml" in str(info.value)
-
-
-def test_generator_width_must_match_the_prior_latent_width() -> None:
-    with pytest.raises(ConfigError, match="generator.widths"):
-        config_from_dict({"prior": {"widths": [3, 5]}, "generator": {"widths": [6, 8]}})
-
-
 def test_missing_and_malformed_files(tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.toml")
@@ -163,10 +133,12 @@ def test_missing_and_malformed_files(tmp_path) -> None:
         load_config("no_such_packaged_config_name")
 
 
-def test_configs_are_frozen() -> None:
-    config = PriorConfig()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        config.basis = "fourier"  # type: ignore[misc]
+def test_packaged_names_resolve_to_the_packaged_files() -> None:
+    names = packaged_configs()
+    assert "digits" in names
+    for name in names:
+        path = resolve_config_path(name)
+        assert path.is_file() and path.name == f"{name}.toml"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,6 +188,20 @@ def test_parse_override() -> None:
     assert parse_override('data.root="/tmp/x=y"') == (["data", "root"], "/tmp/x=y")
 
 
+def test_loss_override_is_checked_and_names_the_file_and_keys(tmp_path) -> None:
+    path = write(tmp_path, SMALL)
+    assert load_config(path).train.loss == "importance"
+    assert load_config(path, ["posterior.sampler=ula"]).train.loss == "langevin"
+    assert (
+        load_config(path, ["posterior.sampler=ula", "train.loss=langevin"]).train.loss == "langevin"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.loss=langevin"])
+    message = str(info.value)
+    assert str(path) in message and "--set train.loss=langevin" in message
+    assert "train.loss = 'langevin'" in message and "posterior.sampler" in message
+
+
 # ------------------------------------------------------------------------------------------------
 # Round trips
 
@@ -241,3 +227,41 @@ def test_packaged_configs_load_and_round_trip(tmp_path, name: str) -> None:
     config = load_config(name)
     assert config.generator.widths[0] == config.prior.num_outputs
     assert load_config(write(tmp_path, dumps_toml(config))) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loss"),
+    [
+        ([], "importance"),
+        (["posterior.sampler=automala"], "langevin"),
+        (["posterior.sampler=ula", "thermodynamic.num_temps=3"], "thermodynamic"),
+        (["prior.widths=[5, 6, 1]", "prior.basis=fourier"], "langevin"),
+        (["posterior.sampler=ula", "train.loss=langevin"], "langevin"),
+    ],
+)
+def test_the_resolved_loss_is_written_and_reads_back_equal(tmp_path, overrides, loss) -> None:
+    original = load_config(write(tmp_path, SMALL), overrides)
+    text = dumps_toml(original)
+    assert tomllib.loads(text)["train"]["loss"] == loss
+    again = load_config(write(tmp_path, text, "dumped.toml"))
+    assert again == original and again.train.loss == loss
+    assert dumps_toml(again) == text
+
+
+def _loss_by_the_old_rule(config: ExperimentConfig) -> str:
+    """The loss every config trained with before ``train.loss`` existed (implicit, spec 4)."""
+    if config.thermodynamic.num_temps > 1:
+        return "thermodynamic"
+    if config.posterior.sampler != "importance" or config.prior.deep:
+        return "langevin"
+    return "importance"
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_packaged_configs_resolve_to_the_loss_of_the_old_rule(tmp_path, name: str) -> None:
+    config = load_config(name)
+    assert config.train.loss == _loss_by_the_old_rule(config), name
+    # The run folder's config.toml records that loss, and reads back to the same config.
+    written = write(tmp_path, dumps_toml(config))
+    assert tomllib.loads(written.read_text())["train"]["loss"] == config.train.loss
+    assert load_config(written) == config

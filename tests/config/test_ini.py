@@ -1,4 +1,4 @@
-"""Reading the reference implementation's .ini configs (spec configs.md)."""
+"""tkam.config.ini: the reference implementation's .ini configs (spec configs.md)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def test_nist_config_maps_onto_ours(tmp_path) -> None:
     assert train.learning_rate == 1e-3 and train.resampler == "residual"
     assert config.data.name == "fmnist" and config.data.num_train == 50000
     assert config.grid_update.decay == 0.999
+    # The Langevin settings are reported and dropped, so the implied loss is importance sampling.
+    assert config.train.loss == "importance" and config.train.loss == "importance"
 
 
 def test_cnn_config_is_refused_with_the_key(tmp_path) -> None:

@@ -1,0 +1,236 @@
+"""tkam.config.schema: validation of each section, the choices, and the loss choice."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tkam.config import (
+    ConfigError,
+    ExperimentConfig,
+    PriorConfig,
+    TrainConfig,
+    config_from_dict,
+)
+from tkam.config.schema import LOSSES
+
+# A small univariate prior (P=3 -> Q=5) and a small deep prior (3 latents, energy 3 -> 4 -> 1).
+FLAT = {"prior": {"widths": [3, 5]}, "generator": {"widths": [5, 8]}}
+DEEP = {"prior": {"widths": [3, 4, 1]}, "generator": {"widths": [3, 8]}}
+
+
+def _config(prior: dict, **sections: dict) -> ExperimentConfig:
+    """A config with the prior/generator of ``prior`` (FLAT or DEEP) and ``sections`` added."""
+    return config_from_dict({**prior, **sections}, "inline.toml")
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("B-spline", "bspline"),
+        ("FFT", "fourier"),
+        ("Cheby", "chebyshev"),
+        ("RBF", "rbf"),
+        ("RSWAF", "rswaf"),
+        ("fourier", "fourier"),
+    ],
+)
+def test_basis_aliases(spelling: str, canonical: str) -> None:
+    assert PriorConfig(basis=spelling, init_tau=1.1).basis == canonical
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"prior": {"basis": "chebyshev", "init_tau": 1.0}}, "init_tau"),
+        ({"prior": {"basis": "fourier", "quadrature": "trapezium"}}, "quadrature"),
+        ({"prior": {"reference": "cauchy"}}, "prior.reference"),
+        ({"prior": {"widths": [3, 4, 5]}}, "prior.widths"),
+        ({"prior": {"num_nodes": 1}}, "prior.num_nodes"),
+        ({"prior": {"cdf": "right"}}, "prior.cdf"),
+        ({"grid_update": {"decay": 0.0}}, "grid_update.decay"),
+        ({"train": {"resampler": "magic"}}, "train.resampler"),
+    ],
+)
+def test_invalid_values_name_their_key(section, key) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(section, "inline.toml")
+    assert key in str(info.value) and "inline.toml" in str(info.value)
+
+
+def test_generator_width_must_match_the_prior_latent_width() -> None:
+    with pytest.raises(ConfigError, match="generator.widths"):
+        config_from_dict({"prior": {"widths": [3, 5]}, "generator": {"widths": [6, 8]}})
+
+
+def test_configs_are_frozen() -> None:
+    config = PriorConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.basis = "fourier"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------------------
+# The loss choice: train.loss, with "auto" resolved when the ExperimentConfig is built
+
+
+def test_train_loss_defaults_to_auto_and_the_root_config_resolves_it() -> None:
+    assert TrainConfig().loss == "auto"
+    config = ExperimentConfig()
+    assert config.train.loss == "importance"
+
+
+@pytest.mark.parametrize(
+    ("prior", "sections", "expected"),
+    [
+        (FLAT, {}, "importance"),
+        (FLAT, {"posterior": {"sampler": "ula"}}, "langevin"),
+        (FLAT, {"posterior": {"sampler": "automala"}}, "langevin"),
+        (DEEP, {}, "langevin"),  # a deep prior has no inverse-transform samples
+        (DEEP, {"posterior": {"sampler": "automala"}}, "langevin"),
+        (FLAT, {"thermodynamic": {"num_temps": 4}}, "thermodynamic"),
+        (
+            FLAT,
+            {"posterior": {"sampler": "ula"}, "thermodynamic": {"num_temps": 2}},
+            "thermodynamic",
+        ),
+        (
+            DEEP,
+            {"posterior": {"sampler": "ula"}, "thermodynamic": {"num_temps": 5}},
+            "thermodynamic",
+        ),
+    ],
+)
+def test_auto_resolves_to_the_implied_loss(prior, sections, expected) -> None:
+    config = _config(prior, **sections)
+    assert config.train.loss == expected and config.train.loss == expected
+    # Spelling it out gives the same config: auto is only a shorthand.
+    explicit = _config(prior, **sections, train={"loss": expected})
+    assert explicit == config
+    # Spellings are normalised like every other choice.
+    assert _config(prior, **sections, train={"loss": expected.upper()}) == config
+
+
+def test_auto_is_resolved_again_on_replace() -> None:
+    config = _config(FLAT, posterior={"sampler": "ula"})
+    again = dataclasses.replace(
+        config,
+        posterior=dataclasses.replace(config.posterior, sampler="importance"),
+        train=dataclasses.replace(config.train, loss="auto"),
+    )
+    assert again.train.loss == "importance"
+
+
+def test_unknown_loss_lists_the_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        _config(FLAT, train={"loss": "mcmc"})
+    message = str(info.value)
+    assert "train.loss" in message and "mcmc" in message and "inline.toml" in message
+    for name in LOSSES:
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("prior", "sections", "keys"),
+    [
+        # importance needs prior samples by inverse transform: not from a deep prior.
+        (DEEP, {"train": {"loss": "importance"}}, ["prior.widths"]),
+        # importance runs no posterior sampler.
+        (
+            FLAT,
+            {"train": {"loss": "importance"}, "posterior": {"sampler": "ula"}},
+            ["posterior.sampler"],
+        ),
+        (
+            FLAT,
+            {"train": {"loss": "importance"}, "posterior": {"sampler": "automala"}},
+            ["posterior.sampler"],
+        ),
+        # thermodynamic integration needs at least two temperatures.
+        (
+            FLAT,
+            {"train": {"loss": "thermodynamic"}, "posterior": {"sampler": "ula"}},
+            ["thermodynamic.num_temps"],
+        ),
+        (
+            DEEP,
+            {"train": {"loss": "thermodynamic"}, "thermodynamic": {"num_temps": 1}},
+            ["thermodynamic.num_temps"],
+        ),
+        # langevin with the importance sampler on a univariate prior means importance sampling.
+        (FLAT, {"train": {"loss": "langevin"}}, ["posterior.sampler", "prior.widths"]),
+        # more than one temperature is the thermodynamic loss.
+        (
+            FLAT,
+            {
+                "train": {"loss": "langevin"},
+                "posterior": {"sampler": "ula"},
+                "thermodynamic": {"num_temps": 4},
+            },
+            ["thermodynamic.num_temps"],
+        ),
+        (
+            FLAT,
+            {"train": {"loss": "importance"}, "thermodynamic": {"num_temps": 3}},
+            ["thermodynamic.num_temps"],
+        ),
+        # Several conflicts are all named.
+        (
+            DEEP,
+            {
+                "train": {"loss": "importance"},
+                "posterior": {"sampler": "ula"},
+                "thermodynamic": {"num_temps": 3},
+            },
+            ["prior.widths", "posterior.sampler", "thermodynamic.num_temps"],
+        ),
+    ],
+)
+def test_conflicting_explicit_losses_are_refused_naming_the_keys(prior, sections, keys) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config(prior, **sections)
+    message = str(info.value)
+    assert "inline.toml" in message
+    assert f"train.loss = {sections['train']['loss']!r}" in message
+    for key in keys:
+        assert key in message, (key, message)
+
+
+@pytest.mark.parametrize(
+    ("prior", "sections"),
+    [
+        (DEEP, {"train": {"loss": "langevin"}}),  # the importance sampler reads as ULA here
+        (DEEP, {"train": {"loss": "thermodynamic"}, "thermodynamic": {"num_temps": 2}}),
+        (FLAT, {"train": {"loss": "langevin"}, "posterior": {"sampler": "automala"}}),
+    ],
+)
+def test_consistent_explicit_losses_are_kept(prior, sections) -> None:
+    assert _config(prior, **sections).train.loss == sections["train"]["loss"]
+
+
+@pytest.mark.parametrize(("kind", "own"), [("vae", "elbo"), ("lebm", "langevin")])
+def test_baselines_resolve_auto_to_their_own_loss_whatever_the_other_sections(kind, own) -> None:
+    for sections in (
+        {"posterior": {"sampler": "ula"}},
+        {"thermodynamic": {"num_temps": 4}},
+        {},
+    ):
+        config = _config(FLAT, **sections, model={"kind": kind})
+        assert config.train.loss == own
+    assert _config(FLAT, train={"loss": own}, model={"kind": kind}).train.loss == own
+
+
+@pytest.mark.parametrize(("kind", "own"), [("vae", "elbo"), ("lebm", "langevin")])
+@pytest.mark.parametrize("loss", ["importance", "langevin", "thermodynamic", "elbo"])
+def test_baselines_refuse_any_other_loss(kind, own, loss) -> None:
+    if loss == own:
+        return
+    with pytest.raises(ConfigError) as info:
+        _config(FLAT, train={"loss": loss}, model={"kind": kind})
+    message = str(info.value)
+    assert f"train.loss = {loss!r}" in message and kind in message and own in message
+
+
+def test_the_elbo_is_refused_for_tkam() -> None:
+    with pytest.raises(ConfigError, match="VAE's loss"):
+        _config(FLAT, train={"loss": "elbo"})
