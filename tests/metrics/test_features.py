@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tkam.config import DataConfig
-from tkam.data.labels import training_labels
+from tkam.data import training_labels
 from tkam.metrics import (
     AutoencoderRecipe,
     ClassifierRecipe,

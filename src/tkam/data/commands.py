@@ -1,6 +1,6 @@
 """``tkam data list | download | darcy``: the data sets' files from the command line.
 
-Errors are :class:`~tkam.data.images.DataError`, which ``tkam``'s ``main`` prints as
+Errors are :class:`~tkam.data.types.DataError`, which ``tkam``'s ``main`` prints as
 ``tkam: error: ...`` with exit status 2.
 """
 
@@ -11,12 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+from tkam.data.darcy.files import write_darcy
+from tkam.data.darcy.generate import generate_darcy, generation_attributes
+from tkam.data.download import DEFAULT_TIMEOUT, download_dataset
+from tkam.data.registry import DATASETS, dataset_info, default_root, missing_files
+from tkam.data.types import DataError
+
 __all__ = ["add_data_commands"]
 
 
 def _list(args: argparse.Namespace) -> int:
-    from tkam.data.registry import DATASETS, dataset_info, default_root, missing_files
-
     rows = []
     for name in DATASETS:
         info = dataset_info(name)
@@ -41,17 +45,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from tkam.data.download import download_dataset
-
     root = download_dataset(args.name, args.root, timeout=args.timeout)
     print(f"{args.name}: files in {root}")
     return 0
 
 
 def _darcy(args: argparse.Namespace) -> int:
-    from tkam.data.darcy import generate_darcy, generation_attributes, write_darcy
-    from tkam.data.images import DataError
-
     out = Path(args.out)
     if out.exists() and not args.force:
         raise DataError(f"{out} exists; pass --force to overwrite it")
@@ -85,8 +84,6 @@ def _darcy(args: argparse.Namespace) -> int:
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``tkam data ...`` on the ``tkam`` command's subparsers."""
-    from tkam.data.registry import DATASETS
-
     data = subparsers.add_parser(
         "data",
         help="list, download or generate data sets",
@@ -109,7 +106,10 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         "--root", help="data root to fill (default: the data set's, see `tkam data list`)"
     )
     p.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait for a connection (default 5)"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for a connection (default {DEFAULT_TIMEOUT:g})",
     )
     p.set_defaults(func=_download)
 

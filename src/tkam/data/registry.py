@@ -1,146 +1,67 @@
-"""The data sets by name: where their files live and :func:`load_dataset`, the single entry point
-(spec section 6)."""
+"""The data sets by name: the table that maps ``data.name`` to the format that declares it, their
+data roots, and the entry points that dispatch on the name: :func:`load_dataset` (spec section 6)
+and :func:`training_labels` (for the FID classifier).
+
+The registry knows no file names: each format module declares its files, loader, labels and
+downloads in a :class:`~tkam.data.types.DatasetInfo`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+
+import numpy as np
 
 from tkam.config import DataConfig
-from tkam.data import darcy, formats, text
-from tkam.data.images import (
-    DEBIAN_FMNIST,
-    TEST_IMAGES,
-    TRAIN_IMAGES,
-    DataError,
-    ImageData,
-    load_digits,
-    load_idx,
-)
+from tkam.data.celeba import CELEBA
+from tkam.data.cifar import CIFAR10
+from tkam.data.darcy.files import DARCY
+from tkam.data.digits import DIGITS
+from tkam.data.idx import FMNIST, MNIST
+from tkam.data.ptb import PTB
+from tkam.data.svhn import SVHN
+from tkam.data.types import DataError, DatasetInfo, ImageData
 
 __all__ = [
     "DATASETS",
-    "DatasetInfo",
+    "FORMATS",
     "dataset_info",
     "default_root",
     "load_dataset",
     "missing_files",
+    "resolve_root",
+    "training_labels",
 ]
 
 _CACHE = "~/.cache/tkam"
 
-
-class DatasetInfo(NamedTuple):
-    """What a data set needs on disk.
-
-    Attributes:
-        name: the ``data.name``.
-        display: human-readable name.
-        kind: ``builtin`` (no files), ``image``, ``text`` or ``generated`` (Darcy).
-        files: files the spec split reads, relative to the root; each entry lists alternatives
-            (any one suffices), the first being the name shown to users.
-        official_files: the further files ``split = "official"`` reads.
-        loader: ``(config, root) -> ImageData``.
-    """
-
-    name: str
-    display: str
-    kind: str
-    files: tuple[tuple[str, ...], ...]
-    official_files: tuple[tuple[str, ...], ...]
-    loader: Callable[[DataConfig, Path], ImageData]
-
-
-def _idx(stem: str) -> tuple[str, ...]:
-    return (f"{stem}.gz", stem)
-
-
-_CIFAR_TRAIN = tuple(
-    (f"{formats.CIFAR_FOLDER}/{batch}", batch) for batch in formats.CIFAR_TRAIN_BATCHES
-)
-_INFO: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in (
-        DatasetInfo(
-            "mnist", "MNIST", "image", (_idx(TRAIN_IMAGES),), (_idx(TEST_IMAGES),), load_idx
-        ),
-        DatasetInfo(
-            "fmnist",
-            "Fashion-MNIST",
-            "image",
-            (_idx(TRAIN_IMAGES),),
-            (_idx(TEST_IMAGES),),
-            load_idx,
-        ),
-        DatasetInfo(
-            "digits", "scikit-learn digits", "builtin", (), (), lambda c, r: load_digits(c)
-        ),
-        DatasetInfo(
-            "svhn",
-            "SVHN",
-            "image",
-            ((formats.SVHN_TRAIN,),),
-            ((formats.SVHN_TEST,),),
-            formats.load_svhn,
-        ),
-        DatasetInfo(
-            "cifar10",
-            "CIFAR-10",
-            "image",
-            _CIFAR_TRAIN,
-            (
-                (
-                    f"{formats.CIFAR_FOLDER}/{formats.CIFAR_TEST_BATCH}",
-                    formats.CIFAR_TEST_BATCH,
-                ),
-            ),
-            formats.load_cifar10,
-        ),
-        DatasetInfo(
-            "celeba",
-            "CelebA",
-            "image",
-            ((f"{formats.CELEBA_FOLDER}/",),),
-            ((formats.CELEBA_PARTITION, f"Eval/{formats.CELEBA_PARTITION}"),),
-            formats.load_celeba,
-        ),
-        DatasetInfo(
-            "darcy", "Darcy flow", "generated", ((darcy.DARCY_FILE,),), (), darcy.load_darcy
-        ),
-        DatasetInfo(
-            "ptb",
-            "Penn Treebank",
-            "text",
-            ((text.PTB_FILES["train"],),),
-            ((text.PTB_FILES["test"],),),
-            text.load_ptb,
-        ),
-    )
+#: ``data.name`` -> its declaration, in the order ``tkam data list`` shows them.
+FORMATS: dict[str, DatasetInfo] = {
+    info.name: info for info in (MNIST, FMNIST, DIGITS, SVHN, CIFAR10, CELEBA, DARCY, PTB)
 }
 #: The data set names ``data.name`` accepts.
-DATASETS: tuple[str, ...] = tuple(_INFO)
+DATASETS: tuple[str, ...] = tuple(FORMATS)
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of a data set name (case-insensitive)."""
     key = name.strip().lower()
-    if key not in _INFO:
+    if key not in FORMATS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    return _INFO[key]
+    return FORMATS[key]
 
 
 def default_root(name: str) -> Path | None:
     """The directory a data set is read from when ``DataConfig.root`` is empty (None: built in).
 
-    ``~/.cache/tkam/<name>`` for every data set with files, except Fashion-MNIST, which is read
-    from the Debian package's ``/usr/share/datasets/fashion-mnist`` when that is installed.
+    ``~/.cache/tkam/<name>`` for every data set with files, except one a system package installs
+    (Fashion-MNIST, from Debian's ``/usr/share/datasets/fashion-mnist``) when that is installed.
     """
     info = dataset_info(name)
     if info.kind == "builtin":
         return None
-    if info.name == "fmnist" and DEBIAN_FMNIST.is_dir():
-        return DEBIAN_FMNIST
+    if info.system_root is not None and info.system_root.is_dir():
+        return info.system_root
     return Path(_CACHE, info.name).expanduser()
 
 
@@ -160,9 +81,8 @@ def missing_files(name: str, root: Path, split: str = "spec") -> list[str]:
         split: ``spec`` or ``official`` (which also needs the official test files).
     """
     info = dataset_info(name)
-    if info.name == "darcy":
-        path = darcy.darcy_path(root)
-        return [] if path.is_file() else [str(path.name)]
+    if info.find_missing is not None:
+        return info.find_missing(root, split)
     needed = info.files + (info.official_files if split == "official" else ())
     missing = []
     for alternatives in needed:
@@ -177,9 +97,9 @@ def load_dataset(config: DataConfig) -> ImageData:
     Args:
         config: ``name`` (mnist, fmnist, digits, svhn, cifar10, celeba, darcy, ptb), ``root``
             (``""``: the default root, see :func:`default_root`), ``num_train`` and ``num_test``
-            (0 = all remaining, see :func:`~tkam.data.split_counts`), ``split`` (``spec``: the
-            test items follow the training items in the training file; ``official``: they come
-            from the official test file), and for ``ptb`` ``vocab_size`` and
+            (0 = all remaining, see :func:`~tkam.data.splits.split_counts`), ``split`` (``spec``:
+            the test items follow the training items in the training file; ``official``: they
+            come from the official test file), and for ``ptb`` ``vocab_size`` and
             ``sequence_length``.
 
     Returns:
@@ -195,3 +115,27 @@ def load_dataset(config: DataConfig) -> ImageData:
     info = dataset_info(config.name)
     root = resolve_root(config)
     return info.loader(config, root if root is not None else Path())
+
+
+def training_labels(config: DataConfig, count: int) -> np.ndarray | None:
+    """Class labels of the first ``count`` training items, in :func:`load_dataset`'s order.
+
+    Only training is served: labels never enter T-KAM; the FID/KID classifier feature network
+    learns from them. Labelled data sets declare a labels reader (digits, MNIST, Fashion-MNIST,
+    SVHN, CIFAR-10); CelebA, Darcy and text have none.
+
+    Returns:
+        ``(count,)`` int64, or ``None`` for an unknown or unlabelled data set, or when the label
+        file is missing, unreadable or shorter than ``count``.
+    """
+    info = FORMATS.get(config.name)
+    if info is None or info.labels is None:
+        return None
+    # A built-in data set has no files: data.root plays no part.
+    root = Path() if info.kind == "builtin" else resolve_root(config)
+    if root is None or not root.is_dir():
+        return None
+    labels = info.labels(root, count)
+    if labels is None or len(labels) < count or np.ndim(labels) != 1:
+        return None
+    return np.asarray(labels[:count], dtype=np.int64)

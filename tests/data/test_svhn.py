@@ -1,0 +1,102 @@
+"""SVHN (:mod:`tkam.data.svhn`): the ``.mat`` reader and its errors, the splits, the labels and the
+declared downloads, on small fixture files in the real format (spec section 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from tests.data.helpers import as_unit, load_error, rgb_images, smoke_fit, write_svhn
+from tkam.config import DataConfig
+from tkam.data import DataError, load_dataset
+from tkam.data.svhn import SOURCES, SVHN, read_svhn_labels
+
+
+def test_svhn_spec_split_shapes_and_values(tmp_path: Path) -> None:
+    images = rgb_images(12)
+    write_svhn(tmp_path / "train_32x32.mat", images)
+    data = load_dataset(DataConfig(name="svhn", root=str(tmp_path), num_train=8, num_test=3))
+    assert data.name == "svhn" and data.image_shape == (3, 32, 32)
+    assert data.train.shape == (8, 3, 32, 32) and data.test.shape == (3, 3, 32, 32)
+    assert data.train.dtype == torch.float32
+    assert float(data.train.min()) == 0.0 and float(data.train.max()) == 1.0
+    torch.testing.assert_close(data.train, as_unit(images[:8]), rtol=0, atol=0)
+    torch.testing.assert_close(data.test, as_unit(images[8:11]), rtol=0, atol=0)
+
+
+def test_svhn_official_split_reads_the_test_file(tmp_path: Path) -> None:
+    train, test = rgb_images(6, seed=1), rgb_images(5, seed=2)
+    write_svhn(tmp_path / "train_32x32.mat", train)
+    write_svhn(tmp_path / "test_32x32.mat", test)
+    config = DataConfig(name="svhn", root=str(tmp_path), num_train=4, num_test=0, split="official")
+    data = load_dataset(config)
+    torch.testing.assert_close(data.train, as_unit(train[:4]), rtol=0, atol=0)
+    torch.testing.assert_close(data.test, as_unit(test), rtol=0, atol=0)  # 0 = the whole file
+
+
+@pytest.mark.parametrize(
+    ("contents", "match"),
+    [
+        ({"Y": np.zeros((32, 32, 3, 2), dtype=np.uint8)}, "'X'"),
+        ({"X": np.zeros((28, 28, 1, 2), dtype=np.uint8)}, r"\(28, 28, 1, 2\)"),
+        ({"X": np.zeros((32, 32, 3, 2), dtype=np.float64)}, "uint8"),
+    ],
+)
+def test_svhn_wrong_contents_raise_naming_the_file(tmp_path: Path, contents, match) -> None:
+    path = tmp_path / "train_32x32.mat"
+    scipy.io.savemat(path, contents)
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset(DataConfig(name="svhn", root=str(tmp_path), num_train=1, num_test=1))
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("cut", [None, 300])
+def test_svhn_corrupt_or_truncated_file_raises(tmp_path: Path, cut: int | None) -> None:
+    path = tmp_path / "train_32x32.mat"
+    if cut is None:
+        path.write_bytes(b"this is not a MATLAB file" * 10)
+    else:
+        write_svhn(path, rgb_images(4))
+        path.write_bytes(path.read_bytes()[:cut])
+    message = load_error(DataConfig(name="svhn", root=str(tmp_path), num_train=1, num_test=1))
+    assert str(path) in message
+
+
+def test_svhn_missing_files_say_what_to_place_where(tmp_path: Path) -> None:
+    message = load_error(DataConfig(name="svhn", root=str(tmp_path), split="official"))
+    assert "train_32x32.mat" in message and "test_32x32.mat" in message
+    assert str(tmp_path) in message and "tkam data download svhn" in message
+
+
+def test_svhn_split_larger_than_file_raises(tmp_path: Path) -> None:
+    path = write_svhn(tmp_path / "train_32x32.mat", rgb_images(5))
+    with pytest.raises(DataError, match="5 images") as info:
+        load_dataset(DataConfig(name="svhn", root=str(tmp_path), num_train=4, num_test=2))
+    assert str(path) in str(info.value)
+
+
+def test_svhn_labels_map_10_to_0(tmp_path: Path) -> None:
+    assert read_svhn_labels(tmp_path, 2) is None  # no file
+    write_svhn(tmp_path / "train_32x32.mat", rgb_images(12))
+    labels = read_svhn_labels(tmp_path, 12)
+    assert labels.tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3]  # y = 2..10, 1..3
+    scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 1), np.uint8)})
+    assert read_svhn_labels(tmp_path, 1) is None  # no y
+    (tmp_path / "train_32x32.mat").write_bytes(b"not a MATLAB file")
+    assert read_svhn_labels(tmp_path, 1) is None
+    assert SVHN.labels is read_svhn_labels
+
+
+def test_svhn_declares_both_mat_files_with_their_md5() -> None:
+    assert [remote.name for remote in SOURCES] == ["train_32x32.mat", "test_32x32.mat"]
+    assert all(len(remote.md5) == 32 and remote.urls[0].endswith(remote.name) for remote in SOURCES)
+    assert SVHN.sources == SOURCES
+
+
+def test_training_runs_on_svhn(tmp_path: Path) -> None:
+    write_svhn(tmp_path / "train_32x32.mat", rgb_images(12))
+    smoke_fit(tmp_path, name="svhn", root=str(tmp_path), num_train=10, num_test=2)
