@@ -21,8 +21,9 @@ import torch
 
 from common import benchmark_parser, machine, write_section
 from generation import interleaved_times
+from tkam.build import build_model
 from tkam.config import load_config
-from tkam.train.loop import build_model, make_optimizer, train_step
+from tkam.train.loop import make_optimizer, train_step
 from train_step import batch_of_data
 
 KINDS = ("tkam", "vae", "lebm")

@@ -24,8 +24,8 @@ from collections.abc import Callable
 import torch
 
 from common import benchmark_parser, machine, median_time, write_section
+from tkam.build import build_model
 from tkam.config import load_config
-from tkam.train.loop import build_model
 
 NUM_SAMPLES = 1000
 SETTINGS = {

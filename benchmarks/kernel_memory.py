@@ -40,7 +40,7 @@ def peak_child(kernel: str, case: str, num: int) -> None:
     """In a fresh process: KiB one evaluation adds to the resident set at its peak."""
     torch.manual_seed(0)
     config = load_config("mnist", [f"prior.kernel={kernel}"])
-    prior = build_prior(config.prior, generator=torch.Generator().manual_seed(0))
+    prior = build_prior(config.prior, rng=torch.Generator().manual_seed(0))
 
     def run(z: torch.Tensor) -> None:
         prior.zero_grad(set_to_none=True)

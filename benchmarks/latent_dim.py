@@ -15,8 +15,9 @@ import datetime
 import torch
 
 from common import benchmark_parser, machine, median_time, write_section
+from tkam.build import build_model
 from tkam.config import load_config
-from tkam.train.loop import build_model, make_optimizer, train_step
+from tkam.train.loop import make_optimizer, train_step
 from train_step import batch_of_data
 
 #: The reference's seconds per IS loss + gradient (HEAD CSV, GPU), spec section 8.

@@ -49,7 +49,7 @@ def main() -> None:
     rows, figures = [], {}
     for name, config in SETTINGS.items():
         generator = torch.Generator(device=device).manual_seed(0)
-        prior = build_prior(config, generator=torch.Generator().manual_seed(0)).to(device)
+        prior = build_prior(config, rng=torch.Generator().manual_seed(0)).to(device)
         for num in (100, 10_000):
             repeats = 5 if args.quick else (50 if num == 100 else 10)
             median, std = median_time(lambda p=prior, n=num, g=generator: p.sample(n, g), repeats)

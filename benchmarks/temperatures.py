@@ -17,8 +17,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from common import benchmark_parser, machine, median_time, write_section
+from tkam.build import build_model
 from tkam.config import load_config
-from tkam.train.loop import build_model, make_optimizer, train_step
+from tkam.train.loop import make_optimizer, train_step
 
 REFERENCE_RATIO = 13.963 / 2.363  # HEAD CSV, 12 vs 2 temperatures
 

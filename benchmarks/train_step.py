@@ -17,9 +17,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import benchmark_parser, machine, median_time, synchronize, write_section
+from tkam.build import build_model
 from tkam.config import load_config
 from tkam.data import DataError, load_dataset
-from tkam.train.loop import build_model, make_optimizer, train_step
+from tkam.train.loop import make_optimizer, train_step
 
 REFERENCE_GPU_STEP = 0.35
 

@@ -7,8 +7,8 @@ import torch
 
 from tkam.config import load_config, packaged_configs
 from tkam.generator import cnn_output_size
+from tkam.losses import compute_loss
 from tkam.model import TKAM
-from tkam.train.loop import compute_loss
 
 SHAPES = {
     "digits": (1, 8, 8),
@@ -42,7 +42,7 @@ def test_packaged_config_trains_one_batch(name: str) -> None:
         overrides += ["data.vocab_size=30", "generator.d_model=32"]
     config = load_config(name, overrides)
     shape = _shape(config)
-    model = TKAM(config, shape, generator=torch.Generator().manual_seed(0))
+    model = TKAM.from_config(config, shape, rng=torch.Generator().manual_seed(0))
     if config.generator.kind == "cnn":
         assert model.generator(torch.zeros(2, config.generator.widths[0])).shape == (2, *shape)
     x = torch.rand(3, *shape)

@@ -1,8 +1,15 @@
-"""tkam: the Thermodynamic Kolmogorov-Arnold Model in PyTorch."""
+"""tkam: the Thermodynamic Kolmogorov-Arnold Model in PyTorch.
+
+Importing the package makes Intel MKL keep its thread count fixed (:mod:`tkam.determinism`), so
+that seeded runs and samples are bitwise reproducible whatever the load of the machine.
+"""
 
 from tkam.config import ExperimentConfig, KANConfig, PriorConfig, load_config
+from tkam.determinism import fix_mkl_threads
 from tkam.kan import UnivariateLayer
 from tkam.prior import MixturePrior, UnivariatePrior, build_prior
+
+fix_mkl_threads()
 
 __version__ = "0.1.0"
 

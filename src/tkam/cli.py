@@ -7,13 +7,28 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from tkam.config import ConfigError, load_config, packaged_configs, resolve_config_path
+from tkam.data import DataError
+from tkam.data.commands import add_data_commands
+from tkam.metrics.commands import add_evaluate_command
+from tkam.plots import (
+    plot_losses,
+    plot_prior,
+    plot_prior_grid,
+    readable_scale,
+    save_evolution_gif,
+    save_image_grid,
+)
+from tkam.runs import load_run
+from tkam.train import CheckpointError, TrainingError, fit
+
 __all__ = ["main"]
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tkam.config import load_config, resolve_config_path
-    from tkam.train import fit
-
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f"train.device={args.device}")
@@ -37,8 +52,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _configs(args: argparse.Namespace) -> int:
-    from tkam.config import load_config, packaged_configs
-
     for name in packaged_configs():
         cfg = load_config(name)
         kind = "mixture" if cfg.prior.mixture else "univariate"
@@ -50,15 +63,9 @@ def _configs(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from tkam.plots import readable_scale, save_image_grid
-    from tkam.runs import load_run
-
     _, model = load_run(args.run_dir)
-    generator = torch.Generator().manual_seed(args.seed)
-    images, z = model.sample(args.num, generator, return_latent=True)
+    rng = torch.Generator().manual_seed(args.seed)
+    images, z = model.sample(args.num, rng, return_latent=True)
     images = images.clamp(0.0, 1.0)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,18 +83,17 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _plot_prior(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from tkam.plots import plot_prior
-    from tkam.runs import load_run
-
     _, model = load_run(args.run_dir)
+    if not model.prior.has_components:
+        raise SystemExit(
+            f"tkam plot-prior: the prior of {args.run_dir} ({type(model.prior).__name__}) has no "
+            "univariate components to plot; plot-prior needs a univariate or mixture prior"
+        )
     export = model.prior.export()
-    rows = "inputs" if model.prior.rows_are_inputs else "outputs"
     components = None
     if args.components:
         components = [tuple(int(v) for v in item.split(",")) for item in args.components]
-    plot_prior(export, args.out, components=components, rows=rows)
+    plot_prior(export, args.out, components=components)
     print(f"prior plot written to {args.out}")
     if args.export:
         Path(args.export).parent.mkdir(parents=True, exist_ok=True)
@@ -100,18 +106,6 @@ PLOTS = ("prior", "losses", "samples", "evolution")
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import torch
-
-    from tkam.plots import (
-        plot_losses,
-        plot_prior,
-        plot_prior_grid,
-        readable_scale,
-        save_evolution_gif,
-        save_image_grid,
-    )
-    from tkam.runs import load_run
-
     unknown = [item for item in args.what if item not in PLOTS]
     if unknown:
         raise SystemExit(
@@ -123,11 +117,10 @@ def _plot(args: argparse.Namespace) -> int:
     _, model = load_run(root)
     written, skipped = [], []
     if "prior" in what:
-        if hasattr(model.prior, "export"):
+        if model.prior.has_components:
             export = model.prior.export()
-            rows = "inputs" if model.prior.rows_are_inputs else "outputs"
-            written.append(plot_prior(export, out / "prior.png", rows=rows))
-            written.append(plot_prior_grid(export, out / "prior_grid.png", rows=rows))
+            written.append(plot_prior(export, out / "prior.png"))
+            written.append(plot_prior_grid(export, out / "prior_grid.png"))
         else:
             skipped.append("prior (this model's prior has no univariate components)")
     if "losses" in what:
@@ -138,8 +131,8 @@ def _plot(args: argparse.Namespace) -> int:
     if "samples" in what:
         shape = model.image_shape
         if len(shape) == 3 and shape[0] in (1, 3):
-            generator = torch.Generator().manual_seed(args.seed)
-            images = model.sample(args.num, generator).float().clamp(0.0, 1.0)
+            rng = torch.Generator().manual_seed(args.seed)
+            images = model.sample(args.num, rng).float().clamp(0.0, 1.0)
             path = out / "samples.png"
             save_image_grid(images, path, scale=readable_scale(*shape[1:]))
             written.append(path)
@@ -215,21 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_plot_prior)
 
-    from tkam.data.commands import add_data_commands
-
     add_data_commands(sub)
-
-    from tkam.metrics.commands import add_evaluate_command
 
     add_evaluate_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tkam.config import ConfigError
-    from tkam.data import DataError
-    from tkam.train import CheckpointError, TrainingError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

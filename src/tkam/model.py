@@ -1,6 +1,15 @@
-"""The T-KAM model: a Kolmogorov-Arnold prior and a generator (spec section 1)."""
+"""Latent-variable generative models: a prior, a generator and a likelihood (spec section 1).
+
+:class:`TKAM` composes the three parts. T-KAM itself has a Kolmogorov-Arnold prior
+(:meth:`TKAM.from_config`); the baselines of :mod:`tkam.baselines` compose the same generator and
+likelihood with another prior (:func:`model_parts`), so the losses, samplers, trainer, ``tkam
+sample`` and the evaluation treat every model alike, through the prior's protocol
+(:class:`tkam.prior.Prior`).
+"""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -8,39 +17,85 @@ from torch import Tensor, nn
 from tkam.config import ExperimentConfig
 from tkam.generator import build_generator, build_likelihood
 from tkam.kan.layer import UnivariateLayer
-from tkam.prior import build_prior
+from tkam.posterior.tempering import TemperedTarget
+from tkam.prior import Prior, build_prior
 
-__all__ = ["TKAM"]
+__all__ = ["TKAM", "model_parts"]
+
+
+def model_parts(
+    config: ExperimentConfig,
+    data_shape: tuple[int, ...],
+    prior: Prior,
+    rng: torch.Generator | None = None,
+) -> tuple[nn.Module, Any, dict[str, bool]]:
+    """The generator (initialised from ``rng``), the likelihood and the model options that a
+    config gives every model around ``prior``: ``(generator, likelihood, options)``."""
+    gen = config.generator
+    generator = build_generator(gen, data_shape, rng=rng)
+    options = {
+        "bf16": config.train.precision == "bf16",
+        "update_prior_grid": config.prior.update_grid and prior.has_grid,
+        "update_generator_grid": gen.update_grid
+        and any(m.has_grid for m in generator.modules() if isinstance(m, UnivariateLayer)),
+    }
+    return generator, build_likelihood(gen, config.train.eps), options
 
 
 class TKAM(nn.Module):
     """Prior + generator + likelihood.
 
     Args:
-        config: the experiment config (prior, generator and ``train.eps`` are read).
-        image_shape: ``(C, H, W)`` of the data.
-        generator: random stream for the initialisation.
+        prior: any :class:`~tkam.prior.Prior` over latents ``(S, *latent_shape)``.
+        generator: the decoder, generator inputs ``(S, Q)`` -> pre-activations ``(S, *shape)``.
+        likelihood: ``mean``, ``noised``, ``log_likelihood`` and ``log_likelihood_matrix`` of
+            pre-activations (:mod:`tkam.generator.likelihood`).
+        image_shape: the shape of one data item (``(C, H, W)`` for images).
+        bf16: run the generator under bfloat16 autocast (the prior stays float32).
+        update_prior_grid, update_generator_grid: whether :meth:`update_grids` refits them.
     """
+
+    #: Whether the model has an amortised encoder (the VAE's importance-weighted bound).
+    has_encoder: ClassVar[bool] = False
 
     def __init__(
         self,
-        config: ExperimentConfig,
-        image_shape: tuple[int, int, int],
-        generator: torch.Generator | None = None,
+        prior: Prior,
+        generator: nn.Module,
+        likelihood: Any,
+        image_shape: tuple[int, ...],
+        *,
+        bf16: bool = False,
+        update_prior_grid: bool = False,
+        update_generator_grid: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(prior, Prior):
+            raise TypeError(f"{type(prior).__name__} does not implement the Prior protocol")
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.prior = build_prior(config.prior, eps=config.train.eps, generator=generator)
-        self.generator = build_generator(config.generator, self.image_shape, generator=generator)
-        gen = config.generator
-        self.likelihood = build_likelihood(gen, config.train.eps)
-        self.bf16 = config.train.precision == "bf16"
-        self.update_prior_grid = config.prior.update_grid and any(
-            m.has_grid for m in self.prior.modules() if isinstance(m, UnivariateLayer)
-        )
-        self.update_generator_grid = gen.update_grid and any(
-            m.has_grid for m in self.generator.modules() if isinstance(m, UnivariateLayer)
-        )
+        self.prior = prior
+        self.generator = generator
+        self.likelihood = likelihood
+        self.bf16 = bf16
+        self.update_prior_grid = update_prior_grid
+        self.update_generator_grid = update_generator_grid
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ExperimentConfig,
+        image_shape: tuple[int, ...],
+        rng: torch.Generator | None = None,
+    ) -> TKAM:
+        """T-KAM: the config's Kolmogorov-Arnold prior, then its generator, both drawn from
+        ``rng``."""
+        prior = build_prior(config.prior, eps=config.train.eps, rng=rng)
+        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
+        return cls(prior, generator, likelihood, image_shape, **options)
+
+    def parameter_groups(self, learning_rate: float) -> list[dict]:
+        """The optimiser's parameter groups: one group at ``learning_rate``."""
+        return [{"params": list(self.parameters())}]
 
     def compile_kernels(self) -> None:
         """``torch.compile`` the KAN evaluations of the prior and the generator (opt-in)."""
@@ -51,8 +106,8 @@ class TKAM(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Latents ``(S, *latent_shape)`` -> pre-activation outputs ``(S, C, H, W)``.
 
-        With ``train.precision = "bf16"`` the generator runs under bfloat16 autocast and its
-        output is returned in float32; the prior (quadrature, sampling) always stays float32.
+        With ``bf16`` the generator runs under bfloat16 autocast and its output is returned in
+        float32; the prior (quadrature, sampling) always stays float32.
         """
         return self.decode_input(self.prior.generator_input(z))
 
@@ -65,15 +120,32 @@ class TKAM(nn.Module):
             out = self.generator(h)
         return out.float()
 
+    def tempered_target(self, x: Tensor) -> TemperedTarget:
+        """The power posteriors ``p(z) p(x_c | z)^t`` of chains ``c`` paired with data ``x``.
+
+        The likelihood is noise-free (spec 4.2: scores use xi = 0) and hands the generator
+        output to the exchange likelihood, which adds fresh output noise (spec 4.3).
+        """
+        likelihood = self.likelihood
+
+        def log_likelihood(z: Tensor) -> tuple[Tensor, Tensor]:
+            output = self.decode(z)
+            return likelihood.log_likelihood(x, likelihood.mean(output)), output
+
+        def exchange_log_likelihood(output: Tensor, rng: torch.Generator) -> Tensor:
+            return likelihood.log_likelihood(x, likelihood.noised(output, rng))
+
+        return TemperedTarget(self.prior.log_prior, log_likelihood, exchange_log_likelihood)
+
     @torch.no_grad()
     def sample(
         self,
         num_samples: int,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
         batch_size: int = 1000,
         return_latent: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Generate: inverse-transform prior samples, then the noise-free generator output.
+        """Generate: prior samples, then the noise-free generator output.
 
         Returns:
             ``(S, C, H, W)`` outputs (in [0, 1] with the sigmoid activation), and the latents
@@ -83,11 +155,11 @@ class TKAM(nn.Module):
         for start in range(0, num_samples, batch_size):
             count = min(batch_size, num_samples - start)
             if return_latent:
-                z = self.prior.sample(count, generator)
+                z = self.prior.sample(count, rng)
                 h = self.prior.generator_input(z)
                 latents.append(z)
             else:  # the univariate prior sums its latents as it draws them
-                h = self.prior.sample_generator_input(count, generator)
+                h = self.prior.sample_generator_input(count, rng)
             images.append(self.likelihood.mean(self.decode_input(h)))
         x = torch.cat(images)
         return (x, torch.cat(latents)) if return_latent else x

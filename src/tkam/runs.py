@@ -6,10 +6,10 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from tkam.build import build_model
 from tkam.config import ConfigError, ExperimentConfig, load_config
 from tkam.model import TKAM
 from tkam.train.checkpoint import CheckpointError, read_metadata
-from tkam.train.loop import build_model
 
 __all__ = ["load_run"]
 

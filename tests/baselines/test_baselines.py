@@ -10,9 +10,11 @@ import torch
 
 from tests.helpers import tiny_config
 from tkam.baselines import VAE, LatentEBM
+from tkam.build import build_model
 from tkam.config import ConfigError, config_to_dict, load_config
+from tkam.losses import compute_loss
 from tkam.train import fit
-from tkam.train.loop import build_model, compute_loss, make_optimizer, train_step
+from tkam.train.loop import make_optimizer, train_step
 
 SHAPE = (1, 8, 8)
 KINDS = ("vae", "lebm")

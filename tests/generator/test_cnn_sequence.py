@@ -26,7 +26,7 @@ def _cnn(**changes) -> GeneratorConfig:
 @pytest.mark.parametrize("activation", ["none", "leakyrelu"])
 def test_cnn_output_shape_and_options(latent_concat: bool, activation: str) -> None:
     config = _cnn(latent_concat=latent_concat, cnn_activation=activation)
-    gen = CNNGenerator(config, (3, 32, 32), generator=torch.Generator().manual_seed(0))
+    gen = CNNGenerator(config, (3, 32, 32), rng=torch.Generator().manual_seed(0))
     out = gen(torch.randn(5, 10))
     assert out.shape == (5, 3, 32, 32) and torch.isfinite(out).all()
     in_channels = [layer.in_channels for layer in gen.layers]
@@ -35,7 +35,7 @@ def test_cnn_output_shape_and_options(latent_concat: bool, activation: str) -> N
 
 def test_cnn_without_activation_is_affine_in_the_latent() -> None:
     # The reference's CNN has no nonlinearity between layers (A11): g(a + b) - g(b) = g(a) - g(0).
-    gen = CNNGenerator(_cnn(), (3, 32, 32), generator=torch.Generator().manual_seed(0)).double()
+    gen = CNNGenerator(_cnn(), (3, 32, 32), rng=torch.Generator().manual_seed(0)).double()
     a, b = torch.randn(2, 1, 10, dtype=torch.float64)
     zero = torch.zeros(1, 10, dtype=torch.float64)
     torch.testing.assert_close(gen(a + b) - gen(b), gen(a) - gen(zero))
@@ -50,11 +50,11 @@ def test_cnn_geometry_mismatch_is_a_clear_error() -> None:
 
 def test_sequence_generator_shapes_and_causality() -> None:
     config = GeneratorConfig(kind="sequence", widths=(6,), d_model=8)
-    gen = SequenceGenerator(config, (11, 5), generator=torch.Generator().manual_seed(0))
+    gen = SequenceGenerator(config, (11, 5), rng=torch.Generator().manual_seed(0))
     logits = gen(torch.randn(3, 6))
     assert logits.shape == (3, 11, 5) and torch.isfinite(logits).all()
     # A shorter generator with the same weights produces the same first positions.
-    short = SequenceGenerator(config, (11, 3), generator=torch.Generator().manual_seed(0))
+    short = SequenceGenerator(config, (11, 3), rng=torch.Generator().manual_seed(0))
     h = torch.randn(2, 6)
     torch.testing.assert_close(short(h), gen(h)[..., :3])
 

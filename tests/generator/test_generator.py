@@ -21,7 +21,7 @@ def _reference_kan_forward(gen: KANGenerator, h: torch.Tensor) -> torch.Tensor:
 def test_kan_generator_shapes_and_summed_layers(basis: str) -> None:
     tau = 1.1 if basis == "chebyshev" else 1.0
     config = GeneratorConfig(widths=(10, 10), basis=basis, grid_size=5, init_tau=tau)
-    gen = KANGenerator(config, (1, 32, 32), generator=torch.Generator().manual_seed(0))
+    gen = KANGenerator(config, (1, 32, 32), rng=torch.Generator().manual_seed(0))
     h = torch.randn(6, 10)
     out = gen(h)
     assert out.shape == (6, 1, 32, 32)
@@ -32,7 +32,7 @@ def test_kan_generator_shapes_and_summed_layers(basis: str) -> None:
 
 def test_generator_grid_update_keeps_shapes_and_output() -> None:
     config = GeneratorConfig(widths=(4, 8), basis="rbf", grid_size=8)
-    gen = KANGenerator(config, (1, 4, 4), generator=torch.Generator().manual_seed(1))
+    gen = KANGenerator(config, (1, 4, 4), rng=torch.Generator().manual_seed(1))
     h = torch.randn(500, 4) * 0.5
     before = gen(h)
     shapes = [layer.grid.shape for layer in gen.layers]

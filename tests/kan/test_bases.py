@@ -27,7 +27,7 @@ def make_layer(
         options["init_tau"] = 1.1
     options.update(kw)
     config = KANConfig(basis=basis, **options)
-    layer = UnivariateLayer(in_dim, out_dim, config, generator=torch.Generator().manual_seed(seed))
+    layer = UnivariateLayer(in_dim, out_dim, config, rng=torch.Generator().manual_seed(seed))
     return layer.double()
 
 

@@ -20,7 +20,7 @@ def make_layer(
         options["init_tau"] = 1.1
     options.update(kw)
     config = KANConfig(basis=basis, **options)
-    layer = UnivariateLayer(in_dim, out_dim, config, generator=torch.Generator().manual_seed(seed))
+    layer = UnivariateLayer(in_dim, out_dim, config, rng=torch.Generator().manual_seed(seed))
     return layer.double()
 
 
@@ -55,7 +55,7 @@ def relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_default_bspline_layer_shapes_and_grid_update() -> None:
     config = KANConfig(basis="bspline", spline_degree=3, grid_size=5, grid_range=(0.0, 1.0))
-    layer = UnivariateLayer(5, 2, config, generator=torch.Generator().manual_seed(0))
+    layer = UnivariateLayer(5, 2, config, rng=torch.Generator().manual_seed(0))
     assert layer.grid.shape == (5, 5 + 1 + 2 * 3)
     x = torch.rand(3, 5, generator=torch.Generator().manual_seed(1))
     out = layer(x)

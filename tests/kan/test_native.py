@@ -48,7 +48,7 @@ def test_without_a_compiler_the_layers_warn_once_and_run_eager(fresh_loader, mon
     assert native.library() is None  # cached: no second warning
     assert not ops.native_applies(torch.zeros(1))
     config = KANConfig(basis="rbf", base_activation="silu")
-    layer = UnivariateLayer(4, 3, config, generator=torch.Generator().manual_seed(0)).double()
+    layer = UnivariateLayer(4, 3, config, rng=torch.Generator().manual_seed(0)).double()
     x = torch.randn(5, 4, dtype=torch.float64)
     z = torch.randn(5, 3, 4, dtype=torch.float64)
     torch.testing.assert_close(layer.summed(x), ops.eager_summed(x, *layer._arguments()))

@@ -52,7 +52,7 @@ def random_layer(
         init_tau=tau,
         tau_trainable=True,
     )
-    layer = UnivariateLayer(in_dim, out_dim, config, generator=torch.Generator().manual_seed(seed))
+    layer = UnivariateLayer(in_dim, out_dim, config, rng=torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in layer.parameters():
@@ -261,7 +261,7 @@ def test_layers_use_the_configured_kernel() -> None:
     values = {}
     for kernel in ("fused", "eager"):
         config = KANConfig(basis="rbf", kernel=kernel)
-        layer = UnivariateLayer(3, 4, config, generator=torch.Generator().manual_seed(0)).double()
+        layer = UnivariateLayer(3, 4, config, rng=torch.Generator().manual_seed(0)).double()
         assert layer.kernel == kernel
         values[kernel] = (layer(x), layer.summed(x), layer.pairwise(x[:, None].expand(8, 4, 3)))
     # Both kernels start from the same parameters and compute the same functions.

@@ -36,7 +36,7 @@ def _spec_test_config(mixture: bool, contrastive: bool = True):
 @pytest.mark.parametrize("contrastive", [True, False])
 def test_loss_gradients_are_finite_and_nonzero(mixture: bool, contrastive: bool) -> None:
     config = _spec_test_config(mixture, contrastive)
-    model = TKAM(config, (1, 32, 32), generator=torch.Generator().manual_seed(0))
+    model = TKAM.from_config(config, (1, 32, 32), rng=torch.Generator().manual_seed(0))
     x = torch.rand(10, 1, 32, 32)
     out = importance_loss(model, x, 5, torch.Generator().manual_seed(1), contrastive=contrastive)
     assert out.loss.shape == () and torch.isfinite(out.loss)
@@ -49,7 +49,9 @@ def test_loss_gradients_are_finite_and_nonzero(mixture: bool, contrastive: bool)
 
 
 def test_log_likelihood_matrix_shape_on_prior_samples() -> None:
-    model = TKAM(_spec_test_config(False), (1, 32, 32), generator=torch.Generator().manual_seed(0))
+    model = TKAM.from_config(
+        _spec_test_config(False), (1, 32, 32), rng=torch.Generator().manual_seed(0)
+    )
     z = model.prior.sample(5, torch.Generator().manual_seed(2))
     images = model.decode(z)
     assert images.shape == (5, 1, 32, 32)
@@ -62,7 +64,7 @@ def test_loss_value_matches_the_formula_without_resampling() -> None:
     # -1/B sum_b sum_n w_bn [log p(z_n) + l_bn] + 1/N sum_n log p(z^_n), recomputed here.
     torch.manual_seed(0)
     config = _spec_test_config(False)
-    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0)).double()
     x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
     out = importance_loss(model, x, 6, torch.Generator().manual_seed(5), threshold=1e-9)
     g = torch.Generator().manual_seed(5)
@@ -82,7 +84,7 @@ def test_proposal_negatives_reuse_the_proposals_exactly() -> None:
     # negatives="proposals": the loss is -1/B sum_b sum_n w_bn [log p(z_n) + l_bn]
     # + 1/N sum_n log p(z_n), the same proposals in both phases, and no second prior draw.
     config = _spec_test_config(False)
-    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0)).double()
     x = torch.rand(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     rng = torch.Generator().manual_seed(5)
     out = importance_loss(model, x, 6, rng, threshold=1e-9, negatives="proposals")
@@ -99,7 +101,7 @@ def test_proposal_negatives_reuse_the_proposals_exactly() -> None:
     # posterior weights are uniform, as the two phases then cancel exactly.
     out.loss.backward()
     assert any(p.grad.abs().sum() > 0 for p in model.prior.parameters() if p.requires_grad)
-    uniform = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    uniform = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0)).double()
     uniform.likelihood.std = 1e6  # flat likelihood: equal weights for every proposal
     out = importance_loss(
         uniform, x, 6, torch.Generator().manual_seed(5), threshold=1e-9, negatives="proposals"

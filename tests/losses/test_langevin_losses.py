@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from tests.helpers import tiny_config
+from tkam.losses import compute_loss
 from tkam.model import TKAM
-from tkam.train.loop import compute_loss
+from tkam.posterior import tempered_init
 
 
 @pytest.mark.parametrize(
@@ -26,8 +27,8 @@ from tkam.train.loop import compute_loss
 )
 def test_langevin_and_thermodynamic_losses_give_gradients(changes) -> None:
     config = tiny_config(**changes)
-    assert config.loss_kind == ("thermodynamic" if "thermodynamic" in changes else "langevin")
-    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0))
+    assert config.train.loss == ("thermodynamic" if "thermodynamic" in changes else "langevin")
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
     x = torch.rand(6, 1, 8, 8)
     out = compute_loss(model, x, config, torch.Generator().manual_seed(1), step=3, total_steps=10)
     assert torch.isfinite(out.loss)
@@ -52,8 +53,8 @@ def test_deep_prior_model_trains_with_langevin() -> None:
         generator={"widths": [5, 16]},
         posterior={"sampler": "ula", "steps": 2},
     )
-    assert config.loss_kind == "langevin"
-    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0))
+    assert config.train.loss == "langevin"
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
     out = compute_loss(model, torch.rand(4, 1, 8, 8), config, torch.Generator().manual_seed(1))
     out.loss.backward()
     assert torch.isfinite(out.loss)
@@ -62,15 +63,14 @@ def test_deep_prior_model_trains_with_langevin() -> None:
 def test_tempered_state_permutation_equals_reevaluation() -> None:
     # Replica exchange swaps chains of the same datum between temperatures; with the prior and
     # likelihood parts cached apart, permuting the cache must equal evaluating at the new places.
-    from tkam.losses.thermodynamic import _evaluate
-
     config = tiny_config()
-    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0)).double()
     batch, temps = 3, 2
     x = torch.rand(batch, 1, 8, 8, dtype=torch.float64).repeat(temps, 1, 1, 1)
     z = model.prior.sample(batch * temps, torch.Generator().manual_seed(1)).double()
     index = torch.tensor([3, 1, 5, 0, 4, 2])  # data points 0 and 2 swap temperatures
-    permuted = _evaluate(model, x, z).permute(index)
-    direct = _evaluate(model, x, z[index])
+    target = model.tempered_target(x)
+    permuted = tempered_init(z, target).permute(index)
+    direct = tempered_init(z[index], target)
     for name, a, b in zip(permuted._fields, permuted, direct):
         torch.testing.assert_close(a, b, msg=name)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from tkam.config import PosteriorConfig, ThermodynamicConfig
 from tkam.generator.likelihood import GaussianLikelihood
@@ -16,30 +17,22 @@ from tkam.metrics import (
     gaussian_constant,
     mean_log_evidence_standard_error,
 )
+from tkam.model import TKAM
 from tkam.posterior import log_evidence
+from tkam.prior import GaussianPrior
 
 
-class _Prior:
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(num, self.dim, generator=generator, dtype=torch.float64)
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        return -0.5 * z.square().sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
-
-
-class LinearGaussian:
-    """z ~ N(0, I_k), x | z ~ N(A z, s^2 I): the same methods the estimator calls on a TKAM."""
+class LinearGaussian(TKAM):
+    """z ~ N(0, I_k), x | z ~ N(A z, s^2 I): a model composed of a standard normal prior, a
+    linear decoder and the Gaussian likelihood, in float64."""
 
     def __init__(self, matrix: torch.Tensor, std: float) -> None:
+        decoder = nn.Linear(matrix.shape[1], matrix.shape[0], bias=False)
+        prior = GaussianPrior(matrix.shape[1])
+        super().__init__(prior, decoder, GaussianLikelihood(std, 0.0, "none"), (matrix.shape[0],))
+        self.double().requires_grad_(False)
+        decoder.weight.copy_(matrix)
         self.matrix = matrix
-        self.prior = _Prior(matrix.shape[1])
-        self.likelihood = GaussianLikelihood(std, 0.0, "none")
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return z @ self.matrix.T
 
     def exact_log_evidence(self, x: torch.Tensor) -> torch.Tensor:
         d = self.matrix.shape[0]
@@ -111,7 +104,7 @@ def test_thermodynamic_estimate_approaches_the_exact_evidence_as_temperatures_gr
             posterior,
             ThermodynamicConfig(num_temps=num_temps),
             power=3.0,
-            generator=torch.Generator().manual_seed(5),
+            rng=torch.Generator().manual_seed(5),
             chains_per_item=16,
         )
         assert result.normalised and result.per_item.shape == (30,)
@@ -132,7 +125,7 @@ def test_thermodynamic_estimate_rejects_one_chain():
 
 def test_iwae_bound_adds_the_gaussian_constant_per_item():
     from tests.helpers import tiny_config
-    from tkam.train.loop import build_model
+    from tkam.build import build_model
 
     model = build_model(tiny_config(model={"kind": "vae"}), (1, 8, 8))
     x = torch.rand(7, 1, 8, 8, generator=torch.Generator().manual_seed(2))

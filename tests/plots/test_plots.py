@@ -104,7 +104,7 @@ def test_grid_rejects_non_finite_values() -> None:
 @pytest.fixture(scope="module")
 def univariate_export() -> dict[str, np.ndarray]:
     prior = build_prior(
-        PriorConfig(widths=(3, 4), eps_scale=1.0), generator=torch.Generator().manual_seed(0)
+        PriorConfig(widths=(3, 4), eps_scale=1.0), rng=torch.Generator().manual_seed(0)
     )
     return prior.export()
 
@@ -112,7 +112,7 @@ def univariate_export() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def mixture_export() -> dict[str, np.ndarray]:
     config = PriorConfig(widths=(3, 4), eps_scale=1.0, mixture=True, reference="gaussian")
-    return build_prior(config, generator=torch.Generator().manual_seed(0)).export()
+    return build_prior(config, rng=torch.Generator().manual_seed(0)).export()
 
 
 def test_plot_prior_writes_a_png(tmp_path: Path, univariate_export: dict[str, np.ndarray]) -> None:
@@ -206,7 +206,7 @@ def test_plot_losses_rejects_an_unknown_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mixture", [False, True])
 def test_prior_grid_draws_one_panel_per_node_row(tmp_path: Path, mixture: bool) -> None:
     config = PriorConfig(widths=(3, 5), basis="rbf", grid_size=5, num_nodes=30, mixture=mixture)
-    prior = build_prior(config, generator=torch.Generator().manual_seed(0))
+    prior = build_prior(config, rng=torch.Generator().manual_seed(0))
     export = prior.export()
     path = plot_prior_grid(export, tmp_path / "grid" / "prior_grid.png", ncols=2)
     pixels = assert_png(path)

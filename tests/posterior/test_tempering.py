@@ -15,14 +15,16 @@ import torch
 from torch import Tensor
 
 from tkam.posterior import (
+    TemperedTarget,
     init_state,
     power_schedule,
-    refresh_state,
     replica_exchange,
+    swap_index,
     temperatures,
-    tempered_log_density,
+    tempered_init,
+    tempered_langevin,
+    tempered_ula_step,
     thermodynamic_integral,
-    ula,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,15 +84,72 @@ def test_power_schedule_half_cosine_and_cycles() -> None:
 # tempered target and thermodynamic integral
 
 
+def _target(log_prior, log_lik) -> TemperedTarget:
+    """A tempered target whose exchange compares the noise-free log-likelihood."""
+
+    def parts(z: Tensor) -> tuple[Tensor, Tensor]:
+        value = log_lik(z)
+        return value, value
+
+    return TemperedTarget(log_prior, parts, lambda output, rng: output.detach())
+
+
 def test_tempered_log_density_is_prior_plus_t_times_likelihood() -> None:
     z = torch.randn(6, 2, 3)
     log_prior = lambda z: -0.5 * z.square().sum(dim=(1, 2))
     log_lik = lambda z: z.sum(dim=(1, 2))
     t = torch.linspace(0, 1, 6)
-    f = tempered_log_density(log_prior, log_lik, t)
+    f = _target(log_prior, log_lik).log_density(t)
     torch.testing.assert_close(f(z), log_prior(z) + t * log_lik(z))
     # The score of the tempered target, all temperatures in one call.
     torch.testing.assert_close(init_state(z, f).grad, -z + t.view(6, 1, 1))
+
+
+def test_tempered_ula_step_uses_each_chains_own_temperature(float64) -> None:
+    # The cached parts combine as grad_prior + t grad_lik: a ULA step of the parts equals a ULA
+    # step of the tempered density with the same noise, for every chain's own t.
+    z = torch.randn(5, 3)
+    log_prior = lambda z: -0.5 * z.square().sum(-1)
+    log_lik = lambda z: -((z - 2.0) ** 2).sum(-1) / 0.3
+    t = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
+    target = _target(log_prior, log_lik)
+    state = tempered_init(z, target)
+    torch.testing.assert_close(state.grad_prior, -z)
+    torch.testing.assert_close(state.grad_lik, -2 * (z - 2.0) / 0.3)
+    moved = tempered_ula_step(state, target, t, 0.01, torch.Generator().manual_seed(3))
+    noise = torch.randn(5, 3, generator=torch.Generator().manual_seed(3))
+    drift = -z + t.view(-1, 1) * (-2 * (z - 2.0) / 0.3)
+    torch.testing.assert_close(moved.z, z + 0.01 * drift + math.sqrt(0.02) * noise)
+    torch.testing.assert_close(moved.log_lik, log_lik(moved.z))
+
+
+def test_swap_index_permutes_population_major_chains() -> None:
+    # Three populations of two data points; a certain swap (huge log-likelihood gap in favour)
+    # exchanges the chosen pair of populations for both data points and leaves the third alone.
+    t = torch.tensor([0.2, 0.5, 1.0])
+    log_lik = torch.tensor([100.0, 100.0, 0.0, 0.0, -100.0, -100.0])
+    for seed in range(6):
+        index, accepted = swap_index(log_lik, t, torch.Generator().manual_seed(seed))
+        assert accepted.all()
+        pair = 0 if index[0] != 0 else 1  # populations (0, 1) or (1, 2) were proposed
+        expected = torch.arange(6).view(3, 2)
+        expected[[pair, pair + 1]] = expected[[pair + 1, pair]]
+        assert torch.equal(index, expected.reshape(-1))
+
+
+def test_tempered_langevin_without_exchange_is_plain_ula_and_checks_shapes(float64) -> None:
+    log_prior = lambda z: -0.5 * z.square().sum(-1)
+    log_lik = lambda z: -z.sum(-1)
+    target = _target(log_prior, log_lik)
+    z0 = torch.randn(8, 2)
+    run = tempered_langevin(
+        z0, target, torch.ones(1), torch.Generator().manual_seed(0), steps=3, step_size=0.1
+    )
+    assert run.swap_rate == 0.0 and run.step_size is None and run.z.shape == (8, 2)
+    with pytest.raises(ValueError, match="populations"):
+        tempered_langevin(z0, target, torch.ones(3), None, steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match="sampler"):
+        tempered_langevin(z0, target, torch.ones(1), None, sampler="hmc", steps=1, step_size=0.1)
 
 
 def test_thermodynamic_integral_rules() -> None:
@@ -203,10 +262,12 @@ def test_thermodynamic_integration_with_exact_power_posterior_samples(float64) -
 
 
 @pytest.mark.statistical
-def test_thermodynamic_integration_with_ula_tempered_chains(float64) -> None:
-    """The same integral from ULA: all N_t = 16 populations (p = 4) of 500 chains move in one
-    batched call on ``log_prior + t log_lik`` with a per-chain ``t``, from prior draws, 300 steps
-    of h = 0.01, with a replica-exchange attempt after every step; E_0 from 20,000 prior draws.
+@pytest.mark.parametrize("sampler", ["ula", "automala"])
+def test_thermodynamic_integration_with_tempered_chains(float64, sampler) -> None:
+    """The same integral from :func:`tempered_langevin` (ULA, and autoMALA from a starting step
+    of 0.01): all N_t = 16 populations (p = 4) of 500 chains move in one batched call on
+    ``log_prior + t log_lik`` with a per-chain ``t``, from prior draws, 300 steps, with a
+    replica-exchange attempt after every step; E_0 from 20,000 prior draws.
     Seed 42 (model seed 7); within 0.3 nats of the exact log-evidence (the trapezoid
     discretisation error at N_t = 16 is 0.08; ULA's O(h) bias and the Monte-Carlo error make up
     the rest: errors of 0.03-0.15 over four seeds)."""
@@ -214,25 +275,17 @@ def test_thermodynamic_integration_with_ula_tempered_chains(float64) -> None:
     model = _Conjugate(d=3, num_obs=5, s=1.0, seed=MODEL_SEED)
     num_temps, batch = 16, 500
     t = temperatures(num_temps, 4.0, dtype=torch.float64)
-    chain_temperatures = t[1:].repeat_interleave(batch)  # population-major layout (A4)
-    target = tempered_log_density(model.log_prior, model.log_likelihood, chain_temperatures)
-    swap_rates = []
-
-    def exchange(i: int, state):
-        log_lik = model.log_likelihood(state.z).view(num_temps, batch)
-        result = replica_exchange(state.z.view(num_temps, batch, 3), log_lik, t[1:], g)
-        swap_rates.append(result.accepted.double().mean().item())
-        return refresh_state(state, result.z.reshape(num_temps * batch, 3), target)
-
     z0 = torch.randn(num_temps * batch, 3, generator=g)
-    state = ula(z0, target, 0.01, 300, g, callback=exchange)
+    target = _target(model.log_prior, model.log_likelihood)
+    run = tempered_langevin(z0, target, t[1:], g, sampler=sampler, steps=300, step_size=0.01)
+    state = run
     expectations = model.log_likelihood(state.z).view(num_temps, batch).mean(dim=1)
     prior_expectation = model.log_likelihood(torch.randn(20_000, 3, generator=g)).mean()
     estimate = thermodynamic_integral(
         torch.cat([prior_expectation.view(1), expectations]), t, "trapezoid"
     )
     assert abs(estimate.item() - model.log_evidence.item()) < 0.3
-    assert 0.3 < sum(swap_rates) / len(swap_rates) < 1.0
+    assert 0.3 < run.swap_rate < 1.0
 
 
 # ---------------------------------------------------------------------------------------------

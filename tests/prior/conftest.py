@@ -38,7 +38,7 @@ def build_test_prior(
         "train_proportions": mixture,  # non-uniform mixture weights
     }
     options.update(overrides)
-    prior = build_prior(PriorConfig(**options), generator=torch.Generator().manual_seed(seed))
+    prior = build_prior(PriorConfig(**options), rng=torch.Generator().manual_seed(seed))
     prior = prior.double()
     with torch.no_grad():
         prior.layer.coef.mul_(_COEFFICIENT_BOOST.get(basis, 1.0))

@@ -23,7 +23,7 @@ def _config(**changes) -> PriorConfig:
 
 
 def test_deep_prior_honours_the_sample_count_and_shapes() -> None:
-    prior = build_prior(_config(), generator=torch.Generator().manual_seed(0))
+    prior = build_prior(_config(), rng=torch.Generator().manual_seed(0))
     assert isinstance(prior, DeepPrior)
     z = prior.sample(7, torch.Generator().manual_seed(1))
     assert z.shape == (7, 4) and torch.isfinite(z).all()  # exactly the requested count (A26)
@@ -58,6 +58,13 @@ def test_prior_langevin_with_zero_energy_samples_the_gaussian_base() -> None:
     assert abs(float(z.mean())) < 5 * (expected / z.numel()) ** 0.5
 
 
-def test_deep_prior_has_no_export() -> None:
-    with pytest.raises(ValueError, match="deep KAN energy prior"):
-        build_prior(_config()).export()
+def test_deep_prior_declares_no_components_nor_normaliser() -> None:
+    prior = build_prior(_config())
+    assert not prior.has_components and not prior.exact_normaliser
+    with pytest.raises(ValueError, match="no univariate components"):
+        prior.export()
+    z = prior.sample(4)
+    with pytest.raises(ValueError, match="no tractable normalising constant"):
+        prior.log_prior(z, normalise=True)
+    with pytest.raises(ValueError, match="no tractable normalising constant"):
+        prior.log_normaliser()

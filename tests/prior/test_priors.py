@@ -96,7 +96,7 @@ def test_prior_shapes_finiteness_and_gradients(basis: str, reference: str, mixtu
         init_tau=1.1 if basis == "chebyshev" else 1.0,
         train_proportions=mixture,
     )
-    prior = build_prior(config, generator=torch.Generator().manual_seed(0))  # float32
+    prior = build_prior(config, rng=torch.Generator().manual_seed(0))  # float32
     assert isinstance(prior, MixturePrior if mixture else UnivariatePrior)
     assert (prior.num_inputs, prior.num_outputs) == (P, Q)
     z = prior.sample(S, torch.Generator().manual_seed(1))
@@ -154,7 +154,7 @@ def test_priors_built_under_a_float64_default_dtype(float64, basis, mixture) -> 
     config = PriorConfig(
         basis=basis, reference="gaussian", widths=(2, 3), mixture=mixture, init_tau=1.1
     )
-    prior = build_prior(config, generator=torch.Generator().manual_seed(0))
+    prior = build_prior(config, rng=torch.Generator().manual_seed(0))
     z = prior.sample(8, torch.Generator().manual_seed(1))
     assert z.dtype == torch.float64
     value = prior.log_prior(z, normalise=True)
@@ -560,7 +560,7 @@ def test_zero_mass_quadrature_is_a_clear_error() -> None:
     config = PriorConfig(
         basis="bspline", reference="uniform", widths=(2, 3), grid_size=1, num_nodes=10
     )
-    prior = build_prior(config, generator=torch.Generator().manual_seed(0))
+    prior = build_prior(config, rng=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="no finite mass.*'uniform'.*10 nodes"):
         prior.sample(3, torch.Generator().manual_seed(1))
 
@@ -573,7 +573,7 @@ def test_weighted_log_prior_is_the_weighted_sum_of_log_priors(float64, normalise
     from tkam.prior import build_prior
 
     name = "svhn" if mixture else "digits"
-    prior = build_prior(load_config(name).prior, generator=torch.Generator().manual_seed(0))
+    prior = build_prior(load_config(name).prior, rng=torch.Generator().manual_seed(0))
     z = prior.sample(9, torch.Generator().manual_seed(1))
     weights = torch.randn(9, generator=torch.Generator().manual_seed(2))
     params = [p for p in prior.parameters() if p.requires_grad]

@@ -22,7 +22,7 @@ from tkam.prior import build_prior
 
 def _prior(name: str = "digits", *overrides: str):
     config = load_config(name, list(overrides))
-    return build_prior(config.prior, generator=torch.Generator().manual_seed(0))
+    return build_prior(config.prior, rng=torch.Generator().manual_seed(0))
 
 
 def _fresh_samples(prior, num: int, seed: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ def test_a_buffer_changed_in_place_without_a_version_bump_is_noticed() -> None:
 )
 def test_an_importance_sampling_step_computes_one_table(contrastive, negatives) -> None:
     config = tiny_config()
-    model = TKAM(config, (1, 8, 8), generator=torch.Generator().manual_seed(0))
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     rng = torch.Generator().manual_seed(2)

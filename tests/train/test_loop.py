@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import tiny_config
+from tkam.build import build_model
 from tkam.config import ExperimentConfig
 from tkam.train import TrainingError, fit
 from tkam.train.checkpoint import CheckpointError, load_checkpoint
-from tkam.train.loop import build_model
 
 
 def _params(path) -> dict[str, torch.Tensor]:

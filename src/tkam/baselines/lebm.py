@@ -14,13 +14,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tkam.baselines.base import BaselineModel, GaussianPrior, default_init_
-from tkam.config import ExperimentConfig, PosteriorConfig
-from tkam.losses import LossOutput
-from tkam.losses.langevin import langevin_loss
+from tkam.config import ExperimentConfig
+from tkam.generator.init import default_init_
+from tkam.model import TKAM, model_parts
 from tkam.posterior.langevin import ula
+from tkam.prior import GaussianPrior
 
-__all__ = ["EnergyPrior", "LatentEBM", "lebm_loss", "ula_step_size"]
+__all__ = ["EnergyPrior", "LatentEBM", "ula_step_size"]
 
 
 def ula_step_size(step_size: float) -> float:
@@ -35,8 +35,10 @@ class EnergyPrior(GaussianPrior):
         width: Q.
         hidden: energy MLP width.
         num_steps, step_size: prior Langevin steps and Pang's step ``s``.
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
+
+    exact_normaliser = False
 
     def __init__(
         self,
@@ -44,7 +46,7 @@ class EnergyPrior(GaussianPrior):
         hidden: int = 200,
         num_steps: int = 60,
         step_size: float = 0.4,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__(width)
         self.energy_net = nn.Sequential(
@@ -56,7 +58,7 @@ class EnergyPrior(GaussianPrior):
         )
         for module in self.energy_net:
             if isinstance(module, nn.Linear):
-                default_init_(module, generator)
+                default_init_(module, rng)
         self.num_steps = num_steps
         self.step_size = step_size
 
@@ -64,63 +66,67 @@ class EnergyPrior(GaussianPrior):
         """``E(z)``: ``(S, Q) -> (S,)``."""
         return self.energy_net(z).squeeze(-1)
 
-    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
-        """``E(z) + log N(z; 0, I)``, never normalised (no tractable ``Z``): ``(S, Q) -> (S,)``."""
+    def log_prior(
+        self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
+    ) -> Tensor:
+        """``E(z) + log N(z; 0, I)``, ``(S, Q) -> (S,)``; unnormalised (``normalise`` raises:
+        there is no tractable ``Z``)."""
+        self.check_normalise(normalise)
         return self.energy(z) + self.log_reference(z)
 
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, Q)`` short-run prior-Langevin samples from ``N(0, I)``, detached (works under
         ``torch.no_grad``: the sampler enables gradients locally)."""
-        z0 = self.initial(num_samples, generator)
+        z0 = self.initial(num_samples, rng)
         eta = ula_step_size(self.step_size)
-        return ula(z0, self.log_prior, eta, self.num_steps, generator).z.detach()
+        return ula(z0, self.log_prior, eta, self.num_steps, rng).z.detach()
 
 
-class LatentEBM(BaselineModel):
-    """Energy-based latent prior + T-KAM's generator and likelihood.
+class LatentEBM(TKAM):
+    """Energy-based latent prior + T-KAM's generator and likelihood; the energy MLP has its own
+    learning rate.
 
     Args:
-        config: the experiment config (``generator``, ``model``, ``train``).
-        image_shape: ``(C, H, W)`` of the data.
-        generator: random stream for the initialisation.
+        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.TKAM`.
+        energy_learning_rate: Adam rate of the energy MLP (0: the model's learning rate).
     """
 
     def __init__(
         self,
+        prior: EnergyPrior,
+        generator: nn.Module,
+        likelihood: object,
+        image_shape: tuple[int, ...],
+        energy_learning_rate: float = 0.0,
+        **options: bool,
+    ) -> None:
+        super().__init__(prior, generator, likelihood, image_shape, **options)
+        self.energy_learning_rate = energy_learning_rate
+
+    @classmethod
+    def from_config(
+        cls,
         config: ExperimentConfig,
         image_shape: tuple[int, ...],
-        generator: torch.Generator | None = None,
-    ) -> None:
+        rng: torch.Generator | None = None,
+    ) -> LatentEBM:
+        """The energy prior of the ``model`` section, then the generator (both from ``rng``)."""
         cfg = config.model
         prior = EnergyPrior(
             config.generator.widths[0],
             cfg.energy_hidden,
             cfg.prior_steps,
             cfg.prior_step_size,
-            generator=generator,
+            rng=rng,
         )
-        super().__init__(config, image_shape, prior, generator=generator)
-        self.posterior = PosteriorConfig(
-            sampler="ula",
-            step_size=ula_step_size(cfg.posterior_step_size),
-            steps=cfg.posterior_steps,
-        )
-        self.energy_learning_rate = cfg.energy_learning_rate
+        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
+        return cls(prior, generator, likelihood, image_shape, cfg.energy_learning_rate, **options)
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
-        """Adam groups: the energy MLP at ``model.energy_learning_rate`` (0: ``learning_rate``),
+        """Adam groups: the energy MLP at ``energy_learning_rate`` (0: ``learning_rate``),
         everything else (the generator) at ``learning_rate``."""
         energy = list(self.prior.parameters())
         ids = {id(p) for p in energy}
         rest = [p for p in self.parameters() if id(p) not in ids]
         rate = self.energy_learning_rate or learning_rate
         return [{"params": rest}, {"params": energy, "lr": rate}]
-
-
-def lebm_loss(model: LatentEBM, x: Tensor, generator: torch.Generator | None = None) -> LossOutput:
-    """``-[mean log p~(z_post) - mean log p~(z_neg) + mean log p(x | z_post)]`` (Pang et al.).
-
-    ``z_post``: one posterior chain per datum from a prior sample; ``z_neg``: B fresh prior
-    samples; the likelihood carries output noise as in T-KAM (1.4).
-    """
-    return langevin_loss(model, x, model.posterior, generator, contrastive=True)

@@ -13,11 +13,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tkam.baselines.base import BaselineModel, GaussianPrior, default_init_
 from tkam.config import ExperimentConfig, GeneratorConfig
-from tkam.losses import LossOutput
+from tkam.generator.init import default_init_
+from tkam.model import TKAM, model_parts
+from tkam.prior import GaussianPrior
 
-__all__ = ["VAE", "Encoder", "vae_loss"]
+__all__ = ["VAE", "Encoder"]
 
 # exp(log-variance) stays finite and positive in float32 whatever the encoder outputs.
 LOG_VARIANCE_RANGE = (-20.0, 10.0)
@@ -35,7 +36,7 @@ class Encoder(nn.Module):
         config: the generator section that the encoder mirrors.
         data_shape: data shape without the batch axis.
         hidden: MLP hidden widths, data side first (empty: mirror the generator).
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
 
     def __init__(
@@ -43,7 +44,7 @@ class Encoder(nn.Module):
         config: GeneratorConfig,
         data_shape: tuple[int, ...],
         hidden: tuple[int, ...] = (),
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         latent = config.widths[0]
@@ -69,47 +70,63 @@ class Encoder(nn.Module):
         self.log_variance = nn.Linear(features, latent)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                default_init_(module, generator)
+                default_init_(module, rng)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.body(x)
         return self.mean(h), self.log_variance(h).clamp(*LOG_VARIANCE_RANGE)
 
 
-class VAE(BaselineModel):
+class VAE(TKAM):
     """Gaussian prior + mirrored encoder + T-KAM's generator and likelihood.
 
     Args:
-        config: the experiment config (``generator``, ``model.encoder_hidden``, ``train``).
-        image_shape: ``(C, H, W)`` of the data.
-        generator: random stream for the initialisation.
+        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.TKAM`.
+        encoder: the amortised posterior ``q(z | x)``.
     """
+
+    has_encoder = True
 
     def __init__(
         self,
+        prior: GaussianPrior,
+        generator: nn.Module,
+        likelihood: object,
+        image_shape: tuple[int, ...],
+        encoder: Encoder,
+        **options: bool,
+    ) -> None:
+        super().__init__(prior, generator, likelihood, image_shape, **options)
+        self.encoder = encoder
+
+    @classmethod
+    def from_config(
+        cls,
         config: ExperimentConfig,
         image_shape: tuple[int, ...],
-        generator: torch.Generator | None = None,
-    ) -> None:
+        rng: torch.Generator | None = None,
+    ) -> VAE:
+        """``N(0, I)`` on ``generator.widths[0]``, the generator, then the encoder (both drawn
+        from ``rng``)."""
         prior = GaussianPrior(config.generator.widths[0])
-        super().__init__(config, image_shape, prior, generator=generator)
-        self.encoder = Encoder(
-            config.generator, self.image_shape, config.model.encoder_hidden, generator=generator
-        )
+        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
+        shape = tuple(int(s) for s in image_shape)
+        encoder = Encoder(config.generator, shape, config.model.encoder_hidden, rng=rng)
+        return cls(prior, generator, likelihood, shape, encoder, **options)
 
     def _log_weights(
-        self, x: Tensor, num_samples: int, generator: torch.Generator | None, noised: bool
+        self, x: Tensor, num_samples: int, rng: torch.Generator | None, noised: bool
     ) -> Tensor:
         """``log p(x | z_k) + log p(z_k) - log q(z_k | x)`` for ``z_k ~ q(. | x)``: ``(K, B)``."""
         mean, log_variance = self.encoder(x)  # (B, Q)
         std = torch.exp(0.5 * log_variance)
         eps = torch.randn(
-            (num_samples, *mean.shape), generator=generator, device=x.device, dtype=mean.dtype
+            (num_samples, *mean.shape), generator=rng, device=x.device, dtype=mean.dtype
         )
         z = mean + std * eps  # (K, B, Q)
         flat = z.reshape(-1, z.shape[-1])
         pre = self.decode(flat)
-        prediction = self.likelihood.noised(pre, generator) if noised else self.likelihood.mean(pre)
+        prediction = self.likelihood.noised(pre, rng) if noised else self.likelihood.mean(pre)
         repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(-1, *x.shape[1:])
         log_lik = self.likelihood.log_likelihood(repeated, prediction).view(num_samples, -1)
         log_q = (-0.5 * eps.square() - 0.5 * log_variance - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -118,7 +135,7 @@ class VAE(BaselineModel):
     def elbo(
         self,
         x: Tensor,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
         analytic_kl: bool = True,
         noised: bool = True,
     ) -> Tensor:
@@ -126,19 +143,19 @@ class VAE(BaselineModel):
 
         Args:
             x: data batch.
-            generator: random stream of the reparameterisation (and output) noise.
+            rng: random stream of the reparameterisation (and output) noise.
             analytic_kl: ``E_q[log p(x|z)] - KL(q || p)`` with the closed-form KL (the training
                 estimator); otherwise the Monte Carlo form ``log p(x|z) + log p(z) - log q(z|x)``,
                 which is :meth:`iwae_bound` with one sample.
             noised: output noise inside the likelihood, as in T-KAM's training losses (1.4).
         """
         if not analytic_kl:
-            return self._log_weights(x, 1, generator, noised)[0]
+            return self._log_weights(x, 1, rng, noised)[0]
         mean, log_variance = self.encoder(x)
-        eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=mean.dtype)
+        eps = torch.randn(mean.shape, generator=rng, device=x.device, dtype=mean.dtype)
         z = mean + torch.exp(0.5 * log_variance) * eps
         pre = self.decode(z)
-        prediction = self.likelihood.noised(pre, generator) if noised else self.likelihood.mean(pre)
+        prediction = self.likelihood.noised(pre, rng) if noised else self.likelihood.mean(pre)
         log_lik = self.likelihood.log_likelihood(x, prediction)
         kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(-1)
         return log_lik - kl
@@ -147,7 +164,7 @@ class VAE(BaselineModel):
         self,
         x: Tensor,
         num_samples: int,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
         noised: bool = False,
         chunk_size: int = 4096,
     ) -> Tensor:
@@ -160,7 +177,7 @@ class VAE(BaselineModel):
         Args:
             x: data batch ``(B, ...)``.
             num_samples: K >= 1.
-            generator: random stream.
+            rng: random stream.
             noised: output noise inside the likelihood (off for evaluation, spec 1.4).
             chunk_size: latents decoded at once.
         """
@@ -170,13 +187,6 @@ class VAE(BaselineModel):
         total = None
         for start in range(0, num_samples, per_chunk):
             k = min(per_chunk, num_samples - start)
-            part = torch.logsumexp(self._log_weights(x, k, generator, noised), dim=0)  # (B,)
+            part = torch.logsumexp(self._log_weights(x, k, rng, noised), dim=0)  # (B,)
             total = part if total is None else torch.logaddexp(total, part)
         return total - math.log(num_samples)
-
-
-def vae_loss(model: VAE, x: Tensor, generator: torch.Generator | None = None) -> LossOutput:
-    """Negative ELBO (mean over the batch), reparameterised, closed-form KL, noised likelihood."""
-    elbo = model.elbo(x, generator)
-    loss = -elbo.mean()
-    return LossOutput(loss, {"elbo": float(elbo.detach().mean())})

@@ -27,14 +27,14 @@ __all__ = [
 def build_generator(
     config: GeneratorConfig,
     data_shape: tuple[int, ...],
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> nn.Module:
     """The generator a config asks for, producing data of ``data_shape`` (without batch axis)."""
     if config.kind == "cnn":
-        return CNNGenerator(config, data_shape, generator=generator)
+        return CNNGenerator(config, data_shape, rng=rng)
     if config.kind == "sequence":
-        return SequenceGenerator(config, data_shape, generator=generator)
-    return KANGenerator(config, data_shape, generator=generator)
+        return SequenceGenerator(config, data_shape, rng=rng)
+    return KANGenerator(config, data_shape, rng=rng)
 
 
 def build_likelihood(

@@ -6,17 +6,10 @@ import torch
 from torch import Tensor, nn
 
 from tkam.config import GeneratorConfig
+from tkam.generator.init import default_init_
 from tkam.kan.bases import activation
 
-__all__ = ["CNNGenerator", "cnn_output_size", "uniform_init_"]
-
-
-@torch.no_grad()
-def uniform_init_(module: nn.Module, bound: float, generator: torch.Generator) -> None:
-    """Weights and bias of ``module`` ~ U(-bound, bound) from ``generator`` (PyTorch's default
-    layer initialisation, reproducible without the global random stream)."""
-    for tensor in (module.weight, module.bias):
-        tensor.copy_((torch.rand(tensor.shape, generator=generator) * 2 - 1) * bound)
+__all__ = ["CNNGenerator", "cnn_output_size"]
 
 
 def cnn_output_size(
@@ -45,7 +38,7 @@ class CNNGenerator(nn.Module):
         self,
         config: GeneratorConfig,
         image_shape: tuple[int, int, int],
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
@@ -68,15 +61,14 @@ class CNNGenerator(nn.Module):
             self.layers.append(nn.ConvTranspose2d(c_in + extra, c_out, k, s, p, bias=True))
         self.activation_name = config.cnn_activation
         self.activation = activation(config.cnn_activation)
-        if generator is not None:
-            self._reset(generator)
+        if rng is not None:
+            self._reset(rng)
 
-    def _reset(self, generator: torch.Generator) -> None:
+    def _reset(self, rng: torch.Generator) -> None:
         # PyTorch's default ConvTranspose2d initialisation (kaiming-uniform, a = sqrt(5)), drawn
         # from the run's stream so that runs are reproducible without the global RNG.
         for layer in self.layers:
-            fan_in = layer.weight.shape[1] * layer.weight[0, 0].numel()
-            uniform_init_(layer, 1.0 / fan_in**0.5, generator)
+            default_init_(layer, rng)
 
     @property
     def input_width(self) -> int:

@@ -19,21 +19,21 @@ class KANGenerator(nn.Module):
     Args:
         config: the generator section; ``widths[0]`` is the latent width Q.
         image_shape: ``(C, H, W)`` of the data; the last layer has ``C*H*W`` outputs.
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
 
     def __init__(
         self,
         config: GeneratorConfig,
         image_shape: tuple[int, int, int],
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         widths = (*config.widths, math.prod(image_shape))
         self.widths = widths
         self.layers = nn.ModuleList(
-            UnivariateLayer(i, o, config, generator=generator) for i, o in zip(widths, widths[1:])
+            UnivariateLayer(i, o, config, rng=rng) for i, o in zip(widths, widths[1:])
         )
         self.norms = nn.ModuleList(
             nn.LayerNorm(i) if config.layernorm else nn.Identity() for i in widths[:-1]

@@ -29,13 +29,13 @@ class _NoisedPrediction:
     def mean(self, pre_activation: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def noised(self, pre_activation: Tensor, generator: torch.Generator | None) -> Tensor:
+    def noised(self, pre_activation: Tensor, rng: torch.Generator | None) -> Tensor:
         """``mean(g + sigma_n xi)`` with fresh ``xi`` (one draw per entry of ``pre_activation``)."""
         if self.noise == 0:
             return self.mean(pre_activation)
         xi = torch.randn(
             pre_activation.shape,
-            generator=generator,
+            generator=rng,
             device=pre_activation.device,
             dtype=pre_activation.dtype,
         )

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tkam.config import GeneratorConfig
-from tkam.generator.cnn import uniform_init_
+from tkam.generator.init import default_init_
 
 __all__ = ["SequenceGenerator"]
 
@@ -23,14 +23,14 @@ class SequenceGenerator(nn.Module):
     Args:
         config: the generator section (``widths[0]`` = Q, ``d_model``).
         data_shape: ``(n_v, L)``: one-hot vocabulary size and sequence length.
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
 
     def __init__(
         self,
         config: GeneratorConfig,
         data_shape: tuple[int, int],
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if len(data_shape) != 2:
@@ -48,10 +48,10 @@ class SequenceGenerator(nn.Module):
         self.feed_forward = nn.Linear(d, d)
         self.norm_step = nn.LayerNorm(d, eps=1e-5)
         self.output = nn.Linear(d, vocab)
-        if generator is not None:
+        if rng is not None:
             for module in self.modules():
                 if isinstance(module, nn.Linear):
-                    uniform_init_(module, 1.0 / module.in_features**0.5, generator)
+                    default_init_(module, rng)
 
     @property
     def input_width(self) -> int:

@@ -58,7 +58,7 @@ class UnivariateLayer(nn.Module):
         config: the KAN section of the config.
         grid_range: initial grid/domain range; ``config.grid_range`` when omitted (the prior
             passes its reference density's domain, spec 2.2).
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
 
     grid: Tensor
@@ -72,7 +72,7 @@ class UnivariateLayer(nn.Module):
         out_dim: int,
         config: KANConfig,
         grid_range: tuple[float, float] | None = None,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
@@ -106,7 +106,7 @@ class UnivariateLayer(nn.Module):
             self.register_buffer("tau", tau)
 
         def normal(*shape: int, std: float) -> Tensor:
-            return torch.randn(*shape, generator=generator) * std
+            return torch.randn(*shape, generator=rng) * std
 
         glorot = math.sqrt(2.0 / (I + O))
         if self.basis_name != "chebyshev":
@@ -119,7 +119,7 @@ class UnivariateLayer(nn.Module):
             self.w_spline = nn.Parameter(normal(I, O, std=glorot) * config.sigma_spline)
 
         if config.grid_based:
-            u = torch.rand(I, O, G + 1, generator=generator)
+            u = torch.rand(I, O, G + 1, generator=rng)
             values = (u - 0.5) * config.eps_scale / G  # (I, O, G+1) target curve at grid points
             # The eager basis, so that both kernels start from the very same coefficients.
             design = ops.eager_basis(

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
+from tkam.losses.output import LossOutput
 from tkam.model import TKAM
-from tkam.posterior import importance_resample
+from tkam.posterior.importance import importance_resample
 
-__all__ = ["LossOutput", "importance_loss"]
-
-
-class LossOutput(NamedTuple):
-    """A scalar loss to differentiate and detached float metrics for logs."""
-
-    loss: Tensor
-    metrics: dict[str, float]
+__all__ = ["importance_loss"]
 
 
 def importance_loss(
     model: TKAM,
     x: Tensor,
     num_samples: int,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     resampler: str = "residual",
     threshold: float = 0.5,
     contrastive: bool = True,
@@ -44,7 +36,7 @@ def importance_loss(
         model: the T-KAM model.
         x: data batch ``(B, C, H, W)``.
         num_samples: N, importance samples.
-        generator: random stream for samples, noise and resampling.
+        rng: random stream for samples, noise and resampling.
         resampler: residual, systematic, stratified or multinomial.
         threshold: resample rows with ``ESS < threshold * N``.
         contrastive: contrastive prior gradient (the reference's setting) or exact ``log Z``.
@@ -58,10 +50,10 @@ def importance_loss(
     # Without the contrastive gradient the exact log Z is needed: compute its differentiable
     # quadrature first, so that the sampler below reuses the same table.
     log_z = None if contrastive else prior.log_normaliser()
-    z = prior.sample(num_samples, generator)  # (N, *latent)
-    prediction = model.likelihood.noised(model.decode(z), generator)
+    z = prior.sample(num_samples, rng)  # (N, *latent)
+    prediction = model.likelihood.noised(model.decode(z), rng)
     log_lik = model.likelihood.log_likelihood_matrix(x, prediction)  # (B, N)
-    sir = importance_resample(log_lik.detach(), threshold, resampler, generator)
+    sir = importance_resample(log_lik.detach(), threshold, resampler, rng)
     # sum_n w~_bn f(z_{I_bn}) = sum_m W_bm f(z_m): fold the resampled indices into weights.
     weight = torch.zeros_like(log_lik).scatter_add_(1, sir.indices, sir.weights)  # (B, N)
     # The prior term only needs proposals with weight: after resampling, usually few of them.
@@ -76,7 +68,7 @@ def importance_loss(
         coefficients = torch.where(keep, -proposal_weight, 0.0) + 1.0 / num_samples
         prior_term = prior.weighted_log_prior(z, coefficients)
     elif contrastive:
-        fresh = prior.sample(num_samples, generator)
+        fresh = prior.sample(num_samples, rng)
         negative = a_kept.new_full((num_samples,), 1.0 / num_samples)
         prior_term = prior.weighted_log_prior(
             torch.cat([z_kept, fresh]), torch.cat([-a_kept, negative])

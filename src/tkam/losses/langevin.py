@@ -2,92 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from tkam.config import PosteriorConfig
-from tkam.losses.importance import LossOutput
+from tkam.losses.output import LossOutput
 from tkam.model import TKAM
+from tkam.posterior.tempering import tempered_langevin
 
-__all__ = ["langevin_loss", "posterior_log_density", "run_chains"]
-
-
-def posterior_log_density(
-    model: TKAM, x: Tensor, temperature: Tensor | float = 1.0
-) -> Callable[[Tensor], Tensor]:
-    """``z -> log p(z) + t log p(x | z)`` per chain, noise-free (spec 4.2: scores use xi = 0)."""
-
-    def log_density(z: Tensor) -> Tensor:
-        prediction = model.likelihood.mean(model.decode(z))
-        return model.prior.log_prior(z) + temperature * model.likelihood.log_likelihood(
-            x, prediction
-        )
-
-    return log_density
+__all__ = ["chain_options", "langevin_loss", "posterior_samples"]
 
 
-def run_chains(
-    z0: Tensor,
-    log_density: Callable[[Tensor], Tensor],
-    config: PosteriorConfig,
-    generator: torch.Generator | None,
-    callback: Callable | None = None,
+def chain_options(config: PosteriorConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`~tkam.posterior.tempering.tempered_langevin` that a
+    posterior section sets (``sampler = "importance"`` runs ULA: a deep prior's Langevin loss)."""
+    return {
+        "sampler": "automala" if config.sampler == "automala" else "ula",
+        "steps": config.steps,
+        "step_size": config.step_size,
+        "step_size_bounds": config.step_size_bounds,
+        "change_rate": config.change_rate,
+        "num_unadjusted": config.num_unadjusted,
+    }
+
+
+def posterior_samples(
+    model: TKAM, x: Tensor, config: PosteriorConfig, rng: torch.Generator | None
 ) -> Tensor:
-    """Run ``config.steps`` posterior Langevin iterations (ULA or autoMALA) from ``z0``."""
-    from tkam.posterior import langevin
-
-    if config.sampler == "automala":
-        state = langevin.automala(
-            z0,
-            log_density,
-            config.step_size,
-            config.steps,
-            generator,
-            step_size_bounds=config.step_size_bounds,
-            change_rate=config.change_rate,
-            num_unadjusted=config.num_unadjusted,
-            callback=callback,
-        )
-    else:
-        state = langevin.ula(
-            z0, log_density, config.step_size, config.steps, generator, callback=callback
-        )
-    return state.z.detach()
+    """One Langevin chain per datum on ``log p(z) + log p(x_b | z)`` (noise-free), started from a
+    prior draw and moved ``config.steps`` times; the final positions, detached."""
+    z0 = model.prior.sample(len(x), rng)
+    one = torch.ones(1, dtype=x.dtype, device=x.device)  # a single population at t = 1
+    return tempered_langevin(z0, model.tempered_target(x), one, rng, **chain_options(config)).z
 
 
 def langevin_loss(
     model: TKAM,
     x: Tensor,
     config: PosteriorConfig,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     contrastive: bool = True,
 ) -> LossOutput:
     """``L = -[mean_b log p(z_b) + mean_b l(x_b | z_b, xi_b) - mean_b log p(z^_b)]``.
 
-    One posterior chain per datum, started from an exact prior draw (deep prior: a prior-Langevin
-    draw), moved by ULA or autoMALA on ``log p(z) + l(x | z)``; negatives ``z^`` are B fresh prior
-    samples. Without ``contrastive`` (not for the deep prior) the log-prior is normalised by the
-    quadrature ``log Z`` and no negatives are drawn.
+    One posterior chain per datum (:func:`posterior_samples`, ULA or autoMALA); negatives ``z^``
+    are B fresh prior samples. With an exact normaliser and without ``contrastive`` the
+    log-prior is normalised by ``log Z`` and no negatives are drawn; a prior without one (deep
+    or energy-based) always takes the contrastive gradient.
     """
     prior = model.prior
     batch = len(x)
-    deep = not hasattr(prior, "quadrature")
+    exact = not contrastive and prior.exact_normaliser
     # The exact log Z first (one differentiable quadrature), so the samplers reuse its table.
-    log_z = None if (contrastive or deep) else prior.log_normaliser()
-    z = run_chains(
-        prior.sample(batch, generator), posterior_log_density(model, x), config, generator
-    )
-    prediction = model.likelihood.noised(model.decode(z), generator)
+    log_z = prior.log_normaliser() if exact else None
+    z = posterior_samples(model, x, config, rng)
+    prediction = model.likelihood.noised(model.decode(z), rng)
     log_lik = model.likelihood.log_likelihood(x, prediction)  # (B,)
-    if contrastive or deep:
-        negatives = prior.sample(batch, generator)
-        log_prior = prior.log_prior(torch.cat([z, negatives]))
-        positive, negative = log_prior[:batch].mean(), log_prior[batch:].mean()
-    else:
+    if exact:
         positive = prior.log_prior(z, normalise=True, log_normaliser=log_z).mean()
         negative = log_lik.new_zeros(())
+    else:
+        negatives = prior.sample(batch, rng)
+        log_prior = prior.log_prior(torch.cat([z, negatives]))
+        positive, negative = log_prior[:batch].mean(), log_prior[batch:].mean()
     loss = -(positive + log_lik.mean() - negative)
     metrics = {"log_likelihood": float(log_lik.detach().mean())}
     return LossOutput(loss, metrics)

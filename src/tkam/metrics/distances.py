@@ -115,7 +115,7 @@ def kernel_inception_distance(
     features_b: Tensor | np.ndarray,
     subset_size: int = 1000,
     num_subsets: int = 100,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> KIDResult:
     """KID as in torch-fidelity: unbiased MMD^2 averaged over random subsets (spec section 7).
 
@@ -126,7 +126,7 @@ def kernel_inception_distance(
         features_b: ``(M, d)`` features.
         subset_size: rows per subset (torch-fidelity's default 1000).
         num_subsets: number of subsets (default 100).
-        generator: random stream for the subsets.
+        rng: random stream for the subsets.
     """
     a, b = _as_array(features_a), _as_array(features_b)
     size = min(subset_size, a.shape[0], b.shape[0])
@@ -134,8 +134,8 @@ def kernel_inception_distance(
         raise ValueError("KID needs at least two feature vectors in each set")
     values = np.empty(num_subsets)
     for i in range(num_subsets):
-        rows_a = torch.randperm(a.shape[0], generator=generator)[:size].numpy()
-        rows_b = torch.randperm(b.shape[0], generator=generator)[:size].numpy()
+        rows_a = torch.randperm(a.shape[0], generator=rng)[:size].numpy()
+        rows_b = torch.randperm(b.shape[0], generator=rng)[:size].numpy()
         values[i] = mmd2_unbiased(a[rows_a], b[rows_b])
     std = float(values.std(ddof=1)) if num_subsets > 1 else math.nan
     return KIDResult(mean=float(values.mean()), std=std, values=values)

@@ -82,13 +82,13 @@ def evaluate_run(
         A JSON-ready dictionary; metrics that do not apply are ``None`` with a ``notes`` entry.
     """
     from tkam.data import load_dataset
-    from tkam.data.labels import training_labels
+    from tkam.data.registry import training_labels
     from tkam.runs import load_run
 
     say = log or (lambda _line: None)
     config, model = load_run(run_dir)
     data = load_dataset(config.data)
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     notes: list[str] = []
     metrics: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -105,7 +105,7 @@ def evaluate_run(
     }
 
     start = time.perf_counter()
-    generated = model.sample(num_generated, generator).clamp(0.0, 1.0)
+    generated = model.sample(num_generated, rng).clamp(0.0, 1.0)
     say(f"{num_generated} samples generated in {time.perf_counter() - start:.1f} s")
 
     if _is_image(data.image_shape):
@@ -144,7 +144,7 @@ def evaluate_run(
                 data.name, data.train, feature_cache, feature_recipe or AutoencoderRecipe(), log=log
             )
         num_real = min(sizes[-1], data.train.shape[0])
-        real_rows = torch.randperm(data.train.shape[0], generator=generator)[:num_real]
+        real_rows = torch.randperm(data.train.shape[0], generator=rng)[:num_real]
         start = time.perf_counter()
         real_features = extract_features(network, data.train[real_rows])
         fake_features = extract_features(network, generated)
@@ -152,7 +152,7 @@ def evaluate_run(
             real_features,
             fake_features,
             sizes,
-            generator,
+            rng,
             subset_size=kid_subset_size,
             num_subsets=kid_num_subsets,
         )
@@ -183,15 +183,15 @@ def evaluate_run(
         record(
             "log_likelihood",
             f"log-likelihood with K={importance_samples}",
-            lambda: estimate_log_likelihood(model, test, importance_samples, generator),
+            lambda: estimate_log_likelihood(model, test, importance_samples, rng),
         )
-        if hasattr(model, "iwae_bound"):  # the VAE: its importance-weighted bound, same K
+        if model.has_encoder:  # the VAE: its importance-weighted bound, same K
             record(
                 "iwae_bound",
                 f"IWAE bound with K={importance_samples}",
-                lambda: estimate_iwae_bound(model, test, importance_samples, generator),
+                lambda: estimate_iwae_bound(model, test, importance_samples, rng),
             )
-        ti_run = config.model.kind == "tkam" and config.loss_kind == "thermodynamic"
+        ti_run = config.train.loss == "thermodynamic"
         if ti_run and thermodynamic_items > 0:
             items = test[:thermodynamic_items]
             record(
@@ -203,7 +203,7 @@ def evaluate_run(
                     config.posterior,
                     config.thermodynamic,
                     power=config.thermodynamic.p_end,
-                    generator=generator,
+                    rng=rng,
                     chains_per_item=thermodynamic_chains,
                 ),
             )

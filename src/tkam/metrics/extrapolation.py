@@ -79,7 +79,7 @@ def infinity_metrics(
     real_features: Tensor | np.ndarray,
     generated_features: Tensor | np.ndarray,
     sample_sizes: Sequence[int],
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     subset_size: int = 1000,
     num_subsets: int = 100,
 ) -> InfinityMetrics:
@@ -90,7 +90,7 @@ def infinity_metrics(
         real_features: ``(R, d)``.
         generated_features: ``(G, d)`` with ``G >= max(sample_sizes)``.
         sample_sizes: the ``n`` values (at least two distinct).
-        generator: random stream for the draws and the KID subsets.
+        rng: random stream for the draws and the KID subsets.
         subset_size: KID subset size; each KID uses ``min(subset_size, n, R)``.
         num_subsets: KID subsets per ``n``.
     """
@@ -100,10 +100,10 @@ def infinity_metrics(
         raise ValueError(f"largest sample size {sizes[-1]} > {generated.shape[0]} generated")
     fids, kids = [], []
     for n in sizes:
-        rows = torch.randperm(generated.shape[0], generator=generator)[:n]
+        rows = torch.randperm(generated.shape[0], generator=rng)[:n]
         drawn = generated[rows].numpy()
         fids.append(frechet_distance(real_features, drawn))
-        kid = kernel_inception_distance(real_features, drawn, subset_size, num_subsets, generator)
+        kid = kernel_inception_distance(real_features, drawn, subset_size, num_subsets, rng)
         kids.append(kid.mean)
     fid_inf, _ = extrapolate_to_infinity(sizes, fids)
     kid_inf, _ = extrapolate_to_infinity(sizes, kids)

@@ -107,10 +107,10 @@ def _seeded(seed: int, build):  # noqa: ANN001, ANN202 - any module constructor
 def _train(model: nn.Module, recipe, num_rows: int, loss_of_rows) -> nn.Module:  # noqa: ANN001
     """``recipe.steps`` Adam steps on ``loss_of_rows(rows)`` for random batches of row indices
     (the recipe's seed fixes their order); returns the model in eval mode."""
-    generator = torch.Generator().manual_seed(recipe.seed)
+    rng = torch.Generator().manual_seed(recipe.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
     for _ in range(recipe.steps):
-        rows = torch.randint(num_rows, (min(recipe.batch_size, num_rows),), generator=generator)
+        rows = torch.randint(num_rows, (min(recipe.batch_size, num_rows),), generator=rng)
         loss = loss_of_rows(rows)
         optimiser.zero_grad()
         loss.backward()

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from tkam.generator.likelihood import GaussianLikelihood
 from tkam.posterior.importance import log_evidence
+from tkam.posterior.tempering import temperatures, tempered_langevin, thermodynamic_integral
 
 __all__ = [
     "LogLikelihoodResult",
@@ -113,17 +114,17 @@ def estimate_log_likelihood(
     model: Any,
     data: Tensor,
     num_samples: int,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     batch_size: int = 500,
 ) -> LogLikelihoodResult:
     """Importance-sampling estimate of the mean test log-likelihood in nats per dimension.
 
     Args:
-        model: exposes ``prior.sample(n, generator)``, ``decode(z)`` and ``likelihood`` with
+        model: exposes ``prior.sample(n, rng)``, ``decode(z)`` and ``likelihood`` with
             ``mean(pre)`` and ``log_likelihood_matrix(x, predictions)`` (a :class:`TKAM`).
         data: ``(B, ...)`` test items.
         num_samples: ``K`` prior samples, shared by every test item (``K >= 2``).
-        generator: random stream for the prior samples.
+        rng: random stream for the prior samples.
         batch_size: prior samples decoded at a time.
 
     Returns:
@@ -135,7 +136,7 @@ def estimate_log_likelihood(
         raise ValueError("need at least two importance samples")
     columns = []
     for start in range(0, num_samples, batch_size):
-        z = model.prior.sample(min(batch_size, num_samples - start), generator)
+        z = model.prior.sample(min(batch_size, num_samples - start), rng)
         predictions = model.likelihood.mean(model.decode(z))
         columns.append(model.likelihood.log_likelihood_matrix(data, predictions).double())
     matrix = torch.cat(columns, dim=1)  # (B, K)
@@ -164,7 +165,7 @@ def estimate_iwae_bound(
     model: Any,
     data: Tensor,
     num_samples: int,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     batch_size: int = 50,
 ) -> LogLikelihoodResult:
     """The VAE's importance-weighted bound (Burda et al. 2016) on a test set, nats per dimension.
@@ -175,17 +176,17 @@ def estimate_iwae_bound(
     Carlo error of one item's bound is not estimated (``per_item_standard_error`` is NaN).
 
     Args:
-        model: has ``iwae_bound(x, K, generator)`` (a :class:`tkam.baselines.VAE`).
+        model: has ``iwae_bound(x, K, rng)`` (a :class:`tkam.baselines.VAE`).
         data: ``(B, ...)`` test items.
         num_samples: ``K >= 1``.
-        generator: random stream of the encoder samples.
+        rng: random stream of the encoder samples.
         batch_size: test items per call.
     """
     if data.shape[0] < 1:
         raise ValueError("no test items")
     bounds = torch.cat(
         [
-            model.iwae_bound(data[start : start + batch_size], num_samples, generator).double()
+            model.iwae_bound(data[start : start + batch_size], num_samples, rng).double()
             for start in range(0, data.shape[0], batch_size)
         ]
     )
@@ -206,7 +207,7 @@ def estimate_thermodynamic_log_likelihood(
     posterior: Any,
     thermodynamic: Any,
     power: float,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     chains_per_item: int = 4,
     prior_samples: int = 256,
     batch_size: int = 100,
@@ -229,15 +230,12 @@ def estimate_thermodynamic_log_likelihood(
         posterior, thermodynamic: the run's posterior and thermodynamic configs (step size,
             steps, ``num_temps``, replica exchange).
         power: the temperature power ``p``.
-        generator: random stream.
+        rng: random stream.
         chains_per_item: replicas per item and temperature (>= 2 for a standard error).
         prior_samples: prior draws for ``E_0``.
         batch_size: test items per batched run.
         rule: ``trapezoid`` (default here: the consistent rule) or ``reference`` (A6).
     """
-    from tkam.losses.thermodynamic import tempered_ula
-    from tkam.posterior.tempering import temperatures, thermodynamic_integral
-
     if data.shape[0] < 1:
         raise ValueError("no test items")
     if chains_per_item < 2:
@@ -245,7 +243,7 @@ def estimate_thermodynamic_log_likelihood(
     num_temps, likelihood = thermodynamic.num_temps, model.likelihood
     temps = temperatures(num_temps, power, device=data.device, dtype=data.dtype)
     with torch.no_grad():
-        predictions = likelihood.mean(model.decode(model.prior.sample(prior_samples, generator)))
+        predictions = likelihood.mean(model.decode(model.prior.sample(prior_samples, rng)))
     estimates = []
     for start in range(0, data.shape[0], batch_size):
         x = data[start : start + batch_size]
@@ -254,10 +252,18 @@ def estimate_thermodynamic_log_likelihood(
             e0 = likelihood.log_likelihood_matrix(x, predictions).double().mean(-1)  # (b,)
         x_reps = x.repeat(reps, *([1] * (x.dim() - 1)))  # (R b, ...), replica-major
         x_chains = x_reps.repeat(num_temps, *([1] * (x.dim() - 1)))  # (N_t R b, ...)
-        z0 = model.prior.sample(num_temps * reps * b, generator)
-        z, _ = tempered_ula(
-            model, x_chains, z0, temps[1:], reps * b, posterior, thermodynamic, generator
-        )
+        z0 = model.prior.sample(num_temps * reps * b, rng)
+        z = tempered_langevin(
+            z0,
+            model.tempered_target(x_chains),
+            temps[1:],
+            rng,
+            sampler="ula",
+            steps=posterior.steps,
+            step_size=posterior.step_size,
+            exchange_every=thermodynamic.replica_exchange_frequency,
+            swap_per_chain=thermodynamic.swap_per_chain,
+        ).z
         with torch.no_grad():
             log_lik = likelihood.log_likelihood(x_chains, likelihood.mean(model.decode(z)))
         ek = log_lik.double().view(num_temps, reps, b)

@@ -1,10 +1,22 @@
-"""Posterior machinery that sees only log-densities and log-likelihood matrices.
+"""Every posterior sampler and estimator; it sees only log-densities and log-likelihoods.
 
-Nothing here knows about KANs or priors (DESIGN.md section 2).
+Nothing here knows about KANs or priors (DESIGN.md section 2): importance sampling and
+resampling over log-likelihood matrices, ULA/MALA (:mod:`~tkam.posterior.langevin`) and autoMALA
+(:mod:`~tkam.posterior.automala`) over chain states (:mod:`~tkam.posterior.state`), and tempered
+populations with replica exchange and the thermodynamic integral
+(:mod:`~tkam.posterior.tempering`).
 """
 
 from __future__ import annotations
 
+from tkam.posterior.automala import (
+    AutoMALAInfo,
+    AutoMALAState,
+    automala,
+    automala_init,
+    automala_step,
+    mixed_preconditioner,
+)
 from tkam.posterior.importance import (
     SIRResult,
     importance_resample,
@@ -12,19 +24,10 @@ from tkam.posterior.importance import (
     log_evidence,
 )
 from tkam.posterior.langevin import (
-    AutoMALAInfo,
-    AutoMALAState,
     LangevinInfo,
-    LangevinState,
-    automala,
-    automala_init,
-    automala_step,
-    init_state,
     langevin_proposal,
     mala,
     mala_step,
-    mixed_preconditioner,
-    refresh_state,
     ula,
     ula_step,
 )
@@ -37,12 +40,19 @@ from tkam.posterior.resampling import (
     stratified,
     systematic,
 )
+from tkam.posterior.state import LangevinState, LogDensity, init_state, refresh_state
 from tkam.posterior.tempering import (
     ReplicaExchangeResult,
+    TemperedRun,
+    TemperedState,
+    TemperedTarget,
     power_schedule,
     replica_exchange,
+    swap_index,
     temperatures,
-    tempered_log_density,
+    tempered_init,
+    tempered_langevin,
+    tempered_ula_step,
     thermodynamic_integral,
 )
 
@@ -51,10 +61,14 @@ __all__ = [
     "AutoMALAState",
     "LangevinInfo",
     "LangevinState",
+    "LogDensity",
     "RESAMPLERS",
     "ReplicaExchangeResult",
     "Resampler",
     "SIRResult",
+    "TemperedRun",
+    "TemperedState",
+    "TemperedTarget",
     "automala",
     "automala_init",
     "automala_step",
@@ -73,9 +87,12 @@ __all__ = [
     "resample",
     "residual",
     "stratified",
+    "swap_index",
     "systematic",
+    "tempered_init",
+    "tempered_langevin",
+    "tempered_ula_step",
     "temperatures",
-    "tempered_log_density",
     "thermodynamic_integral",
     "ula",
     "ula_step",

@@ -69,7 +69,7 @@ def importance_resample(
     log_likelihood: Tensor,
     threshold: float,
     resampler: str,
-    generator: torch.Generator,
+    rng: torch.Generator,
     *,
     compat: bool = False,
     compat_residual: bool = False,
@@ -83,14 +83,14 @@ def importance_resample(
     used on every row instead (a softmax of probabilities, hence close to uniform).
 
     The resampler runs on the whole batch and rows are then selected with ``torch.where``, which
-    avoids a host synchronisation to ask whether any row qualifies; the generator therefore
+    avoids a host synchronisation to ask whether any row qualifies; the random stream therefore
     advances even when no row is resampled.
 
     Args:
         log_likelihood: ``(B, N)`` log-likelihoods; treated as constants.
         threshold: resampling threshold factor rho (0.5 in every reference config).
         resampler: name of a resampler in :data:`tkam.posterior.resampling.RESAMPLERS`.
-        generator: source of randomness for the resampler.
+        rng: source of randomness for the resampler.
         compat: reproduce the reference code's loss weights (A3).
         compat_residual: reproduce the reference code's residual weights (A8).
 
@@ -106,7 +106,7 @@ def importance_resample(
     weights, ess = importance_weights(log_likelihood.detach())
     resampled = ess < threshold * n  # (B,)
 
-    drawn = resample(resampler, weights, generator, compat=compat_residual)  # (B, N)
+    drawn = resample(resampler, weights, rng, compat=compat_residual)  # (B, N)
     identity = torch.arange(n, device=weights.device).expand(batch, n)
     indices = torch.where(resampled[:, None], drawn, identity)  # (B, N)
 

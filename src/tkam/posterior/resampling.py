@@ -1,6 +1,6 @@
 """Resamplers for sequential importance resampling (spec section 4.1, ambiguity A8).
 
-Every resampler is a plain function ``(weights (B, N), generator) -> indices (B, N)`` that resamples
+Every resampler is a plain function ``(weights (B, N), rng) -> indices (B, N)`` that resamples
 each row independently and fully vectorised over the batch: cumulative weights, one batch of
 uniforms, one ``torch.searchsorted``. The index of a uniform ``u`` is the first ``j`` with
 ``c_j >= u`` (clamped to ``N - 1``), as in the reference code.
@@ -51,9 +51,9 @@ def _cumulative(probabilities: Tensor) -> Tensor:
     return c
 
 
-def _uniforms(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+def _uniforms(shape: tuple[int, ...], rng: torch.Generator, device: torch.device) -> Tensor:
     """Uniforms on ``(0, 1]`` in float64 (see the module docstring for why not ``[0, 1)``)."""
-    return 1.0 - torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
+    return 1.0 - torch.rand(shape, generator=rng, dtype=torch.float64, device=device)
 
 
 def _search(cumulative: Tensor, u: Tensor) -> Tensor:
@@ -63,32 +63,32 @@ def _search(cumulative: Tensor, u: Tensor) -> Tensor:
     return index.clamp_(max=n - 1)
 
 
-def systematic(weights: Tensor, generator: torch.Generator) -> Tensor:
+def systematic(weights: Tensor, rng: torch.Generator) -> Tensor:
     """Systematic resampling: one uniform per row, ``u_n = (U + n) / N``.
 
     Each index ``i`` is drawn ``floor(N w_i)`` or ``ceil(N w_i)`` times, with mean ``N w_i``.
 
     Args:
         weights: ``(B, N)`` non-negative weights per row (normalised here).
-        generator: source of randomness.
+        rng: source of randomness.
 
     Returns:
         ``(B, N)`` long indices into each row's particles.
     """
     w = _normalised(weights)
     batch, n = w.shape
-    offset = _uniforms((batch, 1), generator, w.device)  # (B, 1) in (0, 1]
+    offset = _uniforms((batch, 1), rng, w.device)  # (B, 1) in (0, 1]
     grid = torch.arange(n, dtype=torch.float64, device=w.device)  # (N,)
     u = (grid + offset) / n  # (B, N) in (0, 1]
     return _search(_cumulative(w), u)
 
 
-def stratified(weights: Tensor, generator: torch.Generator) -> Tensor:
+def stratified(weights: Tensor, rng: torch.Generator) -> Tensor:
     """Stratified resampling: one uniform per stratum, ``u_n = (U_n + n) / N``.
 
     Args:
         weights: ``(B, N)`` non-negative weights per row (normalised here).
-        generator: source of randomness.
+        rng: source of randomness.
 
     Returns:
         ``(B, N)`` long indices into each row's particles.
@@ -96,11 +96,11 @@ def stratified(weights: Tensor, generator: torch.Generator) -> Tensor:
     w = _normalised(weights)
     batch, n = w.shape
     grid = torch.arange(n, dtype=torch.float64, device=w.device)
-    u = (grid + _uniforms((batch, n), generator, w.device)) / n  # (B, N)
+    u = (grid + _uniforms((batch, n), rng, w.device)) / n  # (B, N)
     return _search(_cumulative(w), u)
 
 
-def multinomial(weights: Tensor, generator: torch.Generator) -> Tensor:
+def multinomial(weights: Tensor, rng: torch.Generator) -> Tensor:
     """Multinomial resampling: ``N`` independent draws from each row's weights.
 
     Not offered by the reference code (which falls back to systematic for unknown names); kept as
@@ -108,16 +108,16 @@ def multinomial(weights: Tensor, generator: torch.Generator) -> Tensor:
 
     Args:
         weights: ``(B, N)`` non-negative weights per row (normalised here).
-        generator: source of randomness.
+        rng: source of randomness.
 
     Returns:
         ``(B, N)`` long indices into each row's particles.
     """
     w = _normalised(weights)
-    return _search(_cumulative(w), _uniforms(tuple(w.shape), generator, w.device))
+    return _search(_cumulative(w), _uniforms(tuple(w.shape), rng, w.device))
 
 
-def residual(weights: Tensor, generator: torch.Generator, *, compat: bool = False) -> Tensor:
+def residual(weights: Tensor, rng: torch.Generator, *, compat: bool = False) -> Tensor:
     """Residual resampling (spec section 4.1, ambiguity A8).
 
     Index ``i`` first gets ``k_i = floor(N w_i)`` deterministic copies; the remaining
@@ -128,7 +128,7 @@ def residual(weights: Tensor, generator: torch.Generator, *, compat: bool = Fals
 
     Args:
         weights: ``(B, N)`` non-negative weights per row (normalised here).
-        generator: source of randomness.
+        rng: source of randomness.
         compat: use the reference code's residual weights ``softmax_i(w_i (N - k_i))`` instead;
             these are close to uniform and do not keep the expected counts at ``N w_i``.
 
@@ -154,7 +154,7 @@ def residual(weights: Tensor, generator: torch.Generator, *, compat: bool = Fals
         total = residual_weights.sum(dim=-1, keepdim=True)
         residual_weights = torch.where(total > 0, residual_weights, w)
         residual_weights = residual_weights / residual_weights.sum(dim=-1, keepdim=True)
-    drawn = _search(_cumulative(residual_weights), _uniforms((batch, n), generator, w.device))
+    drawn = _search(_cumulative(residual_weights), _uniforms((batch, n), rng, w.device))
 
     return torch.where(slot < num_deterministic, deterministic, drawn)
 
@@ -167,15 +167,13 @@ RESAMPLERS: dict[str, Resampler] = {
 }
 
 
-def resample(
-    name: str, weights: Tensor, generator: torch.Generator, *, compat: bool = False
-) -> Tensor:
+def resample(name: str, weights: Tensor, rng: torch.Generator, *, compat: bool = False) -> Tensor:
     """Resample every row of ``weights`` with the resampler called ``name``.
 
     Args:
         name: a key of ``RESAMPLERS``.
         weights: ``(B, N)`` non-negative weights per row.
-        generator: source of randomness.
+        rng: source of randomness.
         compat: reproduce the reference code where it departs from the textbook algorithm; only
             ``residual`` does (ambiguity A8), the others ignore the flag.
 
@@ -189,5 +187,5 @@ def resample(
         choices = ", ".join(sorted(RESAMPLERS))
         raise ValueError(f"unknown resampler {name!r}; choose one of: {choices}")
     if name == "residual":
-        return residual(weights, generator, compat=compat)
-    return RESAMPLERS[name](weights, generator)
+        return residual(weights, rng, compat=compat)
+    return RESAMPLERS[name](weights, rng)

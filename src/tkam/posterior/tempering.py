@@ -20,13 +20,30 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from tkam.posterior.automala import AutoMALAState, automala
+from tkam.posterior.langevin import langevin_proposal, ula
+from tkam.posterior.state import (
+    LangevinState,
+    LogDensity,
+    check_finite,
+    check_score,
+    per_chain,
+    refresh_state,
+)
+
 __all__ = [
     "INTEGRATION_RULES",
     "ReplicaExchangeResult",
     "power_schedule",
     "replica_exchange",
     "temperatures",
-    "tempered_log_density",
+    "TemperedRun",
+    "TemperedState",
+    "TemperedTarget",
+    "swap_index",
+    "tempered_init",
+    "tempered_langevin",
+    "tempered_ula_step",
     "thermodynamic_integral",
 ]
 
@@ -89,26 +106,236 @@ def temperatures(
     return t.to(dtype or torch.get_default_dtype())
 
 
-def tempered_log_density(
-    log_prior_fn: Callable[[Tensor], Tensor],
-    log_likelihood_fn: Callable[[Tensor], Tensor],
-    t: Tensor | float,
-) -> Callable[[Tensor], Tensor]:
-    """The power-posterior target ``z -> log_prior(z) + t * log_lik(z)`` per chain.
+class TemperedTarget(NamedTuple):
+    """The power posteriors ``pi_t(z) ~ p(z) p(x | z)^t`` of one model and data, in parts.
 
-    Args:
-        log_prior_fn: ``z (chains, *event) -> (chains,)`` log-prior.
-        log_likelihood_fn: ``z -> (chains,)`` log-likelihood of each chain's own data point.
-        t: ``(chains,)`` temperature of every chain (or a float for all).
+    Every sampler here runs on this one target. The parts stay apart so that a chain moved to
+    another temperature needs no new evaluation (its score is ``grad_prior + t grad_lik``), and
+    so that replica exchange can decide on a likelihood evaluated another way (with output
+    noise) from what the likelihood pass already computed.
 
-    Returns:
-        a callable ``z -> (chains,)`` to hand to a sampler.
+    Attributes:
+        log_prior: ``z (chains, *event) -> (chains,)``, differentiable in ``z``.
+        log_likelihood: ``z -> (log_lik (chains,), output)``: each chain's log-likelihood of its
+            own data point, differentiable in ``z``, and what the pass computed on the way (for
+            a generative model, the generator output) for ``exchange_log_likelihood``.
+        exchange_log_likelihood: ``(output, rng) -> (chains,)``, the log-likelihood that replica
+            exchange compares (constants); may draw from ``rng``.
     """
 
-    def log_density(z: Tensor) -> Tensor:
-        return log_prior_fn(z) + t * log_likelihood_fn(z)
+    log_prior: LogDensity
+    log_likelihood: Callable[[Tensor], tuple[Tensor, Tensor]]
+    exchange_log_likelihood: Callable[[Tensor, torch.Generator], Tensor]
 
-    return log_density
+    def log_density(self, t: Tensor | float) -> LogDensity:
+        """``z -> log_prior(z) + t * log_lik(z)``, with ``t`` a float or ``(chains,)`` tensor."""
+
+        def log_density(z: Tensor) -> Tensor:
+            log_lik = self.log_likelihood(z)[0]  # first: the training losses' order of terms
+            return self.log_prior(z) + t * log_lik
+
+        return log_density
+
+
+class TemperedState(NamedTuple):
+    """Chains with the prior and likelihood parts of their log-density and score kept apart.
+
+    A chain moved to another temperature by replica exchange needs ``grad_prior + t grad_lik``
+    at its new ``t``: with the parts cached, a swap is a permutation, not a new evaluation.
+    """
+
+    z: Tensor  # (chains, *event)
+    log_prior: Tensor  # (chains,)
+    log_lik: Tensor  # (chains,)
+    grad_prior: Tensor  # (chains, *event)
+    grad_lik: Tensor  # (chains, *event)
+    output: Tensor  # what the likelihood pass computed (for the exchange's likelihood)
+
+    def permute(self, index: Tensor) -> TemperedState:
+        """The chains reordered by ``index (chains,)``."""
+        return TemperedState(*(field[index] for field in self))
+
+
+def tempered_init(z: Tensor, target: TemperedTarget) -> TemperedState:
+    """Both parts and both scores at ``z``: one likelihood pass forward and backward, as one ULA
+    step costs (gradient tracking is switched on locally; the result is detached)."""
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        log_lik, output = target.log_likelihood(z)
+        log_prior = target.log_prior(z)
+        grad_prior = _score(log_prior, z, retain_graph=True)
+        grad_lik = _score(log_lik, z)
+    return TemperedState(
+        z.detach(), log_prior.detach(), log_lik.detach(), grad_prior, grad_lik, output.detach()
+    )
+
+
+def _score(value: Tensor, z: Tensor, retain_graph: bool = False) -> Tensor:
+    if not value.requires_grad:  # a part that does not depend on z (or on anything)
+        return torch.zeros_like(z)
+    (grad,) = torch.autograd.grad(value.sum(), [z], retain_graph=retain_graph, allow_unused=True)
+    return torch.zeros_like(z) if grad is None else grad
+
+
+def tempered_ula_step(
+    state: TemperedState,
+    target: TemperedTarget,
+    chain_temperatures: Tensor,
+    step_size: float | Tensor,
+    rng: torch.Generator,
+) -> TemperedState:
+    """One ULA step of every chain on ``log_prior + t_c log_lik`` (``t_c`` per chain)."""
+    t = per_chain(chain_temperatures, state.z)
+    move = LangevinState(state.z, state.log_prior, state.grad_prior + t * state.grad_lik)
+    return tempered_init(langevin_proposal(move, step_size, rng), target)
+
+
+def swap_index(
+    log_likelihood: Tensor,
+    temperatures: Tensor,
+    rng: torch.Generator,
+    per_chain: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """One replica-exchange attempt as a permutation of population-major chains.
+
+    Args:
+        log_likelihood: ``(num_temps * batch,)`` the exchange log-likelihood of every chain.
+        temperatures: ``(num_temps,)`` the populations' temperatures.
+        rng: source of the pair and the uniforms.
+        per_chain: decide per data point (True) or once for the batch (A7 code).
+
+    Returns:
+        ``index (num_temps * batch,)``: chain ``c`` of the new state is chain ``index[c]`` of
+        the old one; and the ``(batch,)`` swap mask.
+    """
+    num_temps = temperatures.shape[0]
+    table = log_likelihood.view(num_temps, -1)
+    chains = torch.arange(table.numel(), device=log_likelihood.device).view_as(table)
+    result = replica_exchange(chains.unsqueeze(-1), table, temperatures, rng, per_chain=per_chain)
+    return result.z.reshape(-1), result.accepted
+
+
+class TemperedRun(NamedTuple):
+    """Outcome of :func:`tempered_langevin`.
+
+    Attributes:
+        z: ``(num_temps * batch, *event)`` final positions, population-major, detached.
+        swap_rate: mean fraction of data points whose exchange attempt was accepted (0 with one
+            population or no attempt).
+        step_size: autoMALA's adapted ``(chains,)`` step sizes (``None`` for ULA).
+    """
+
+    z: Tensor
+    swap_rate: float
+    step_size: Tensor | None
+
+
+def tempered_langevin(
+    z0: Tensor,
+    target: TemperedTarget,
+    temperatures: Tensor,
+    rng: torch.Generator,
+    *,
+    sampler: str = "ula",
+    steps: int,
+    step_size: float | Tensor,
+    exchange_every: int = 1,
+    swap_per_chain: bool = True,
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
+    change_rate: float = 2.0,
+    num_unadjusted: int = 2,
+) -> TemperedRun:
+    """Langevin chains on ``num_temps`` power posteriors with replica exchange (spec 4.2, 4.3).
+
+    The chains are population-major: ``z0`` is ``(num_temps * batch, *event)`` and population
+    ``k`` (chains ``k * batch ... (k + 1) * batch - 1``) targets ``pi_{t_k}``, one chain per data
+    point. All chains move in one batched sampler call; every ``exchange_every`` iterations one
+    random adjacent pair of populations proposes to swap (:func:`replica_exchange`), deciding on
+    ``target.exchange_log_likelihood``. One temperature (e.g. ``t = 1``, the posterior) is plain
+    Langevin sampling without exchange.
+
+    ``ula`` keeps the prior and likelihood scores apart, so a swap is a permutation of the
+    cached parts (with one population it runs :func:`~tkam.posterior.langevin.ula` on the
+    tempered log-density: one backward pass per step instead of two); ``automala`` runs :func:`~tkam.posterior.automala.automala` on the tempered
+    log-density, exchanges after its unadjusted phase only, and re-evaluates the cached
+    log-density and score of the chains after an accepted swap.
+
+    Args:
+        z0: start positions (constants).
+        target: the tempered target.
+        temperatures: ``(num_temps,)`` temperatures of the populations.
+        rng: source of randomness.
+        sampler: ``ula`` or ``automala``.
+        steps: Langevin iterations.
+        step_size: ULA step, or autoMALA's starting step (float or ``(chains,)``).
+        exchange_every: iterations between exchange attempts.
+        swap_per_chain: decide swaps per data point (True) or once per batch (A7).
+        step_size_bounds, change_rate, num_unadjusted: autoMALA's settings.
+
+    Returns:
+        :class:`TemperedRun`.
+
+    Raises:
+        RuntimeError: if the initial score is zero for every chain.
+        FloatingPointError: if the chains end with non-finite values.
+    """
+    num_temps = temperatures.shape[0]
+    if z0.shape[0] % num_temps:
+        raise ValueError(
+            f"{z0.shape[0]} chains cannot be split into {num_temps} populations of equal size"
+        )
+    chain_temperatures = temperatures.repeat_interleave(z0.shape[0] // num_temps)
+    exchanges = num_temps > 1
+    accepted: list[Tensor] = []
+
+    def exchange(log_likelihood: Tensor) -> Tensor:
+        index, swapped = swap_index(log_likelihood, temperatures, rng, swap_per_chain)
+        accepted.append(swapped.float().mean())
+        return index
+
+    if sampler == "automala":
+        log_density = target.log_density(chain_temperatures)
+
+        def callback(iteration: int, state: AutoMALAState) -> AutoMALAState:
+            if not exchanges or (iteration + 1) % exchange_every:
+                return state
+            with torch.no_grad():
+                output = target.log_likelihood(state.z)[1]
+                index = exchange(target.exchange_log_likelihood(output, rng))
+            if not bool(accepted[-1] > 0):
+                return state
+            return refresh_state(state, state.z[index], log_density)
+
+        final = automala(
+            z0,
+            log_density,
+            step_size,
+            steps,
+            rng,
+            step_size_bounds=step_size_bounds,
+            change_rate=change_rate,
+            num_unadjusted=num_unadjusted,
+            callback=callback,
+        )
+        z, adapted = final.z, final.step_size
+    elif sampler == "ula" and not exchanges:
+        z, adapted = ula(z0, target.log_density(chain_temperatures), step_size, steps, rng).z, None
+    elif sampler == "ula":
+        state = tempered_init(z0, target)
+        check_score(LangevinState(state.z, state.log_prior, state.grad_prior + state.grad_lik))
+        for iteration in range(steps):
+            state = tempered_ula_step(state, target, chain_temperatures, step_size, rng)
+            if not exchanges or (iteration + 1) % exchange_every:
+                continue
+            with torch.no_grad():
+                index = exchange(target.exchange_log_likelihood(state.output, rng))
+            state = state.permute(index)
+        check_finite(LangevinState(state.z, state.log_prior, state.grad_prior + state.grad_lik))
+        z, adapted = state.z, None
+    else:
+        raise ValueError(f"unknown sampler {sampler!r}; choose ula or automala")
+    rate = float(torch.stack(accepted).mean()) if accepted else 0.0
+    return TemperedRun(z.detach(), rate, adapted)
 
 
 class ReplicaExchangeResult(NamedTuple):
@@ -129,7 +356,7 @@ def replica_exchange(
     z: Tensor,
     log_likelihood: Tensor,
     temperatures: Tensor,
-    generator: torch.Generator,
+    rng: torch.Generator,
     per_chain: bool = True,
 ) -> ReplicaExchangeResult:
     """Propose swapping one random adjacent pair of populations (spec 4.3, A7).
@@ -141,14 +368,14 @@ def replica_exchange(
     log-likelihoods (the reference code). No host synchronisation: the pair stays a tensor.
 
     Chains that swapped now sit at another temperature: a sampler state that caches the tempered
-    log-density and score must be refreshed (``tkam.posterior.langevin.refresh_state``).
+    log-density and score must be refreshed (``tkam.posterior.state.refresh_state``).
 
     Args:
         z: ``(num_temps, batch, *event)`` populations, population ``k`` at ``temperatures[k]``.
         log_likelihood: ``(num_temps, batch)`` log-likelihoods of the current states (constants).
         temperatures: ``(num_temps,)`` temperatures of the populations in ``z`` (``t_1..t_N``,
             i.e. ``temperatures(N, p)[1:]``).
-        generator: source of the pair and the uniforms.
+        rng: source of the pair and the uniforms.
         per_chain: decide per data point (True) or once for the batch (False, A7 code).
 
     Returns:
@@ -174,7 +401,7 @@ def replica_exchange(
         raise ValueError("replica exchange needs at least two populations")
 
     ll = log_likelihood.detach()
-    pair = torch.randint(num_temps - 1, (1,), generator=generator, device=z.device)  # (1,)
+    pair = torch.randint(num_temps - 1, (1,), generator=rng, device=z.device)  # (1,)
     pair_next = pair + 1
     t = temperatures.detach().to(dtype=ll.dtype, device=ll.device)
     gap = (t.index_select(0, pair_next) - t.index_select(0, pair))[0]  # t_{k+1} - t_k
@@ -185,7 +412,7 @@ def replica_exchange(
         log_ratio = gap * (l_low - l_high)  # (batch,)
     else:
         log_ratio = (gap * (l_low.sum() - l_high.sum())).expand(1)
-    u = torch.rand(log_ratio.shape, generator=generator, dtype=ll.dtype, device=ll.device)
+    u = torch.rand(log_ratio.shape, generator=rng, dtype=ll.dtype, device=ll.device)
     accepted = (torch.log1p(-u) < log_ratio).expand(batch)  # NaN ratios reject
 
     z_low = z.index_select(0, pair)[0]  # (batch, *event)

@@ -9,13 +9,18 @@ import torch
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
 from tkam.prior.deep import DeepPrior
+from tkam.prior.gaussian import GaussianPrior
 from tkam.prior.mixture import MixturePrior
+from tkam.prior.protocol import Prior, PriorModule
 from tkam.prior.quadrature import QuadratureTable, gauss_legendre
 from tkam.prior.reference import REFERENCE_DOMAINS, ReferenceDensity
 from tkam.prior.univariate import UnivariatePrior
 
 __all__ = [
     "DeepPrior",
+    "GaussianPrior",
+    "Prior",
+    "PriorModule",
     "KANPrior",
     "MixturePrior",
     "UnivariatePrior",
@@ -28,8 +33,8 @@ __all__ = [
 
 
 def build_prior(
-    config: PriorConfig, eps: float = 1e-4, generator: torch.Generator | None = None
-) -> KANPrior | DeepPrior:
+    config: PriorConfig, eps: float = 1e-4, rng: torch.Generator | None = None
+) -> Prior:
     """The prior a config asks for: deep if more than two widths, else mixture or univariate."""
     if config.deep:
         if config.mixture:
@@ -38,6 +43,6 @@ def build_prior(
                 "and fails, ambiguity A24)",
                 stacklevel=2,
             )
-        return DeepPrior(config, eps=eps, generator=generator)
+        return DeepPrior(config, eps=eps, rng=rng)
     cls = MixturePrior if config.mixture else UnivariatePrior
-    return cls(config, eps=eps, generator=generator)
+    return cls(config, eps=eps, rng=rng)

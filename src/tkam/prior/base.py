@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tkam.config import PriorConfig
 from tkam.kan.layer import UnivariateLayer
 from tkam.prior.inverse_transform import guide_table
+from tkam.prior.protocol import PriorModule
 from tkam.prior.quadrature import (
     QuadratureTable,
     fused_gauss_legendre_table,
@@ -26,16 +27,19 @@ from tkam.prior.reference import ReferenceDensity
 __all__ = ["KANPrior"]
 
 
-class KANPrior(nn.Module):
-    """Base class of the univariate and mixture priors.
+class KANPrior(PriorModule):
+    """Base class of the univariate and mixture priors: exact normaliser (quadrature ``log Z``)
+    and univariate components to export.
 
     Args:
         config: the prior section.
         layer_in, layer_out: widths of the univariate-function layer (rows = ``layer_in``).
         eps: stabiliser of ``log(pi_0 + eps)`` and ``log(Z + eps)``.
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
 
+    exact_normaliser = True
+    has_components = True
     #: True where component (q, p) sits on row p (univariate) rather than row q (mixture).
     rows_are_inputs: bool = True
 
@@ -45,7 +49,7 @@ class KANPrior(nn.Module):
         layer_in: int,
         layer_out: int,
         eps: float = 1e-4,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -54,7 +58,7 @@ class KANPrior(nn.Module):
         self.eps = eps
         self.reference = ReferenceDensity(config.reference, layer_in, config.grid_range, eps)
         self.layer = UnivariateLayer(
-            layer_in, layer_out, config, grid_range=self.reference.domain, generator=generator
+            layer_in, layer_out, config, grid_range=self.reference.domain, rng=rng
         )
         #: How many times the quadrature table has been computed (for tests and profiling).
         self.quadrature_evaluations = 0
@@ -184,41 +188,6 @@ class KANPrior(nn.Module):
         return self.quadrature().log_normaliser
 
     # ------------------------------------------------------------------------------------------
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one latent sample (without the sample axis)."""
-        raise NotImplementedError
-
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        """Exact prior samples by inverse transform, ``(S, *latent_shape)``, without gradient."""
-        raise NotImplementedError
-
-    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
-        """Log-prior of latents ``(S, *latent_shape) -> (S,)`` (spec 3.5)."""
-        raise NotImplementedError
-
-    def weighted_log_prior(
-        self,
-        z: Tensor,
-        weights: Tensor,
-        normalise: bool = False,
-        log_normaliser: Tensor | None = None,
-    ) -> Tensor:
-        """``sum_s weights[s] log p(z_s)``, a 0-d tensor; ``normalise`` and ``log_normaliser``
-        as for :meth:`log_prior`."""
-        return (self.log_prior(z, normalise, log_normaliser) * weights).sum()
-
-    def generator_input(self, z: Tensor) -> Tensor:
-        """The generator's input ``h (S, Q)`` from latents."""
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def sample_generator_input(
-        self, num_samples: int, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """The generator's input ``h (S, Q)`` of ``num_samples`` fresh prior samples."""
-        return self.generator_input(self.sample(num_samples, generator))
-
     def grid_inputs(self, z: Tensor) -> Tensor:
         """The layer inputs ``(n, R)`` on which a grid update refits each row (spec 2.6)."""
         raise NotImplementedError
@@ -229,8 +198,8 @@ class KANPrior(nn.Module):
         self.layer.update_grid(self.grid_inputs(z))
 
     # ------------------------------------------------------------------------------------------
-    def _uniform(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
-        return torch.rand(shape, generator=generator, device=self.layer.coef.device)
+    def _uniform(self, shape: tuple[int, ...], rng: torch.Generator | None) -> Tensor:
+        return torch.rand(shape, generator=rng, device=self.layer.coef.device)
 
     @torch.no_grad()
     def export(self) -> dict[str, np.ndarray]:
@@ -239,7 +208,8 @@ class KANPrior(nn.Module):
         Returns:
             ``nodes (R, n)`` (row p univariate, row q mixture), ``density (Q, P, n)`` normalised
             density values, ``cdf (Q, P, n)`` the CDF the sampler inverts (linear between nodes),
-            ``reference (R, n)`` the reference density pi_0 at the nodes, ``log_normaliser (Q, P)``.
+            ``reference (R, n)`` the reference density pi_0 at the nodes, ``log_normaliser (Q, P)``,
+            ``rows_are_inputs`` (0-d bool): component ``(q, p)`` uses row p (else row q).
         """
         table = self.quadrature()
         rows = table.knots[0] if self.rows_are_inputs else table.knots[:, 0]
@@ -250,4 +220,5 @@ class KANPrior(nn.Module):
             "cdf": table.cdf.cpu().numpy(),
             "reference": reference.cpu().numpy(),
             "log_normaliser": table.log_normaliser.cpu().numpy(),
+            "rows_are_inputs": np.array(self.rows_are_inputs),
         }

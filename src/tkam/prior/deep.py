@@ -9,31 +9,31 @@ Gaussian when the config's reference is ``ebm`` (A10: Pang et al. use a Gaussian
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from tkam.config import PriorConfig
 from tkam.kan.layer import UnivariateLayer
+from tkam.posterior.langevin import ula
+from tkam.prior.protocol import PriorModule
 from tkam.prior.reference import ReferenceDensity
 
 __all__ = ["DeepPrior"]
 
 
-class DeepPrior(nn.Module):
-    """A KAN energy on P latents; ``sample`` runs prior Langevin from the base density.
+class DeepPrior(PriorModule):
+    """A KAN energy on P latents; ``sample`` runs prior Langevin from the base density (no exact
+    normaliser, no univariate components).
 
     Args:
         config: the prior section (widths ``(P, ..., 1)``, ``langevin_step_size``,
             ``langevin_steps``).
         eps: stabiliser of ``log(pi_0 + eps)``.
-        generator: random stream for the initialisation.
+        rng: random stream for the initialisation.
     """
 
-    rows_are_inputs = True
-
     def __init__(
-        self, config: PriorConfig, eps: float = 1e-4, generator: torch.Generator | None = None
+        self, config: PriorConfig, eps: float = 1e-4, rng: torch.Generator | None = None
     ) -> None:
         super().__init__()
         self.config = config
@@ -42,7 +42,7 @@ class DeepPrior(nn.Module):
         base = "gaussian" if config.reference == "ebm" else config.reference
         self.reference = ReferenceDensity(base, widths[0], config.grid_range, eps)
         self.layers = nn.ModuleList(
-            UnivariateLayer(i, o, config, generator=generator) for i, o in zip(widths, widths[1:])
+            UnivariateLayer(i, o, config, rng=rng) for i, o in zip(widths, widths[1:])
         )
         self.norms = nn.ModuleList(
             nn.LayerNorm(i) if (config.layernorm and n > 0) else nn.Identity()
@@ -62,17 +62,21 @@ class DeepPrior(nn.Module):
             x = layer.summed(norm(x))
         return x.squeeze(-1)
 
-    def log_prior(self, z: Tensor, normalise: bool = False) -> Tensor:
-        """``E(z) + sum_i log(pi_0(z_i) + eps)``, ``(S, P) -> (S,)``; never normalised (no Z)."""
+    def log_prior(
+        self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
+    ) -> Tensor:
+        """``E(z) + sum_i log(pi_0(z_i) + eps)``, ``(S, P) -> (S,)``; unnormalised (``normalise``
+        raises: there is no tractable ``Z``)."""
+        self.check_normalise(normalise)
         return self.energy(z) + self.reference.log_density(z).sum(-1)
 
-    def _initial(self, num_samples: int, generator: torch.Generator | None) -> Tensor:
+    def _initial(self, num_samples: int, rng: torch.Generator | None) -> Tensor:
         device = self.layers[0].coef.device
         shape = (num_samples, self.num_inputs)
         name = self.reference.name
         if name == "uniform":
-            return torch.rand(shape, generator=generator, device=device)
-        noise = torch.randn(shape, generator=generator, device=device)
+            return torch.rand(shape, generator=rng, device=device)
+        noise = torch.randn(shape, generator=rng, device=device)
         if name == "lognormal":
             return noise.exp()
         if name == "learnable_gaussian":
@@ -80,27 +84,14 @@ class DeepPrior(nn.Module):
             return self.reference.mean.detach() + std * noise
         return noise
 
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, P)`` prior-Langevin samples (exactly ``num_samples``, A26), without gradient."""
-        from tkam.posterior.langevin import ula
-
-        z0 = self._initial(num_samples, generator)
-        state = ula(z0, self.log_prior, self.step_size, self.num_steps, generator)
+        z0 = self._initial(num_samples, rng)
+        state = ula(z0, self.log_prior, self.step_size, self.num_steps, rng)
         return state.z.detach()
-
-    def weighted_log_prior(self, z: Tensor, weights: Tensor) -> Tensor:
-        """``sum_s weights[s] log p(z_s)`` (unnormalised), a 0-d tensor."""
-        return (self.log_prior(z) * weights).sum()
 
     def generator_input(self, z: Tensor) -> Tensor:
         return z
-
-    @torch.no_grad()
-    def sample_generator_input(
-        self, num_samples: int, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """The generator's input ``h (S, Q)`` of ``num_samples`` fresh prior samples."""
-        return self.generator_input(self.sample(num_samples, generator))
 
     @torch.no_grad()
     def update_grid(self, z: Tensor) -> None:
@@ -110,9 +101,3 @@ class DeepPrior(nn.Module):
             x = norm(x)
             layer.update_grid(x)
             x = layer.summed(x)
-
-    def export(self) -> dict[str, np.ndarray]:
-        raise ValueError(
-            "a deep KAN energy prior has no univariate components to plot or export; "
-            "plot-prior needs a univariate or mixture prior"
-        )

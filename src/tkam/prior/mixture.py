@@ -27,13 +27,13 @@ class MixturePrior(KANPrior):
     rows_are_inputs = False
 
     def __init__(
-        self, config: PriorConfig, eps: float = 1e-4, generator: torch.Generator | None = None
+        self, config: PriorConfig, eps: float = 1e-4, rng: torch.Generator | None = None
     ) -> None:
-        super().__init__(config, config.num_outputs, config.num_inputs, eps, generator)
+        super().__init__(config, config.num_outputs, config.num_inputs, eps, rng)
         Q, P = config.num_outputs, config.num_inputs
         if config.train_proportions:
             bound = math.sqrt(6.0 / (Q + P))
-            start = (torch.rand(Q, P, generator=generator) * 2 - 1) * bound
+            start = (torch.rand(Q, P, generator=rng) * 2 - 1) * bound
             self.logits = nn.Parameter(start)
         else:
             self.register_buffer("logits", torch.zeros(Q, P))
@@ -50,23 +50,21 @@ class MixturePrior(KANPrior):
         return torch.softmax(self.logits, dim=-1)
 
     @torch.no_grad()
-    def sample_components(
-        self, num_samples: int, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def sample_components(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, Q)`` component indices ``p* ~ Cat(alpha_q)`` by inverting the cumulative weights."""
         cumulative = torch.cumsum(self.weights(), dim=-1)  # (Q, P)
         cumulative[:, -1] = 1.0
-        v = self._uniform((self.num_outputs, num_samples), generator)
+        v = self._uniform((self.num_outputs, num_samples), rng)
         choice = torch.searchsorted(cumulative.contiguous(), v, right=False)
         return choice.clamp_(max=self.num_inputs - 1).T.contiguous()
 
     @torch.no_grad()
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, Q)`` exact samples: a component per latent, then its inverse CDF."""
         table, guide = self.sampling_table(), self.sampling_guide()
         Q, P = self.num_outputs, self.num_inputs
-        choice = self.sample_components(num_samples, generator)  # (S, Q)
-        u = self._uniform((num_samples, Q), generator)
+        choice = self.sample_components(num_samples, rng)  # (S, Q)
+        u = self._uniform((num_samples, Q), rng)
         component = torch.arange(Q, device=choice.device) * P + choice  # (S, Q) flat (q, p)
         n = table.cdf.shape[-1]
         return invert_components(

@@ -27,9 +27,9 @@ class UnivariatePrior(KANPrior):
     rows_are_inputs = True
 
     def __init__(
-        self, config: PriorConfig, eps: float = 1e-4, generator: torch.Generator | None = None
+        self, config: PriorConfig, eps: float = 1e-4, rng: torch.Generator | None = None
     ) -> None:
-        super().__init__(config, config.num_inputs, config.num_outputs, eps, generator)
+        super().__init__(config, config.num_inputs, config.num_outputs, eps, rng)
 
     def _components(self, values: Tensor) -> Tensor:
         return values.permute(2, 1, 0)  # (N, P, Q) -> (Q, P, N)
@@ -39,20 +39,20 @@ class UnivariatePrior(KANPrior):
         return (self.num_outputs, self.num_inputs)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform."""
         table = self.sampling_table()
-        u = self._uniform((self.num_inputs, num_samples), generator)
+        u = self._uniform((self.num_inputs, num_samples), rng)
         return invert_shared(table.knots[0], table.cdf, u, cdf_by_row=self._by_row(table))
 
     @torch.no_grad()
     def sample_generator_input(
-        self, num_samples: int, generator: torch.Generator | None = None
+        self, num_samples: int, rng: torch.Generator | None = None
     ) -> Tensor:
         """``h (S, Q)`` of ``num_samples`` exact samples without storing the latents: the same
         draws as ``generator_input(sample(...))``, summed over p as they are inverted."""
         table = self.sampling_table()
-        u = self._uniform((self.num_inputs, num_samples), generator)
+        u = self._uniform((self.num_inputs, num_samples), rng)
         by_row = self._by_row(table)
         return invert_shared(table.knots[0], table.cdf, u, False, True, by_row)[1]
 

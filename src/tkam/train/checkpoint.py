@@ -115,14 +115,14 @@ def load_checkpoint(
         optimizer.load_state_dict(
             {"state": opt_state, "param_groups": json.loads(metadata["param_groups"])}
         )
-    for name, generator in (rngs or {}).items():
+    for name, rng in (rngs or {}).items():
         key = f"rng/{name}"
         if key not in tensors:
             raise CheckpointError(
                 f"{path}: holds no random stream {name!r} (was it written by a run with another "
                 "number of processes or train.accumulate?)"
             )
-        generator.set_state(tensors[key])
+        rng.set_state(tensors[key])
     return json.loads(metadata["state"])
 
 

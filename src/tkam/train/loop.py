@@ -21,14 +21,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from tkam.baselines import baseline_loss, build_baseline
+from tkam.build import build_model
 from tkam.config import ExperimentConfig, dumps_toml
 from tkam.data import ImageData, load_dataset
 from tkam.kan.grid import GridUpdateSchedule
-from tkam.losses import LossOutput, importance_loss
-from tkam.losses.langevin import langevin_loss, posterior_log_density, run_chains
-from tkam.losses.thermodynamic import thermodynamic_loss
+from tkam.losses import LossOutput, compute_loss, posterior_samples, posterior_settings
 from tkam.model import TKAM
+from tkam.plots import (
+    plot_losses,
+    plot_prior,
+    readable_scale,
+    save_evolution_gif,
+    save_image_grid,
+    snapshot_frames,
+)
 from tkam.train.checkpoint import (
     CheckpointError,
     atomic_save,
@@ -38,7 +44,7 @@ from tkam.train.checkpoint import (
 )
 from tkam.train.distributed import Context, shard_seed
 
-__all__ = ["TrainingError", "RunState", "train_step", "fit", "build_model"]
+__all__ = ["TrainingError", "RunState", "train_step", "fit", "make_optimizer", "grid_latents"]
 
 LOSS_COLUMNS = [
     "Time (s)",
@@ -74,81 +80,26 @@ class RunState:
         return dict(self.__dict__)
 
 
-def build_model(config: ExperimentConfig, image_shape: tuple[int, int, int]) -> TKAM:
-    """The model of a config (``model.kind``: T-KAM or a baseline of :mod:`tkam.baselines`),
-    initialised from its own stream seeded by ``train.seed``."""
-    generator = torch.Generator().manual_seed(config.train.seed)
-    if config.model.kind != "tkam":
-        return build_baseline(config, image_shape, generator=generator)
-    return TKAM(config, image_shape, generator=generator)
-
-
-def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Optimizer:
-    """Adam (beta 0.9/0.999, eps 1e-8, no decay) over all parameters, fused where supported.
-
-    A model with a ``parameter_groups(learning_rate)`` method (the latent EBM, whose energy net
-    has its own rate) gives its own Adam parameter groups; every other model has one group.
-    """
-    groups = getattr(model, "parameter_groups", None)
-    params = groups(learning_rate) if groups is not None else model.parameters()
+def make_optimizer(model: TKAM, learning_rate: float) -> torch.optim.Optimizer:
+    """Adam (beta 0.9/0.999, eps 1e-8, no decay) over the model's parameter groups (one group,
+    or the latent EBM's energy net at its own rate), fused where supported."""
     try:
-        return torch.optim.Adam(params, lr=learning_rate, fused=True)
+        return torch.optim.Adam(model.parameter_groups(learning_rate), lr=learning_rate, fused=True)
     except (RuntimeError, TypeError):
-        params = groups(learning_rate) if groups is not None else model.parameters()
-        return torch.optim.Adam(params, lr=learning_rate)
-
-
-def compute_loss(
-    model: TKAM,
-    batch: torch.Tensor,
-    config: ExperimentConfig,
-    generator: torch.Generator,
-    step: int = 1,
-    total_steps: int = 1,
-) -> LossOutput:
-    """The loss the config asks for: a baseline's own loss (``model.kind``), else T-KAM's (spec
-    4): importance sampling, Langevin or thermodynamic."""
-    if config.model.kind != "tkam":
-        return baseline_loss(model, batch, config, generator)
-    train, kind = config.train, config.loss_kind
-    if kind == "thermodynamic":
-        return thermodynamic_loss(
-            model,
-            batch,
-            config.posterior,
-            config.thermodynamic,
-            step,
-            total_steps,
-            generator,
-            contrastive=train.contrastive,
-        )
-    if kind == "langevin":
-        return langevin_loss(
-            model, batch, config.posterior, generator, contrastive=train.contrastive
-        )
-    return importance_loss(
-        model,
-        batch,
-        train.importance_samples,
-        generator=generator,
-        resampler=train.resampler,
-        threshold=train.resampling_threshold,
-        contrastive=train.contrastive,
-        negatives=train.negatives,
-    )
+        return torch.optim.Adam(model.parameter_groups(learning_rate), lr=learning_rate)
 
 
 @torch.no_grad()
 def grid_latents(
-    model: TKAM, batch: torch.Tensor, config: ExperimentConfig, generator: torch.Generator
+    model: TKAM, batch: torch.Tensor, config: ExperimentConfig, rng: torch.Generator
 ) -> torch.Tensor:
-    """Latents for a grid update (A16): prior samples for importance-sampling models, posterior
-    samples of the current batch (t = 1) for Langevin and thermodynamic models."""
-    if config.loss_kind == "importance":
-        return model.prior.sample(config.grid_update.num_samples, generator)
+    """Latents for a grid update (A16): prior samples for the importance-sampling loss (and the
+    VAE's ELBO), posterior samples of the current batch (t = 1) for the Langevin and
+    thermodynamic losses (and the latent EBM's)."""
+    if config.train.loss in ("importance", "elbo"):
+        return model.prior.sample(config.grid_update.num_samples, rng)
     with torch.enable_grad():
-        z0 = model.prior.sample(len(batch), generator)
-        return run_chains(z0, posterior_log_density(model, batch), config.posterior, generator)
+        return posterior_samples(model, batch, posterior_settings(config), rng)
 
 
 def train_step(
@@ -156,14 +107,14 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     batch: torch.Tensor,
     config: ExperimentConfig,
-    generator: torch.Generator | Sequence[torch.Generator],
+    rng: torch.Generator | Sequence[torch.Generator],
     step: int,
     total_steps: int = 1,
     context: Context | None = None,
 ) -> LossOutput:
     """One Adam update on the config's loss (spec 5).
 
-    The batch is split into this rank's shards (one per generator; see
+    The batch is split into this rank's shards (one per random stream in ``rng``; see
     :mod:`tkam.train.distributed`), each shard's loss weighted by its share of the global batch,
     and the gradients are summed over shards and ranks before the update.
 
@@ -171,13 +122,13 @@ def train_step(
         TrainingError: on a non-finite loss or gradient, or gradients that are all zero (unless
             ``train.skip_nonfinite``, which skips the update and reports it in the metrics).
     """
-    generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
-    context = context or Context(accumulate=len(generators))
+    rngs = [rng] if isinstance(rng, torch.Generator) else list(rng)
+    context = context or Context(accumulate=len(rngs))
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros(2, dtype=torch.float64)  # weighted loss, non-finite shard count
     metrics: dict[str, float] = {}
-    for (shard, weight), rng in zip(context.shards(batch), generators, strict=True):
-        out = compute_loss(model, shard, config, rng, step, total_steps)
+    for (shard, weight), shard_rng in zip(context.shards(batch), rngs, strict=True):
+        out = compute_loss(model, shard, config, shard_rng, step, total_steps)
         if torch.isfinite(out.loss):
             (out.loss * weight).backward()
             total[0] += float(out.loss.detach()) * weight
@@ -220,11 +171,11 @@ def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> fl
     """Mean over test batches of the MSE against as many unpaired fresh samples (spec 5)."""
     if len(test) == 0:
         return float("nan")
-    generator = torch.Generator(device=test.device).manual_seed(seed)
+    rng = torch.Generator(device=test.device).manual_seed(seed)
     total, batches = 0.0, 0
     for start in range(0, len(test), batch_size):
         x = test[start : start + batch_size]
-        samples = model.sample(len(x), generator)
+        samples = model.sample(len(x), rng)
         total += float((samples - x).square().mean())
         batches += 1
     return total / batches
@@ -318,15 +269,6 @@ def _fit(
     progress: bool,
     context: Context,
 ) -> TKAM:
-    from tkam.plots import (
-        plot_losses,
-        plot_prior,
-        readable_scale,
-        save_evolution_gif,
-        save_image_grid,
-        snapshot_frames,
-    )
-
     main = context.is_main
     run = _Run(run_dir)
     existing = latest_checkpoint(run.checkpoints)
@@ -429,8 +371,8 @@ def _fit(
                     skipped,
                 ]
             )
-        generator = torch.Generator(device=device).manual_seed(train.seed)
-        samples = model.sample(train.num_plot_samples, generator).float().cpu()
+        rng = torch.Generator(device=device).manual_seed(train.seed)
+        samples = model.sample(train.num_plot_samples, rng).float().cpu()
         if len(image_shape) == 3 and image_shape[0] in (1, 3):
             save_image_grid(
                 samples,
@@ -506,9 +448,8 @@ def _fit(
             run.model,
             {**checkpoint_metadata, "step": str(state.step)},
         )
-        if hasattr(model.prior, "quadrature"):  # deep energy priors have no univariate components
-            rows = "inputs" if model.prior.rows_are_inputs else "outputs"
-            plot_prior(model.prior.export(), run.root / "prior.png", rows=rows)
+        if model.prior.has_components:
+            plot_prior(model.prior.export(), run.root / "prior.png")
         plot_losses(run.loss_csv, run.root / "loss.png")
         if snapshot_frames(run.samples):
             save_evolution_gif(run.samples, run.root / "evolution.gif")

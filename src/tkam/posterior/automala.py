@@ -1,0 +1,371 @@
+"""autoMALA: MALA with a per-step, per-chain step-size search (Biron-Lattes et al. 2024; spec 4.2,
+ambiguity A12), over the chain states of :mod:`tkam.posterior.state`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from tkam.posterior.state import (
+    LangevinState,
+    LogDensity,
+    check_finite,
+    check_score,
+    init_state,
+    log_uniform,
+    normal,
+    per_chain,
+    select,
+    sum_event,
+    to_state,
+    where_chains,
+)
+
+__all__ = [
+    "AutoMALAInfo",
+    "AutoMALAState",
+    "TARGET_ACCEPTANCE",
+    "automala",
+    "automala_init",
+    "automala_step",
+    "mixed_preconditioner",
+]
+
+# The end-of-call adaptation aims at the optimal MALA acceptance rate (Roberts & Rosenthal).
+TARGET_ACCEPTANCE = 0.574
+
+
+class AutoMALAState(NamedTuple):
+    """:class:`LangevinState` plus the per-chain step size that autoMALA persists between calls.
+
+    Attributes:
+        z: ``(chains, *event)`` positions.
+        log_density: ``(chains,)`` log-density at ``z``.
+        grad: ``(chains, *event)`` gradient of the log-density at ``z``.
+        step_size: ``(chains,)`` the step size each chain's step-size search starts from.
+    """
+
+    z: Tensor
+    log_density: Tensor
+    grad: Tensor
+    step_size: Tensor
+
+
+class AutoMALAInfo(NamedTuple):
+    """What one autoMALA step did, per chain.
+
+    Attributes:
+        acceptance_probability: ``(chains,)`` ``min(1, r)`` for reversible proposals, else 0
+            (1 in the unadjusted phase, unless the move gave a non-finite density).
+        accepted: ``(chains,)`` bool, whether the chain moved.
+        step_size: ``(chains,)`` the step size the forward search selected.
+        reversible: ``(chains,)`` bool, outcome of the reversibility check.
+    """
+
+    acceptance_probability: Tensor
+    accepted: Tensor
+    step_size: Tensor
+    reversible: Tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# autoMALA (Biron-Lattes et al. 2024; spec 4.2, A12)
+
+
+def mixed_preconditioner(z: Tensor, rng: torch.Generator) -> Tensor:
+    """Draw autoMALA's diagonal ``M^{1/2}``, shared by all chains (spec 4.2).
+
+    With ``sigma`` the per-coordinate standard deviation across chains (0, or a single chain,
+    maps to 1): with probability 1/3 ``1 / sigma``, with probability 1/3 ones, otherwise
+    ``m + (1 - m) / sigma`` with ``m ~ U(0, 1)``. The random mixture keeps the sampler robust
+    when the spread across chains misstates the local scale (e.g. chains in several modes).
+
+    Args:
+        z: ``(chains, *event)`` current positions.
+        rng: source of the two uniforms.
+
+    Returns:
+        ``event``-shaped positive tensor ``M^{1/2}``.
+    """
+    sigma = z.detach().std(dim=0, correction=0)  # (*event)
+    sigma = torch.where(torch.isfinite(sigma) & (sigma > 0), sigma, torch.ones_like(sigma))
+    inverse = 1.0 / sigma
+    u = torch.rand((2,), generator=rng, dtype=z.dtype, device=z.device)
+    choice, m = u[0], u[1]
+    mixed = m + (1.0 - m) * inverse
+    return torch.where(
+        choice < 1.0 / 3.0, inverse, torch.where(choice < 2.0 / 3.0, torch.ones_like(sigma), mixed)
+    )
+
+
+class _Leapfrog(NamedTuple):
+    state: LangevinState  # position, log-density and score after the step
+    momentum: Tensor  # (chains, *event) final momentum
+    log_ratio: Tensor  # (chains,) log r; non-finite values mapped to -inf
+
+
+def _leapfrog(
+    start: LangevinState,
+    momentum: Tensor,
+    step_size: Tensor,
+    scale: Tensor,
+    log_density_fn: LogDensity,
+) -> _Leapfrog:
+    """One leapfrog step of the preconditioned Hamiltonian (one gradient evaluation).
+
+    ``scale`` is ``M^{-1/2}``: gradient and momentum are multiplied by it, so the position moves
+    by ``eta scale rho + eta^2/2 scale^2 grad``: a Langevin proposal with per-coordinate step
+    ``eta^2 scale^2 / 2``, proportional to ``sigma^2`` when ``M^{1/2} = 1 / sigma``. The momentum is
+    standard normal and the kinetic energy ``||rho||^2 / 2`` (the map is volume preserving and
+    reversible under momentum flip for any fixed ``scale``).
+    """
+    step = per_chain(step_size, start.z)
+    half = momentum + 0.5 * step * scale * start.grad
+    end = init_state(start.z + step * scale * half, log_density_fn)
+    momentum_end = half + 0.5 * step * scale * end.grad
+    log_ratio = (
+        end.log_density
+        - start.log_density
+        - 0.5 * (sum_event(momentum_end.square()) - sum_event(momentum.square()))
+    )
+    # Published autoMALA treats a non-finite ratio as a step that is too large (keep shrinking).
+    log_ratio = torch.where(torch.isfinite(log_ratio), log_ratio, -math.inf)
+    return _Leapfrog(end, momentum_end, log_ratio)
+
+
+def _step_size_search(
+    start: LangevinState,
+    momentum: Tensor,
+    initial_step_size: Tensor,
+    log_a: Tensor,
+    log_b: Tensor,
+    scale: Tensor,
+    log_density_fn: LogDensity,
+    bounds: tuple[float, float],
+    change_rate: float,
+) -> tuple[Tensor, _Leapfrog]:
+    """autoMALA's step-size selector, vectorised over chains (spec 4.2).
+
+    Every trial starts from the same ``(z, rho)``. ``delta = +1`` if ``log r >= log b``,
+    ``-1`` if ``log r <= log a``, else the initial step is kept. Growing chains multiply by
+    ``change_rate`` until ``log r < log b`` and return the last step that still had
+    ``log r >= log b`` (``eta / Delta``); shrinking chains divide until ``log r > log a`` and
+    return that step; a non-finite ``log r`` counts as ``-inf`` (too large a step). A search
+    whose next trial would leave ``bounds`` stops at its last (in-bounds) trial. Each loop iteration is one batched gradient evaluation; the number of
+    iterations is at most ``log(max / min) / log(change_rate) + 1``.
+
+    Returns:
+        the selected ``(chains,)`` step sizes and the leapfrog result at them.
+    """
+    lower, upper = bounds
+    step = initial_step_size
+    current = _leapfrog(start, momentum, step, scale, log_density_fn)
+    direction = (current.log_ratio >= log_b).to(step.dtype) - (current.log_ratio <= log_a).to(
+        step.dtype
+    )  # (chains,) in {-1, 0, 1}
+    active = direction != 0
+    growing = direction > 0
+    while bool(active.any()):
+        trial_step = step * change_rate**direction
+        active = active & (trial_step >= lower) & (trial_step <= upper)
+        if not bool(active.any()):
+            break
+        trial_step = torch.where(active, trial_step, step)
+        trial = _leapfrog(start, momentum, trial_step, scale, log_density_fn)
+        keep_going = active & torch.where(
+            growing, trial.log_ratio >= log_b, trial.log_ratio <= log_a
+        )
+        # A growing chain that stops keeps its previous trial (eta / Delta); a shrinking one
+        # takes the trial that crossed log a.
+        take = keep_going | (active & ~growing)
+        step = torch.where(take, trial_step, step)
+        current = _Leapfrog(
+            select(take, trial.state, current.state),
+            where_chains(take, trial.momentum, current.momentum),
+            torch.where(take, trial.log_ratio, current.log_ratio),
+        )
+        active = keep_going
+    return step, current
+
+
+def automala_init(
+    z: Tensor, log_density_fn: LogDensity, step_size: float | Tensor
+) -> AutoMALAState:
+    """:func:`init_state` plus per-chain step sizes (a float is broadcast to every chain).
+
+    Args:
+        z: ``(chains, *event)`` positions.
+        log_density_fn: ``z -> (chains,)`` log-density.
+        step_size: initial step size, a float or a ``(chains,)`` tensor.
+
+    Returns:
+        :class:`AutoMALAState`.
+    """
+    state = init_state(z, log_density_fn)
+    steps = torch.as_tensor(step_size, dtype=state.z.dtype, device=state.z.device)
+    return AutoMALAState(*state, steps.expand(state.z.shape[0]).clone())
+
+
+def automala_step(
+    state: AutoMALAState,
+    log_density_fn: LogDensity,
+    rng: torch.Generator,
+    *,
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
+    change_rate: float = 2.0,
+    eps: float = 1e-4,
+    adjusted: bool = True,
+) -> tuple[AutoMALAState, AutoMALAInfo]:
+    """One autoMALA iteration (Biron-Lattes et al. 2024; spec 4.2, A12).
+
+    Draws the mixed preconditioner, a momentum ``rho ~ N(0, I)`` and an acceptance band
+    ``(a, b)`` (two sorted uniforms per chain); selects a step size by the search of
+    :func:`_step_size_search` from ``state.step_size``; re-runs the search from ``(z', -rho')``
+    and calls the move reversible iff it returns the same step (relative tolerance ``eps``) and
+    the reverse leapfrog lands back on ``z`` within ``eps * max(max|z|, 1)``; accepts iff
+    reversible and ``log u < log r``. Without ``adjusted`` (autoMALA's first iterations) the
+    move at the step the forward search selected is accepted unconditionally, with no reverse
+    search (as published: far from the mode the reversibility check rejects most moves, and an
+    unconditional move at an unsearched step can diverge when the starting step is too large).
+
+    ``state.step_size`` is not changed here; :func:`automala` adapts it at the end of a call.
+
+    Args:
+        state: current state with per-chain starting step sizes.
+        log_density_fn: ``z -> (chains,)`` log-density.
+        rng: source of randomness.
+        step_size_bounds: ``(min, max)`` the search stays within.
+        change_rate: the search's factor ``Delta > 1``.
+        eps: reversibility tolerance (``TRAINING.eps``).
+        adjusted: False for the unconditional (unadjusted) iterations.
+
+    Returns:
+        the new state and an :class:`AutoMALAInfo`.
+    """
+    z = state.z
+    chains = z.shape[0]
+    lower, upper = step_size_bounds
+    mass_sqrt = mixed_preconditioner(z, rng)  # (*event)
+    scale = 1.0 / mass_sqrt
+    momentum = normal(z, rng)  # (chains, *event)
+    start = LangevinState(z, state.log_density, state.grad)
+    step0 = state.step_size.to(z.dtype).clamp(lower, upper)  # (chains,)
+
+    band = torch.rand((chains, 2), generator=rng, dtype=z.dtype, device=z.device)
+    log_a, log_b = torch.log(band.amin(dim=1)), torch.log(band.amax(dim=1))  # (chains,)
+    search = (log_a, log_b, scale, log_density_fn, (lower, upper), change_rate)
+    step, forward = _step_size_search(start, momentum, step0, *search)
+    moved = AutoMALAState(*forward.state, state.step_size)
+
+    if not adjusted:
+        # Unconditional, except for a move that left the density's domain (log r = -inf).
+        finite = torch.isfinite(forward.log_ratio)
+        new = select(finite, moved, state)
+        return new, AutoMALAInfo(finite.to(z.dtype), finite, step, torch.ones_like(finite))
+
+    log_u = log_uniform((chains,), rng, z)
+    reverse_step, reverse = _step_size_search(forward.state, -forward.momentum, step0, *search)
+    same_step = (reverse_step - step).abs() <= eps * step
+    distance = (reverse.state.z - z).abs().flatten(1).amax(dim=1)  # (chains,)
+    # Relative tolerance, floored at an absolute one: a chain at the origin must still pass.
+    returns = distance <= eps * z.abs().flatten(1).amax(dim=1).clamp(min=1.0)
+    reversible = same_step & returns
+    accepted = reversible & (log_u < forward.log_ratio)
+    probability = torch.where(
+        reversible, torch.exp(forward.log_ratio.clamp(max=0.0)), torch.zeros_like(log_u)
+    )
+    new = select(accepted, moved, state)
+    return new, AutoMALAInfo(probability, accepted, step, reversible)
+
+
+def automala(
+    z0: Tensor | LangevinState | AutoMALAState,
+    log_density_fn: LogDensity,
+    step_size: float | Tensor,
+    num_steps: int,
+    rng: torch.Generator,
+    *,
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
+    change_rate: float = 2.0,
+    num_unadjusted: int = 2,
+    eps: float = 1e-4,
+    callback: Callable[[int, AutoMALAState], AutoMALAState | LangevinState] | None = None,
+) -> AutoMALAState:
+    """Run ``num_steps`` autoMALA iterations and adapt the per-chain step sizes (spec 4.2).
+
+    The first ``num_unadjusted`` iterations accept the leapfrog move unconditionally; the others
+    are full autoMALA steps (:func:`automala_step`), each starting its search from the chain's
+    step size at the start of the call. At the end, per chain, the mean selected step size over
+    accepted adjusted iterations (the starting step if none was accepted) is multiplied by
+    ``change_rate`` if the acceptance rate over adjusted iterations exceeds 0.574, else divided,
+    and clamped to ``step_size_bounds``; it is returned in ``state.step_size`` so the caller can
+    pass it back next call.
+
+    Args:
+        z0: ``(chains, *event)`` start positions, or a state whose cache is reused.
+        log_density_fn: ``z -> (chains,)`` log-density.
+        step_size: starting step size per chain (float or ``(chains,)``), clamped into bounds.
+        num_steps: number of iterations, unadjusted ones included.
+        rng: source of randomness.
+        step_size_bounds: ``(min, max)`` step sizes (``step_size_bounds`` in the configs).
+        change_rate: search and adaptation factor ``Delta`` (``autoMALA_eta_changerate``).
+        num_unadjusted: number of initial unconditional iterations (``N_unadjusted``).
+        eps: reversibility tolerance.
+        callback: ``callback(i, state) -> state`` after each adjusted iteration ``i`` (0-based
+            over all iterations; replica exchange only after the unadjusted phase, spec 4.3).
+            Returning a :class:`LangevinState` keeps the current step sizes.
+
+    Returns:
+        the final :class:`AutoMALAState` with adapted step sizes.
+
+    Raises:
+        RuntimeError: if the initial score is zero for every chain.
+        FloatingPointError: if the chains end with non-finite values.
+    """
+    lower, upper = step_size_bounds
+    if not 0 < lower < upper:
+        raise ValueError(f"step_size_bounds needs 0 < min < max, got {step_size_bounds}")
+    if change_rate <= 1:
+        raise ValueError(f"change_rate must be > 1, got {change_rate}")
+    base = to_state(z0, log_density_fn)
+    steps = torch.as_tensor(step_size, dtype=base.z.dtype, device=base.z.device)
+    initial = steps.expand(base.z.shape[0]).clamp(lower, upper).clone()  # (chains,)
+    state = AutoMALAState(*base, initial)
+    check_score(state)
+
+    accepted_step_sum = torch.zeros_like(initial)
+    accepted_count = torch.zeros_like(initial)
+    num_adjusted = 0
+    for i in range(num_steps):
+        adjusted = i >= num_unadjusted
+        state, info = automala_step(
+            state,
+            log_density_fn,
+            rng,
+            step_size_bounds=step_size_bounds,
+            change_rate=change_rate,
+            eps=eps,
+            adjusted=adjusted,
+        )
+        if not adjusted:
+            continue
+        num_adjusted += 1
+        accepted_step_sum = accepted_step_sum + torch.where(info.accepted, info.step_size, 0.0)
+        accepted_count = accepted_count + info.accepted.to(accepted_count.dtype)
+        if callback is not None:
+            returned = callback(i, state)
+            state = AutoMALAState(*returned[:3], state.step_size)
+
+    if num_adjusted > 0:
+        mean_step = torch.where(
+            accepted_count > 0, accepted_step_sum / accepted_count.clamp(min=1.0), initial
+        )
+        rate = accepted_count / num_adjusted
+        factor = torch.where(rate > TARGET_ACCEPTANCE, change_rate, 1.0 / change_rate).to(rate)
+        state = state._replace(step_size=(mean_step * factor).clamp(lower, upper))
+    check_finite(state)
+    return state

@@ -1,0 +1,167 @@
+"""What every Langevin-type sampler shares: chain states with a cached log-density and score.
+
+Samplers are functions over an explicit state (DESIGN.md section 3): :func:`init_state` evaluates
+the log-density and its score once, and every step returns a new state that caches both at the new
+position, so a ULA or MALA step costs exactly one gradient evaluation. Nothing here knows what the
+density is: a sampler sees a callable ``log_density(z) -> (chains,)`` over a batch of chains
+``z: (chains, *event)``, and every chain moves in one batched tensor operation. All randomness
+comes from the ``torch.Generator`` passed in (``rng``).
+
+Scores are ``torch.autograd.grad`` of the log-density summed over chains, taken with respect to
+``z`` only: parameters that the callable closes over are never touched (no ``.grad`` builds up).
+Returned states are detached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LangevinState",
+    "LogDensity",
+    "check_finite",
+    "check_score",
+    "init_state",
+    "log_uniform",
+    "normal",
+    "per_chain",
+    "refresh_state",
+    "select",
+    "sum_event",
+    "to_state",
+    "where_chains",
+]
+
+LogDensity = Callable[[Tensor], Tensor]
+"""A callable ``z (chains, *event) -> log-density (chains,)``, differentiable in ``z``."""
+
+
+class LangevinState(NamedTuple):
+    """Position of every chain with its cached log-density and score (all detached).
+
+    Attributes:
+        z: ``(chains, *event)`` positions.
+        log_density: ``(chains,)`` log-density at ``z``.
+        grad: ``(chains, *event)`` gradient of the log-density at ``z``.
+    """
+
+    z: Tensor
+    log_density: Tensor
+    grad: Tensor
+
+
+State = TypeVar("State", bound=tuple)
+
+
+def per_chain(value: float | Tensor, z: Tensor) -> Tensor:
+    """``value`` (float, 0-d, ``(chains,)`` or already ``z``-shaped) broadcastable against ``z``."""
+    if not isinstance(value, Tensor):
+        return torch.as_tensor(value, dtype=z.dtype, device=z.device)
+    value = value.to(dtype=z.dtype, device=z.device)
+    if value.dim() == 1 and z.dim() > 1:
+        if value.shape[0] != z.shape[0]:
+            raise ValueError(
+                f"a per-chain value must have shape ({z.shape[0]},), got {tuple(value.shape)}"
+            )
+        return value.view(-1, *([1] * (z.dim() - 1)))  # (chains, 1, ..., 1)
+    return value
+
+
+def sum_event(x: Tensor) -> Tensor:
+    """Sum over every dimension but the first (chains): ``(chains, *event) -> (chains,)``."""
+    return x.flatten(1).sum(dim=1)
+
+
+def where_chains(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """Per-chain select: ``mask (chains,)`` picks rows of ``new`` over ``old``."""
+    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def select(mask: Tensor, new: State, old: State) -> State:
+    """Per-chain select of every field of two states of the same type (NamedTuples of
+    ``(chains, ...)`` tensors)."""
+    return type(old)(*(where_chains(mask, a, b) for a, b in zip(new, old)))
+
+
+def normal(z: Tensor, rng: torch.Generator) -> Tensor:
+    return torch.randn(z.shape, generator=rng, dtype=z.dtype, device=z.device)
+
+
+def log_uniform(shape: tuple[int, ...], rng: torch.Generator, like: Tensor) -> Tensor:
+    """``log u`` with ``u`` uniform on ``(0, 1]``, so the log is finite."""
+    u = torch.rand(shape, generator=rng, dtype=like.dtype, device=like.device)
+    return torch.log1p(-u)
+
+
+def to_state(z0: Tensor | tuple, log_density_fn: LogDensity) -> LangevinState:
+    """Positions (evaluated) or any state with ``z``, ``log_density`` and ``grad`` (reused)."""
+    if isinstance(z0, Tensor):
+        return init_state(z0, log_density_fn)
+    return LangevinState(z0.z, z0.log_density, z0.grad)
+
+
+def check_score(state: LangevinState) -> None:
+    """Abort on an all-zero score (the density does not depend on ``z``: a detached graph)."""
+    if state.grad.numel() > 0 and not bool((state.grad != 0).any()):
+        raise RuntimeError("the log-density's gradient is zero for every chain; is z detached?")
+
+
+def check_finite(state: LangevinState) -> None:
+    """Abort on NaN/inf positions or scores (spec 4.2); one host synchronisation per call."""
+    if not (bool(torch.isfinite(state.z).all()) and bool(torch.isfinite(state.grad).all())):
+        raise FloatingPointError("Langevin chains produced non-finite positions or gradients")
+
+
+def init_state(z: Tensor, log_density_fn: LogDensity) -> LangevinState:
+    """Evaluate the log-density and its score at ``z`` (one forward and one backward pass).
+
+    The score is ``torch.autograd.grad`` of the summed log-density with respect to ``z`` alone,
+    so parameters the callable closes over accumulate no ``.grad``; gradient tracking is switched
+    on locally, so this works under ``torch.no_grad()`` too. A density that does not depend on
+    ``z`` gets a zero score.
+
+    Args:
+        z: ``(chains, *event)`` positions (treated as constants; a detached copy is used).
+        log_density_fn: ``z -> (chains,)`` log-density.
+
+    Returns:
+        :class:`LangevinState` of detached tensors.
+
+    Raises:
+        ValueError: if the callable does not return one value per chain.
+    """
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        log_density = log_density_fn(z)
+        if log_density.shape != z.shape[:1]:
+            raise ValueError(
+                f"log_density_fn must return shape ({z.shape[0]},), got {tuple(log_density.shape)}"
+            )
+        if log_density.requires_grad:
+            (grad,) = torch.autograd.grad(log_density.sum(), [z], allow_unused=True)
+        else:
+            grad = None
+    if grad is None:
+        grad = torch.zeros_like(z)
+    return LangevinState(z.detach(), log_density.detach(), grad.detach())
+
+
+def refresh_state(state: State, z: Tensor, log_density_fn: LogDensity) -> State:
+    """Move every chain of ``state`` to ``z`` and recompute the cache, keeping other fields.
+
+    Meant for callbacks that change positions between steps (replica exchange): a chain swapped
+    into another temperature needs its log-density and score under that temperature.
+
+    Args:
+        state: a :class:`LangevinState` or :class:`AutoMALAState`.
+        z: ``(chains, *event)`` new positions.
+        log_density_fn: the log-density the sampler runs on.
+
+    Returns:
+        a state of the same type (autoMALA step sizes unchanged).
+    """
+    return state._replace(**init_state(z, log_density_fn)._asdict())
