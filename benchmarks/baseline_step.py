@@ -47,11 +47,11 @@ def build_steps(device: torch.device) -> tuple[dict[str, Callable[[], None]], st
         model, config = models[kind], configs[kind]
         model.generator.load_state_dict(weights)
         optimizer = make_optimizer(model, config.train.learning_rate)
-        generator = torch.Generator(device=device).manual_seed(0)
-        model.update_grids(model.prior.sample(config.grid_update.num_samples, generator))
+        rng = torch.Generator(device=device).manual_seed(0)
+        model.update_grids(model.prior.sample(config.grid_update.num_samples, rng))
 
-        def step(model=model, optimizer=optimizer, config=config, generator=generator) -> None:
-            train_step(model, optimizer, x, config, generator, 20)
+        def step(model=model, optimizer=optimizer, config=config, rng=rng) -> None:
+            train_step(model, optimizer, x, config, rng, 20)
 
         calls[kind] = step
     return calls, source

@@ -74,26 +74,26 @@ def measure(
     calls = {}
     built = models(name, shape, device)
     for kind, model in built.items():
-        generator = torch.Generator(device=device).manual_seed(0)
+        rng = torch.Generator(device=device).manual_seed(0)
 
-        def draw(model=model, generator=generator) -> None:
-            model.sample(NUM_SAMPLES, generator, batch_size=NUM_SAMPLES)
+        def draw(model=model, rng=rng) -> None:
+            model.sample(NUM_SAMPLES, rng, batch_size=NUM_SAMPLES)
 
         calls[kind] = draw
     tkam, lebm = built["tkam"], built["lebm"]
-    generator = torch.Generator(device=device).manual_seed(0)
+    rng = torch.Generator(device=device).manual_seed(0)
 
     def draw_with_quadrature() -> None:
         tkam.prior.forget_quadrature()
-        tkam.sample(NUM_SAMPLES, generator, batch_size=NUM_SAMPLES)
+        tkam.sample(NUM_SAMPLES, rng, batch_size=NUM_SAMPLES)
 
     def tkam_prior() -> None:
         tkam.prior.forget_quadrature()
-        tkam.prior.sample(NUM_SAMPLES, generator)
+        tkam.prior.sample(NUM_SAMPLES, rng)
 
     calls["tkam_quadrature"] = draw_with_quadrature
     calls["tkam_prior"] = tkam_prior
-    calls["lebm_prior"] = lambda: lebm.prior.sample(NUM_SAMPLES, generator)
+    calls["lebm_prior"] = lambda: lebm.prior.sample(NUM_SAMPLES, rng)
     with torch.no_grad():
         return interleaved_times(calls, repeats, rounds)
 

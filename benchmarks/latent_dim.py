@@ -37,11 +37,9 @@ def measure(latent: int, device: torch.device, repeats: int) -> tuple[float, flo
     x, _ = batch_of_data(config, device)
     model = build_model(config, tuple(x.shape[1:])).to(device)
     optimizer = make_optimizer(model, config.train.learning_rate)
-    generator = torch.Generator(device=device).manual_seed(0)
-    model.update_grids(model.prior.sample(config.grid_update.num_samples, generator))
-    return median_time(
-        lambda: train_step(model, optimizer, x, config, generator, 20), repeats, warmup=2
-    )
+    rng = torch.Generator(device=device).manual_seed(0)
+    model.update_grids(model.prior.sample(config.grid_update.num_samples, rng))
+    return median_time(lambda: train_step(model, optimizer, x, config, rng, 20), repeats, warmup=2)
 
 
 def main() -> None:

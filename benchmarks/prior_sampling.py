@@ -48,11 +48,11 @@ def main() -> None:
     device = torch.device(args.device)
     rows, figures = [], {}
     for name, config in SETTINGS.items():
-        generator = torch.Generator(device=device).manual_seed(0)
+        rng = torch.Generator(device=device).manual_seed(0)
         prior = build_prior(config, rng=torch.Generator().manual_seed(0)).to(device)
         for num in (100, 10_000):
             repeats = 5 if args.quick else (50 if num == 100 else 10)
-            median, std = median_time(lambda p=prior, n=num, g=generator: p.sample(n, g), repeats)
+            median, std = median_time(lambda p=prior, n=num, g=rng: p.sample(n, g), repeats)
             figures[f"{name}_{num}"] = median
             rows.append(f"| {name} | {num:,} | {median * 1e3:.3f} | {std * 1e3:.3f} | {repeats} |")
             print(f"{name:10s} {num:6d} samples: {median * 1e3:8.3f} ms (std {std * 1e3:.3f})")

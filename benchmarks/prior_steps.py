@@ -28,16 +28,16 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats = 3 if args.quick else 5
-    generator = torch.Generator(device=device).manual_seed(0)
+    rng = torch.Generator(device=device).manual_seed(0)
     its_config = load_config("celeba").prior
     its = build_prior(its_config, rng=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
-        its_time, _ = median_time(lambda: its.sample(NUM_SAMPLES, generator), repeats)
+        its_time, _ = median_time(lambda: its.sample(NUM_SAMPLES, rng), repeats)
     rows, times = [], {}
     for steps, reference in REFERENCE.items():
         config = load_config("celeba-pang", [f"prior.langevin_steps={steps}"]).prior
         prior = build_prior(config, rng=torch.Generator().manual_seed(0)).to(device)
-        median, std = median_time(lambda p=prior: p.sample(NUM_SAMPLES, generator), repeats)
+        median, std = median_time(lambda p=prior: p.sample(NUM_SAMPLES, rng), repeats)
         times[steps] = median
         rows.append(
             f"| {steps} | {median * 1e3:.1f} | {std * 1e3:.1f} | {median / its_time:.0f} |"

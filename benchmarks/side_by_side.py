@@ -70,9 +70,9 @@ def generation_seconds(run: Path) -> float:
     from tkam.runs import load_run
 
     _, model = load_run(run)
-    generator = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        return median_time(lambda: model.sample(1000, generator, batch_size=1000), 5, warmup=2)[0]
+        return median_time(lambda: model.sample(1000, rng, batch_size=1000), 5, warmup=2)[0]
 
 
 def final_grid(run: Path) -> np.ndarray:

@@ -43,19 +43,17 @@ def main() -> None:
         )
         model = build_model(config, (3, 32, 32)).to(device)
         optimizer = make_optimizer(model, config.train.learning_rate)
-        generator = torch.Generator(device=device).manual_seed(0)
-        x = torch.rand(args.batch, 3, 32, 32, generator=generator, device=device)
+        rng = torch.Generator(device=device).manual_seed(0)
+        x = torch.rand(args.batch, 3, 32, 32, generator=rng, device=device)
         median, std = median_time(
-            lambda m=model, o=optimizer, c=config, g=generator, b=x: train_step(
-                m, o, b, c, g, 5, 100
-            ),
+            lambda m=model, o=optimizer, c=config, g=rng, b=x: train_step(m, o, b, c, g, 5, 100),
             repeats,
             warmup=1,
         )
         # The profiler's FLOP count (matmuls and convolutions); FlopCounterMode cannot follow
         # the autograd.grad calls inside the Langevin steps.
         with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-            train_step(model, optimizer, x, config, generator, 5, 100)
+            train_step(model, optimizer, x, config, rng, 5, 100)
         total = sum(event.flops for event in prof.key_averages())
         times[num_temps], flops[num_temps] = median, float(total)
         rows.append(

@@ -38,8 +38,8 @@ def batch_of_data(config, device: torch.device) -> tuple[torch.Tensor, str]:
         data = load_dataset(config.data)
         return data.train[:100].to(device), f"{data.name} (first 100 training images)"
     except DataError:
-        generator = torch.Generator().manual_seed(0)
-        return torch.rand(100, 1, 28, 28, generator=generator).to(device), "uniform noise"
+        rng = torch.Generator().manual_seed(0)
+        return torch.rand(100, 1, 28, 28, generator=rng).to(device), "uniform noise"
 
 
 def measure(overrides: list[str], device: torch.device, repeats: int) -> dict[str, float]:
@@ -52,20 +52,20 @@ def measure(overrides: list[str], device: torch.device, repeats: int) -> dict[st
     if config.train.compile:
         model.compile_kernels()
     optimizer = make_optimizer(model, config.train.learning_rate)
-    generator = torch.Generator(device=device).manual_seed(0)
+    rng = torch.Generator(device=device).manual_seed(0)
     # Move off the initial state first (grid update at step 1, a few updates), as in training.
-    model.update_grids(model.prior.sample(config.grid_update.num_samples, generator))
+    model.update_grids(model.prior.sample(config.grid_update.num_samples, rng))
     for step in range(2, 12):
-        train_step(model, optimizer, x, config, generator, step)
+        train_step(model, optimizer, x, config, rng, step)
     used = []
 
     def one_step() -> None:
-        out = train_step(model, optimizer, x, config, generator, 20)
+        out = train_step(model, optimizer, x, config, rng, 20)
         used.append(out.metrics["proposals_used"])
 
     median, std = median_time(one_step, repeats, warmup=2)
     with FlopCounterMode(display=False) as counter:
-        train_step(model, optimizer, x, config, generator, 21)
+        train_step(model, optimizer, x, config, rng, 21)
     synchronize()
     return {
         "median": median,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from tkam.config import DataConfig
 from tkam.data.pixels import check_images, to_unit_float
@@ -71,9 +72,6 @@ def read_celeba_images(paths: Sequence[Path], size: int = CELEBA_SIZE) -> np.nda
     Raises:
         DataError: naming the first file that PIL cannot decode (not an image, truncated).
     """
-    # PIL registers its image plugins on import; only CelebA decodes images.
-    from PIL import Image
-
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     for index, path in enumerate(paths):
         try:

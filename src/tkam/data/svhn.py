@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 from tkam.config import DataConfig
 from tkam.data.pixels import to_unit_float
@@ -33,9 +34,6 @@ SVHN_TEST = "test_32x32.mat"
 
 def _read_variable(path: Path, variable: str, what: str) -> np.ndarray:
     """One variable of a MATLAB file, or a :class:`DataError` naming the file."""
-    # scipy.io pulls in its MATLAB, NetCDF, Harwell-Boeing... readers: only SVHN needs it.
-    import scipy.io
-
     try:
         contents = scipy.io.loadmat(path, variable_names=[variable])
     except NotImplementedError as error:  # MATLAB v7.3 files are HDF5 inside

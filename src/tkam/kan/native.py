@@ -25,6 +25,8 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import torch  # noqa: F401 - torch's OpenMP runtime must be loaded before the library's
+
 from tkam.files import atomic_path
 
 __all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
@@ -157,8 +159,6 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
 def _load() -> ctypes.CDLL | None:
     if os.environ.get("TKAM_NATIVE", "1") == "0":
         return None
-    import torch  # noqa: F401 - torch's OpenMP runtime must be loaded before the library's
-
     with _LOCK:
         try:
             return _bind(ctypes.CDLL(str(build())))

@@ -31,7 +31,8 @@ import os
 import torch
 from torch import Tensor
 
-from tkam.kan import bases
+from tkam.kan import bases, triton_kernels
+from tkam.kan.codes import ACTIVATION_CODES, BASIS_CODES, compute_dtype
 from tkam.kan.native import library
 
 __all__ = [
@@ -49,21 +50,6 @@ __all__ = [
     "eager_outer",
     "eager_summed",
 ]
-
-BASIS_CODES = {"bspline": 0, "rbf": 1, "rswaf": 2, "fourier": 3, "chebyshev": 4}
-ACTIVATION_CODES = {
-    "none": 0,
-    "relu": 1,
-    "leakyrelu": 2,
-    "tanh": 3,
-    "sigmoid": 4,
-    "swish": 5,
-    "gelu": 6,
-    "selu": 7,
-    "silu": 8,
-    "elu": 9,
-    "celu": 10,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,11 +160,6 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    dtypes = [t.dtype for t in tensors if t is not None and t.numel() > 0]
-    return torch.float64 if torch.float64 in dtypes else torch.float32
-
-
 def _prepare(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return None if t is None else t.to(dtype).contiguous()
 
@@ -258,12 +239,9 @@ def _library_available() -> bool:
 @functools.lru_cache(maxsize=1)
 def _triton_available() -> bool:
     """Whether CUDA tensors get the Triton kernels (installed as the operators' CUDA kernels on
-    first use, so that importing tkam never imports triton); ``TKAM_TRITON=0`` switches them
-    off."""
+    first use); ``TKAM_TRITON=0`` switches them off."""
     if os.environ.get("TKAM_TRITON", "1") == "0":
         return False
-    from tkam.kan import triton_kernels
-
     if not triton_kernels.available():
         return False
     triton_kernels.register()
@@ -350,7 +328,7 @@ def _eval_reference(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degr
 @_kan_eval.register_kernel("cpu")
 def _kan_eval_cpu(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
                   is_pairwise):  # fmt: skip
-    dtype = _compute_dtype(x, coef)
+    dtype = compute_dtype(x, coef)
     fn = _native(dtype, "eval_fwd")
     if fn is None:
         return _eval_reference(
@@ -407,7 +385,7 @@ def _kan_eval_backward(
 @_kan_eval_backward.register_kernel("cpu")
 def _kan_eval_backward_cpu(grad, x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree,
                            activation, is_pairwise, needs):  # fmt: skip
-    dtype = _compute_dtype(x, coef)
+    dtype = compute_dtype(x, coef)
     fn = _require(_native(dtype, "eval_bwd"))
     I, O, M = coef.shape
     S = x.shape[0]
@@ -518,7 +496,7 @@ def _features_reference(x, grid, tau, bandwidth, basis, degree, activation, num_
 
 @_kan_features.register_kernel("cpu")
 def _kan_features_cpu(x, grid, tau, bandwidth, basis, degree, activation, num_bases, by_input):
-    dtype = _compute_dtype(x)
+    dtype = compute_dtype(x)
     fn = _native(dtype, "features_fwd")
     if fn is None:
         return _features_reference(x, grid, tau, bandwidth, basis, degree, activation, num_bases,
@@ -567,7 +545,7 @@ def _kan_features_backward(
 @_kan_features_backward.register_kernel("cpu")
 def _kan_features_backward_cpu(grad, x, grid, tau, bandwidth, basis, degree, activation,
                                num_bases, by_input, needs):  # fmt: skip
-    dtype = _compute_dtype(x)
+    dtype = compute_dtype(x)
     fn = _require(_native(dtype, "features_bwd"))
     S, I = x.shape
     base = activation != "none" and not by_input
@@ -631,7 +609,7 @@ def _kan_weights(coef: Tensor, w_spline: Tensor | None, w_base: Tensor | None) -
 
 @_kan_weights.register_kernel("cpu")
 def _kan_weights_cpu(coef, w_spline, w_base):
-    dtype = _compute_dtype(coef)
+    dtype = compute_dtype(coef)
     fn = _native(dtype, "weights_fwd")
     if fn is None:
         return _eager_weights(coef, w_spline, w_base)
@@ -664,7 +642,7 @@ def _kan_weights_backward(
 
 @_kan_weights_backward.register_kernel("cpu")
 def _kan_weights_backward_cpu(grad, coef, w_spline, needs):
-    dtype = _compute_dtype(coef)
+    dtype = compute_dtype(coef)
     fn = _require(_native(dtype, "weights_bwd"))
     I, O, M = coef.shape
     c, ws, gW = _prepare(coef, dtype), _prepare(w_spline, dtype), _prepare(grad, dtype)
@@ -740,7 +718,7 @@ def _kan_weighted_pairwise(
 @_kan_weighted_pairwise.register_kernel("cpu")
 def _kan_weighted_pairwise_cpu(z, weights, coef, w_spline, w_base, grid, tau, bandwidth, basis,
                                degree, activation, needs):  # fmt: skip
-    dtype = _compute_dtype(z, coef)
+    dtype = compute_dtype(z, coef)
     fn = _require(_native(dtype, "eval_bwd"))
     I, O, M = coef.shape
     S = z.shape[0]

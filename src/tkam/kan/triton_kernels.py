@@ -31,11 +31,19 @@ With ``TRITON_INTERPRET=1`` (set before triton is imported) they run on CPU tens
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 from torch import Tensor
 
+from tkam.kan.codes import ACTIVATION_CODES, BASIS_CODES, compute_dtype
+
+# Triton is imported only where its kernels can run: with a CUDA device, or interpreted on the CPU
+# (TRITON_INTERPRET=1, for tests); elsewhere importing tkam never imports it.
+_WANTED = os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()
 try:
+    if not _WANTED:
+        raise ImportError("no CUDA device")
     import triton
     import triton.language as tl
 except Exception:  # triton is optional: a missing or broken install must not break tkam
@@ -595,16 +603,7 @@ _MAX_BLOCK_O = 16
 
 
 def _codes(basis: str, activation: str) -> tuple[int, int]:
-    from tkam.kan.ops import ACTIVATION_CODES, BASIS_CODES  # lazily: ops may import this module
-
     return BASIS_CODES[basis], ACTIVATION_CODES[activation]
-
-
-def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """float64 if any of the tensors is, else float32 (the CPU kernels' rule)."""
-    from tkam.kan.ops import _compute_dtype
-
-    return _compute_dtype(*tensors)
 
 
 def _device(t: Tensor):
@@ -654,7 +653,7 @@ def _blocks(nout: int, rp: int, dtype: torch.dtype, budget: int) -> tuple[int, i
 def kan_eval(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
              is_pairwise):  # fmt: skip
     """Pairwise ``(S, O, I) -> (S, O, I)`` or outer ``(S, I) -> (S, O, I)`` evaluation."""
-    dtype = _compute_dtype(x, coef)
+    dtype = compute_dtype(x, coef)
     I, O, M = coef.shape
     S = x.shape[0]
     layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
@@ -682,7 +681,7 @@ def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, band
                    need_tau, need_value):  # fmt: skip
     """Launch _eval_bwd_kernel; returns the raw tables ``(gx, g_coef_t, g_wsp_t, g_wb_t, tau,
     value)`` in the compute dtype (None where not computed)."""
-    dtype = _compute_dtype(x, coef)
+    dtype = compute_dtype(x, coef)
     I, O, M = coef.shape
     S = x.shape[0]
     device = x.device
@@ -772,7 +771,7 @@ def kan_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases, 
     if by_input:
         feats = kan_features(x, grid, tau, bandwidth, basis, degree, "none", num_bases)
         return feats.permute(2, 0, 1).contiguous()
-    dtype = _compute_dtype(x)
+    dtype = compute_dtype(x)
     S, I = x.shape
     M = num_bases
     base = activation != "none"
@@ -798,7 +797,7 @@ def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activati
     if by_input:  # (I, S, M) -> the (S, M, I) layout, without a base row
         grad, activation = grad.permute(1, 2, 0).contiguous(), "none"
     need_x, need_tau = bool(needs[0]), bool(needs[1])
-    dtype = _compute_dtype(x)
+    dtype = compute_dtype(x)
     S, I = x.shape
     M = num_bases
     layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
@@ -840,8 +839,8 @@ def register() -> None:
         raise RuntimeError("triton is not installed: the CUDA kernels of tkam.kan are unavailable")
     if _REGISTERED:
         return
-    import tkam.kan.ops  # noqa: F401 - defines the operators
-
+    # The operators are defined by tkam.kan.ops, which every import of this module loads first
+    # (the package tkam.kan imports it).
     for name, fn in (
         ("tkam::kan_eval", kan_eval),
         ("tkam::kan_eval_backward", kan_eval_backward),

@@ -8,6 +8,9 @@ import json
 import math
 from pathlib import Path
 
+from tkam.metrics.evaluate import evaluate_run, format_table
+from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
+
 __all__ = ["add_evaluate_command"]
 
 
@@ -23,9 +26,6 @@ def _clean(value):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from tkam.metrics.evaluate import evaluate_run, format_table
-    from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
-
     recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
     if args.feature_steps is not None:
         recipe = AutoencoderRecipe(steps=args.feature_steps)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from tkam.data import load_dataset, training_labels
 from tkam.metrics.darcy import darcy_field_errors
 from tkam.metrics.extrapolation import default_sample_sizes, infinity_metrics
 from tkam.metrics.features import (
@@ -30,6 +31,7 @@ from tkam.metrics.likelihood import (
     estimate_log_likelihood,
     estimate_thermodynamic_log_likelihood,
 )
+from tkam.runs import load_run
 
 __all__ = ["evaluate_run", "format_table"]
 
@@ -81,10 +83,6 @@ def evaluate_run(
     Returns:
         A JSON-ready dictionary; metrics that do not apply are ``None`` with a ``notes`` entry.
     """
-    from tkam.data import load_dataset
-    from tkam.data.registry import training_labels
-    from tkam.runs import load_run
-
     say = log or (lambda _line: None)
     config, model = load_run(run_dir)
     data = load_dataset(config.data)

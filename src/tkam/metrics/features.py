@@ -23,8 +23,14 @@ from typing import ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+try:  # optional: only the Inception features need it
+    from torchvision.models import inception_v3
+except ImportError:
+    inception_v3 = None
 
 from tkam.files import atomic_path
 
@@ -417,8 +423,6 @@ def classifier_features(
     )
     model = FeatureClassifier(shape, num_classes)
     if path.is_file():
-        from safetensors import safe_open
-
         model.load_state_dict(load_file(str(path)))
         with safe_open(str(path), "pt") as handle:
             accuracy = float(handle.metadata().get("accuracy", "nan"))
@@ -477,11 +481,7 @@ def present_inception_weights(cache_dir: str | Path | None = None) -> Path | Non
 
 
 def torchvision_available() -> bool:
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return inception_v3 is not None
 
 
 def inception_features(weights_path: str | Path) -> FeatureNetwork:
@@ -494,14 +494,12 @@ def inception_features(weights_path: str | Path) -> FeatureNetwork:
         FeatureError: if torchvision is not installed or the weights file is missing/invalid.
     """
     path = Path(weights_path).expanduser()
-    try:
-        from torchvision.models import inception_v3
-    except ImportError:
+    if inception_v3 is None:
         raise FeatureError(
             "--inception needs torchvision (pip install torchvision) and a torchvision "
             "Inception-v3 state dict file; torchvision is not installed. Without --inception, "
             "tkam uses its own per-data-set autoencoder features."
-        ) from None
+        )
     if not path.is_file():
         raise FeatureError(f"--inception {path}: no such weights file")
     model = inception_v3(weights=None, aux_logits=True, init_weights=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import h5py
 import numpy as np
 import torch
 
@@ -60,9 +61,6 @@ def write_darcy(path: str | Path, fields: DarcyFields, attributes: dict[str, obj
     Returns:
         ``path``.
     """
-    # h5py loads the HDF5 C library; only the Darcy data set needs it.
-    import h5py
-
     path = Path(path)
     with atomic_path(path) as partial, h5py.File(partial, "w") as handle:
         for name in ("coefficient", "solution"):
@@ -107,9 +105,6 @@ def read_solution(path: Path, num_train: int, num_test: int) -> tuple[np.ndarray
         DataError: naming the file when it is not HDF5, has no ``solution``, ``solution`` is not
             ``(N, 1, H, W)`` / ``(N, H, W)`` finite floats, or holds fewer fields than asked.
     """
-    # h5py loads the HDF5 C library; only the Darcy data set needs it.
-    import h5py
-
     try:
         with h5py.File(path, "r") as handle:
             if "solution" not in handle or not isinstance(handle["solution"], h5py.Dataset):
