@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 
 from tests.helpers import tiny_config
 from tkam.config import dumps_toml
+from tkam.data import load_dataset
 from tkam.train import fit
+from tkam.train.checkpoint import read_metadata
 
 
 def _write_config(tmp_path, **sections):
@@ -59,8 +61,6 @@ def test_two_process_gloo_run_matches_one_process_with_two_shards(tmp_path) -> N
     for name in ddp:
         torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
     # Only rank 0 wrote files, and the checkpoint holds both ranks' streams.
-    from tkam.train.checkpoint import read_metadata
-
     newest = sorted((tmp_path / "ddp" / "checkpoints").glob("*.safetensors"))[-1]
     assert read_metadata(newest)["shards"] == "2"
     assert {"rng/shard_0", "rng/shard_1", "rng/shared"} <= set(load_file(str(newest)))
@@ -133,8 +133,6 @@ def test_bf16_generator_gives_finite_losses(tmp_path) -> None:
 
 
 def test_skip_nonfinite_counts_skipped_steps(tmp_path) -> None:
-    from tkam.data import load_dataset
-
     config = tiny_config(train={"max_steps": 3, "log_every": 3, "skip_nonfinite": True})
     data = load_dataset(config.data)
     data.train[:] = float("nan")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ from safetensors.torch import load_file
 from tests.helpers import tiny_config
 from tkam.build import build_model
 from tkam.config import ExperimentConfig
+from tkam.data import load_dataset
 from tkam.train import TrainingError, fit
+from tkam.train.callbacks import Callback
 from tkam.train.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -20,8 +23,6 @@ def _params(path) -> dict[str, torch.Tensor]:
 
 
 def _with_steps(config: ExperimentConfig, steps: int) -> ExperimentConfig:
-    from dataclasses import replace
-
     return replace(config, train=replace(config.train, max_steps=steps))
 
 
@@ -93,10 +94,45 @@ def test_truncated_checkpoint_is_detected_and_skipped(tmp_path) -> None:
 
 def test_non_finite_loss_names_the_step(tmp_path) -> None:
     config = tiny_config(train={"max_steps": 3, "log_every": 0})
-    from tkam.data import load_dataset
-
     data = load_dataset(config.data)
     bad = data._replace(train=data.train.clone())
     bad.train[:] = float("nan")
     with pytest.raises(TrainingError, match="step 1"):
         fit(config, tmp_path / "run", data=bad, progress=False)
+
+
+class _Events(Callback):
+    """Records the trainer's events as ``name:step``."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_start(self, run) -> None:
+        self.events.append(f"start:{run.state.step}")
+
+    def on_step(self, run, output) -> None:
+        self.events.append(f"step:{run.state.step}")
+
+    def on_log(self, run, entry) -> None:
+        assert entry.step == run.state.step
+        self.events.append(f"log:{entry.step}")
+
+    def on_checkpoint(self, run) -> None:
+        self.events.append(f"checkpoint:{run.state.step}")
+
+    def on_end(self, run) -> None:
+        assert not run.model.training
+        self.events.append(f"end:{run.state.step}")
+
+
+def test_events_come_at_log_checkpoint_and_end_points(tmp_path) -> None:
+    # Logs at step 1, every 2 steps and the last step, each followed by a checkpoint; periodic
+    # checkpoints every 3 steps in between.
+    config = tiny_config(train={"max_steps": 5, "log_every": 2, "checkpoint_every": 3})
+    events = _Events()
+    fit(config, tmp_path / "run", progress=False, callbacks=[events])
+    assert events.events == [
+        *("start:0", "step:1", "log:1", "checkpoint:1", "step:2", "log:2", "checkpoint:2"),
+        *("step:3", "checkpoint:3", "step:4", "log:4", "checkpoint:4"),
+        *("step:5", "log:5", "checkpoint:5", "end:5"),
+    ]

@@ -1,8 +1,10 @@
-"""Training loop, checkpoints."""
+"""Training: the trainer (:func:`fit`), one update (:func:`train_step`), checkpoints; the
+side jobs of a run are in :mod:`tkam.train.callbacks`."""
 
 from tkam.build import build_model
 from tkam.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tkam.train.loop import TrainingError, fit, train_step
+from tkam.train.loop import fit
+from tkam.train.step import TrainingError, train_step
 
 __all__ = [
     "CheckpointError",
