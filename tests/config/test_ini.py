@@ -102,3 +102,19 @@ def test_bad_value_names_the_file(tmp_path) -> None:
     path.write_text(NIST_HEAD.replace("batch_size = 100", "batch_size = lots"), encoding="utf-8")
     with pytest.raises(ConfigError, match="bad.ini.*train.batch_size"), pytest.warns(UserWarning):
         from_ini(path)
+
+
+@pytest.mark.parametrize(("reference", "domain"), [("gaussian", (-1.2, 1.2)), ("ebm", (-1.0, 1.0))])
+def test_the_prior_grid_range_is_kept_only_where_it_is_the_domain(
+    tmp_path, reference, domain
+) -> None:
+    # The reference's v4 configs state grid_range = -1,1 with a Gaussian pi_0, whose domain is
+    # fixed: the value has no effect there, so it is dropped, not refused.
+    text = NIST_HEAD.replace("π_0 = ebm", f"π_0 = {reference}")
+    text = text.replace("grid_range = -1.2,1.2", "grid_range = -1,1", 1)
+    path = tmp_path / "v4.ini"
+    path.write_text(text, encoding="utf-8")
+    with pytest.warns(UserWarning):
+        config = from_ini(path, dataset="FMNIST")
+    assert config.prior.reference == reference and config.prior.grid_range == domain
+    assert config.generator.grid_range == (-1.2, 1.2)

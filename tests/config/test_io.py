@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from tkam.config import (
     ConfigError,
@@ -153,6 +153,7 @@ def test_overrides_are_parsed_and_typed(tmp_path) -> None:
             "prior.basis=FFT",
             "train.learning_rate=3e-4",
             "prior.mixture=true",
+            "prior.reference=ebm",
             "prior.grid_range=[-2, 2]",
             "data.name=mnist",  # a bare word is a string
             "prior.widths=[4, 5]",

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
+import warnings
 
 import pytest
 
 from tkam.config import (
+    REFERENCE_DOMAINS,
     ConfigError,
     ExperimentConfig,
     PriorConfig,
     TrainConfig,
     config_from_dict,
+    dumps_toml,
+    load_config,
+    packaged_configs,
 )
-from tkam.config.schema import LOSSES
+from tkam.config.schema import LOSSES, ineffective_settings
+from tkam.prior import build_prior
 
 # A small univariate prior (P=3 -> Q=5) and a small deep prior (3 latents, energy 3 -> 4 -> 1).
 FLAT = {"prior": {"widths": [3, 5]}, "generator": {"widths": [5, 8]}}
@@ -234,3 +241,80 @@ def test_baselines_refuse_any_other_loss(kind, own, loss) -> None:
 def test_the_elbo_is_refused_for_tkam() -> None:
     with pytest.raises(ConfigError, match="VAE's loss"):
         _config(FLAT, train={"loss": "elbo"})
+
+
+# --- grid_range: the prior's domain ---
+
+
+@pytest.mark.parametrize("reference", ["uniform", "gaussian", "lognormal"])
+def test_a_fixed_reference_domain_becomes_the_priors_grid_range(reference) -> None:
+    fixed = REFERENCE_DOMAINS[reference]
+    assert PriorConfig(widths=(3, 5), reference=reference).grid_range == fixed
+    assert PriorConfig(widths=(3, 5), reference=reference, grid_range=fixed).grid_range == fixed
+    with pytest.raises(ConfigError, match=rf"grid_range: the {reference} reference fixes"):
+        PriorConfig(widths=(3, 5), reference=reference, grid_range=(-1e6, 1e6))
+    # The refusal names the section when the config comes from a file or dict.
+    with pytest.raises(ConfigError, match=r"prior\.grid_range: .*would be ignored"):
+        config_from_dict({"prior": {"reference": reference, "grid_range": [-3.0, 3.0]}})
+
+
+@pytest.mark.parametrize("reference", ["ebm", "learnable_gaussian"])
+def test_grid_range_sets_the_domain_of_the_other_references(reference) -> None:
+    config = PriorConfig(widths=(3, 5), reference=reference, grid_range=(-3.0, 2.0))
+    assert config.grid_range == (-3.0, 2.0)
+    assert PriorConfig(widths=(3, 5), reference=reference).grid_range == (-1.2, 1.2)
+    prior = build_prior(config)
+    assert prior.reference.domain == (-3.0, 2.0)
+
+
+def test_a_deep_prior_takes_grid_range_whatever_its_base() -> None:
+    config = PriorConfig(widths=(3, 8, 1), reference="gaussian", grid_range=(-2.0, 2.0))
+    assert config.grid_range == (-2.0, 2.0)
+
+
+def test_the_resolved_domain_round_trips_through_toml() -> None:
+    config = config_from_dict(
+        {"prior": {"widths": [3, 5], "reference": "lognormal"}, "generator": {"widths": [5, 8]}}
+    )
+    again = config_from_dict(tomllib.loads(dumps_toml(config)))
+    assert again.prior.grid_range == (0.0, 4.0) == config.prior.grid_range
+
+
+# --- settings a model never reads ---
+
+
+def test_settings_the_model_never_reads_are_named() -> None:
+    config = _config(
+        FLAT,
+        generator={"widths": [5, 8], "d_model": 64, "strides": [2]},
+    )
+    unused = ineffective_settings(replace_prior(config, spline_degree=5, langevin_steps=9))
+    assert unused == [
+        "prior.spline_degree = 5 (the rbf basis has no degree)",
+        "prior.langevin_steps = 9 (only a deep prior runs prior Langevin)",
+        "generator.strides = (2,) (generator.kind is kan)",
+        "generator.d_model = 64 (not a sequence generator)",
+    ]
+    # Defaults never count, and the same keys in a model that reads them are fine.
+    assert ineffective_settings(_config(FLAT)) == []
+    deep = _config(DEEP)
+    assert ineffective_settings(replace_prior(deep, langevin_steps=9)) == []
+
+
+def test_load_config_warns_about_them_and_never_for_a_packaged_config(tmp_path) -> None:
+    with pytest.warns(UserWarning, match=r"without effect.*prior\.spline_degree = 7"):
+        load_config("digits", ["prior.spline_degree=7"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in packaged_configs():
+            load_config(name)
+
+
+def test_negative_initialisation_scales_are_refused() -> None:
+    for name in ("eps_scale", "mu_scale", "sigma_base", "sigma_spline"):
+        with pytest.raises(ConfigError, match=rf"{name}: an initialisation scale, must be >= 0"):
+            PriorConfig(**{name: -1.0})
+
+
+def replace_prior(config: ExperimentConfig, **changes) -> ExperimentConfig:
+    return dataclasses.replace(config, prior=dataclasses.replace(config.prior, **changes))

@@ -27,6 +27,7 @@ from tkam.config.io import (
 from tkam.config.schema import (
     BASE_ACTIVATIONS,
     BASES,
+    REFERENCE_DOMAINS,
     REFERENCES,
     ConfigError,
     DataConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "ExperimentConfig",
     "BASES",
     "BASE_ACTIVATIONS",
+    "REFERENCE_DOMAINS",
     "REFERENCES",
     "load_config",
     "config_from_dict",

@@ -19,6 +19,7 @@ from tkam.config.io import config_from_dict
 from tkam.config.schema import (
     BASE_ACTIVATIONS,
     BASES,
+    REFERENCE_DOMAINS,
     REFERENCES,
     ConfigError,
     ExperimentConfig,
@@ -194,6 +195,10 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
             f"{path}: [EbmModel] layer_widths {prior['widths']} is a deep prior, "
             "which needs the Langevin-sampled deep prior"
         )
+    # The reference ignores the prior's grid_range where pi_0 fixes the domain; so do we, by
+    # leaving it out (a config that states it would be refused).
+    if REFERENCE_DOMAINS.get(str(prior.get("reference", "ebm")).lower()) is not None:
+        prior.pop("grid_range", None)
     # The reference's Chebyshev layers have no base branch, and ours need tau > 1 to validate.
     for section in ("prior", "generator"):
         sec = data.get(section, {})

@@ -8,16 +8,18 @@ are the TOML files in ``tkam/configs`` (package data, next to this package).
 
 from __future__ import annotations
 
+import math
+import tomllib
+import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from tkam.config.schema import ConfigError, ExperimentConfig
+from tkam.config.schema import ConfigError, ExperimentConfig, ineffective_settings
 
 __all__ = [
     "config_from_dict",
@@ -37,6 +39,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         ConfigError: naming ``key`` when the value does not have the type.
         TypeError: for an annotation the schema does not use (a programming error).
     """
+    if isinstance(tp, types.UnionType):  # ``T | None``: None is only ever the default
+        (tp,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
     if is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
@@ -60,6 +64,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return int(value)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -184,15 +190,23 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     Raises:
         ConfigError: if a ``.toml`` path does not exist or a name is no packaged config.
     """
+    if not str(name_or_path).strip():
+        raise ConfigError(
+            "no config given: name a TOML file or a packaged config "
+            f"({', '.join(packaged_configs())})"
+        )
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a folder, not a TOML file")
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         return path
     candidate = _packaged_folder() / f"{name_or_path}.toml"
     if not candidate.is_file():
+        folder = " (it is a folder)" if path.is_dir() else ""
         raise ConfigError(
-            f"{str(name_or_path)!r} is neither a TOML file nor a packaged config "
+            f"{str(name_or_path)!r}{folder} is neither a TOML file nor a packaged config "
             f"(packaged: {', '.join(packaged_configs())})"
         )
     return Path(str(candidate))
@@ -206,11 +220,19 @@ def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Expe
         overrides: ``section.key=value`` strings (``--set``), applied in order.
 
     Raises:
-        ConfigError: naming the file and key on an unknown key, a wrong type or a bad value.
+        ConfigError: naming the file and key on an unknown key, a wrong type or a bad value;
+            naming the file when it cannot be read or is not UTF-8 text (TOML is UTF-8).
     """
     path = resolve_config_path(name_or_path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "a TOML config must be UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     source = str(path)
@@ -224,4 +246,10 @@ def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Expe
         node[keys[-1]] = value
     if overrides:
         source = f"{path} (with --set {' '.join(overrides)})"
-    return config_from_dict(data, source)
+    config = config_from_dict(data, source)
+    unused = ineffective_settings(config)
+    if unused:
+        warnings.warn(
+            f"{source}: settings without effect in this model: {'; '.join(unused)}", stacklevel=2
+        )
+    return config

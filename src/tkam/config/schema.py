@@ -10,6 +10,7 @@ other module can import it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ __all__ = [
     "BASES",
     "BASE_ACTIVATIONS",
     "REFERENCES",
+    "REFERENCE_DOMAINS",
+    "ineffective_settings",
     "LOSSES",
 ]
 
@@ -63,6 +66,15 @@ BASE_ACTIVATIONS = (
     "none",
 )
 REFERENCES = ("uniform", "gaussian", "lognormal", "learnable_gaussian", "ebm")
+#: The domain (quadrature nodes and grid) each reference density pi_0 fixes for a univariate or
+#: mixture prior; ``None``: the domain is the prior's ``grid_range``.
+REFERENCE_DOMAINS: dict[str, tuple[float, float] | None] = {
+    "uniform": (-0.1, 1.1),
+    "gaussian": (-1.2, 1.2),
+    "lognormal": (0.0, 4.0),
+    "learnable_gaussian": None,
+    "ebm": None,
+}
 KERNELS = ("fused", "eager")
 QUADRATURES = ("gausslegendre", "trapezium")
 CDF_RULES = ("midpoint", "left")
@@ -98,6 +110,9 @@ def _choice(value: str, allowed: Sequence[str] | Mapping[str, str], key: str) ->
             return norm
         names = list(allowed)
     raise ConfigError(f"{key}: {value!r} is not one of {', '.join(names)}")
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -156,6 +171,11 @@ class KANConfig:
             raise ConfigError(f"grid_range: needs two numbers a < b, got {self.grid_range}")
         if self.init_tau <= 0:
             raise ConfigError(f"init_tau: must be > 0, got {self.init_tau}")
+        for name in ("eps_scale", "mu_scale", "sigma_base", "sigma_spline"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"{name}: an initialisation scale, must be >= 0, got {getattr(self, name)}"
+                )
         if self.basis == "chebyshev" and self.init_tau <= 1:
             raise ConfigError(
                 f"init_tau: the Chebyshev basis needs tau > 1 (tanh(x)/tau must stay inside "
@@ -188,12 +208,17 @@ class PriorConfig(KANConfig):
             default) or ``left`` (the reference's "mass before the node", A18).
         update_grid: refit the prior grid on the grid-update schedule (grid bases only).
         langevin_step_size, langevin_steps: prior Langevin of the deep prior (spec 3.8).
+        grid_range: the prior's domain (a, b) for the ``ebm`` and ``learnable_gaussian``
+            references and for deep priors. The ``uniform``, ``gaussian`` and ``lognormal``
+            references of a univariate or mixture prior fix it (:data:`REFERENCE_DOMAINS`): left
+            out, it becomes that domain; any other value is refused, since it would be ignored.
 
     More than two ``widths`` make a deep (Pang-style) KAN energy prior ``(P, ..., 1)`` on P
     latents, sampled by prior Langevin instead of inverse transform (spec 1.2, 3.8).
     """
 
     widths: tuple[int, ...] = (40, 81)
+    grid_range: tuple[float, float] | None = None  # type: ignore[assignment]
     reference: str = "ebm"
     quadrature: str = "gausslegendre"
     num_nodes: int = 100
@@ -206,8 +231,9 @@ class PriorConfig(KANConfig):
     langevin_steps: int = 60
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         _set(self, "reference", _choice(self.reference, REFERENCES, "reference"))
+        self._resolve_grid_range()
+        super().__post_init__()
         _set(self, "quadrature", _choice(self.quadrature, QUADRATURES, "quadrature"))
         _set(self, "cdf", _choice(self.cdf, CDF_RULES, "cdf"))
         if len(self.widths) < 2 or any(w < 1 for w in self.widths):
@@ -224,6 +250,21 @@ class PriorConfig(KANConfig):
             raise ConfigError(
                 f"quadrature: trapezium integrates on the grid points, which the {self.basis} "
                 "basis does not have; use gausslegendre"
+            )
+
+    def _resolve_grid_range(self) -> None:
+        """The domain: ``grid_range``, or the one the reference fixes (see the class doc)."""
+        fixed = None if len(self.widths) > 2 else REFERENCE_DOMAINS[self.reference]
+        if self.grid_range is None:
+            _set(self, "grid_range", fixed or KANConfig.grid_range)
+            return
+        given = tuple(float(value) for value in self.grid_range)
+        if fixed is not None and given != fixed:
+            raise ConfigError(
+                f"grid_range: the {self.reference} reference fixes the prior's domain to "
+                f"{list(fixed)}, so grid_range = {list(given)} would be ignored; leave it out or "
+                f"set it to {list(fixed)} (grid_range sets the domain of the ebm and learnable_gaussian references and of "
+                "deep priors)"
             )
 
     @property
@@ -333,7 +374,10 @@ class TrainConfig:
     kernels), ``precision`` (``bf16`` autocasts the generator; quadrature and sampling stay
     float32), ``accumulate`` (shards per process, each with its own random stream; see
     ``tkam.train.distributed``), ``skip_nonfinite`` (skip, and count, updates whose loss or
-    gradient is not finite instead of stopping) and ``negatives`` (the importance-sampling
+    gradient is not finite instead of stopping), ``threads`` (torch's intra-op threads; 0, the
+    default: torch's own choice, except under a launcher of several local processes without
+    ``OMP_NUM_THREADS``, where the cores are split evenly; see
+    :func:`tkam.train.distributed.intra_op_threads`) and ``negatives`` (the importance-sampling
     loss's contrastive negatives: ``fresh`` prior samples as the reference, or the
     ``proposals``, also exact prior samples, which saves a draw and most of a prior evaluation).
 
@@ -365,6 +409,7 @@ class TrainConfig:
     precision: str = "fp32"
     accumulate: int = 1
     skip_nonfinite: bool = False
+    threads: int = 0
     loss: str = "auto"
 
     def __post_init__(self) -> None:
@@ -374,6 +419,23 @@ class TrainConfig:
         _set(self, "negatives", _choice(self.negatives, NEGATIVES, "negatives"))
         if self.accumulate < 1:
             raise ConfigError(f"accumulate: must be >= 1, got {self.accumulate}")
+        if self.threads < 0:
+            raise ConfigError(f"threads: must be >= 0 (0: automatic), got {self.threads}")
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(
+                f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+        if not 0 <= self.seed < 2**64:
+            raise ConfigError(f"seed: must lie in 0..2**64-1, got {self.seed}")
+        for name in ("log_every", "checkpoint_every", "sample_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"{name}: must be >= 0 (0: the default cadence), got {getattr(self, name)}"
+                )
+        if self.num_plot_samples < 1:
+            raise ConfigError(f"num_plot_samples: must be >= 1, got {self.num_plot_samples}")
+        if self.eps <= 0:
+            raise ConfigError(f"eps: must be > 0, got {self.eps}")
         for name in ("batch_size", "importance_samples", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -625,3 +687,46 @@ class ExperimentConfig:
             problems = _loss_conflicts(self, self.train.loss)
             if problems:
                 raise ConfigError("; ".join(problems))
+
+
+def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]:
+    """``(key, section, in effect, why not)`` of the settings that only some models read."""
+    prior, generator = config.prior, config.generator
+    rules: list[tuple[str, Any, bool, str]] = []
+    for name, section in (("prior", prior), ("generator", generator)):
+        rules.append(
+            (
+                f"{name}.spline_degree",
+                section,
+                section.basis in ("bspline", "chebyshev"),
+                f"the {section.basis} basis has no degree",
+            )
+        )
+    deep, mixture = prior.deep, prior.mixture
+    for key in ("langevin_step_size", "langevin_steps"):
+        rules.append((f"prior.{key}", prior, deep, "only a deep prior runs prior Langevin"))
+    for key in ("train_proportions", "normalised_mixture"):
+        rules.append((f"prior.{key}", prior, mixture and not deep, "the prior is not a mixture"))
+    cnn = generator.kind == "cnn"
+    for key in ("hidden_channels", "kernel_sizes", "strides", "paddings", "latent_concat"):
+        rules.append((f"generator.{key}", generator, cnn, f"generator.kind is {generator.kind}"))
+    rules.append(
+        ("generator.cnn_activation", generator, cnn, f"generator.kind is {generator.kind}")
+    )
+    rules.append(
+        ("generator.d_model", generator, generator.kind == "sequence", "not a sequence generator")
+    )
+    return rules
+
+
+def ineffective_settings(config: ExperimentConfig) -> list[str]:
+    """The settings given a non-default value that this config's model never reads, as
+    ``key = value (why)``; :func:`~tkam.config.load_config` warns about them."""
+    found = []
+    for key, section, in_effect, why in _section_rules(config):
+        name = key.split(".", 1)[1]
+        value = getattr(section, name)
+        default = next(f for f in dataclasses.fields(section) if f.name == name).default
+        if not in_effect and value != default:
+            found.append(f"{key} = {value!r} ({why})")
+    return found

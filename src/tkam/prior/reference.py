@@ -8,16 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tkam.config import REFERENCE_DOMAINS
+
 __all__ = ["ReferenceDensity", "REFERENCE_DOMAINS"]
 
-# Default quadrature/grid domain of each pi_0; None means the config's grid_range.
-REFERENCE_DOMAINS: dict[str, tuple[float, float] | None] = {
-    "uniform": (-0.1, 1.1),
-    "gaussian": (-1.2, 1.2),
-    "lognormal": (0.0, 4.0),
-    "learnable_gaussian": None,
-    "ebm": None,
-}
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
