@@ -1,4 +1,4 @@
-# Set-up is part of every target: a fresh machine needs nothing but Python 3.10+ and make.
+# Set-up is part of every target: a fresh machine needs nothing but Python 3.11+ and make.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tkam train digits --out runs/demo
+	$(VENV)/bin/tkam train digits --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

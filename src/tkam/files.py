@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "cache_root"]
 
 
 @contextmanager
@@ -48,3 +48,9 @@ def atomic_path(destination: str | Path, suffix: str = "") -> Iterator[Path]:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def cache_root() -> Path:
+    """tkam's cache folder: ``$TKAM_CACHE``, else ``~/.cache/tkam`` (not created here)."""
+    root = os.environ.get("TKAM_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "tkam"

@@ -40,12 +40,14 @@ def _rows(path) -> list[dict[str, str]]:
 
 
 def _files(folder) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The run's files, without the writer's lock (``.lock``, see tests/train/test_lock.py)."""
+    files = (p for p in folder.rglob("*") if p.is_file() and p.name != ".lock")
+    return sorted(str(p.relative_to(folder)) for p in files)
 
 
 def _entry(step: int, **values) -> LogEntry:
     fields = {"epoch": 0, "elapsed": 0.0, "mean_loss": 1.0, "mean_ess": 2.0}
-    fields |= {"grid_updated": False, "skipped": 0}
+    fields |= {"grid_updated": False, "skipped": 0, "updates": 1}
     return LogEntry(step=step, **(fields | values))
 
 

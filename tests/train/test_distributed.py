@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 
 from tests.helpers import tiny_config
 from tkam.config import dumps_toml
-from tkam.data import load_dataset
 from tkam.train import fit
+from tkam.train.callbacks import Callback
 from tkam.train.checkpoint import read_metadata
+from tkam.train.distributed import intra_op_threads
 
 
 def _write_config(tmp_path, **sections):
@@ -132,15 +133,6 @@ def test_bf16_generator_gives_finite_losses(tmp_path) -> None:
     assert z.dtype == torch.float32 and model.decode(z).dtype == torch.float32
 
 
-def test_skip_nonfinite_counts_skipped_steps(tmp_path) -> None:
-    config = tiny_config(train={"max_steps": 3, "log_every": 3, "skip_nonfinite": True})
-    data = load_dataset(config.data)
-    data.train[:] = float("nan")
-    fit(config, tmp_path / "run", data=data, progress=False)
-    last = (tmp_path / "run" / "loss.csv").read_text().splitlines()[-1].split(",")
-    assert last[5] == "3" and last[7] == "2"  # steps 2 and 3 skipped since the step-1 row
-
-
 @pytest.mark.slow
 def test_compiled_kernels_give_finite_losses(tmp_path) -> None:
     config = tiny_config(train={"max_steps": 3, "compile": True, "log_every": 3})
@@ -161,3 +153,40 @@ def test_two_process_run_resumes_exactly(tmp_path) -> None:
     b = load_file(str(tmp_path / "split" / "model.safetensors"))
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+# --- intra-op threads ---
+
+
+def test_threads_given_are_used() -> None:
+    assert intra_op_threads(3, {"LOCAL_WORLD_SIZE": "4", "OMP_NUM_THREADS": "1"}) == 3
+
+
+def test_several_local_processes_split_the_cores() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert intra_op_threads(0, {"LOCAL_WORLD_SIZE": "2"}) == max(1, cores // 2)
+    assert intra_op_threads(0, {"LOCAL_WORLD_SIZE": str(4 * cores)}) == 1
+
+
+def test_omp_num_threads_or_a_single_process_keep_torchs_choice() -> None:
+    assert intra_op_threads(0, {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}) is None
+    assert intra_op_threads(0, {"LOCAL_WORLD_SIZE": "1"}) is None
+    assert intra_op_threads(0, {}) is None
+
+
+class _Threads(Callback):
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def on_step(self, run, output) -> None:
+        self.seen.add(torch.get_num_threads())
+
+
+def test_fit_trains_with_train_threads_and_restores_the_callers(tmp_path) -> None:
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    threads = _Threads()
+    config = tiny_config(train={"max_steps": 2, "threads": wanted})
+    fit(config, tmp_path / "run", progress=False, callbacks=[threads])
+    assert threads.seen == {wanted}
+    assert torch.get_num_threads() == before

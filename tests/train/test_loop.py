@@ -92,13 +92,60 @@ def test_truncated_checkpoint_is_detected_and_skipped(tmp_path) -> None:
         fit(_with_steps(config, 6), tmp_path / "run", resume=True, progress=False)
 
 
-def test_non_finite_loss_names_the_step(tmp_path) -> None:
+def test_skipped_updates_are_logged_without_a_loss(tmp_path) -> None:
+    # One NaN item poisons the one batch of the epoch that holds it (200 items, batches of 20):
+    # that update is skipped and its row has no loss and no ESS, the other nine do.
+    config = tiny_config(train={"max_steps": 10, "log_every": 1, "skip_nonfinite": True})
+    data = load_dataset(config.data)
+    bad = data._replace(train=data.train.clone())
+    bad.train[7] = float("nan")
+    fit(config, tmp_path / "run", data=bad, progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "loss.csv").open()))
+    assert [int(row["Step"]) for row in rows] == list(range(1, 11))
+    skipped = [row for row in rows if row["Skipped Steps"] == "1"]
+    assert len(skipped) == 1 and skipped[0]["Train MLE Loss"] == skipped[0]["Mean ESS"] == ""
+    applied = [row for row in rows if row["Skipped Steps"] == "0"]
+    assert len(applied) == 9 and all(float(row["Train MLE Loss"]) > 0 for row in applied)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_run_that_skips_every_update_fails(tmp_path) -> None:
+    config = tiny_config(train={"max_steps": 3, "log_every": 3, "skip_nonfinite": True})
+    data = load_dataset(config.data)
+    bad = data._replace(train=data.train.clone())
+    bad.train[:] = float("nan")
+    with pytest.raises(TrainingError, match="every update of this run was skipped"):
+        fit(config, tmp_path / "run", data=bad, progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "loss.csv").open()))
+    assert [(row["Step"], row["Train MLE Loss"], row["Skipped Steps"]) for row in rows] == [
+        ("1", "", "1"),
+        ("3", "", "2"),
+    ]
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_failed_update_says_what_is_kept(tmp_path) -> None:
+    # Without skip_nonfinite the run stops at the first bad update, naming the step, the switch
+    # that would skip it, and the checkpoint there is to resume from (none before the first).
     config = tiny_config(train={"max_steps": 3, "log_every": 0})
     data = load_dataset(config.data)
     bad = data._replace(train=data.train.clone())
     bad.train[:] = float("nan")
-    with pytest.raises(TrainingError, match="step 1"):
+    with pytest.raises(TrainingError, match="step 1") as info:
         fit(config, tmp_path / "run", data=bad, progress=False)
+    assert "train.skip_nonfinite" in str(info.value)
+    assert "no checkpoint was written yet" in str(info.value)
+
+
+def test_a_prior_domain_too_wide_is_refused_before_training(tmp_path) -> None:
+    config = tiny_config(prior={"reference": "ebm", "grid_range": [-1e6, 1e6]})
+    with pytest.raises(TrainingError, match=r"prior.grid_range = \[-1000000.0, 1000000.0\]"):
+        fit(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "config.toml").exists()
+    wide = tiny_config(
+        prior={"reference": "ebm", "grid_range": [-5.0, 5.0]}, train={"max_steps": 1}
+    )
+    fit(wide, tmp_path / "wide", progress=False)  # a wider domain than usual is fine
 
 
 class _Events(Callback):

@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import threading
 import warnings
 from functools import lru_cache
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch  # noqa: F401 - torch's OpenMP runtime must be loaded before the library's
 
-from tkam.files import atomic_path
+from tkam.files import atomic_path, cache_root
 
 __all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
 
@@ -83,9 +84,7 @@ class KernelBuildError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where built libraries are kept: ``$TKAM_CACHE/kernels`` or ``~/.cache/tkam/kernels``."""
-    root = os.environ.get("TKAM_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "tkam"
-    return base / "kernels"
+    return cache_root() / "kernels"
 
 
 def _compiler() -> str | None:
@@ -129,6 +128,12 @@ def build(force: bool = False) -> Path:
     target = library_path(compiler)
     if target.exists() and not force:
         return target
+    print(
+        f"tkam: compiling the fused KAN kernels for this CPU with {compiler} (once, cached in "
+        f"{target.parent}; about 10 s on an idle machine)",
+        file=sys.stderr,
+        flush=True,
+    )
     # Built beside the target and renamed: concurrent builds (torchrun ranks) never see half a file.
     with atomic_path(target, suffix=".so") as temporary:
         result = subprocess.run(

@@ -172,10 +172,12 @@ class LossLog(Callback):
         seed = run.config.train.seed * 7 + entry.step
         test_mse = _test_mse(run.model, run.test_x, run.batch_size, seed=seed)
         ess = f"{entry.mean_ess:.4g}" if math.isfinite(entry.mean_ess) else ""
+        # An interval whose every update was skipped has no loss: the cell stays empty.
+        loss = f"{entry.mean_loss:.6g}" if math.isfinite(entry.mean_loss) else ""
         row = [
             f"{entry.elapsed:.3f}",
             entry.epoch,
-            f"{entry.mean_loss:.6g}",
+            loss,
             f"{test_mse:.6g}",
             int(entry.grid_updated),
             entry.step,

@@ -16,12 +16,37 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "shard_seed"]
+__all__ = ["Context", "intra_op_threads", "shard_seed"]
 
 
 def shard_seed(seed: int, shard: int) -> int:
     """Seed of shard ``shard``'s random stream (shard 0 keeps the single-process stream)."""
     return seed + 1 + 7919 * shard
+
+
+def intra_op_threads(requested: int, environ: dict[str, str] | None = None) -> int | None:
+    """The intra-op thread count a training process should use (``None``: leave torch's).
+
+    Processes that share cores must share them: two runs on two cores with two threads each
+    were 2.3x slower per step than with one thread each (benchmarks/RESULTS.md).
+
+    Args:
+        requested: ``train.threads``; > 0 is used as given.
+        environ: the environment (default ``os.environ``).
+
+    Returns:
+        ``requested`` when > 0; else, under a launcher of several local processes
+        (``LOCAL_WORLD_SIZE`` > 1) and without ``OMP_NUM_THREADS``, the usable cores divided
+        evenly (at least 1); else ``None`` (torch's default, or ``OMP_NUM_THREADS``, which
+        ``torchrun`` sets to 1 for several processes unless it is set already).
+    """
+    if requested > 0:
+        return requested
+    environ = os.environ if environ is None else environ
+    local = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if local <= 1 or environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // local)
 
 
 @dataclass

@@ -11,7 +11,10 @@ final model and figures are :mod:`tkam.train.callbacks`, called at the events do
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -23,15 +26,17 @@ import torch
 from tqdm.auto import tqdm
 
 from tkam.build import build_model
-from tkam.config import ExperimentConfig, dumps_toml
+from tkam.config import REFERENCE_DOMAINS, ConfigError, ExperimentConfig, dumps_toml
 from tkam.data import ImageData, load_dataset
 from tkam.files import atomic_path
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
 from tkam.model import TKAM
 from tkam.train.callbacks import Callback, CallbackList, default_callbacks
-from tkam.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from tkam.train.distributed import Context, shard_seed
+from tkam.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, read_metadata
+from tkam.train.distributed import Context, intra_op_threads, shard_seed
+from tkam.train.lock import RunFolderBusy, RunLock, TrainingRegistry
+from tkam.train.resume import RESUMABLE, apply_learning_rate, refused_changes, saved_config
 from tkam.train.run import Run, RunPaths, RunState
 from tkam.train.step import TrainingError, grid_latents, make_optimizer, train_step
 
@@ -46,8 +51,12 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     callbacks: Sequence[Callback] | None = None,
+    overwrite: bool = False,
 ) -> TKAM:
     """Train a T-KAM model (or a baseline) into ``run_dir``.
+
+    The process holds the run folder's lock (:class:`~tkam.train.lock.RunLock`) from the start to
+    its exit: a second writer is refused at once.
 
     With the default callbacks the folder receives ``config.toml``, ``loss.csv``,
     ``checkpoints/``, ``samples/*.png``, ``model.safetensors``, ``prior.png``, ``loss.png`` and
@@ -61,21 +70,106 @@ def fit(
         progress: show a progress bar.
         callbacks: the side jobs, in order; default :func:`~tkam.train.callbacks.default_callbacks`
             (without :class:`~tkam.train.callbacks.Checkpoints` a run cannot be resumed).
+        overwrite: delete the run files already in ``run_dir`` (config, log, checkpoints, samples,
+            model, figures) and start afresh; other files are left alone.
 
     Returns:
         The trained model.
 
     Raises:
-        TrainingError: for a run folder that cannot be started or resumed, or an update that fails.
+        TrainingError: for a run folder that cannot be started or resumed (in use by another
+            process, not a folder, settings a resume cannot change), or an update that fails.
         KeyboardInterrupt: when SIGINT/SIGTERM stopped the run (after a checkpoint).
     """
+    if resume and overwrite:
+        raise TrainingError(
+            "--resume continues the run in the folder, --overwrite deletes it: pick one"
+        )
     context = Context.from_environment(config.train.accumulate, config.train.device)
+    lock = RunLock(run_dir)
+    threads, previous_threads = intra_op_threads(config.train.threads), torch.get_num_threads()
+    registry = TrainingRegistry()
     try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        elif context.is_main:
+            _advise_threads(registry.enter())
+        _take_lock(lock, context)
+        if overwrite and context.is_main:
+            _clear(RunPaths(Path(run_dir)))
+        context.barrier()
         run = build_run(config, run_dir, data, resume, context)
         events = CallbackList(default_callbacks() if callbacks is None else callbacks)
         return _train(run, events, progress)
     finally:
+        torch.set_num_threads(previous_threads)
+        registry.leave()
+        lock.release()
         context.close()
+
+
+def _advise_threads(others: list[int]) -> None:
+    """Warn when other trainings share the cores and the threads were left to torch."""
+    cores = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    if not others or os.environ.get("OMP_NUM_THREADS") or threads * (len(others) + 1) <= cores:
+        return
+    share = max(1, cores // (len(others) + 1))
+    warnings.warn(
+        f"{len(others)} other tkam training(s) run on this machine (pid "
+        f"{', '.join(map(str, others))}) and each uses {threads} threads on {cores} cores: "
+        f"processes that oversubscribe the cores slow each other down (two runs on two cores "
+        f"took 8.6x longer per update than with one thread each); set OMP_NUM_THREADS={share} "
+        f"or --set train.threads={share}",
+        stacklevel=3,
+    )
+
+
+def _take_lock(lock: RunLock, context: Context) -> None:
+    """Rank 0 takes the run folder's lock; every rank stops if it could not."""
+    problem = None
+    if context.is_main:
+        try:
+            lock.acquire()
+        except RunFolderBusy as exc:
+            problem = str(exc)
+        except FileExistsError:
+            problem = f"{lock.root} exists and is not a folder: --out must name a run folder"
+        except OSError as exc:
+            problem = f"{lock.root}: cannot be used as a run folder ({exc.strerror or exc})"
+        previous = lock.previous or {}
+        if lock.held and previous.get("pid") and not previous.get("released"):
+            warnings.warn(
+                f"the previous writer of {lock.root} (pid {previous['pid']}, started "
+                f"{previous.get('started')}) did not exit cleanly; its lock was released when it "
+                "died, and this process holds it now",
+                stacklevel=3,
+            )
+    failed = context.sum_(torch.tensor([float(problem is not None)]))
+    if problem is not None:
+        raise TrainingError(problem)
+    if float(failed[0]) > 0:
+        raise TrainingError(f"{lock.root}: the run folder is not usable (see the first process)")
+
+
+# Everything tkam writes into a run folder (``plots/`` is ``tkam plot``'s default output).
+_RUN_FILES = (
+    "config.toml",
+    "loss.csv",
+    "model.safetensors",
+    "prior.png",
+    "loss.png",
+    "evolution.gif",
+)
+_RUN_FOLDERS = ("checkpoints", "samples", "plots")
+
+
+def _clear(paths: RunPaths) -> None:
+    """Delete the run files of a folder (for ``overwrite``); other files stay."""
+    for name in _RUN_FILES:
+        (paths.root / name).unlink(missing_ok=True)
+    for name in _RUN_FOLDERS:
+        shutil.rmtree(paths.root / name, ignore_errors=True)
 
 
 def build_run(
@@ -97,19 +191,22 @@ def build_run(
     existing = latest_checkpoint(paths.checkpoints)
     if existing and not resume:
         raise TrainingError(
-            f"{paths.root} already holds a run ({existing[0].name}); pass --resume to continue it "
-            "or choose another --out"
+            f"{paths.root} already holds a run ({existing[0].name}); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
         )
     if resume and not existing:
         raise TrainingError(f"nothing to resume in {paths.root}: no checkpoints/step_*.safetensors")
     train = config.train
     device = context.device(train.device)
+    _check_device(device)
     data = data if data is not None else load_dataset(config.data)
     train_x, test_x = data.train.to(device), data.test.to(device)
     if len(train_x) == 0:
         raise TrainingError(f"data set {data.name!r} has no training images")
     image_shape = tuple(int(s) for s in train_x.shape[1:])
     model = build_model(config, image_shape).to(device)
+    if not resume:
+        _check_initial_prior(model, config)
     if train.compile:
         model.compile_kernels()
     optimizer = make_optimizer(model, train.learning_rate)
@@ -122,8 +219,10 @@ def build_run(
     state = RunState()
     if resume:
         rngs = {**shard_rngs, "shared": shared_rng}
-        state = RunState(**_restore(existing, model, optimizer, rngs))
+        state = RunState(**_restore(existing, model, optimizer, rngs, config))
         schedule.load_state_dict(state.schedule)
+        # A restored optimiser keeps the rates it was saved with; the resumed config's rule.
+        apply_learning_rate(optimizer, model, train.learning_rate)
     if context.is_main:
         with atomic_path(paths.config) as temporary:
             temporary.write_text(dumps_toml(config))
@@ -161,17 +260,69 @@ def build_run(
     )
 
 
+def _check_device(device: torch.device) -> None:
+    """Refuse a CUDA device this machine does not have, naming ``train.device``."""
+    if device.type != "cuda":
+        return
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (device.index or 0) >= available:
+        have = f"{available} CUDA GPU(s)" if available else "no CUDA GPU (or a CPU build of torch)"
+        raise TrainingError(f"train.device = {device}: this machine has {have}; use cpu or auto")
+
+
+def _check_initial_prior(model: TKAM, config: ExperimentConfig) -> None:
+    """Refuse a prior that gives non-finite log-densities before any training (a domain too
+    wide for float32), naming the setting, rather than failing at step 1. Draws from its own
+    stream: the run's streams are untouched."""
+    prior = model.prior
+    if not prior.exact_normaliser:
+        return
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        z = prior.sample(16, torch.Generator(device=device).manual_seed(0))
+        finite = bool(torch.isfinite(prior.log_prior(z, normalise=True)).all())
+    if finite:
+        return
+    domain = list(config.prior.grid_range)
+    cause = (
+        f"its domain prior.grid_range = {domain} is too wide for float32 (the KAN energies "
+        "over it overflow); narrow it (the packaged configs use about [-1.5, 1.5])"
+        if REFERENCE_DOMAINS[config.prior.reference] is None
+        else "check prior.init_tau and the prior's scales"
+    )
+    raise TrainingError(
+        f"the initial prior ({config.prior.reference} reference) gives non-finite "
+        f"log-densities before any training: {cause}"
+    )
+
+
 def _restore(
     checkpoints: list[Path],
     model: TKAM,
     optimizer: torch.optim.Optimizer,
     rngs: dict[str, torch.Generator],
+    config: ExperimentConfig,
 ) -> dict[str, Any]:
-    """Load the newest readable checkpoint (newest first in ``checkpoints``); its run state."""
+    """Load the newest readable checkpoint (newest first in ``checkpoints``); its run state.
+
+    Raises:
+        TrainingError: if the config differs from the checkpoint's in a setting a resume cannot
+            change (named, with both values), or no checkpoint is readable.
+    """
     for path in checkpoints:
         try:
+            recorded = read_metadata(path).get("config")
+            if recorded is not None:
+                refused = refused_changes(saved_config(recorded, str(path)), config)
+                if refused:
+                    raise TrainingError(
+                        f"--resume cannot change these settings of the run in "
+                        f"{path.parent.parent} (checkpoint {path.name}): {'; '.join(refused)}. "
+                        f"A resume may change only {', '.join(sorted(RESUMABLE))}; to train with "
+                        "the new settings, start a new run (another --out, or --overwrite)"
+                    )
             return load_checkpoint(path, model, optimizer, rngs)
-        except CheckpointError as exc:
+        except (CheckpointError, ConfigError) as exc:
             warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=3)
     raise TrainingError(f"no readable checkpoint in {checkpoints[0].parent}")
 
@@ -200,10 +351,17 @@ def _train(run: Run, callbacks: Callback, progress: bool) -> TKAM:
                 )
             step = state.step + 1
             epoch, position = divmod(step - 1, run.steps_per_epoch)
-            out = _update(run, step, epoch, position)
+            if step == 1 and _grid_update_due(run, step):
+                bar.set_description_str(_FIRST_GRID_UPDATE)
+            try:
+                out = _update(run, step, epoch, position)
+            except TrainingError as exc:
+                raise TrainingError(f"{exc}; {_kept(run)}") from None
             state.step = step
             state.add(out)
             state.elapsed = time.perf_counter() - start_time
+            if step == 1:
+                bar.set_description_str("train", refresh=False)
             bar.update(1)
             bar.set_postfix(_postfix(out))
             callbacks.on_step(run, out)
@@ -211,17 +369,54 @@ def _train(run: Run, callbacks: Callback, progress: bool) -> TKAM:
             periodic = train.log_every > 0 and step % train.log_every == 0
             last = step == run.total_steps
             if step == 1 or periodic or (train.log_every == 0 and end_of_epoch) or last:
-                callbacks.on_log(run, state.close_interval(epoch if step > 1 else 0))
+                entry = state.close_interval(epoch if step > 1 else 0)
+                if step == 1 and entry.mean_ess < 2.0:  # NaN (no ESS) compares False
+                    bar.write(_LOW_ESS.format(ess=entry.mean_ess, n=train.importance_samples))
+                if entry.skipped:
+                    bar.write(
+                        f"step {step}: {entry.skipped} of the {entry.updates} updates since the "
+                        "last log were skipped (non-finite loss or gradients)"
+                    )
+                callbacks.on_log(run, entry)
                 callbacks.on_checkpoint(run)
             elif train.checkpoint_every > 0 and step % train.checkpoint_every == 0:
                 callbacks.on_checkpoint(run)
     finally:
         stop.restore()
         bar.close()
+    if state.applied == 0 and state.step > 0:
+        raise TrainingError(
+            f"every update of this run was skipped (non-finite loss or gradients, "
+            f"train.skip_nonfinite): nothing was trained and no model is written; "
+            f"{_kept(run)}. Lower train.learning_rate or check the data and the prior's domain"
+        )
     run.model.eval()
     callbacks.on_end(run)
     run.context.barrier()
     return run.model
+
+
+_LOW_ESS = (
+    "note: mean ESS {ess:.2f} of {n}: the importance weights sit on about one prior sample, as "
+    "is usual for images (the log-likelihoods of prior samples differ by hundreds of nats); "
+    "see the README, 'Reading loss.csv'"
+)
+
+# Shown on the progress bar during step 1 (the bar's description is cleared after it).
+_FIRST_GRID_UPDATE = "first grid update (one-off least-squares refits)"
+
+
+def _grid_update_due(run: Run, step: int) -> bool:
+    model = run.model
+    return run.schedule.due(step) and (model.update_prior_grid or model.update_generator_grid)
+
+
+def _kept(run: Run) -> str:
+    """What a failed run leaves to resume from."""
+    kept = latest_checkpoint(run.paths.checkpoints)
+    if not kept:
+        return "no checkpoint was written yet"
+    return f"the last checkpoint ({kept[0].name}) is kept: resume from it with --resume"
 
 
 def _update(run: Run, step: int, epoch: int, position: int) -> LossOutput:
@@ -231,7 +426,7 @@ def _update(run: Run, step: int, epoch: int, position: int) -> LossOutput:
     order = _epoch_order(len(run.train_x), config.train.seed, epoch)
     size = run.batch_size
     batch = run.train_x[order[position * size : (position + 1) * size].to(run.device)]
-    if run.schedule.due(step) and (model.update_prior_grid or model.update_generator_grid):
+    if _grid_update_due(run, step):
         latents = grid_latents(model, batch, config, run.shared_rng)
         run.state.grid_updated |= model.update_grids(latents)
         run.schedule.mark(step)
@@ -264,6 +459,12 @@ class _StopRequest:
         if self.signal is not None:  # a second signal stops at once
             raise KeyboardInterrupt
         self.signal = signum
+        print(
+            f"\ntkam: {signal.Signals(signum).name}: stopping after the current step with a "
+            "checkpoint; send it again to stop at once",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def requested(self, context: Context) -> bool:
         """Whether any rank got a signal (collective, so that all ranks stop at the same step)."""

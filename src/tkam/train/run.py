@@ -9,6 +9,7 @@ data and run state, the run folder's paths and this process's place in a data-pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,12 @@ class LogEntry:
         step: the last update done.
         epoch: its epoch (0-based).
         elapsed: training seconds so far (carried over resumes).
-        mean_loss: mean loss of the updates that were not skipped (0 when all were).
-        mean_ess: their mean effective sample size (NaN for losses without one).
+        mean_loss: mean loss of the updates that were not skipped (NaN when all were).
+        mean_ess: their mean effective sample size (NaN for losses without one, or when all
+            were skipped).
         grid_updated: whether a grid update happened since the previous log event.
         skipped: updates skipped for a non-finite loss (``train.skip_nonfinite``).
+        updates: updates in the interval (skipped ones included).
     """
 
     step: int
@@ -84,6 +87,7 @@ class LogEntry:
     mean_ess: float
     grid_updated: bool
     skipped: int
+    updates: int
 
 
 @dataclass
@@ -99,6 +103,7 @@ class RunState:
     count: int = 0
     grid_updated: bool = False
     skipped: int = 0
+    applied: int = 0  # updates applied (not skipped) over the whole run
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,6 +116,7 @@ class RunState:
             self.loss_sum += float(output.loss)
             self.ess_sum += output.metrics.get("ess", float("nan"))
             self.count += 1
+            self.applied += 1
 
     def close_interval(self, epoch: int) -> LogEntry:
         """The :class:`LogEntry` of the updates counted since the last call; the sums restart."""
@@ -118,10 +124,11 @@ class RunState:
             step=self.step,
             epoch=epoch,
             elapsed=self.elapsed,
-            mean_loss=self.loss_sum / max(self.count, 1),
-            mean_ess=self.ess_sum / max(self.count, 1),
+            mean_loss=self.loss_sum / self.count if self.count else math.nan,
+            mean_ess=self.ess_sum / self.count if self.count else math.nan,
             grid_updated=self.grid_updated,
             skipped=self.skipped,
+            updates=self.count + self.skipped,
         )
         self.loss_sum, self.ess_sum, self.count = 0.0, 0.0, 0
         self.grid_updated, self.skipped = False, 0

@@ -96,7 +96,8 @@ def train_step(
         problem = f"non-finite loss on another process at step {step}"
     if problem is not None:
         if not config.train.skip_nonfinite:
-            raise TrainingError(f"{problem}; the last good checkpoint is kept")
+            hint = "" if "zero" in problem else " (train.skip_nonfinite = true skips such updates)"
+            raise TrainingError(problem + hint)
         optimizer.zero_grad(set_to_none=True)
         return LossOutput(torch.tensor(float("nan")), {**metrics, "skipped": 1.0})
     optimizer.step()
