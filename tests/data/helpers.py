@@ -1,9 +1,11 @@
-"""Small files in each data set's real format, written for the tests; the message of a load that
-fails; and a two-step training run on a data set (the smoke test every format's tests share)."""
+"""Small files in each data set's real format, written for the tests; damaged copies of them (cut
+in half, foreign bytes); the message of a load that fails and the status ``tkam data list`` shows;
+and a two-step training run on a data set (the smoke test every format's tests share)."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
 from pathlib import Path
@@ -12,8 +14,10 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from PIL import Image
 
 from tests.helpers import tiny_config
+from tkam.cli import main
 from tkam.config import DataConfig
 from tkam.data import DataError, load_dataset
 from tkam.train import fit
@@ -101,8 +105,6 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0), (1
 
 def write_celeba(folder: Path, count: int, size: tuple[int, int] = (30, 37)) -> list[tuple]:
     """``count`` solid-colour JPEGs (width x height ``size``), written in reverse name order."""
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     colours = [COLOURS[i % len(COLOURS)] for i in range(count)]
     for index in reversed(range(count)):
@@ -131,6 +133,37 @@ def write_ptb(root: Path) -> Path:
     (root / "ptb.valid.txt").write_text(" the valid line\n")
     (root / "ptb.test.txt").write_text(PTB_TEST)
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged files
+
+
+def cut_in_half(path: Path) -> int:
+    """Truncate a file to half its length; returns the original length."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return len(data)
+
+
+def png_bytes() -> bytes:
+    """A small valid PNG: a foreign file under another format's name."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def random_bytes(count: int = 4096, seed: int = 0) -> bytes:
+    """``count`` random bytes (no format's magic number, with overwhelming probability)."""
+    return np.random.default_rng(seed).bytes(count)
+
+
+def list_status(root: Path, name: str, capsys: pytest.CaptureFixture) -> str:
+    """The status ``tkam data list --root root`` shows for data set ``name`` (after its root)."""
+    assert main(["data", "list", "--root", str(root)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.split()[0] == name]
+    assert len(lines) == 1, lines
+    return lines[0].split(f"  {root}  ", 1)[1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""CIFAR-10 (:mod:`tkam.data.cifar`): the pickle batches and their errors, the splits, the labels
-and the declared download, on small fixture batches in the real format (spec section 6)."""
+"""CIFAR-10 (:mod:`tkam.data.cifar`): the pickle batches and their errors, the cheap check ``tkam
+data list`` runs, the splits, the labels and the declared download, on small fixture batches in the
+real format (spec section 6)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,28 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data.helpers import as_unit, load_error, rgb_images, smoke_fit, write_cifar_batch
+from tests.data.helpers import (
+    as_unit,
+    cut_in_half,
+    load_error,
+    png_bytes,
+    random_bytes,
+    rgb_images,
+    smoke_fit,
+    write_cifar_batch,
+)
 from tkam.config import DataConfig
 from tkam.data import DataError, load_dataset
-from tkam.data.cifar import CIFAR10, SOURCES, read_cifar_labels
+from tkam.data.cifar import (
+    CIFAR10,
+    CIFAR_TEST_BATCH,
+    CIFAR_TRAIN_BATCHES,
+    SOURCES,
+    check_cifar,
+    inspect_cifar_batch,
+    read_cifar_batch,
+    read_cifar_labels,
+)
 
 
 def test_cifar_reads_batches_in_order_and_only_those_needed(tmp_path: Path) -> None:
@@ -73,7 +92,7 @@ def test_cifar_wrong_data_raises(tmp_path: Path, overrides, match) -> None:
 def test_cifar_truncated_or_foreign_pickle_raises(tmp_path: Path) -> None:
     path = write_cifar_batch(tmp_path / "data_batch_1", rgb_images(4))
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(DataError, match="not a readable CIFAR-10") as info:
+    with pytest.raises(DataError, match="truncated .*not the pickle STOP opcode") as info:
         load_dataset(DataConfig(name="cifar10", root=str(tmp_path), num_train=2, num_test=1))
     assert str(path) in str(info.value)
     with path.open("wb") as handle:
@@ -84,6 +103,85 @@ def test_cifar_truncated_or_foreign_pickle_raises(tmp_path: Path) -> None:
         pickle.dump({b"labels": [1]}, handle)
     with pytest.raises(DataError, match="'data' entry"):
         load_dataset(DataConfig(name="cifar10", root=str(tmp_path), num_train=2, num_test=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The cheap check: inspect_cifar_batch, check_cifar
+
+FOLDER = "cifar-10-batches-py"
+
+
+def _write_batches(root: Path, count: int = 5) -> list[Path]:
+    """The five training batches (``count`` images each) in the nested folder."""
+    return [
+        write_cifar_batch(root / FOLDER / name, rgb_images(count, seed=i))
+        for i, name in enumerate(CIFAR_TRAIN_BATCHES)
+    ]
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_check_cifar_accepts_batches_of_any_pickle_protocol(tmp_path: Path, protocol) -> None:
+    paths = _write_batches(tmp_path)
+    assert check_cifar(tmp_path) == [] and check_cifar(tmp_path, "official") == []
+    with paths[0].open("wb") as handle:
+        pickle.dump({b"data": rgb_images(2).reshape(2, 3072), b"labels": [1, 2]}, handle, protocol)
+    assert inspect_cifar_batch(paths[0]) == paths[0].stat().st_size
+    assert check_cifar(tmp_path) == []
+    assert len(read_cifar_batch(paths[0])) == 2  # what the check accepts, the loader reads
+    assert CIFAR10.check is check_cifar
+
+
+def test_check_cifar_reports_a_batch_cut_in_half(tmp_path: Path) -> None:
+    path = _write_batches(tmp_path)[2]
+    length = cut_in_half(path)
+    (problem,) = check_cifar(tmp_path)
+    assert problem.startswith(f"truncated: {FOLDER}/data_batch_3 (has {length // 2} bytes and ends")
+    assert (
+        "not the pickle STOP opcode 0x2E; the official data_batch_3 has 31035999 bytes" in problem
+    )
+
+
+def test_cifar_loader_names_the_truncated_batch(tmp_path: Path) -> None:
+    path = _write_batches(tmp_path)[0]
+    cut_in_half(path)
+    message = load_error(DataConfig(name="cifar10", root=str(tmp_path), num_train=1, num_test=1))
+    assert message.startswith(f"{path}: truncated (has ")
+
+
+@pytest.mark.parametrize("content", [png_bytes(), random_bytes()], ids=["png", "random"])
+def test_check_cifar_reports_a_foreign_file(tmp_path: Path, content: bytes) -> None:
+    path = _write_batches(tmp_path)[0]
+    path.write_bytes(content)
+    (problem,) = check_cifar(tmp_path)
+    start = f"not a pickle file: {FOLDER}/data_batch_1 (starts with 0x{content[:2].hex().upper()};"
+    assert problem.startswith(start)
+    message = load_error(DataConfig(name="cifar10", root=str(tmp_path), num_train=1, num_test=1))
+    assert message.startswith(f"{path}: not a pickle file (starts with 0x")
+
+
+def test_check_cifar_reports_pickles_of_other_things(tmp_path: Path) -> None:
+    path = _write_batches(tmp_path)[0]
+    with path.open("wb") as handle:
+        pickle.dump(list(range(5000)), handle, protocol=2)
+    (problem,) = check_cifar(tmp_path)
+    assert problem.startswith(f"not a pickled dict: {FOLDER}/data_batch_1 (ends with 0x652E,")
+    with path.open("wb") as handle:
+        pickle.dump({b"labels": [1]}, handle, protocol=2)  # a dict, but not one image's bytes
+    (problem,) = check_cifar(tmp_path)
+    assert problem.startswith(f"too small: {FOLDER}/data_batch_1 (has {path.stat().st_size} bytes")
+    path.write_bytes(b"")
+    assert check_cifar(tmp_path) == [f"empty: {FOLDER}/data_batch_1 (0 bytes)"]
+
+
+def test_check_cifar_follows_the_folder_the_loader_reads(tmp_path: Path) -> None:
+    # The batches directly in the root: named without the folder.
+    for i, name in enumerate(CIFAR_TRAIN_BATCHES):
+        write_cifar_batch(tmp_path / name, rgb_images(2, seed=i))
+    (tmp_path / CIFAR_TEST_BATCH).write_bytes(b"\x80\x02}q\x00(U\x04data")  # cut short
+    assert check_cifar(tmp_path) == []
+    (problem,) = check_cifar(tmp_path, "official")
+    assert problem.startswith("truncated: test_batch (has 12 bytes and ends with 0x7461,")
+    assert "the official test_batch has 31035526 bytes" in problem
 
 
 def test_cifar_labels_follow_the_batches_the_loader_reads(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """MNIST and Fashion-MNIST (:mod:`tkam.data.idx`): IDX reading, the loader's splits, conversion and
-error messages, the labels, the declared downloads and the Debian Fashion-MNIST (spec section 6)."""
+error messages, the cheap check ``tkam data list`` runs, the labels, the declared downloads and the
+Debian Fashion-MNIST (spec section 6)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 from tests.data.helpers import (
     FMNIST_ROOT,
     IDX_CODES,
+    cut_in_half,
     fixture_images,
     idx_bytes,
     load_error,
+    png_bytes,
     smoke_fit,
     write_idx,
 )
@@ -28,8 +31,12 @@ from tkam.data.idx import (
     FMNIST_SOURCES,
     MNIST,
     MNIST_SOURCES,
+    check_idx,
+    inspect_idx,
+    inspect_idx_images,
     read_idx_labels,
 )
+from tkam.data.types import MalformedFileError
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 
@@ -67,7 +74,8 @@ def test_truncated_idx_raises_naming_file_and_sizes(tmp_path: Path, compress: bo
         read_idx(path)
     message = str(info.value)
     assert str(path) in message
-    assert str(4 * 28 * 28) in message and str(4 * 28 * 28 - 10) in message
+    # The header is 16 bytes: the file has 16 + 3136 - 10 bytes where it declares 16 + 3136.
+    assert "has 3142 bytes" in message and "declares 3152" in message
 
 
 def test_trailing_bytes_raise(tmp_path: Path) -> None:
@@ -102,6 +110,110 @@ def test_corrupt_gzip_stream_raises(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="gzip") as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cheap check: inspect_idx, inspect_idx_images, check_idx
+
+
+def _inspect_error(path: Path) -> MalformedFileError:
+    with pytest.raises(MalformedFileError) as info:
+        inspect_idx(path)
+    return info.value
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_check_idx_accepts_valid_images_without_reading_them(tmp_path: Path, suffix: str) -> None:
+    path = write_idx(tmp_path / f"{TRAIN_IMAGES}{suffix}", fixture_images(6))
+    header = inspect_idx_images(path)
+    assert header.shape == (6, 28, 28) and header.size == 16 + 6 * 28 * 28
+    assert check_idx(tmp_path) == []
+    # The official split also checks the test images, when present.
+    assert check_idx(tmp_path, "official") == []
+    (tmp_path / f"t10k-images-idx3-ubyte{suffix}").write_bytes(b"\x00\x00\x08")
+    assert check_idx(tmp_path) == []
+    (problem,) = check_idx(tmp_path, "official")
+    assert problem.startswith(f"truncated: t10k-images-idx3-ubyte{suffix} (")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_check_idx_reports_a_file_cut_in_half_with_both_lengths(
+    tmp_path: Path, compress: bool
+) -> None:
+    name = f"{TRAIN_IMAGES}.gz" if compress else TRAIN_IMAGES
+    path = write_idx(tmp_path / name, fixture_images(5))
+    length = cut_in_half(path)
+    (problem,) = check_idx(tmp_path)
+    assert problem.startswith(f"truncated: {name} (")
+    if compress:  # the stream ends early: what it held, and what the header declares
+        assert "gzip stream ends early, after" in problem and "declares 3936" in problem
+        assert "after 0 decompressed" not in problem
+    else:
+        assert f"has {length // 2} bytes, the header declares 3936" in problem
+    assert str(path) in load_error(DataConfig(name="mnist", root=str(tmp_path)))
+
+
+def test_gzip_stream_with_a_wrong_magic_is_not_an_idx_file(tmp_path: Path) -> None:
+    # A valid gzip stream whose content is foreign: the content is wrong, not the compression.
+    path = tmp_path / f"{TRAIN_IMAGES}.gz"
+    path.write_bytes(gzip.compress(png_bytes()))
+    error = _inspect_error(path)
+    assert error.kind == "not an IDX file" and "magic 0x89504E47 in its gzip stream" in error.detail
+    (problem,) = check_idx(tmp_path)
+    assert problem.startswith(f"not an IDX file: {TRAIN_IMAGES}.gz (magic 0x89504E47")
+    assert "not an IDX file" in load_error(DataConfig(name="mnist", root=str(tmp_path)))
+
+
+def test_plain_file_named_gz_with_a_wrong_magic_is_not_gzip_compressed(tmp_path: Path) -> None:
+    path = tmp_path / f"{TRAIN_IMAGES}.gz"
+    path.write_bytes(png_bytes())  # neither gzip nor (decompressed) IDX
+    (problem,) = check_idx(tmp_path)
+    assert problem.startswith(f"not gzip-compressed: {TRAIN_IMAGES}.gz (magic 0x89504E47: neither")
+    message = load_error(DataConfig(name="fmnist", root=str(tmp_path)))
+    assert str(path) in message and "not gzip-compressed" in message
+    # Without the .gz name the same bytes are simply not IDX.
+    path.rename(tmp_path / TRAIN_IMAGES)
+    (problem,) = check_idx(tmp_path)
+    assert problem.startswith(f"not an IDX file: {TRAIN_IMAGES} (magic 0x89504E47, expected")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_check_idx_reports_trailing_bytes(tmp_path: Path, compress: bool) -> None:
+    data = idx_bytes(fixture_images(2)) + b"\x00" * 7
+    name = f"{TRAIN_IMAGES}.gz" if compress else TRAIN_IMAGES
+    (tmp_path / name).write_bytes(gzip.compress(data) if compress else data)
+    (problem,) = check_idx(tmp_path)
+    unit = " decompressed" if compress else ""
+    assert problem.startswith(f"trailing bytes: {name} (has {16 + 2 * 784 + 7} bytes{unit}, ")
+    assert f"the header declares {16 + 2 * 784} for shape (2, 28, 28) of uint8" in problem
+
+
+def test_gzip_whose_trailer_disagrees_is_decompressed_to_say_why(tmp_path: Path) -> None:
+    # The header's declared length and the gzip trailer's ISIZE disagree: inspect_idx decompresses
+    # the whole stream, which then fails its length check; check_idx reports the same error.
+    compressed = bytearray(gzip.compress(idx_bytes(fixture_images(3))))
+    compressed[-4:] = (123).to_bytes(4, "little")
+    path = tmp_path / f"{TRAIN_IMAGES}.gz"
+    path.write_bytes(bytes(compressed))
+    error = _inspect_error(path)
+    assert error.kind == "corrupt gzip stream" and "Incorrect length" in error.detail
+    assert f"after {16 + 3 * 784} decompressed bytes" in error.detail
+    assert check_idx(tmp_path) == [error.status(tmp_path)]
+    # A consistent trailer on content cut short: the header's length against the stream's.
+    path.write_bytes(gzip.compress(idx_bytes(fixture_images(3))[:-5]))
+    error = _inspect_error(path)
+    assert error.kind == "truncated" and "has 2363 bytes decompressed" in error.detail
+    assert check_idx(tmp_path) == [error.status(tmp_path)]
+
+
+def test_check_idx_reports_labels_and_integer_images(tmp_path: Path) -> None:
+    write_idx(tmp_path / TRAIN_IMAGES, np.arange(10, dtype=np.uint8))
+    (problem,) = check_idx(tmp_path)
+    assert problem.startswith(f"wrong shape: {TRAIN_IMAGES} (") and "labels file" in problem
+    write_idx(tmp_path / TRAIN_IMAGES, np.zeros((2, 28, 28), dtype=np.int16))
+    assert check_idx(tmp_path) == [
+        f"wrong type: {TRAIN_IMAGES} (int16 values, expected uint8 (or floats in [0, 1]))"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

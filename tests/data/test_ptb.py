@@ -1,5 +1,6 @@
 """Penn Treebank (:mod:`tkam.data.ptb`): the vocabulary, one-hot sentences, the splits, the errors,
-the declared downloads and a training run with the sequence generator (spec sections 1.3, 6)."""
+the cheap check ``tkam data list`` runs, the declared downloads and a training run with the
+sequence generator (spec sections 1.3, 6)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data.helpers import PTB_TEST, PTB_TRAIN, write_ptb
+from tests.data.helpers import (
+    PTB_TEST,
+    PTB_TRAIN,
+    cut_in_half,
+    load_error,
+    png_bytes,
+    random_bytes,
+    write_ptb,
+)
 from tests.helpers import tiny_config
 from tkam.config import DataConfig
 from tkam.data import DataError, load_dataset, ptb
@@ -17,7 +26,9 @@ from tkam.data.ptb import (
     PTB,
     SOURCES,
     build_vocabulary,
+    check_ptb,
     encode_sentences,
+    inspect_ptb_text,
     one_hot,
     read_sentences,
 )
@@ -84,6 +95,74 @@ def test_ptb_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("\n\n")
     with pytest.raises(DataError, match="no sentences"):
         load_dataset(DataConfig(name="ptb", root=str(tmp_path)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The cheap check: inspect_ptb_text, check_ptb
+
+TRAIN = "ptb.train.txt"
+
+
+def test_check_ptb_accepts_the_fixture(tmp_path: Path) -> None:
+    root = write_ptb(tmp_path)
+    assert inspect_ptb_text(root / TRAIN) == len(PTB_TRAIN.encode())
+    assert check_ptb(root) == [] and check_ptb(root, "official") == []
+    assert PTB.check is check_ptb
+
+
+def test_check_ptb_reports_a_file_cut_in_half_mid_line(tmp_path: Path) -> None:
+    root = write_ptb(tmp_path)
+    length = cut_in_half(root / TRAIN)
+    assert PTB_TRAIN.encode()[: length // 2].endswith(b"\n a cat ")  # inside line 3
+    assert check_ptb(root) == [
+        f"truncated: {TRAIN} (has {length // 2} bytes and ends mid-line with 0x20, not a "
+        "newline; every sentence ends with one)"
+    ]
+    # The loader reads what there is: a cut text is still sentences.
+    config = DataConfig(name="ptb", root=str(root), num_train=2, num_test=1, vocab_size=3)
+    assert len(load_dataset(config).train) == 2
+
+
+@pytest.mark.parametrize("content", [png_bytes(), random_bytes()], ids=["png", "random"])
+def test_check_ptb_reports_a_foreign_file(tmp_path: Path, content: bytes) -> None:
+    root = write_ptb(tmp_path)
+    (root / TRAIN).write_bytes(content)
+    (problem,) = check_ptb(root)
+    assert problem.startswith(f"not a UTF-8 text file: {TRAIN} (byte ")
+    assert "invalid start byte" in problem
+    message = load_error(DataConfig(name="ptb", root=str(root)))
+    assert message.startswith(f"{root / TRAIN}: not a UTF-8 text file (byte ")
+
+
+def test_check_ptb_reports_nul_bytes_and_empty_files(tmp_path: Path) -> None:
+    root = write_ptb(tmp_path)
+    (root / TRAIN).write_bytes(b" the cat\x00\x00 sat\n")
+    assert check_ptb(root) == [
+        f"not a text file: {TRAIN} (NUL byte at byte 8; expected one sentence per line)"
+    ]
+    assert load_error(DataConfig(name="ptb", root=str(root))).startswith(
+        f"{root / TRAIN}: not a text file (holds NUL bytes"
+    )
+    (root / TRAIN).write_text("\n \n")
+    assert check_ptb(root) == [f"empty: {TRAIN} (3 bytes, no sentences)"]
+    (root / TRAIN).write_bytes(b"")
+    assert check_ptb(root) == [f"empty: {TRAIN} (0 bytes)"]
+
+
+def test_check_ptb_decodes_only_the_start_of_a_long_file(tmp_path: Path) -> None:
+    # 64 KiB are decoded: a character cut at that boundary is no error, later bytes are unread.
+    root = write_ptb(tmp_path)
+    text = ("x" * (64 * 1024 - 1) + "é\n").encode() + b"\xff\xfe binary later\n"
+    (root / TRAIN).write_bytes(text)
+    assert check_ptb(root) == []
+
+
+def test_check_ptb_checks_the_test_file_for_the_official_split(tmp_path: Path) -> None:
+    root = write_ptb(tmp_path)
+    (root / "ptb.test.txt").write_bytes(png_bytes())
+    assert check_ptb(root) == []
+    (problem,) = check_ptb(root, "official")
+    assert problem.startswith("not a UTF-8 text file: ptb.test.txt (byte 0: invalid start byte")
 
 
 def test_ptb_refuses_a_one_hot_tensor_too_large_to_build(tmp_path: Path, monkeypatch) -> None:

@@ -1,13 +1,24 @@
 """The shared types (:mod:`tkam.data.types`): what a declared download counts as present, the
-standard message for missing files, and ``ImageData``'s item shape."""
+standard message for missing files, ``ImageData``'s item shape, and the malformed-file error and
+helpers every format's cheap check uses."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from tkam.data.types import DataError, ImageData, RemoteFile, missing_files_error
+from tkam.data.types import (
+    DataError,
+    ImageData,
+    MalformedFileError,
+    RemoteFile,
+    file_problems,
+    missing_files_error,
+    read_ends,
+    show_bytes,
+)
 
 
 def test_remote_file_presence_follows_provides_and_alternatives(tmp_path: Path) -> None:
@@ -35,3 +46,62 @@ def test_missing_files_error_says_what_to_place_where(tmp_path: Path) -> None:
 def test_image_shape_is_the_shape_of_one_item() -> None:
     data = ImageData(torch.zeros(5, 3, 4, 6), torch.zeros(0, 3, 4, 6), "x")
     assert data.image_shape == (3, 4, 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# MalformedFileError and the cheap checks' helpers
+
+
+def test_malformed_file_error_reads_file_first_and_status_kind_first(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "data.bin"
+    error = MalformedFileError("truncated", path, "has 3 bytes, the header declares 9")
+    assert isinstance(error, DataError)
+    assert str(error) == f"{path}: truncated (has 3 bytes, the header declares 9)"
+    assert error.status(tmp_path) == "truncated: sub/data.bin (has 3 bytes, the header declares 9)"
+    assert error.status() == f"truncated: {path} (has 3 bytes, the header declares 9)"
+    # A file outside the root, or the root itself, is named in full; no detail, no parentheses.
+    assert (
+        error.status(tmp_path / "other")
+        == f"truncated: {path} (has 3 bytes, the header declares 9)"
+    )
+    assert MalformedFileError("empty", path).status(path) == f"empty: {path}"
+    assert str(MalformedFileError("empty", path)) == f"{path}: empty"
+
+
+def test_file_problems_skips_missing_files_and_names_the_rejected(tmp_path: Path) -> None:
+    good, bad, locked = (tmp_path / name for name in ("good", "bad", "locked"))
+    for path in (good, bad, locked):
+        path.write_bytes(b"x")
+
+    def inspect(path: Path) -> None:
+        if path == bad:
+            raise MalformedFileError("not a thing", path, "magic 0x78")
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    paths = [good, bad, tmp_path / "absent", locked]
+    assert file_problems(tmp_path, paths, inspect) == [
+        "not a thing: bad (magic 0x78)",
+        "unreadable: locked (Permission denied)",
+    ]
+    assert file_problems(tmp_path, [good, tmp_path / "absent"], inspect) == []
+
+
+def test_read_ends_returns_both_ends_and_refuses_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(10)))
+    assert read_ends(path, 3, tail=2) == (b"\x00\x01\x02", b"\x08\x09", 10)
+    assert read_ends(path, 20, tail=20) == (bytes(range(10)), bytes(range(10)), 10)  # overlap
+    assert read_ends(path, 4) == (bytes(range(4)), b"", 10)
+    path.write_bytes(b"")
+    with pytest.raises(MalformedFileError, match="empty") as info:
+        read_ends(path, 4)
+    assert info.value.kind == "empty" and info.value.status(tmp_path) == "empty: f (0 bytes)"
+    with pytest.raises(FileNotFoundError):
+        read_ends(tmp_path / "absent", 4)
+
+
+def test_show_bytes_quotes_the_first_bytes_in_hex() -> None:
+    assert show_bytes(b"\x89PNG") == "0x89504E47"
+    assert show_bytes(bytes(range(10)), 4) == "0x00010203..."
+    assert show_bytes(b"") == "nothing"

@@ -5,6 +5,8 @@ dicts whose ``b"data"`` is ``(N, 3072)`` uint8, every row the red, green and blu
 row-major order, and ``b"labels"`` the ``N`` class labels (used only by the FID classifier). The
 batches are pickles: only read files you trust. The images become ``(N, 3, 32, 32)`` float32,
 uint8 / 255. Download: ``cifar-10-python.tar.gz`` from Toronto, with the published MD5 sum.
+:func:`check_cifar` checks the batches cheaply for ``tkam data list`` (a pickle's first and last
+opcodes and the file's size), never unpickling them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ import numpy as np
 from tkam.config import DataConfig
 from tkam.data.pixels import to_unit_float
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import DataError, DatasetInfo, ImageData, RemoteFile, missing_files_error
+from tkam.data.types import (
+    DataError,
+    DatasetInfo,
+    ImageData,
+    MalformedFileError,
+    RemoteFile,
+    file_problems,
+    missing_files_error,
+    read_ends,
+    show_bytes,
+)
 
 __all__ = [
     "CIFAR10",
@@ -25,8 +37,11 @@ __all__ = [
     "CIFAR_FOLDER",
     "CIFAR_TEST_BATCH",
     "CIFAR_TRAIN_BATCHES",
+    "OFFICIAL_SIZES",
     "SOURCES",
+    "check_cifar",
     "cifar_folder",
+    "inspect_cifar_batch",
     "load_cifar10",
     "read_cifar_batch",
     "read_cifar_labels",
@@ -38,14 +53,103 @@ CIFAR_TEST_BATCH = "test_batch"
 CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 
 
+#: The sizes in bytes of the official batches (unpacked from ``cifar-10-python.tar.gz``, 10,000
+#: images each; they differ by the pickled labels and file names), quoted as evidence when a batch
+#: of that name looks cut short, never required: a batch of fewer images is valid.
+OFFICIAL_SIZES = {
+    "data_batch_1": 31035704,
+    "data_batch_2": 31035320,
+    "data_batch_3": 31035999,
+    "data_batch_4": 31035696,
+    "data_batch_5": 31035623,
+    "test_batch": 31035526,
+}
+#: One image's values: three 32x32 planes of uint8.
+_IMAGE_BYTES = 3 * 32 * 32
+_PROTO = 0x80  # the PROTO opcode, followed by the protocol (2..5), starts a pickle of protocol >= 2
+#: MARK (protocol 0, "(dp0") or EMPTY_DICT (protocol 1): a pickled dict's first opcode.
+_DICT_STARTS = (b"(", b"}")
+_STOP = b"."  # every pickle ends with STOP ...
+_DICT_ENDS = (b"u", b"s")  # ... after SETITEMS or SETITEM, the last opcode that fills a dict
+
+
+def _official_size(path: Path) -> str:
+    size = OFFICIAL_SIZES.get(path.name)
+    return f"; the official {path.name} has {size} bytes" if size else ""
+
+
+def inspect_cifar_batch(path: str | Path) -> int:
+    """Check a CIFAR-10 python batch cheaply, without unpickling it: that it starts like a pickle
+    (``PROTO`` and a protocol 2..5, or a protocol 0/1 dict), ends like a pickled dict
+    (``SETITEMS`` or ``SETITEM``, then ``STOP``: a file cut short ends elsewhere), and holds at
+    least one image's 3072 bytes.
+
+    The exact size is not checked (a batch of fewer images is valid); the official one is quoted
+    as evidence.
+
+    Returns:
+        the file's size.
+
+    Raises:
+        MalformedFileError: ``empty``, ``not a pickle file``, ``truncated`` (no ``STOP`` at the
+            end), ``not a pickled dict`` (a pickle of something else), ``too small``.
+        OSError: when the file cannot be read.
+    """
+    path = Path(path)
+    head, tail, size = read_ends(path, 2, tail=2)
+    protocol = head[1] if head[0] == _PROTO and len(head) == 2 else None
+    if not (protocol is not None and 2 <= protocol <= 5 or head[:1] in _DICT_STARTS):
+        detail = (
+            f"starts with {show_bytes(head)}; a pickle starts with 0x80 and its protocol (2 to "
+            "5), or '(' or '}' (protocols 0, 1)"
+        )
+        raise MalformedFileError("not a pickle file", path, detail)
+    if tail[-1:] != _STOP:
+        detail = (
+            f"has {size} bytes and ends with {show_bytes(tail)}, not the pickle STOP opcode 0x2E"
+            f"{_official_size(path)}"
+        )
+        raise MalformedFileError("truncated", path, detail)
+    if len(tail) < 2 or tail[:1] not in _DICT_ENDS:
+        detail = (
+            f"ends with {show_bytes(tail)}, a pickled dict with SETITEMS or SETITEM and STOP "
+            "(0x752E, 0x732E)"
+        )
+        raise MalformedFileError("not a pickled dict", path, detail)
+    if size < _IMAGE_BYTES:
+        detail = f"has {size} bytes, less than one image's {_IMAGE_BYTES}{_official_size(path)}"
+        raise MalformedFileError("too small", path, detail)
+    return size
+
+
+def _batch_files(root: Path, split: str) -> list[Path]:
+    folder = cifar_folder(root)
+    names = (*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH) if split == "official" else CIFAR_TRAIN_BATCHES
+    return [folder / name for name in names]
+
+
+def check_cifar(root: Path, split: str = "spec") -> list[str]:
+    """The problems of the batches a split reads (``tkam data list``; see
+    :func:`~tkam.data.types.file_problems`): the five training batches in the folder
+    :func:`load_cifar10` reads, and ``test_batch`` for ``split = "official"``."""
+    return file_problems(root, _batch_files(root, split), inspect_cifar_batch)
+
+
 def _load_batch(path: Path) -> dict:
-    """The unpickled dict of one batch, or a :class:`DataError` naming the file."""
+    """The unpickled dict of one batch, or a :class:`DataError` naming the file (what
+    :func:`inspect_cifar_batch` finds wrong with a file that does not unpickle)."""
     try:
         with path.open("rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
     except OSError as error:
         raise DataError(f"cannot read CIFAR-10 batch {path}: {error}") from error
     except Exception as error:  # UnpicklingError, EOFError, ValueError... of a corrupt file
+        try:
+            inspect_cifar_batch(path)
+        except MalformedFileError as problem:
+            raise problem from error
+        except OSError:
+            pass
         raise DataError(
             f"{path}: not a readable CIFAR-10 python batch ({type(error).__name__}: {error})"
         ) from error
@@ -186,4 +290,5 @@ CIFAR10 = DatasetInfo(
     load_cifar10,
     sources=SOURCES,
     labels=read_cifar_labels,
+    check=check_cifar,
 )

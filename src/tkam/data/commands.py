@@ -11,13 +11,39 @@ import sys
 import time
 from pathlib import Path
 
+from tkam.argtypes import (
+    bounded_int,
+    count,
+    folder,
+    memory_problem,
+    odd_positive_int,
+    output_file,
+    output_folder,
+    positive_float,
+    seed,
+)
 from tkam.data.darcy.files import write_darcy
 from tkam.data.darcy.generate import generate_darcy, generation_attributes
 from tkam.data.download import DEFAULT_TIMEOUT, download_dataset
-from tkam.data.registry import DATASETS, dataset_info, default_root, missing_files
+from tkam.data.registry import DATASETS, check_files, dataset_info, default_root
 from tkam.data.types import DataError
 
 __all__ = ["add_data_commands"]
+
+
+def _status(name: str, root: Path) -> str:
+    """``present`` when the files of the data set's spec split look right (see
+    :func:`~tkam.data.registry.check_files`), else what is missing or wrong; the official test
+    split's own problems follow in parentheses."""
+    info = dataset_info(name)
+    problems = check_files(name, root)
+    if problems:
+        if problems[0].startswith("missing:"):
+            hint = "tkam data darcy" if info.kind == "generated" else f"tkam data download {name}"
+            problems[0] += f" ({hint})"
+        return "; ".join(problems)
+    official = check_files(name, root, "official") if info.official_files else []
+    return f"present (official split: {'; '.join(official)})" if official else "present"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -28,16 +54,7 @@ def _list(args: argparse.Namespace) -> int:
         if info.kind == "builtin" or root is None:
             rows.append((name, "built in", "(bundled with scikit-learn)"))
             continue
-        missing = missing_files(name, root)
-        if missing:
-            hint = "tkam data darcy" if info.kind == "generated" else f"tkam data download {name}"
-            status = f"missing {', '.join(missing)} ({hint})"
-        else:
-            official = missing_files(name, root, "official")
-            status = "present"
-            if info.official_files and official:
-                status += f" (official test split needs {', '.join(official)})"
-        rows.append((name, status, str(root)))
+        rows.append((name, _status(name, root), str(root)))
     width = max(len(row[0]) for row in rows)
     for name, status, root in rows:
         print(f"{name:{width}s}  {root}  {status}")
@@ -54,12 +71,15 @@ def _darcy(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise DataError(f"{out} exists; pass --force to overwrite it")
-    if args.num < 1 or args.resolution < 2:
-        raise DataError(
-            f"--num must be >= 1 and --resolution >= 2, got {args.num}, {args.resolution}"
-        )
-    if args.refinement < 1 or args.refinement % 2 == 0:
-        raise DataError(f"--refinement must be an odd positive integer, got {args.refinement}")
+    # The two output arrays, and the solver's chunks of up to 100 fields (about 100 bytes per
+    # fine-grid cell each): refused at once when they cannot fit.
+    fine = args.resolution * args.refinement
+    problem = memory_problem(
+        f"--num {args.num} fields of --resolution {args.resolution} (solved at {fine}x{fine})",
+        2 * 4 * args.num * args.resolution**2 + min(100, args.num) * fine**2 * 100,
+    )
+    if problem:
+        raise DataError(problem)
     start = time.perf_counter()
 
     def progress(done: int) -> None:
@@ -93,7 +113,9 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("list", help="each data set, its data root and whether it is present")
     p.add_argument(
-        "--root", help="check this folder as the data root of every data set (default: each one's)"
+        "--root",
+        type=folder,
+        help="check this folder as the data root of every data set (default: each one's)",
     )
     p.set_defaults(func=_list)
 
@@ -101,13 +123,15 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         "download",
         help="fetch a data set's files from their official locations, verifying checksums",
     )
-    p.add_argument("name", choices=DATASETS)
+    p.add_argument("name", choices=DATASETS, help=f"the data set: {', '.join(DATASETS)}")
     p.add_argument(
-        "--root", help="data root to fill (default: the data set's, see `tkam data list`)"
+        "--root",
+        type=output_folder,
+        help="data root to fill (default: the data set's, see `tkam data list`)",
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for a connection (default {DEFAULT_TIMEOUT:g})",
     )
@@ -120,16 +144,20 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         "field with covariance (-Laplacian + 9)^-2; -div(a grad u) = 1, u = 0 on the boundary, "
         "solved by cell-centred finite volumes on a finer grid.",
     )
-    p.add_argument("--num", type=int, required=True, help="number of fields")
-    p.add_argument("--resolution", type=int, default=32, help="output side (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--num", type=count, required=True, help="number of fields")
+    p.add_argument(
+        "--resolution", type=bounded_int(2), default=32, help="output side, >= 2 (default 32)"
+    )
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument(
         "--refinement",
-        type=int,
+        type=odd_positive_int,
         default=3,
         help="odd factor of the finer solver grid (default 3: 96x96 for 32x32)",
     )
-    p.add_argument("--out", required=True, help="HDF5 file to write, e.g. darcy_32.h5")
+    p.add_argument(
+        "--out", type=output_file(), required=True, help="HDF5 file to write, e.g. darcy_32.h5"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_darcy)

