@@ -1,8 +1,16 @@
-"""Command line: ``tkam train | sample | plot | plot-prior | configs | data | evaluate``."""
+"""Command line: ``tkam train | sample | plot | plot-prior | configs | data | evaluate``.
+
+A user's mistake ends in one line on stderr and a non-zero exit status, never a traceback:
+argparse's usage error for a bad argument (the types check counts, seeds and output paths before
+any work), ``tkam: error: ...`` with status 2 for what a command finds later (a missing run, a bad
+config, a component out of range), and status 1 for a file the system refuses to read or write.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tkam.argtypes import count, device, memory_problem, output_file, output_folder, seed
 from tkam.config import ConfigError, load_config, packaged_configs, resolve_config_path
 from tkam.data import DataError
 from tkam.data.commands import add_data_commands
@@ -25,7 +34,11 @@ from tkam.plots import (
 from tkam.runs import load_run
 from tkam.train import CheckpointError, TrainingError, fit
 
-__all__ = ["main"]
+__all__ = ["CommandError", "main"]
+
+
+class CommandError(Exception):
+    """A user error a command finds while running; ``main`` prints it as ``tkam: error: ...``."""
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -34,7 +47,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={args.device}")
     config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
-    fit(config, out, resume=args.resume, progress=not args.no_progress)
+    fit(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     written = ", ".join(
         name
         for name in (
@@ -52,51 +65,90 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _configs(args: argparse.Namespace) -> int:
+    rows = [("config", "data", "prior", "P", "Q", "basis", "pi0")]
     for name in packaged_configs():
         cfg = load_config(name)
         kind = "mixture" if cfg.prior.mixture else "univariate"
-        print(
-            f"{name:12s} data={cfg.data.name:8s} prior={kind} P={cfg.prior.num_inputs} "
-            f"Q={cfg.prior.num_outputs} basis={cfg.prior.basis} pi0={cfg.prior.reference}"
+        prior = cfg.prior
+        rows.append(
+            (name, cfg.data.name, kind, str(prior.num_inputs), str(prior.num_outputs))
+            + (prior.basis, prior.reference)
         )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
 
 
+def _check_memory(num: int, shape: tuple[int, ...]) -> None:
+    """Refuse ``--num`` samples of ``shape`` that cannot fit in memory (float32, held about three
+    times while drawn and clamped), before drawing any."""
+    problem = memory_problem(
+        f"--num {num}: {num} samples of shape {tuple(shape)}", 3 * 4 * num * math.prod(shape)
+    )
+    if problem:
+        raise CommandError(problem)
+
+
 def _sample(args: argparse.Namespace) -> int:
+    out = args.out  # a .npz or .png path, checked by its argparse type
+    if args.latent and out.suffix != ".npz":
+        raise CommandError(f"--latent stores z in the .npz; --out {out} is a PNG grid")
     _, model = load_run(args.run_dir)
+    _check_memory(args.num, model.image_shape)
     rng = torch.Generator().manual_seed(args.seed)
     images, z = model.sample(args.num, rng, return_latent=True)
     images = images.clamp(0.0, 1.0)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"samples": images.numpy().astype(np.float32)}
         if args.latent:
             arrays["z"] = z.numpy().astype(np.float32)
         np.savez(out, **arrays)
-    elif out.suffix == ".png":
-        save_image_grid(images, out, scale=readable_scale(*images.shape[-2:]))
     else:
-        raise SystemExit(f"--out {out}: use a .npz or .png file name")
+        shape = tuple(images.shape[1:])
+        if len(shape) != 3 or shape[0] not in (1, 3):
+            raise CommandError(
+                f"--out {out}: this run's items of shape {shape} are not images; use a .npz"
+            )
+        save_image_grid(images, out, scale=readable_scale(*images.shape[-2:]))
     print(f"{args.num} samples written to {out}")
     return 0
+
+
+def _component(text: str) -> tuple[int, int]:
+    """An argparse type: ``Q,P``, the 0-based output and input index of one prior component."""
+    try:
+        q, p = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected Q,P (two integers, e.g. 0,1), got {text!r}"
+        ) from None
+    if q < 0 or p < 0:
+        raise argparse.ArgumentTypeError(f"{text}: component indices start at 0")
+    return q, p
 
 
 def _plot_prior(args: argparse.Namespace) -> int:
     _, model = load_run(args.run_dir)
     if not model.prior.has_components:
-        raise SystemExit(
-            f"tkam plot-prior: the prior of {args.run_dir} ({type(model.prior).__name__}) has no "
-            "univariate components to plot; plot-prior needs a univariate or mixture prior"
+        raise CommandError(
+            f"the prior of {args.run_dir} ({type(model.prior).__name__}) has no univariate "
+            "components to plot; plot-prior needs a univariate or mixture prior"
         )
     export = model.prior.export()
-    components = None
-    if args.components:
-        components = [tuple(int(v) for v in item.split(",")) for item in args.components]
-    plot_prior(export, args.out, components=components)
+    num_outputs, num_inputs = export["density"].shape[:2]
+    for q, p in args.components or ():
+        if q >= num_outputs or p >= num_inputs:
+            raise CommandError(
+                f"--components {q},{p} is out of range: the prior of {args.run_dir} has "
+                f"Q={num_outputs} outputs and P={num_inputs} inputs, so 0 <= q <= "
+                f"{num_outputs - 1} and 0 <= p <= {num_inputs - 1}"
+            )
+    plot_prior(export, args.out, components=args.components)
     print(f"prior plot written to {args.out}")
     if args.export:
-        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        args.export.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.export, **export)
         print(f"densities written to {args.export} (nodes, density, cdf, reference)")
     return 0
@@ -108,13 +160,13 @@ PLOTS = ("prior", "losses", "samples", "evolution")
 def _plot(args: argparse.Namespace) -> int:
     unknown = [item for item in args.what if item not in PLOTS]
     if unknown:
-        raise SystemExit(
-            f"tkam plot: unknown figure {unknown[0]!r}; choose from {', '.join(PLOTS)}"
-        )
+        raise CommandError(f"unknown figure {unknown[0]!r}; choose from {', '.join(PLOTS)}")
     root = Path(args.run_dir)
-    out = Path(args.out) if args.out else root / "plots"
+    out = args.out or root / "plots"
     what = args.what or list(PLOTS)
     _, model = load_run(root)
+    if "samples" in what:
+        _check_memory(args.num, model.image_shape)
     written, skipped = [], []
     if "prior" in what:
         if model.prior.has_components:
@@ -125,7 +177,10 @@ def _plot(args: argparse.Namespace) -> int:
             skipped.append("prior (this model's prior has no univariate components)")
     if "losses" in what:
         if (root / "loss.csv").is_file():
-            written.append(plot_losses(root / "loss.csv", out / "loss.png"))
+            try:
+                written.append(plot_losses(root / "loss.csv", out / "loss.png"))
+            except ValueError as exc:  # a damaged or empty loss.csv: say so, draw the rest
+                skipped.append(f"losses ({exc})")
         else:
             skipped.append(f"losses ({root / 'loss.csv'} is missing)")
     if "samples" in what:
@@ -150,8 +205,18 @@ def _plot(args: argparse.Namespace) -> int:
     return 0 if written else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, reading every argument that starts with ``-`` and a digit (``-1,0``,
+    ``-1e3``) as a value, as Python 3.13's does: so ``--components -1,0`` is refused for its
+    value, not as a missing argument. Subcommands' parsers are of the same class."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tkam", description="Thermodynamic Kolmogorov-Arnold Models: train, sample, plot."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,9 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a config value, e.g. --set train.max_steps=500 (repeatable)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint; only the settings listed in "
+        "the README (learning rate, length, cadence, device, ...) may change",
+    )
+    start.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --out (config, log, checkpoints, samples, model, "
+        "figures) and start afresh",
+    )
     p.add_argument(
-        "--device", help="cpu, cuda, cuda:N or auto (CUDA when present); same as train.device"
+        "--device",
+        type=device,
+        help="cpu, cuda, cuda:N or auto (CUDA when present); same as train.device",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -176,11 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_configs)
 
     p = sub.add_parser("sample", help="draw samples from a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("--num", type=int, default=100)
-    p.add_argument("--out", required=True, help=".npz (samples, optional z) or .png grid")
+    p.add_argument("run_dir", help="run folder written by tkam train")
+    p.add_argument("--num", type=count, default=100, help="samples to draw (default 100)")
+    p.add_argument(
+        "--out",
+        type=output_file(".npz", ".png"),
+        required=True,
+        help=".npz (samples, optional z) or .png grid",
+    )
     p.add_argument("--latent", action="store_true", help="also store the latents z in the .npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.set_defaults(func=_sample)
 
     p = sub.add_parser(
@@ -190,21 +274,29 @@ def build_parser() -> argparse.ArgumentParser:
         "prior components over pi_0), prior_grid.png (every component), loss.png, samples.png "
         "and evolution.gif (the sample grids saved during training).",
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run folder written by tkam train")
     p.add_argument(
         "what", nargs="*", metavar="WHAT", help=f"any of {', '.join(PLOTS)} (default: all)"
     )
-    p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
-    p.add_argument("--num", type=int, default=100, help="samples in samples.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=output_folder, help="output folder (default RUN_DIR/plots)")
+    p.add_argument("--num", type=count, default=100, help="samples in samples.png (default 100)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed of samples.png (default 0)")
     p.set_defaults(func=_plot)
 
     p = sub.add_parser("plot-prior", help="plot the learned univariate prior densities")
-    p.add_argument("run_dir")
-    p.add_argument("--out", required=True, help="PNG file")
-    p.add_argument("--export", help="also write nodes, density and cdf to this .npz")
+    p.add_argument("run_dir", help="run folder written by tkam train")
+    p.add_argument("--out", type=output_file(".png"), required=True, help="PNG file to write")
     p.add_argument(
-        "--components", nargs="+", metavar="Q,P", help="components to draw, e.g. 0,0 0,1 3,2"
+        "--export",
+        type=output_file(".npz"),
+        help="also write nodes, density, cdf and reference to this .npz",
+    )
+    p.add_argument(
+        "--components",
+        type=_component,
+        nargs="+",
+        metavar="Q,P",
+        help="0-based components to draw, e.g. 0,0 0,1 3,2 (default: the first 12)",
     )
     p.set_defaults(func=_plot_prior)
 
@@ -218,9 +310,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, TrainingError) as exc:
+    except (ConfigError, DataError, CheckpointError, TrainingError, CommandError) as exc:
         print(f"tkam: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # What the argument checks could not foresee (a disk filling up, a folder removed
+        # meanwhile): the system's reason and the file, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tkam: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("tkam: error: out of memory; ask for fewer or smaller items", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:
         print(f"tkam: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130

@@ -6,10 +6,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
+from tkam.argtypes import (
+    MAX_COUNT,
+    bounded_int,
+    count,
+    existing_path,
+    memory_problem,
+    output_file,
+    output_folder,
+    seed,
+)
+from tkam.data import DataError
 from tkam.metrics.evaluate import evaluate_run, format_table
 from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
+from tkam.train.checkpoint import CheckpointError, read_metadata
 
 __all__ = ["add_evaluate_command"]
 
@@ -25,7 +38,37 @@ def _clean(value):
     return value
 
 
+def _progress(line: str) -> None:
+    """A progress line, flushed: evaluation trains feature networks for minutes, and a pipe
+    (``| tee``) would otherwise hold the line back until the end."""
+    print(line, flush=True)
+
+
+def _error(message: str) -> int:
+    print(f"tkam: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _memory_problem(run_dir: str, num: int) -> str | None:
+    """Why ``num`` generated items of the run's shape cannot fit in memory, if they cannot."""
+    try:
+        metadata = read_metadata(Path(run_dir) / "model.safetensors")
+        shape = tuple(int(s) for s in metadata["image_shape"].split(","))
+    except (CheckpointError, KeyError, ValueError):
+        return None  # evaluate_run says what is wrong with the run
+    needed = 3 * 4 * num * math.prod(shape)
+    return memory_problem(f"--num {num}: {num} generated items of shape {shape}", needed)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.sample_sizes and max(args.sample_sizes) > args.num:
+        return _error(
+            f"--sample-sizes {max(args.sample_sizes)} exceeds --num {args.num}: every FID/KID "
+            "sample size must be at most the number of generated images"
+        )
+    problem = _memory_problem(args.run_dir, args.num)
+    if problem:
+        return _error(problem)
     recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
     if args.feature_steps is not None:
         recipe = AutoencoderRecipe(steps=args.feature_steps)
@@ -45,10 +88,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             kid_num_subsets=args.kid_subsets,
             thermodynamic_items=args.ti_items,
             thermodynamic_chains=args.ti_chains,
+            data_root=args.data_root,
+            log=_progress,
         )
+    except DataError as exc:
+        # The run names its data by the folder it was trained from; that may have moved.
+        hint = "" if args.data_root else "; if the data moved, pass its folder as --data-root PATH"
+        return _error(f"{exc}{hint}")
     except (FeatureError, ValueError) as exc:
-        raise SystemExit(f"tkam evaluate: error: {exc}") from None
-    out = Path(args.out) if args.out else Path(args.run_dir) / "metrics.json"
+        return _error(str(exc))
+    out = args.out or Path(args.run_dir) / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_clean(metrics), indent=2) + "\n")
     print(format_table(metrics))
@@ -61,27 +110,40 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="FID/KID (and their infinity extrapolations) and test log-likelihood"
     )
-    p.add_argument("run_dir")
-    p.add_argument("--num", type=int, default=1000, help="generated images (default 1000)")
+    p.add_argument("run_dir", help="run folder written by tkam train")
+    p.add_argument("--num", type=count, default=1000, help="generated images (default 1000)")
     p.add_argument(
         "--importance-samples",
-        type=int,
+        type=count,
         default=1000,
         metavar="K",
         help="prior samples of the log-likelihood estimate (default 1000)",
     )
-    p.add_argument("--out", help="metrics file (default RUN_DIR/metrics.json)")
+    p.add_argument("--out", type=output_file(), help="metrics file (default RUN_DIR/metrics.json)")
+    p.add_argument(
+        "--data-root",
+        type=existing_path,
+        metavar="PATH",
+        help="the data set's folder (for darcy its HDF5 file) when it is no longer where the "
+        "run was trained from: overrides the run's data.root",
+    )
     p.add_argument(
         "--sample-sizes",
-        type=int,
+        type=count,
         nargs="+",
         metavar="N",
         help="FID/KID sample sizes (default: 1000..3000 by 200 for --num >= 3000, "
         "else 5 sizes from --num/5 to --num)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of the generated images, the KID subsets and the estimates (default 0)",
+    )
     p.add_argument(
         "--inception",
+        type=existing_path,
         metavar="PATH",
         help="torchvision Inception-v3 state dict (needs torchvision); default: "
         "FEATURE_CACHE/features/inception_v3.pth when present",
@@ -94,19 +156,22 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         "(labelled data sets), else tkam's autoencoder (default auto)",
     )
     p.add_argument(
-        "--feature-cache", metavar="DIR", help="cache root for feature weights (~/.cache/tkam)"
+        "--feature-cache",
+        type=output_folder,
+        metavar="DIR",
+        help="cache root for feature weights (default $TKAM_CACHE or ~/.cache/tkam)",
     )
     p.add_argument(
         "--feature-steps",
-        type=int,
+        type=count,
         metavar="N",
         help="training steps of the feature classifier or autoencoder (default 1500 and 250; "
         "changes its name)",
     )
-    p.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default 100)")
+    p.add_argument("--kid-subsets", type=count, default=100, help="KID subsets (default 100)")
     p.add_argument(
         "--ti-items",
-        type=int,
+        type=bounded_int(0, MAX_COUNT),
         default=100,
         metavar="N",
         help="thermodynamic runs: test items of the thermodynamic-integration estimate "
@@ -114,7 +179,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--ti-chains",
-        type=int,
+        type=count,
         default=4,
         metavar="R",
         help="chains per item and temperature of that estimate (default 4)",

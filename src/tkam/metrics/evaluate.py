@@ -5,6 +5,7 @@ Darcy statistics (spec section 7). :func:`evaluate_run` returns the metrics dict
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ def evaluate_run(
     kid_num_subsets: int = 100,
     thermodynamic_items: int = 100,
     thermodynamic_chains: int = 4,
+    data_root: str | Path | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """All metrics of a run folder written by ``tkam train``.
@@ -78,6 +80,8 @@ def evaluate_run(
         thermodynamic_items, thermodynamic_chains: for thermodynamic runs, the first test items
             and the chains per item and temperature of the thermodynamic-integration estimate
             (0 items: skip it).
+        data_root: the data set's folder (for darcy its file) in place of the run's
+            ``data.root``, for data that moved since training; ``None``: the run's.
         log: progress lines (``None``: silent).
 
     Returns:
@@ -85,6 +89,10 @@ def evaluate_run(
     """
     say = log or (lambda _line: None)
     config, model = load_run(run_dir)
+    if data_root is not None:
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, root=str(data_root))
+        )
     data = load_dataset(config.data)
     rng = torch.Generator().manual_seed(seed)
     notes: list[str] = []
