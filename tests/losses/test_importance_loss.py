@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from tkam.config import config_from_dict
-from tkam.losses import importance_loss
+from tkam.config import config_from_dict, config_to_dict
+from tkam.losses import compute_loss, importance_loss
 from tkam.model import TKAM
 from tkam.posterior import importance_resample
 
@@ -119,3 +121,36 @@ def test_unknown_negatives_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"train\.negatives"):
         tiny_config(train={"negatives": "recycled"})
     assert tiny_config(train={"negatives": "proposals"}).train.negatives == "proposals"
+
+
+def test_the_reference_compat_switches_reach_the_resampler(monkeypatch) -> None:
+    # train.compat_weights (A3) and train.compat_residual (A8) from the config to the SIR step.
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return importance_resample(*args, **kwargs)
+
+    monkeypatch.setattr("tkam.losses.importance.importance_resample", spy)
+    for weights, residual in [(False, False), (True, False), (False, True)]:
+        config = _spec_test_config(False)
+        train = {"compat_weights": weights, "compat_residual": residual}
+        config = config_from_dict(
+            {**config_to_dict(config), "train": {**config_to_dict(config)["train"], **train}}
+        )
+        model = TKAM.from_config(config, (1, 32, 32), rng=torch.Generator().manual_seed(0))
+        compute_loss(model, torch.rand(10, 1, 32, 32), config, torch.Generator().manual_seed(1))
+        assert seen[-1] == {"compat": weights, "compat_residual": residual}
+
+
+def test_compat_weights_on_a_fixed_example() -> None:
+    # One row, no resampling (ESS 1.92 > 0.1 * 4): standard SIR keeps w = (0.7, 0.1, 0.1, 0.1);
+    # the reference code's weights are softmax(w) = e^w / sum e^w.
+    w = [0.7, 0.1, 0.1, 0.1]
+    log_lik = torch.tensor([[math.log(v) for v in w]])
+    rng = torch.Generator().manual_seed(0)
+    standard = importance_resample(log_lik, 0.1, "residual", rng)
+    compat = importance_resample(log_lik, 0.1, "residual", rng, compat=True)
+    torch.testing.assert_close(standard.weights, torch.tensor([w]))
+    total = sum(math.exp(v) for v in w)
+    torch.testing.assert_close(compat.weights, torch.tensor([[math.exp(v) / total for v in w]]))

@@ -582,3 +582,17 @@ def test_weighted_log_prior_is_the_weighted_sum_of_log_priors(float64, normalise
     torch.testing.assert_close(fused, reference, rtol=1e-10, atol=1e-10)
     for g, ref in zip(torch.autograd.grad(fused, params), torch.autograd.grad(reference, params)):
         torch.testing.assert_close(g, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_a_normaliser_of_e_to_the_200_stays_finite() -> None:
+    # log Z = 200 per component: log(Z + eps) = 200 up to e^-209, so the normalised log-prior is
+    # the unnormalised one minus 200 per component, in float32 and through the fused weighted sum.
+    prior = build_prior(PriorConfig(widths=(3, 5), reference="gaussian", grid_size=6))
+    z = prior.sample(4, torch.Generator().manual_seed(0))
+    log_z = torch.full((5, 3), 200.0)
+    value = prior.log_prior(z, normalise=True, log_normaliser=log_z)
+    assert torch.isfinite(value).all()
+    torch.testing.assert_close(value, prior.log_prior(z) - 15 * 200.0)
+    weights = torch.full((4,), 0.25)
+    weighted = prior.weighted_log_prior(z, weights, normalise=True, log_normaliser=log_z)
+    torch.testing.assert_close(weighted, (prior.log_prior(z) * weights).sum() - 15 * 200.0)

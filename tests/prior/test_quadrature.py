@@ -13,7 +13,7 @@ from scipy import stats
 from scipy.integrate import cumulative_trapezoid
 
 from tkam.prior import gauss_legendre
-from tkam.prior.quadrature import gauss_legendre_table, trapezium_table
+from tkam.prior.quadrature import gauss_legendre_table, log_plus, trapezium_table
 
 ALL_BASES = ("bspline", "rbf", "rswaf", "fourier", "chebyshev")
 REFERENCES = ("uniform", "gaussian", "lognormal", "learnable_gaussian", "ebm")
@@ -235,3 +235,17 @@ def test_cdf_tables_are_monotone_and_span_zero_to_one(
     assert ((cdf >= 0) & (cdf <= 1)).all()
     assert (cdf.diff(dim=-1) >= 0).all()
     assert (table.knots.diff(dim=-1) >= 0).all()
+
+
+def test_log_plus_is_log_of_exp_plus_eps_without_overflow() -> None:
+    # log(Z + eps) for log Z = 200 overflowed float32 as log(exp(log Z) + eps); the exact values
+    # come from the identity log(e^a + e^b) = max + log1p(e^-(|a - b|)) in float64.
+    eps = 1e-4
+    values = torch.tensor([-100.0, -9.21, 0.0, 88.0, 89.0, 200.0, 1e4])
+    expected = [
+        max(a, math.log(eps)) + math.log1p(math.exp(-abs(a - math.log(eps))))
+        for a in values.tolist()
+    ]
+    got = log_plus(values, eps)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    np.testing.assert_allclose(got.tolist(), expected, rtol=1e-6)

@@ -377,7 +377,10 @@ class TrainConfig:
     gradient is not finite instead of stopping), ``threads`` (torch's intra-op threads; 0, the
     default: torch's own choice, except under a launcher of several local processes without
     ``OMP_NUM_THREADS``, where the cores are split evenly; see
-    :func:`tkam.train.distributed.intra_op_threads`) and ``negatives`` (the importance-sampling
+    :func:`tkam.train.distributed.intra_op_threads`), ``compat_weights`` and ``compat_residual``
+    (the importance-sampling loss with the reference code's SIR loss weights, ambiguity A3, and
+    its residual-resampling weights, A8: off by default, for reproducing its logged runs) and
+    ``negatives`` (the importance-sampling
     loss's contrastive negatives: ``fresh`` prior samples as the reference, or the
     ``proposals``, also exact prior samples, which saves a draw and most of a prior evaluation).
 
@@ -410,6 +413,8 @@ class TrainConfig:
     accumulate: int = 1
     skip_nonfinite: bool = False
     threads: int = 0
+    compat_weights: bool = False
+    compat_residual: bool = False
     loss: str = "auto"
 
     def __post_init__(self) -> None:
@@ -716,6 +721,9 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
     rules.append(
         ("generator.d_model", generator, generator.kind == "sequence", "not a sequence generator")
     )
+    importance = config.train.loss == "importance"
+    for key in ("compat_weights", "compat_residual"):
+        rules.append((f"train.{key}", config.train, importance, f"the loss is {config.train.loss}"))
     return rules
 
 

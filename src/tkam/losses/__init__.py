@@ -66,6 +66,8 @@ def _importance(
         threshold=train.resampling_threshold,
         contrastive=train.contrastive,
         negatives=train.negatives,
+        compat=train.compat_weights,
+        compat_residual=train.compat_residual,
     )
 
 

@@ -21,6 +21,8 @@ def importance_loss(
     threshold: float = 0.5,
     contrastive: bool = True,
     negatives: str = "fresh",
+    compat: bool = False,
+    compat_residual: bool = False,
 ) -> LossOutput:
     """``L = -1/B sum_b sum_n w~_bn [log p(z_In) + l(x_b | z_In)] + 1/N sum_n log p(z^_n)``.
 
@@ -45,6 +47,8 @@ def importance_loss(
             too: an unbiased estimate of the same ``E_prior[grad f]`` without a second draw,
             the prior evaluated once at the N proposals instead of at the used proposals plus
             N negatives.
+        compat, compat_residual: the reference code's SIR loss weights (A3) and residual
+            weights (A8), see :func:`~tkam.posterior.importance.importance_resample`.
     """
     prior = model.prior
     # Without the contrastive gradient the exact log Z is needed: compute its differentiable
@@ -53,7 +57,9 @@ def importance_loss(
     z = prior.sample(num_samples, rng)  # (N, *latent)
     prediction = model.likelihood.noised(model.decode(z), rng)
     log_lik = model.likelihood.log_likelihood_matrix(x, prediction)  # (B, N)
-    sir = importance_resample(log_lik.detach(), threshold, resampler, rng)
+    sir = importance_resample(
+        log_lik.detach(), threshold, resampler, rng, compat=compat, compat_residual=compat_residual
+    )
     # sum_n w~_bn f(z_{I_bn}) = sum_m W_bm f(z_m): fold the resampled indices into weights.
     weight = torch.zeros_like(log_lik).scatter_add_(1, sir.indices, sir.weights)  # (B, N)
     # The prior term only needs proposals with weight: after resampling, usually few of them.

@@ -28,7 +28,7 @@ class DeepPrior(PriorModule):
     Args:
         config: the prior section (widths ``(P, ..., 1)``, ``langevin_step_size``,
             ``langevin_steps``).
-        eps: stabiliser of ``log(pi_0 + eps)``.
+        eps: stabiliser of ``log(pi_0 + eps)`` for a base with bounded support.
         rng: random stream for the initialisation.
     """
 
@@ -65,10 +65,11 @@ class DeepPrior(PriorModule):
     def log_prior(
         self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
     ) -> Tensor:
-        """``E(z) + sum_i log(pi_0(z_i) + eps)``, ``(S, P) -> (S,)``; unnormalised (``normalise``
+        """``E(z) + sum_i log pi_0(z_i)``, ``(S, P) -> (S,)``, with the base's exact log-density
+        (:meth:`~tkam.prior.reference.ReferenceDensity.log_base`); unnormalised (``normalise``
         raises: there is no tractable ``Z``)."""
         self.check_normalise(normalise)
-        return self.energy(z) + self.reference.log_density(z).sum(-1)
+        return self.energy(z) + self.reference.log_base(z).sum(-1)
 
     def _initial(self, num_samples: int, rng: torch.Generator | None) -> Tensor:
         device = self.layers[0].coef.device

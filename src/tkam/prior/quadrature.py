@@ -7,6 +7,7 @@ The sampler draws exactly from the CDF that interpolates ``(x_j, F_j)`` linearly
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -20,11 +21,18 @@ from tkam.kan.ops import basis_by_input
 
 __all__ = [
     "gauss_legendre",
+    "log_plus",
     "QuadratureTable",
     "gauss_legendre_table",
     "fused_gauss_legendre_table",
     "trapezium_table",
 ]
+
+
+def log_plus(log_value: Tensor, eps: float) -> Tensor:
+    """``log(exp(log_value) + eps)`` without forming ``exp(log_value)``: finite for any finite
+    ``log_value`` (``log(Z + eps)`` overflowed float32 for ``log Z > 88``)."""
+    return torch.logaddexp(log_value, log_value.new_tensor(math.log(eps)))
 
 
 @lru_cache(maxsize=32)

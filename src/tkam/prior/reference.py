@@ -71,3 +71,11 @@ class ReferenceDensity(nn.Module):
         if self.name == "ebm":
             return torch.zeros_like(z)
         return torch.log(self.log_pdf(z).exp() + self.eps)
+
+    def log_base(self, z: Tensor) -> Tensor:
+        """The log-density of a deep prior's base (spec 3.8, A10): exact where pi_0 is positive
+        on the whole line (the Gaussians), so that the base keeps its tails; ``log(pi_0 + eps)``
+        for the densities with bounded support, whose Langevin chains need the floor outside."""
+        if self.name in ("gaussian", "learnable_gaussian"):
+            return self.log_pdf(z)
+        return self.log_density(z)

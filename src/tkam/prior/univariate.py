@@ -12,7 +12,7 @@ from torch import Tensor
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
 from tkam.prior.inverse_transform import invert_shared
-from tkam.prior.quadrature import QuadratureTable
+from tkam.prior.quadrature import QuadratureTable, log_plus
 
 __all__ = ["UnivariatePrior"]
 
@@ -74,7 +74,7 @@ class UnivariatePrior(KANPrior):
         total = value.sum(dim=(1, 2))
         if normalise:
             log_z = self.log_normaliser() if log_normaliser is None else log_normaliser
-            total = total - torch.log(log_z.exp() + self.eps).sum()
+            total = total - log_plus(log_z, self.eps).sum()
         return total
 
     def weighted_log_prior(
@@ -92,7 +92,7 @@ class UnivariatePrior(KANPrior):
         total = energy + (self.reference.log_density(z).sum(dim=(1, 2)) * weights).sum()
         if normalise:
             log_z = self.log_normaliser() if log_normaliser is None else log_normaliser
-            total = total - weights.sum() * torch.log(log_z.exp() + self.eps).sum()
+            total = total - weights.sum() * log_plus(log_z, self.eps).sum()
         return total
 
     def generator_input(self, z: Tensor) -> Tensor:
