@@ -11,6 +11,7 @@ three to six times the critical value on every component.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -596,3 +597,15 @@ def test_a_normaliser_of_e_to_the_200_stays_finite() -> None:
     weights = torch.full((4,), 0.25)
     weighted = prior.weighted_log_prior(z, weights, normalise=True, log_normaliser=log_z)
     torch.testing.assert_close(weighted, (prior.log_prior(z) * weights).sum() - 15 * 200.0)
+
+
+def test_prior_compat_node_map_reaches_the_quadrature() -> None:
+    config = PriorConfig(widths=(3, 5), reference="lognormal", grid_size=6, num_nodes=10)
+    nodes = build_prior(config).export()["nodes"]
+    compat = build_prior(replace_config(config, compat_node_map=True)).export()["nodes"]
+    assert nodes.min() > 0.0 and compat.min() < 0.0
+    np.testing.assert_allclose(compat[0], 4.0 * np.polynomial.legendre.leggauss(10)[0], rtol=1e-6)
+
+
+def replace_config(config: PriorConfig, **changes) -> PriorConfig:
+    return dataclasses.replace(config, **changes)

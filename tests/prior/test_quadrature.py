@@ -249,3 +249,17 @@ def test_log_plus_is_log_of_exp_plus_eps_without_overflow() -> None:
     got = log_plus(values, eps)
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     np.testing.assert_allclose(got.tolist(), expected, rtol=1e-6)
+
+
+def test_the_reference_node_map_is_kept_behind_its_compat_switch() -> None:
+    # A1: the reference code maps nodes as b * x with weights (b - a) / 2 * w; on a symmetric
+    # domain that is the affine map, on [0, 4] (lognormal) half of its nodes fall below 0.
+    x, w = np.polynomial.legendre.leggauss(8)
+    domain = torch.tensor([[0.0, 4.0], [-1.2, 1.2]], dtype=torch.float64)
+    nodes, weights = gauss_legendre(domain, 8, compat=True)
+    np.testing.assert_allclose(nodes[0].numpy(), 4.0 * x)
+    np.testing.assert_allclose(weights[0].numpy(), 2.0 * w)
+    affine_nodes, affine_weights = gauss_legendre(domain, 8)
+    torch.testing.assert_close(nodes[1], affine_nodes[1])
+    torch.testing.assert_close(weights[1], affine_weights[1])
+    assert int((nodes[0] < 0).sum()) == 4 and bool((affine_nodes[0] > 0).all())

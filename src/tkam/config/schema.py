@@ -208,6 +208,8 @@ class PriorConfig(KANConfig):
             default) or ``left`` (the reference's "mass before the node", A18).
         update_grid: refit the prior grid on the grid-update schedule (grid bases only).
         langevin_step_size, langevin_steps: prior Langevin of the deep prior (spec 3.8).
+        compat_node_map: the reference code's Gauss-Legendre node map (ambiguity A1), for
+            reproducing its logged runs; off by default.
         grid_range: the prior's domain (a, b) for the ``ebm`` and ``learnable_gaussian``
             references and for deep priors. The ``uniform``, ``gaussian`` and ``lognormal``
             references of a univariate or mixture prior fix it (:data:`REFERENCE_DOMAINS`): left
@@ -229,6 +231,7 @@ class PriorConfig(KANConfig):
     update_grid: bool = True
     langevin_step_size: float = 0.16
     langevin_steps: int = 60
+    compat_node_map: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "reference", _choice(self.reference, REFERENCES, "reference"))
@@ -710,6 +713,14 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
     deep, mixture = prior.deep, prior.mixture
     for key in ("langevin_step_size", "langevin_steps"):
         rules.append((f"prior.{key}", prior, deep, "only a deep prior runs prior Langevin"))
+    rules.append(
+        (
+            "prior.compat_node_map",
+            prior,
+            prior.quadrature == "gausslegendre" and not deep,
+            "no Gauss-Legendre quadrature here",
+        )
+    )
     for key in ("train_proportions", "normalised_mixture"):
         rules.append((f"prior.{key}", prior, mixture and not deep, "the prior is not a mixture"))
     cnn = generator.kind == "cnn"

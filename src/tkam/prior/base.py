@@ -152,7 +152,9 @@ class KANPrior(PriorModule):
             points = self.layer.grid
             table = trapezium_table(self._row_view(points), self._log_unnormalised_at(points))
         else:
-            nodes, weights = gauss_legendre(self.layer.quadrature_domain(), cfg.num_nodes)
+            nodes, weights = gauss_legendre(
+                self.layer.quadrature_domain(), cfg.num_nodes, compat=cfg.compat_node_map
+            )
             table = None
             if not torch.is_grad_enabled():
                 table = fused_gauss_legendre_table(

@@ -40,12 +40,15 @@ def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)
 
 
-def gauss_legendre(domain: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+def gauss_legendre(domain: Tensor, num_nodes: int, compat: bool = False) -> tuple[Tensor, Tensor]:
     """Gauss-Legendre nodes and weights mapped affinely onto each row's ``[a, b]`` (ambiguity A1).
 
     Args:
         domain: ``(R, 2)`` limits per row.
         num_nodes: N_g.
+        compat: the reference code's map instead, nodes ``b x`` and weights ``(b - a) / 2 w``:
+            the same on symmetric domains, off the domain (and off pi_0's support) on the
+            uniform reference's ``[-0.1, 1.1]`` and the lognormal's ``[0, 4]``.
 
     Returns:
         nodes ``(R, N_g)`` ascending and weights ``(R, N_g)``, in ``domain``'s dtype.
@@ -55,7 +58,7 @@ def gauss_legendre(domain: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     w = torch.as_tensor(w, dtype=torch.float64, device=domain.device)
     a = domain[:, :1].double()
     b = domain[:, 1:].double()
-    nodes = 0.5 * (a + b) + 0.5 * (b - a) * x
+    nodes = b * x if compat else 0.5 * (a + b) + 0.5 * (b - a) * x
     weights = 0.5 * (b - a) * w
     return nodes.to(domain.dtype), weights.to(domain.dtype)
 
