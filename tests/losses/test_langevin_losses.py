@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from tests.helpers import tiny_config
 from tkam.losses import compute_loss
 from tkam.model import TKAM
-from tkam.posterior import tempered_init
+from tkam.posterior import StepSizeMemory, tempered_init
 
 
 @pytest.mark.parametrize(
@@ -74,3 +76,43 @@ def test_tempered_state_permutation_equals_reevaluation() -> None:
     direct = tempered_init(z[index], target)
     for name, a, b in zip(permuted._fields, permuted, direct):
         torch.testing.assert_close(a, b, msg=name)
+
+
+class _StepSpy:
+    """Wraps tempered_langevin, recording the step sizes each call starts from."""
+
+    def __init__(self, function) -> None:
+        self.function, self.starts, self.adapted = function, [], []
+
+    def __call__(self, *args, **kwargs):
+        self.starts.append(kwargs["step_size"])
+        run = self.function(*args, **kwargs)
+        self.adapted.append(run.step_size)
+        return run
+
+
+@pytest.mark.parametrize(
+    ("module", "changes"),
+    [
+        ("tkam.losses.langevin", {}),
+        ("tkam.losses.thermodynamic", {"thermodynamic": {"num_temps": 3}}),
+    ],
+)
+def test_automala_step_sizes_persist_across_calls(monkeypatch, module, changes) -> None:
+    # Spec 4.2: the second call's chains start from the step sizes the first call adapted (not
+    # from posterior.step_size again); without a memory every call starts afresh.
+    config = tiny_config(posterior={"sampler": "automala", "steps": 3}, **changes)
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    spy = _StepSpy(importlib.import_module(module).tempered_langevin)
+    monkeypatch.setattr(f"{module}.tempered_langevin", spy)
+    x, rng = torch.rand(6, 1, 8, 8), torch.Generator().manual_seed(1)
+    memory = StepSizeMemory()
+    for _ in range(3):
+        compute_loss(model, x, config, rng, step=1, total_steps=10, memory=memory)
+    chains = 6 * (3 if changes else 1)
+    assert spy.starts[0] == config.posterior.step_size
+    for start, previous in zip(spy.starts[1:], spy.adapted):
+        assert start.shape == (chains,) and torch.equal(start, previous)
+    assert not torch.equal(spy.adapted[0], torch.full((chains,), config.posterior.step_size))
+    compute_loss(model, x, config, rng, step=1, total_steps=10)
+    assert spy.starts[-1] == config.posterior.step_size

@@ -67,6 +67,25 @@ def test_two_process_gloo_run_matches_one_process_with_two_shards(tmp_path) -> N
     assert {"rng/shard_0", "rng/shard_1", "rng/shared"} <= set(load_file(str(newest)))
 
 
+def test_two_process_automala_run_keeps_each_shards_step_sizes(tmp_path) -> None:
+    # Each shard keeps its own adapted step sizes, so 2 processes match one with 2 shards; the
+    # checkpoint holds both shards' (gathered from both ranks).
+    sections = {"posterior": {"sampler": "automala", "steps": 3}, "grid_update": {"frequency": 100}}
+    config_path = _write_config(tmp_path, train={"max_steps": 4, "log_every": 4}, **sections)
+    _torchrun(config_path, tmp_path / "ddp")
+    torch.set_num_threads(1)
+    config = tiny_config(train={"max_steps": 4, "log_every": 4, "accumulate": 2}, **sections)
+    fit(config, tmp_path / "single", progress=False)
+    ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    single = load_file(str(tmp_path / "single" / "model.safetensors"))
+    for name in ddp:
+        torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
+    newest = sorted((tmp_path / "ddp" / "checkpoints").glob("*.safetensors"))[-1]
+    tensors = load_file(str(newest))
+    assert tensors["sampler/shard_0"].shape == tensors["sampler/shard_1"].shape == (10,)
+    assert not torch.equal(tensors["sampler/shard_0"], tensors["sampler/shard_1"])
+
+
 def test_sigkill_at_a_random_moment_then_resume_is_bitwise_exact(tmp_path) -> None:
     steps = 120
     config_path = _write_config(

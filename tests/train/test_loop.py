@@ -13,6 +13,7 @@ from tests.helpers import tiny_config
 from tkam.build import build_model
 from tkam.config import ExperimentConfig
 from tkam.data import load_dataset
+from tkam.prior import UnivariatePrior
 from tkam.train import TrainingError, fit
 from tkam.train.callbacks import Callback
 from tkam.train.checkpoint import CheckpointError, load_checkpoint
@@ -137,15 +138,20 @@ def test_a_failed_update_says_what_is_kept(tmp_path) -> None:
     assert "no checkpoint was written yet" in str(info.value)
 
 
-def test_a_prior_domain_too_wide_is_refused_before_training(tmp_path) -> None:
-    config = tiny_config(prior={"reference": "ebm", "grid_range": [-1e6, 1e6]})
-    with pytest.raises(TrainingError, match=r"prior.grid_range = \[-1000000.0, 1000000.0\]"):
+def test_a_non_finite_initial_prior_is_refused_before_training(tmp_path, monkeypatch) -> None:
+    # A prior that gives non-finite log-densities before any update (an overflow) stops the run
+    # before anything is written, naming the setting; a wide but finite domain trains.
+    config = tiny_config(prior={"reference": "ebm", "grid_range": [-50.0, 50.0]})
+    fit(
+        replace(config, train=replace(config.train, max_steps=1)), tmp_path / "wide", progress=False
+    )
+    real = UnivariatePrior.log_prior
+    monkeypatch.setattr(
+        UnivariatePrior, "log_prior", lambda self, z, **kw: real(self, z, **kw) * float("inf")
+    )
+    with pytest.raises(TrainingError, match=r"prior.grid_range = \[-50.0, 50.0\] is too wide"):
         fit(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "config.toml").exists()
-    wide = tiny_config(
-        prior={"reference": "ebm", "grid_range": [-5.0, 5.0]}, train={"max_steps": 1}
-    )
-    fit(wide, tmp_path / "wide", progress=False)  # a wider domain than usual is fine
 
 
 class _Events(Callback):
@@ -183,3 +189,23 @@ def test_events_come_at_log_checkpoint_and_end_points(tmp_path) -> None:
         *("step:3", "checkpoint:3", "step:4", "log:4", "checkpoint:4"),
         *("step:5", "log:5", "checkpoint:5", "end:5"),
     ]
+
+
+def test_automala_resume_is_bitwise_exact_with_its_step_sizes(tmp_path) -> None:
+    # The adapted step sizes live in the checkpoint (sampler/shard_0): a run split in two
+    # reaches the parameters of the straight run only if the second half starts from them.
+    config = tiny_config(
+        train={"max_steps": 6, "log_every": 3},
+        posterior={"sampler": "automala", "steps": 3},
+        grid_update={"frequency": 100},
+    )
+    fit(config, tmp_path / "straight", progress=False)
+    fit(_with_steps(config, 3), tmp_path / "split", progress=False)
+    newest = sorted((tmp_path / "split" / "checkpoints").glob("*.safetensors"))[-1]
+    step_sizes = _params(newest)["sampler/shard_0"]
+    assert step_sizes.shape == (20,) and not torch.all(step_sizes == config.posterior.step_size)
+    fit(config, tmp_path / "split", resume=True, progress=False)
+    straight = _params(tmp_path / "straight" / "model.safetensors")
+    split = _params(tmp_path / "split" / "model.safetensors")
+    for name in straight:
+        assert torch.equal(straight[name], split[name]), name

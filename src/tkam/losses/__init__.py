@@ -23,6 +23,7 @@ from tkam.losses.langevin import chain_options, langevin_loss, posterior_samples
 from tkam.losses.output import LossOutput
 from tkam.losses.thermodynamic import thermodynamic_loss
 from tkam.model import TKAM
+from tkam.posterior.memory import StepSizeMemory
 
 __all__ = [
     "LOSSES",
@@ -38,7 +39,9 @@ __all__ = [
     "thermodynamic_loss",
 ]
 
-LossFunction = Callable[[TKAM, Tensor, ExperimentConfig, torch.Generator, int, int], LossOutput]
+LossFunction = Callable[
+    [TKAM, Tensor, ExperimentConfig, torch.Generator, int, int, StepSizeMemory | None], LossOutput
+]
 
 
 def posterior_settings(config: ExperimentConfig) -> PosteriorConfig:
@@ -54,7 +57,13 @@ def posterior_settings(config: ExperimentConfig) -> PosteriorConfig:
 
 
 def _importance(
-    model: TKAM, x: Tensor, config: ExperimentConfig, rng: torch.Generator, step: int, total: int
+    model: TKAM,
+    x: Tensor,
+    config: ExperimentConfig,
+    rng: torch.Generator,
+    step: int,
+    total: int,
+    memory: StepSizeMemory | None,
 ) -> LossOutput:
     train = config.train
     return importance_loss(
@@ -72,13 +81,26 @@ def _importance(
 
 
 def _langevin(
-    model: TKAM, x: Tensor, config: ExperimentConfig, rng: torch.Generator, step: int, total: int
+    model: TKAM,
+    x: Tensor,
+    config: ExperimentConfig,
+    rng: torch.Generator,
+    step: int,
+    total: int,
+    memory: StepSizeMemory | None,
 ) -> LossOutput:
-    return langevin_loss(model, x, posterior_settings(config), rng, config.train.contrastive)
+    settings = posterior_settings(config)
+    return langevin_loss(model, x, settings, rng, config.train.contrastive, memory)
 
 
 def _thermodynamic(
-    model: TKAM, x: Tensor, config: ExperimentConfig, rng: torch.Generator, step: int, total: int
+    model: TKAM,
+    x: Tensor,
+    config: ExperimentConfig,
+    rng: torch.Generator,
+    step: int,
+    total: int,
+    memory: StepSizeMemory | None,
 ) -> LossOutput:
     return thermodynamic_loss(
         model,
@@ -89,11 +111,18 @@ def _thermodynamic(
         total,
         rng,
         contrastive=config.train.contrastive,
+        memory=memory,
     )
 
 
 def _elbo(
-    model: TKAM, x: Tensor, config: ExperimentConfig, rng: torch.Generator, step: int, total: int
+    model: TKAM,
+    x: Tensor,
+    config: ExperimentConfig,
+    rng: torch.Generator,
+    step: int,
+    total: int,
+    memory: StepSizeMemory | None,
 ) -> LossOutput:
     return elbo_loss(model, x, rng)
 
@@ -113,6 +142,8 @@ def compute_loss(
     rng: torch.Generator,
     step: int = 1,
     total_steps: int = 1,
+    memory: StepSizeMemory | None = None,
 ) -> LossOutput:
-    """The config's loss on batch ``x`` at update ``step`` of ``total_steps``."""
-    return LOSSES[config.train.loss](model, x, config, rng, step, total_steps)
+    """The config's loss on batch ``x`` at update ``step`` of ``total_steps``; ``memory`` keeps
+    a posterior sampler's adapted step sizes from one call to the next (one per shard)."""
+    return LOSSES[config.train.loss](model, x, config, rng, step, total_steps, memory)

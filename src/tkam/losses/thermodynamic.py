@@ -9,6 +9,7 @@ from tkam.config import PosteriorConfig, ThermodynamicConfig
 from tkam.losses.langevin import chain_options
 from tkam.losses.output import LossOutput
 from tkam.model import TKAM
+from tkam.posterior.memory import StepSizeMemory
 from tkam.posterior.tempering import (
     power_schedule,
     temperatures,
@@ -28,6 +29,7 @@ def thermodynamic_loss(
     total_steps: int,
     rng: torch.Generator | None = None,
     contrastive: bool = True,
+    memory: StepSizeMemory | None = None,
 ) -> LossOutput:
     """Thermodynamic-integration surrogate of ``-log p(x)`` over ``N_t`` power posteriors.
 
@@ -43,7 +45,8 @@ def thermodynamic_loss(
     where ``E_0`` is the mean log-likelihood of B fresh prior samples ``z^``, ``E_k`` that of
     population ``k`` (fresh output noise), and ``I`` the reference's Riemann sum (A6) or the
     trapezoid rule; the prior's positive phase uses the ``t = 1`` population (A5). With an exact
-    normaliser and without ``contrastive``, ``log Z`` replaces the negative phase.
+    normaliser and without ``contrastive``, ``log Z`` replaces the negative phase. ``memory``
+    carries autoMALA's adapted step sizes from one call to the next (spec 4.2).
     """
     prior, likelihood = model.prior, model.likelihood
     num_temps, batch = config.num_temps, len(x)
@@ -54,6 +57,9 @@ def thermodynamic_loss(
     # The exact log Z first (one differentiable quadrature), so the samplers reuse its table.
     log_z = prior.log_normaliser() if exact else None
     z0 = prior.sample(num_temps * batch, rng)
+    options = chain_options(posterior)
+    if memory is not None:
+        options["step_size"] = memory.start(posterior.step_size, len(z0))
     run = tempered_langevin(
         z0,
         model.tempered_target(x_chains),
@@ -61,8 +67,10 @@ def thermodynamic_loss(
         rng,
         exchange_every=config.replica_exchange_frequency,
         swap_per_chain=config.swap_per_chain,
-        **chain_options(posterior),
+        **options,
     )
+    if memory is not None:
+        memory.keep(run.step_size)
     z = run.z
 
     negatives = prior.sample(batch, rng)

@@ -31,6 +31,7 @@ from tkam.posterior.langevin import (
     ula,
     ula_step,
 )
+from tkam.posterior.memory import StepSizeMemory
 from tkam.posterior.resampling import (
     RESAMPLERS,
     Resampler,
@@ -57,6 +58,7 @@ from tkam.posterior.tempering import (
 )
 
 __all__ = [
+    "StepSizeMemory",
     "AutoMALAInfo",
     "AutoMALAState",
     "LangevinInfo",

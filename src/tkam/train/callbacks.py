@@ -217,7 +217,7 @@ class SampleImages(Callback):
 class Checkpoints(Callback):
     """``checkpoints/step_<step>.safetensors`` at every save point, keeping the newest ``keep``.
 
-    Each holds the model, the optimiser's moments, every shard's random stream (gathered from all
+    Each holds the model, the optimiser's moments, every shard's random stream and sampler memory (gathered from all
     ranks) and the shared one, and the run state with the grid schedule: all an exact resume needs.
     """
 
@@ -231,14 +231,18 @@ class Checkpoints(Callback):
     def on_checkpoint(self, run: Run) -> None:
         # Collective: every rank contributes its streams; rank 0 writes.
         states = run.context.gather_states([rng.get_state() for rng in run.shard_rngs.values()])
+        memories = run.context.gather_vectors([m.state() for m in run.shard_memories.values()])
         if not run.is_main:
             return
         rng_states = {f"shard_{j}": state for j, state in enumerate(states)}
+        samplers = {f"shard_{j}": memory for j, memory in enumerate(memories)}
         rng_states["shared"] = run.shared_rng.get_state()
         state = {**run.state.to_json(), "schedule": run.schedule.state_dict()}
         folder = run.paths.checkpoints
         path = folder / f"step_{run.state.step:08d}.safetensors"
-        save_checkpoint(path, run.model, run.optimizer, rng_states, state, extra=run.metadata)
+        save_checkpoint(
+            path, run.model, run.optimizer, rng_states, state, run.metadata, samplers=samplers
+        )
         for old in latest_checkpoint(folder)[self.keep :]:
             old.unlink(missing_ok=True)
 

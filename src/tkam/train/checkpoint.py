@@ -1,8 +1,9 @@
 """Checkpoints as safetensors files, written atomically and checked when read.
 
 One file holds the model's state dict (``model/<name>``), the optimiser's moments
-(``optimizer/<index>/<key>``), the random streams (``rng/<name>``) and JSON metadata (step, epoch,
-grid schedule, the resolved config as TOML). A crash mid-write leaves the previous file intact.
+(``optimizer/<index>/<key>``), the random streams (``rng/<name>``), each shard's autoMALA step
+sizes (``sampler/<name>``, when adapted) and JSON metadata (step, epoch, grid schedule, the
+resolved config as TOML). A crash mid-write leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from tkam.files import atomic_path
+from tkam.posterior.memory import StepSizeMemory
 
 __all__ = [
     "CheckpointError",
@@ -47,6 +49,7 @@ def save_checkpoint(
     rng_states: dict[str, torch.Tensor],
     state: dict[str, Any],
     extra: dict[str, str] | None = None,
+    samplers: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Save everything an exact resume needs.
 
@@ -56,6 +59,8 @@ def save_checkpoint(
         rng_states: random-stream states by name (``Generator.get_state()``).
         state: JSON-serialisable run state (step, schedule, ...).
         extra: further string metadata (the resolved config, the image shape).
+        samplers: each shard's posterior-sampler memory (:meth:`StepSizeMemory.state`), by
+            shard name; empty vectors are not stored.
     """
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
@@ -64,6 +69,9 @@ def save_checkpoint(
             tensors[f"optimizer/{index}/{key}"] = torch.as_tensor(value)
     for name, value in rng_states.items():
         tensors[f"rng/{name}"] = value
+    for name, value in (samplers or {}).items():
+        if value.numel():
+            tensors[f"sampler/{name}"] = value
     metadata = {
         **(extra or {}),
         "format": FORMAT,
@@ -87,8 +95,10 @@ def load_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     rngs: dict[str, torch.Generator] | None = None,
+    memories: dict[str, StepSizeMemory] | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimiser and the named random streams; return the saved run state.
+    """Restore model, optimiser, the named random streams and posterior-sampler memories;
+    return the saved run state.
 
     Raises:
         CheckpointError: if the file is truncated, corrupt, or not a tkam checkpoint.
@@ -123,7 +133,15 @@ def load_checkpoint(
                 "number of processes or train.accumulate?)"
             )
         rng.set_state(tensors[key])
+    for name, memory in (memories or {}).items():
+        memory.load(tensors.get(f"sampler/{name}", torch.zeros(0)), model_device(model))
     return json.loads(metadata["state"])
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters live (CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def latest_checkpoint(folder: Path) -> list[Path]:

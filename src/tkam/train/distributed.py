@@ -138,6 +138,31 @@ class Context:
         dist.all_gather(out, stacked)
         return [row.cpu() for block in out for row in block]
 
+    def gather_vectors(self, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every rank's float vectors (any lengths), in global shard order (collective)."""
+        if not self.distributed:
+            return vectors
+        device = (
+            torch.device("cuda", self.local_rank)
+            if dist.get_backend() == "nccl"
+            else torch.device("cpu")
+        )
+        lengths = torch.tensor([v.numel() for v in vectors], dtype=torch.int64, device=device)
+        longest = lengths.max().reshape(1).clone()
+        dist.all_reduce(longest, op=dist.ReduceOp.MAX)
+        padded = torch.zeros(len(vectors), int(longest), dtype=torch.float64, device=device)
+        for row, vector in zip(padded, vectors):
+            row[: vector.numel()] = vector.to(device, torch.float64).flatten()
+        all_lengths = [torch.empty_like(lengths) for _ in range(self.world_size)]
+        all_padded = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(all_lengths, lengths)
+        dist.all_gather(all_padded, padded)
+        return [
+            row[: int(n)].cpu()
+            for block, counts in zip(all_padded, all_lengths)
+            for row, n in zip(block, counts)
+        ]
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -32,6 +32,7 @@ from tkam.files import atomic_path
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
 from tkam.model import TKAM
+from tkam.posterior.memory import StepSizeMemory
 from tkam.train.callbacks import Callback, CallbackList, default_callbacks
 from tkam.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, read_metadata
 from tkam.train.distributed import Context, intra_op_threads, shard_seed
@@ -214,12 +215,14 @@ def build_run(
         f"shard_{j}": torch.Generator(device=device).manual_seed(shard_seed(train.seed, j))
         for j in context.shard_ids
     }
+    shard_memories = {name: StepSizeMemory() for name in shard_rngs}
     shared_rng = torch.Generator(device=device).manual_seed(train.seed + 2)
     schedule = GridUpdateSchedule(config.grid_update.frequency, config.grid_update.decay)
     state = RunState()
     if resume:
         rngs = {**shard_rngs, "shared": shared_rng}
-        state = RunState(**_restore(existing, model, optimizer, rngs, config))
+        restored = _restore(existing, model, optimizer, rngs, config, shard_memories)
+        state = RunState(**restored)
         schedule.load_state_dict(state.schedule)
         # A restored optimiser keeps the rates it was saved with; the resumed config's rule.
         apply_learning_rate(optimizer, model, train.learning_rate)
@@ -242,6 +245,7 @@ def build_run(
         model=model,
         optimizer=optimizer,
         shard_rngs=shard_rngs,
+        shard_memories=shard_memories,
         shared_rng=shared_rng,
         schedule=schedule,
         state=state,
@@ -302,6 +306,7 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     rngs: dict[str, torch.Generator],
     config: ExperimentConfig,
+    memories: dict[str, StepSizeMemory],
 ) -> dict[str, Any]:
     """Load the newest readable checkpoint (newest first in ``checkpoints``); its run state.
 
@@ -321,7 +326,7 @@ def _restore(
                         f"A resume may change only {', '.join(sorted(RESUMABLE))}; to train with "
                         "the new settings, start a new run (another --out, or --overwrite)"
                     )
-            return load_checkpoint(path, model, optimizer, rngs)
+            return load_checkpoint(path, model, optimizer, rngs, memories)
         except (CheckpointError, ConfigError) as exc:
             warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=3)
     raise TrainingError(f"no readable checkpoint in {checkpoints[0].parent}")
@@ -430,8 +435,10 @@ def _update(run: Run, step: int, epoch: int, position: int) -> LossOutput:
         latents = grid_latents(model, batch, config, run.shared_rng)
         run.state.grid_updated |= model.update_grids(latents)
         run.schedule.mark(step)
-    rngs = list(run.shard_rngs.values())
-    return train_step(model, run.optimizer, batch, config, rngs, step, run.total_steps, run.context)
+    rngs, memories = list(run.shard_rngs.values()), list(run.shard_memories.values())
+    return train_step(
+        model, run.optimizer, batch, config, rngs, step, run.total_steps, run.context, memories
+    )
 
 
 def _epoch_order(num: int, seed: int, epoch: int) -> torch.Tensor:

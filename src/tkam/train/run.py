@@ -20,6 +20,7 @@ from tkam.config import ExperimentConfig
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
 from tkam.model import TKAM
+from tkam.posterior.memory import StepSizeMemory
 from tkam.train.distributed import Context
 
 __all__ = ["LogEntry", "Run", "RunPaths", "RunState"]
@@ -146,6 +147,7 @@ class Run:
         device: where the model and data live.
         model, optimizer: what is trained.
         shard_rngs: one random stream per shard this rank processes (``shard_<j>``).
+        shard_memories: beside each stream, the posterior sampler's adapted step sizes.
         shared_rng: the stream every rank shares (grid updates).
         schedule: when the grids are refitted.
         state: step, clock and log sums; restored on resume.
@@ -164,6 +166,7 @@ class Run:
     model: TKAM
     optimizer: torch.optim.Optimizer
     shard_rngs: dict[str, torch.Generator]
+    shard_memories: dict[str, StepSizeMemory]
     shared_rng: torch.Generator
     schedule: GridUpdateSchedule
     state: RunState

@@ -14,6 +14,7 @@ import torch
 from tkam.config import ExperimentConfig
 from tkam.losses import LossOutput, compute_loss, posterior_samples, posterior_settings
 from tkam.model import TKAM
+from tkam.posterior.memory import StepSizeMemory
 from tkam.train.distributed import Context
 
 __all__ = ["TrainingError", "grid_latents", "make_optimizer", "train_step"]
@@ -54,12 +55,14 @@ def train_step(
     step: int,
     total_steps: int = 1,
     context: Context | None = None,
+    memories: Sequence[StepSizeMemory] | None = None,
 ) -> LossOutput:
     """One Adam update on the config's loss (spec 5).
 
     The batch is split into this rank's shards (one per random stream in ``rng``; see
     :mod:`tkam.train.distributed`), each shard's loss weighted by its share of the global batch,
-    and the gradients are summed over shards and ranks before the update.
+    and the gradients are summed over shards and ranks before the update. ``memories`` (one
+    per shard, beside its stream) keep the posterior sampler's adapted step sizes.
 
     Raises:
         TrainingError: on a non-finite loss or gradient, or gradients that are all zero (unless
@@ -70,8 +73,10 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros(2, dtype=torch.float64)  # weighted loss, non-finite shard count
     metrics: dict[str, float] = {}
-    for (shard, weight), shard_rng in zip(context.shards(batch), rngs, strict=True):
-        out = compute_loss(model, shard, config, shard_rng, step, total_steps)
+    memories = list(memories) if memories is not None else [None] * len(rngs)
+    shards = zip(context.shards(batch), rngs, memories, strict=True)
+    for (shard, weight), shard_rng, memory in shards:
+        out = compute_loss(model, shard, config, shard_rng, step, total_steps, memory)
         if torch.isfinite(out.loss):
             (out.loss * weight).backward()
             total[0] += float(out.loss.detach()) * weight
