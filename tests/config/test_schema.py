@@ -318,3 +318,10 @@ def test_negative_initialisation_scales_are_refused() -> None:
 
 def replace_prior(config: ExperimentConfig, **changes) -> ExperimentConfig:
     return dataclasses.replace(config, prior=dataclasses.replace(config.prior, **changes))
+
+
+def test_a_grid_range_beyond_float32_resolution_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"prior.grid_range: .* reaches beyond \+-10000"):
+        config_from_dict({"prior": {"reference": "ebm", "grid_range": [-2e38, 2e38]}})
+    with pytest.raises(ConfigError, match=r"generator.grid_range"):
+        config_from_dict({"generator": {"grid_range": [0.0, 1e5]}})

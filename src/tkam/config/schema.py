@@ -112,6 +112,9 @@ def _choice(value: str, allowed: Sequence[str] | Mapping[str, str], key: str) ->
     raise ConfigError(f"{key}: {value!r} is not one of {', '.join(names)}")
 
 
+#: The largest |a|, |b| of a KAN grid range.
+MAX_GRID_RANGE = 1e4
+
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
@@ -169,6 +172,11 @@ class KANConfig:
             raise ConfigError(f"spline_degree: must be >= 0, got {self.spline_degree}")
         if len(self.grid_range) != 2 or not self.grid_range[0] < self.grid_range[1]:
             raise ConfigError(f"grid_range: needs two numbers a < b, got {self.grid_range}")
+        if max(abs(v) for v in self.grid_range) > MAX_GRID_RANGE:
+            raise ConfigError(
+                f"grid_range: {list(self.grid_range)} reaches beyond +-{MAX_GRID_RANGE:g}; "
+                "float32 grids, bases and least-squares grid updates do not resolve such a domain"
+            )
         if self.init_tau <= 0:
             raise ConfigError(f"init_tau: must be > 0, got {self.init_tau}")
         for name in ("eps_scale", "mu_scale", "sigma_base", "sigma_spline"):
