@@ -2,7 +2,8 @@
 
 Every loss composes the samplers and estimators of :mod:`tkam.posterior` with a model's parts
 and returns a :class:`LossOutput`. :data:`LOSSES` maps each value of ``train.loss`` to a
-function of ``(model, x, config, rng, step, total_steps)``: T-KAM's ``importance``, ``langevin``
+function of one :class:`LossCall` (model, batch, config, random stream, step, total steps and the
+shard's sampler memory): T-KAM's ``importance``, ``langevin``
 and ``thermodynamic``, the VAE's ``elbo``; the latent EBM trains with ``langevin`` on the
 posterior sampler of its ``model`` section (:func:`posterior_settings`). A built config never
 holds ``auto``: it is resolved to one of these.
@@ -11,6 +12,7 @@ holds ``auto``: it is resolved to one of these.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -27,6 +29,7 @@ from tkam.posterior.memory import StepSizeMemory
 
 __all__ = [
     "LOSSES",
+    "LossCall",
     "LossFunction",
     "LossOutput",
     "chain_options",
@@ -37,10 +40,6 @@ __all__ = [
     "posterior_samples",
     "posterior_settings",
     "thermodynamic_loss",
-]
-
-LossFunction = Callable[
-    [TKAM, Tensor, ExperimentConfig, torch.Generator, int, int, StepSizeMemory | None], LossOutput
 ]
 
 
@@ -56,21 +55,28 @@ def posterior_settings(config: ExperimentConfig) -> PosteriorConfig:
     return config.posterior
 
 
-def _importance(
-    model: TKAM,
-    x: Tensor,
-    config: ExperimentConfig,
-    rng: torch.Generator,
-    step: int,
-    total: int,
-    memory: StepSizeMemory | None,
-) -> LossOutput:
-    train = config.train
+class LossCall(NamedTuple):
+    """One evaluation of the configured loss: what every entry of :data:`LOSSES` receives."""
+
+    model: TKAM
+    x: Tensor
+    config: ExperimentConfig
+    rng: torch.Generator
+    step: int
+    total: int
+    memory: StepSizeMemory | None
+
+
+LossFunction = Callable[[LossCall], LossOutput]
+
+
+def _importance(call: LossCall) -> LossOutput:
+    train = call.config.train
     return importance_loss(
-        model,
-        x,
+        call.model,
+        call.x,
         train.importance_samples,
-        rng,
+        call.rng,
         resampler=train.resampler,
         threshold=train.resampling_threshold,
         contrastive=train.contrastive,
@@ -80,51 +86,29 @@ def _importance(
     )
 
 
-def _langevin(
-    model: TKAM,
-    x: Tensor,
-    config: ExperimentConfig,
-    rng: torch.Generator,
-    step: int,
-    total: int,
-    memory: StepSizeMemory | None,
-) -> LossOutput:
-    settings = posterior_settings(config)
-    return langevin_loss(model, x, settings, rng, config.train.contrastive, memory)
+def _langevin(call: LossCall) -> LossOutput:
+    settings = posterior_settings(call.config)
+    contrastive = call.config.train.contrastive
+    return langevin_loss(call.model, call.x, settings, call.rng, contrastive, call.memory)
 
 
-def _thermodynamic(
-    model: TKAM,
-    x: Tensor,
-    config: ExperimentConfig,
-    rng: torch.Generator,
-    step: int,
-    total: int,
-    memory: StepSizeMemory | None,
-) -> LossOutput:
+def _thermodynamic(call: LossCall) -> LossOutput:
+    config = call.config
     return thermodynamic_loss(
-        model,
-        x,
+        call.model,
+        call.x,
         config.posterior,
         config.thermodynamic,
-        step,
-        total,
-        rng,
+        call.step,
+        call.total,
+        call.rng,
         contrastive=config.train.contrastive,
-        memory=memory,
+        memory=call.memory,
     )
 
 
-def _elbo(
-    model: TKAM,
-    x: Tensor,
-    config: ExperimentConfig,
-    rng: torch.Generator,
-    step: int,
-    total: int,
-    memory: StepSizeMemory | None,
-) -> LossOutput:
-    return elbo_loss(model, x, rng)
+def _elbo(call: LossCall) -> LossOutput:
+    return elbo_loss(call.model, call.x, call.rng)
 
 
 LOSSES: dict[str, LossFunction] = {
@@ -146,4 +130,5 @@ def compute_loss(
 ) -> LossOutput:
     """The config's loss on batch ``x`` at update ``step`` of ``total_steps``; ``memory`` keeps
     a posterior sampler's adapted step sizes from one call to the next (one per shard)."""
-    return LOSSES[config.train.loss](model, x, config, rng, step, total_steps, memory)
+    call = LossCall(model, x, config, rng, step, total_steps, memory)
+    return LOSSES[config.train.loss](call)
