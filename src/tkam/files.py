@@ -53,4 +53,4 @@ def atomic_path(destination: str | Path, suffix: str = "") -> Iterator[Path]:
 def cache_root() -> Path:
     """tkam's cache folder: ``$TKAM_CACHE``, else ``~/.cache/tkam`` (not created here)."""
     root = os.environ.get("TKAM_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "tkam"
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "tkam"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ try:  # optional: only the Inception features need it
 except ImportError:
     inception_v3 = None
 
-from tkam.files import atomic_path
+from tkam.files import atomic_path, cache_root
 
 __all__ = [
     "AUTOENCODER_VERSION",
@@ -228,7 +227,7 @@ def train_autoencoder(
 
 def default_cache_dir() -> Path:
     """``$TKAM_CACHE`` or ``~/.cache/tkam``."""
-    return Path(os.environ.get("TKAM_CACHE", "~/.cache/tkam")).expanduser()
+    return cache_root()
 
 
 class _AutoencoderFeatures:
