@@ -325,3 +325,18 @@ def test_a_grid_range_beyond_float32_resolution_is_refused() -> None:
         config_from_dict({"prior": {"reference": "ebm", "grid_range": [-2e38, 2e38]}})
     with pytest.raises(ConfigError, match=r"generator.grid_range"):
         config_from_dict({"generator": {"grid_range": [0.0, 1e5]}})
+
+
+def test_reference_compat_switches_are_named_where_they_do_nothing() -> None:
+    univariate = load_config("fmnist", ["prior.compat_layout=true", "prior.compat_rbf_refit=true"])
+    assert ineffective_settings(univariate) == []
+    with pytest.warns(UserWarning, match="without effect"):
+        mixture = load_config(
+            "fmnist",
+            ["prior.mixture=true", "prior.compat_layout=true", "generator.basis=FFT",
+             "generator.compat_rbf_refit=true"],
+        )  # fmt: skip
+    assert ineffective_settings(mixture) == [
+        "generator.compat_rbf_refit = True (the fourier basis has no bandwidth)",
+        "prior.compat_layout = True (only the univariate prior has the reshaped layout)",
+    ]

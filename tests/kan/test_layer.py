@@ -203,6 +203,29 @@ def test_rbf_grid_refit_uses_the_new_bandwidth() -> None:
     assert error < 0.03, f"relative RMS refit error {error:.3g}"
 
 
+def test_compat_rbf_refit_fits_with_the_old_bandwidth_then_changes_it() -> None:
+    # generator.compat_rbf_refit: the reference's order (least squares with the old bandwidth,
+    # then the new grid's bandwidth), which moves the curve it has just fitted.
+    plain = make_layer("rbf", in_dim=3, out_dim=2, grid_size=6, seed=8)
+    compat = make_layer("rbf", in_dim=3, out_dim=2, grid_size=6, seed=8, compat_rbf_refit=True)
+    smooth_coefficients(plain, seed=9)
+    smooth_coefficients(compat, seed=9)
+    x = triangular_inputs(seed=10)
+    before = plain.spline(x).detach()
+    old_bandwidth = compat.bandwidth.clone()
+    plain.update_grid(x)
+    compat.update_grid(x)
+    torch.testing.assert_close(compat.grid, plain.grid)
+    torch.testing.assert_close(compat.bandwidth, plain.bandwidth)  # the new one, in both
+    # Its coefficients are the fit with the old bandwidth: with that bandwidth put back, the
+    # curve is kept; with the bandwidth it keeps, it is not.
+    moved = relative_rms(compat.spline(x).detach(), before)
+    compat.bandwidth.copy_(old_bandwidth)
+    kept = relative_rms(compat.spline(x).detach(), before)
+    assert kept < 0.03, f"refit error with the old bandwidth {kept:.3g}"
+    assert moved > 3 * relative_rms(plain.spline(x).detach(), before), moved
+
+
 @pytest.mark.parametrize("basis", GRID_BASES)
 def test_grid_update_places_knots_on_the_input_range(basis: str) -> None:
     G, ratio = 5, 0.05

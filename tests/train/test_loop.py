@@ -209,3 +209,50 @@ def test_automala_resume_is_bitwise_exact_with_its_step_sizes(tmp_path) -> None:
     split = _params(tmp_path / "split" / "model.safetensors")
     for name in straight:
         assert torch.equal(straight[name], split[name]), name
+
+
+class _Snapshots(Callback):
+    """The model's parameters and buffers at the start and after every update."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def _take(self, run) -> None:
+        self.states.append({k: v.detach().clone() for k, v in run.model.state_dict().items()})
+
+    def on_start(self, run) -> None:
+        self._take(run)
+
+    def on_step(self, run, output) -> None:
+        self._take(run)
+
+
+def test_compat_discard_refit_applies_the_update_to_the_pre_refit_coefficients(tmp_path) -> None:
+    # grid_update.compat_discard_refit: the step-1 grid update refits the coefficients for the
+    # loss and its gradient, then Adam's first step (lr * g / (|g| + eps), so at most lr per
+    # entry) lands on the coefficients from before the refit; grids and bandwidths stay new.
+    lr = 1e-3
+    runs = {}
+    for name, compat in (("plain", False), ("compat", True)):
+        snapshots = _Snapshots()
+        config = tiny_config(
+            train={"max_steps": 1, "learning_rate": lr},
+            grid_update={"compat_discard_refit": compat},
+        )
+        fit(config, tmp_path / name, progress=False, callbacks=[snapshots])
+        runs[name] = snapshots.states
+    (init, plain), (init_again, compat) = runs["plain"], runs["compat"]
+    coefs = [k for k in init if k.endswith("coef")]
+    assert len(coefs) == 3  # the prior's layer and the generator's two
+    for key in init:
+        torch.testing.assert_close(init[key], init_again[key])
+        if key.endswith(("grid", "bandwidth")):
+            torch.testing.assert_close(compat[key], plain[key])  # the new grid in both
+    for key in coefs:
+        step = (compat[key] - init[key]).abs()
+        assert step.max() <= lr * (1 + 1e-5), key
+        assert step.median() > 0.5 * lr, key
+        assert (plain[key] - init[key]).abs().max() > 10 * lr, key  # the refit moved them
+    for key in init:
+        if not key.endswith(("coef", "grid", "bandwidth")) and init[key].is_floating_point():
+            torch.testing.assert_close(compat[key], plain[key], rtol=1e-5, atol=1e-7)

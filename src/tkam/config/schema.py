@@ -141,6 +141,10 @@ class KANConfig:
         layernorm: LayerNorm before the layer (generator / deep prior only).
         kernel: ``fused`` (compiled kernels that never materialise basis tensors; the default)
             or ``eager`` (the plain PyTorch reference, for checks and exotic devices).
+        compat_rbf_refit: an RBF grid update refits the coefficients with the old bandwidth
+            and only then sets the new grid's bandwidth, as the reference code does (spec 2.6
+            step 7), which changes the curve it has just fitted; for reproducing its logged
+            runs; off by default (the refit uses the bandwidth the layer will use).
     """
 
     basis: str = "rbf"
@@ -157,6 +161,7 @@ class KANConfig:
     grid_update_ratio: float = 0.05
     layernorm: bool = False
     kernel: str = "fused"
+    compat_rbf_refit: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "basis", _choice(self.basis, BASES, "basis"))
@@ -218,6 +223,11 @@ class PriorConfig(KANConfig):
         langevin_step_size, langevin_steps: prior Langevin of the deep prior (spec 3.8).
         compat_node_map: the reference code's Gauss-Legendre node map (ambiguity A1), for
             reproducing its logged runs; off by default.
+        compat_layout: the reference code's component layout of the univariate prior
+            (ambiguity A2): the layer's ``(P, Q)`` output reshaped, not transposed, to ``(Q, P)``,
+            so that component (q, p) is some other function ``phi_{p'->q'}``, the log-prior
+            evaluates it at ``z_{q, p'}`` and grid updates refit row p on reshaped latents; for
+            reproducing its logged runs; off by default.
         grid_range: the prior's domain (a, b) for the ``ebm`` and ``learnable_gaussian``
             references and for deep priors. The ``uniform``, ``gaussian`` and ``lognormal``
             references of a univariate or mixture prior fix it (:data:`REFERENCE_DOMAINS`): left
@@ -240,6 +250,7 @@ class PriorConfig(KANConfig):
     langevin_step_size: float = 0.16
     langevin_steps: int = 60
     compat_node_map: bool = False
+    compat_layout: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "reference", _choice(self.reference, REFERENCES, "reference"))
@@ -360,11 +371,18 @@ class GeneratorConfig(KANConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class GridUpdateConfig:
-    """Grid-update schedule (spec section 2.6): at step 1, then every F steps, F growing."""
+    """Grid-update schedule (spec section 2.6): at step 1, then every F steps, F growing.
+
+    ``compat_discard_refit`` reproduces the reference trainer, whose optimiser keeps its own copy
+    of the parameters: the refitted coefficients serve the update step's loss and gradient, and
+    Adam then applies that gradient to the coefficients from before the refit, so the new grid
+    carries coefficients fitted to the old one. Off by default; for reproducing its logged runs.
+    """
 
     frequency: int = 100
     decay: float = 0.999
     num_samples: int = 100
+    compat_discard_refit: bool = False
 
     def __post_init__(self) -> None:
         if self.frequency < 1:
@@ -718,6 +736,14 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
                 f"the {section.basis} basis has no degree",
             )
         )
+        rules.append(
+            (
+                f"{name}.compat_rbf_refit",
+                section,
+                section.basis == "rbf",
+                f"the {section.basis} basis has no bandwidth",
+            )
+        )
     deep, mixture = prior.deep, prior.mixture
     for key in ("langevin_step_size", "langevin_steps"):
         rules.append((f"prior.{key}", prior, deep, "only a deep prior runs prior Langevin"))
@@ -731,6 +757,14 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
     )
     for key in ("train_proportions", "normalised_mixture"):
         rules.append((f"prior.{key}", prior, mixture and not deep, "the prior is not a mixture"))
+    rules.append(
+        (
+            "prior.compat_layout",
+            prior,
+            not (mixture or deep),
+            "only the univariate prior has the reshaped layout",
+        )
+    )
     cnn = generator.kind == "cnn"
     for key in ("hidden_channels", "kernel_sizes", "strides", "paddings", "latent_concat"):
         rules.append((f"generator.{key}", generator, cnn, f"generator.kind is {generator.kind}"))

@@ -83,6 +83,7 @@ class UnivariateLayer(nn.Module):
         self.activation_name = "none" if config.basis == "chebyshev" else config.base_activation
         self.activation = bases.activation(self.activation_name)
         self.kernel = config.kernel
+        self.compat_rbf_refit = config.compat_rbf_refit
         self.num_bases = bases.num_bases(self.basis_name, self.grid_size, self.degree)
         lo, hi = grid_range if grid_range is not None else config.grid_range
         I, O, G = in_dim, out_dim, self.grid_size
@@ -253,11 +254,14 @@ class UnivariateLayer(nn.Module):
         )
         new_grid = torch.where(collapsed[:, None], self.grid, new_grid)
         self.grid.copy_(new_grid)
-        if self.basis_name == "rbf":
+        rbf = self.basis_name == "rbf"
+        if rbf and not self.compat_rbf_refit:
             # The reference refits with the old bandwidth and changes it afterwards (spec 2.6
             # step 7), which moves the curve it just fitted; refit with the bandwidth it will use.
             self.bandwidth.fill_(self._rbf_bandwidth(self.grid))
         design = self.basis(xs).permute(1, 0, 2)  # (I, n, M)
         coef = least_squares(design, old_curve.permute(1, 0, 2)).permute(0, 2, 1)
+        if rbf and self.compat_rbf_refit:
+            self.bandwidth.fill_(self._rbf_bandwidth(self.grid))
         # A collapsed row keeps its grid, so it keeps its coefficients too.
         self.coef.copy_(torch.where(collapsed[:, None, None], self.coef, coef))

@@ -42,6 +42,8 @@ class KANPrior(PriorModule):
     has_components = True
     #: True where component (q, p) sits on row p (univariate) rather than row q (mixture).
     rows_are_inputs: bool = True
+    #: Whether the fused kernel may build the quadrature table (its layout is the transpose).
+    fused_quadrature: bool = True
 
     def __init__(
         self,
@@ -156,7 +158,7 @@ class KANPrior(PriorModule):
                 self.layer.quadrature_domain(), cfg.num_nodes, compat=cfg.compat_node_map
             )
             table = None
-            if not torch.is_grad_enabled():
+            if not torch.is_grad_enabled() and self.fused_quadrature:
                 table = fused_gauss_legendre_table(
                     self.layer,
                     self._row_view(nodes),

@@ -20,8 +20,12 @@ __all__ = ["UnivariatePrior"]
 class UnivariatePrior(KANPrior):
     """``f_qp = phi_{p->q}``: a layer with P inputs (grid row p) and Q outputs.
 
-    The components are taken from the layer by an explicit transpose (the reference reshapes,
-    mixing up components, ambiguity A2).
+    The components are taken from the layer by an explicit transpose. With
+    ``config.compat_layout`` they follow the reference code instead (ambiguity A2): its
+    column-major ``(P, Q)`` layer output is reshaped to ``(Q, P)``, so component (q, p) is the
+    function ``phi_{p'->q'}`` at linear index ``l = q + Q p`` (``p' = l mod P``,
+    ``q' = l div P``) on the nodes of row p', the log-prior's term (q, p) evaluates that function
+    at ``z_{q, p'}``, and a grid update refits row p on the latents reshaped the same way.
     """
 
     rows_are_inputs = True
@@ -30,9 +34,34 @@ class UnivariatePrior(KANPrior):
         self, config: PriorConfig, eps: float = 1e-4, rng: torch.Generator | None = None
     ) -> None:
         super().__init__(config, config.num_inputs, config.num_outputs, eps, rng)
+        self.compat_layout = config.compat_layout
+        self.fused_quadrature = not self.compat_layout
+        if self.compat_layout:
+            Q, P = self.num_outputs, self.num_inputs
+            q = torch.arange(Q).unsqueeze(1)
+            p = torch.arange(P).unsqueeze(0)
+            slot = q + Q * p  # (Q, P): column-major linear index of component (q, p)
+            # Component (q, p) is phi_{p'->q'}: its place p' Q + q' in the (N, P, Q) layer output.
+            self.register_buffer("_slot_source", (slot % P) * Q + slot // P, persistent=False)
+            function = p + P * q  # (Q, P): column-major index of phi_{p->q} in the (P, Q) output
+            # phi_{p->q} is evaluated at z[(p + P q) mod Q, p] (the log-prior's outer loop).
+            self.register_buffer("_energy_rows", function % Q, persistent=False)
+            # Grid row p is refit on z flat-indexed (l mod Q) P + l div Q with l = p + P q.
+            self.register_buffer(
+                "_grid_source", (function % Q) * P + function // Q, persistent=False
+            )
 
     def _components(self, values: Tensor) -> Tensor:
+        if self.compat_layout:  # (N, P, Q) -> (N, P Q) -> (N, Q, P) by the reshaped layout
+            values = values.reshape(values.shape[0], -1)[:, self._slot_source]
+            return values.permute(1, 2, 0)
         return values.permute(2, 1, 0)  # (N, P, Q) -> (Q, P, N)
+
+    def _energy_inputs(self, z: Tensor) -> Tensor:
+        """The ``(S, Q, P)`` points at which ``phi_{p->q}`` enters the log-prior."""
+        if not self.compat_layout:
+            return z
+        return torch.gather(z, 1, self._energy_rows.expand(z.shape[0], -1, -1))
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -70,7 +99,7 @@ class UnivariatePrior(KANPrior):
         With ``normalise``, ``log_normaliser`` (``(Q, P)``, from :meth:`log_normaliser`) saves
         recomputing the quadrature when the caller already holds it.
         """
-        value = self.layer.pairwise(z) + self.reference.log_density(z)  # (S, Q, P)
+        value = self.layer.pairwise(self._energy_inputs(z)) + self.reference.log_density(z)
         total = value.sum(dim=(1, 2))
         if normalise:
             log_z = self.log_normaliser() if log_normaliser is None else log_normaliser
@@ -88,7 +117,7 @@ class UnivariatePrior(KANPrior):
         for :meth:`log_prior`). With constant latents and weights (the training losses' prior
         terms) the fused kernel gives the energies' weighted sum and its parameter gradients in
         one pass over the bases; ``log Z`` does not depend on the latents and adds once."""
-        energy = self.layer.weighted_pairwise(z, weights)
+        energy = self.layer.weighted_pairwise(self._energy_inputs(z), weights)
         total = energy + (self.reference.log_density(z).sum(dim=(1, 2)) * weights).sum()
         if normalise:
             log_z = self.log_normaliser() if log_normaliser is None else log_normaliser
@@ -100,4 +129,6 @@ class UnivariatePrior(KANPrior):
 
     def grid_inputs(self, z: Tensor) -> Tensor:
         # Row p is refit on all values {z_qp} over q and samples.
+        if self.compat_layout:
+            z = z.reshape(z.shape[0], -1)[:, self._grid_source]
         return z.reshape(-1, self.num_inputs)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -431,14 +431,31 @@ def _update(run: Run, step: int, epoch: int, position: int) -> LossOutput:
     order = _epoch_order(len(run.train_x), config.train.seed, epoch)
     size = run.batch_size
     batch = run.train_x[order[position * size : (position + 1) * size].to(run.device)]
+    restore = None
     if _grid_update_due(run, step):
+        if config.grid_update.compat_discard_refit:
+            restore = _restorer(model)
         latents = grid_latents(model, batch, config, run.shared_rng)
         run.state.grid_updated |= model.update_grids(latents)
         run.schedule.mark(step)
     rngs, memories = list(run.shard_rngs.values()), list(run.shard_memories.values())
     return train_step(
-        model, run.optimizer, batch, config, rngs, step, run.total_steps, run.context, memories
-    )
+        model, run.optimizer, batch, config, rngs, step, run.total_steps, run.context, memories,
+        before_update=restore,
+    )  # fmt: skip
+
+
+def _restorer(model: torch.nn.Module) -> Callable[[], None]:
+    """A function that puts back the parameters as they are now (the grid update changes only
+    coefficients; grids and bandwidths stay updated)."""
+    saved = [(p, p.detach().clone()) for p in model.parameters()]
+
+    def restore() -> None:
+        with torch.no_grad():
+            for param, value in saved:
+                param.copy_(value)
+
+    return restore
 
 
 def _epoch_order(num: int, seed: int, epoch: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ These pieces know nothing of run folders, logs or checkpoints; the trainer
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -56,6 +56,7 @@ def train_step(
     total_steps: int = 1,
     context: Context | None = None,
     memories: Sequence[StepSizeMemory] | None = None,
+    before_update: Callable[[], None] | None = None,
 ) -> LossOutput:
     """One Adam update on the config's loss (spec 5).
 
@@ -63,6 +64,8 @@ def train_step(
     :mod:`tkam.train.distributed`), each shard's loss weighted by its share of the global batch,
     and the gradients are summed over shards and ranks before the update. ``memories`` (one
     per shard, beside its stream) keep the posterior sampler's adapted step sizes.
+    ``before_update`` runs after the gradients are complete and before the optimiser applies
+    them (``grid_update.compat_discard_refit`` restores the pre-refit parameters there).
 
     Raises:
         TrainingError: on a non-finite loss or gradient, or gradients that are all zero (unless
@@ -105,6 +108,8 @@ def train_step(
             raise TrainingError(problem + hint)
         optimizer.zero_grad(set_to_none=True)
         return LossOutput(torch.tensor(float("nan")), {**metrics, "skipped": 1.0})
+    if before_update is not None:
+        before_update()
     optimizer.step()
     share = sum(weight for _, weight in context.shards(batch))  # this rank's part of the batch
     metrics = {k: v / share for k, v in metrics.items()}
