@@ -155,3 +155,32 @@ def test_lebm_energy_net_has_its_own_adam_rate(energy_rate: float, expected: flo
     assert all(rates[id(p)] == 1e-3 for p in model.generator.parameters())
     with pytest.raises(ConfigError, match=r"model\.energy_learning_rate"):
         tiny_config(model={"energy_learning_rate": -1.0})
+
+
+def test_vae_kl_weight_scales_the_closed_form_kl() -> None:
+    # beta-VAE: with the same noise, E_q log p(x|z) - beta KL is linear in beta; the slope is
+    # minus the closed-form KL of N(mean, var) against N(0, I).
+    model = build_model(_config("vae"), SHAPE).double()
+    x = torch.rand(4, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        values = {b: model.elbo(x, torch.Generator().manual_seed(6), kl_weight=b) for b in (0.25, 1)}
+        mean, log_variance = model.encoder(x)
+    kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(-1)
+    torch.testing.assert_close(values[0.25] - values[1], 0.75 * kl)
+    assert (kl > 0).all()
+    with pytest.raises(ValueError, match="closed-form"):
+        model.elbo(x, kl_weight=0.5, analytic_kl=False)
+    assert _config("vae", kl_weight=0.5).model.kl_weight == 0.5
+    with pytest.raises(ConfigError, match=r"model\.kl_weight"):
+        tiny_config(model={"kind": "vae", "kl_weight": 0.0})
+
+
+def test_adam_beta1_reaches_the_optimiser() -> None:
+    # Pang et al.'s latent EBM trains with Adam beta1 = 0.5.
+    config = _config("lebm")
+    model = build_model(config, SHAPE)
+    assert {g["betas"] for g in make_optimizer(model, 1e-3).param_groups} == {(0.9, 0.999)}
+    assert {g["betas"] for g in make_optimizer(model, 1e-3, 0.5).param_groups} == {(0.5, 0.999)}
+    assert tiny_config(train={"adam_beta1": 0.5}).train.adam_beta1 == 0.5
+    with pytest.raises(ConfigError, match=r"train\.adam_beta1"):
+        tiny_config(train={"adam_beta1": 1.0})

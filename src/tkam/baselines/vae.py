@@ -138,6 +138,7 @@ class VAE(TKAM):
         rng: torch.Generator | None = None,
         analytic_kl: bool = True,
         noised: bool = True,
+        kl_weight: float = 1.0,
     ) -> Tensor:
         """Single-sample reparameterised ELBO per datum, ``(B, ...) -> (B,)``.
 
@@ -148,8 +149,11 @@ class VAE(TKAM):
                 estimator); otherwise the Monte Carlo form ``log p(x|z) + log p(z) - log q(z|x)``,
                 which is :meth:`iwae_bound` with one sample.
             noised: output noise inside the likelihood, as in T-KAM's training losses (1.4).
+            kl_weight: beta in ``E_q[log p(x|z)] - beta KL`` (closed-form KL only).
         """
         if not analytic_kl:
+            if kl_weight != 1.0:
+                raise ValueError("kl_weight needs the closed-form KL (analytic_kl=True)")
             return self._log_weights(x, 1, rng, noised)[0]
         mean, log_variance = self.encoder(x)
         eps = torch.randn(mean.shape, generator=rng, device=x.device, dtype=mean.dtype)
@@ -158,7 +162,7 @@ class VAE(TKAM):
         prediction = self.likelihood.noised(pre, rng) if noised else self.likelihood.mean(pre)
         log_lik = self.likelihood.log_likelihood(x, prediction)
         kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(-1)
-        return log_lik - kl
+        return log_lik - kl_weight * kl
 
     def iwae_bound(
         self,

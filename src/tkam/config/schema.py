@@ -397,7 +397,8 @@ class GridUpdateConfig:
 class TrainConfig:
     """Optimisation, importance-sampling and run settings (spec sections 4.1 and 5).
 
-    Beyond the reference's keys: ``log_every`` (steps between log events; 0 = every epoch),
+    Beyond the reference's keys: ``adam_beta1`` (Adam's first-moment decay, 0.9; Pang et al.'s
+    latent EBM uses 0.5), ``log_every`` (steps between log events; 0 = every epoch),
     ``checkpoint_every`` (extra checkpoints every k steps), ``sample_every``/``num_plot_samples``
     (sample grids), ``device`` (cpu, cuda or auto), ``compile`` (``torch.compile`` the KAN
     kernels), ``precision`` (``bf16`` autocasts the generator; quadrature and sampling stay
@@ -424,6 +425,7 @@ class TrainConfig:
     batch_size: int = 100
     importance_samples: int = 100
     learning_rate: float = 1e-3
+    adam_beta1: float = 0.9
     epochs: int = 10
     max_steps: int = 0
     seed: int = 1
@@ -477,6 +479,8 @@ class TrainConfig:
             raise ConfigError(f"max_steps: must be >= 0 (0 means all epochs), got {self.max_steps}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate: must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.adam_beta1 < 1.0:
+            raise ConfigError(f"adam_beta1: must lie in [0, 1), got {self.adam_beta1}")
         if not 0.0 < self.resampling_threshold <= 1.0:
             raise ConfigError(
                 f"resampling_threshold: must lie in (0, 1], got {self.resampling_threshold}"
@@ -602,6 +606,8 @@ class ModelConfig:
         energy_learning_rate: Adam rate of the latent EBM's energy MLP (Pang et al.'s
             ``e_lr = 2e-5``; the generator keeps ``train.learning_rate``). 0 uses
             ``train.learning_rate`` for both.
+        kl_weight: the VAE's KL weight beta (``E_q log p(x|z) - beta KL``; 1, the default, is
+            the ELBO).
     """
 
     kind: str = "tkam"
@@ -612,6 +618,7 @@ class ModelConfig:
     posterior_steps: int = 20
     posterior_step_size: float = 0.1
     energy_learning_rate: float = 2e-5
+    kl_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _set(self, "kind", _choice(self.kind, MODEL_KINDS, "kind"))
@@ -619,6 +626,8 @@ class ModelConfig:
             raise ConfigError(
                 f"energy_learning_rate: must be >= 0, got {self.energy_learning_rate}"
             )
+        if not 0.0 < self.kl_weight <= 1e3:
+            raise ConfigError(f"kl_weight: must lie in (0, 1000], got {self.kl_weight}")
         if any(w < 1 for w in self.encoder_hidden):
             raise ConfigError(f"encoder_hidden: needs positive widths, got {self.encoder_hidden}")
         if self.energy_hidden < 1:
@@ -773,6 +782,14 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
     )
     rules.append(
         ("generator.d_model", generator, generator.kind == "sequence", "not a sequence generator")
+    )
+    rules.append(
+        (
+            "model.kl_weight",
+            config.model,
+            config.model.kind == "vae",
+            f"only the VAE has a KL term (model.kind is {config.model.kind})",
+        )
     )
     importance = config.train.loss == "importance"
     for key in ("compat_weights", "compat_residual"):

@@ -210,7 +210,7 @@ def build_run(
         _check_initial_prior(model, config)
     if train.compile:
         model.compile_kernels()
-    optimizer = make_optimizer(model, train.learning_rate)
+    optimizer = make_optimizer(model, train.learning_rate, train.adam_beta1)
     shard_rngs = {
         f"shard_{j}": torch.Generator(device=device).manual_seed(shard_seed(train.seed, j))
         for j in context.shard_ids
