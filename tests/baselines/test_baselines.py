@@ -163,7 +163,9 @@ def test_vae_kl_weight_scales_the_closed_form_kl() -> None:
     model = build_model(_config("vae"), SHAPE).double()
     x = torch.rand(4, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        values = {b: model.elbo(x, torch.Generator().manual_seed(6), kl_weight=b) for b in (0.25, 1)}
+        values = {
+            b: model.elbo(x, torch.Generator().manual_seed(6), kl_weight=b) for b in (0.25, 1)
+        }
         mean, log_variance = model.encoder(x)
     kl = 0.5 * (mean.square() + log_variance.exp() - 1.0 - log_variance).sum(-1)
     torch.testing.assert_close(values[0.25] - values[1], 0.75 * kl)
