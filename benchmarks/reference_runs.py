@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--write", action="store_true", help="update RESULTS.md and the figure")
     parser.add_argument("--report-only", action="store_true", help="train nothing, only report")
+    parser.add_argument("--remark", default="", help="a paragraph appended to the section")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     pending = [
@@ -156,6 +157,7 @@ def report(args: argparse.Namespace) -> None:
         f"Final-epoch train loss within 2% of the reference's: {within} of {len(finals)} "
         f"({', '.join(f'{run} {d:+.1%}' for run, d in finals)}).",
         f"Figure: `benchmarks/figures/{figure.name}` (solid: ours, dashed: the reference).",
+        *(["", args.remark] if args.remark else []),
     ]
     for axis, title in zip(axes, ("train loss (epoch mean)", "test MSE")):
         axis.set_xlabel("epoch")

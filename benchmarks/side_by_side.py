@@ -1,15 +1,17 @@
 """T-KAM (importance sampling), VAE and latent EBM side by side on the full Fashion-MNIST.
 
-Trains the three ``model.kind`` values of the ``fmnist`` config (KAN generator 81-162-784,
-B=100, Adam 1e-3; the latent EBM's energy net at Pang et al.'s 2e-5) with the same number of
-updates on all 60,000 training images, each with ``tkam train``; then evaluates every run with
+Trains variants of the three ``model.kind`` values of the ``fmnist`` config (KAN generator
+81-162-784, B=100, Adam 1e-3; the latent EBM's energy net at Pang et al.'s 2e-5) with the same
+number of updates on all 60,000 training images, each with ``tkam train``: T-KAM with fresh or
+proposal negatives, the VAE at KL weights 0.25, 0.5 and 1, the latent EBM as configured and with
+Pang et al.'s optimiser (generator 1e-4, Adam beta1 0.5). Then evaluates every run with
 ``tkam evaluate`` (the same cached feature network, the same 1,000 official test images, the
 same seed) and times generation of 1,000 samples in this process. Writes the table to
-``benchmarks/RESULTS.md`` and the three final sample grids side by side to
-``benchmarks/figures/side_by_side_fmnist.png``.
+``benchmarks/RESULTS.md`` and the final sample grids side by side to
+``benchmarks/figures/side_by_side_fmnist[_STEPS].png``.
 
-    python benchmarks/side_by_side.py [--steps 3000] [--runs runs/side] [--skip-train]
-        [--skip-evaluate] [--remark TEXT]
+    python benchmarks/side_by_side.py [--steps 3000] [--runs runs/side] [--kinds ...]
+        [--jobs 1] [--threads 0] [--skip-train] [--skip-evaluate] [--remark TEXT]
 """
 
 from __future__ import annotations
@@ -29,18 +31,31 @@ from PIL import Image
 
 from common import machine, median_time, write_section
 
-KINDS = ("tkam", "vae", "lebm")
-LABELS = {
-    "tkam": "T-KAM, importance sampling (N=100)",
-    "vae": "VAE",
-    "lebm": "latent EBM (Pang et al.)",
+# name -> (label, settings beyond the fmnist config)
+VARIANTS = {
+    "tkam": ("T-KAM, importance sampling (N=100), fresh negatives", ["model.kind=tkam"]),
+    "tkam-proposals": (
+        "T-KAM, importance sampling (N=100), proposal negatives",
+        ["model.kind=tkam", "train.negatives=proposals"],
+    ),
+    "vae": ("VAE", ["model.kind=vae"]),
+    "vae-kl0.5": ("VAE, KL weight 0.5", ["model.kind=vae", "model.kl_weight=0.5"]),
+    "vae-kl0.25": ("VAE, KL weight 0.25", ["model.kind=vae", "model.kl_weight=0.25"]),
+    "lebm": ("latent EBM (Pang et al.)", ["model.kind=lebm"]),
+    "lebm-pang": (
+        "latent EBM, Pang et al.'s optimiser (generator 1e-4, beta1 0.5)",
+        ["model.kind=lebm", "train.learning_rate=1e-4", "train.adam_beta1=0.5"],
+    ),
 }
+KINDS = ("tkam", "vae", "lebm")
+LABELS = {name: label for name, (label, _) in VARIANTS.items()}
 FIGURE = Path(__file__).with_name("figures") / "side_by_side_fmnist.png"
 
 
-def overrides(kind: str, steps: int) -> list[str]:
+def overrides(kind: str, steps: int, threads: int = 0) -> list[str]:
     values = [
-        f"model.kind={kind}",
+        *VARIANTS[kind][1],
+        f"train.threads={threads}",
         f"train.max_steps={steps}",
         f"train.log_every={max(steps // 12, 1)}",
         "data.split=official",
@@ -54,6 +69,29 @@ def tkam(*args: str) -> None:
     command = [sys.executable, "-m", "tkam.cli", *args]
     print("$ tkam " + " ".join(args), flush=True)
     subprocess.run(command, check=True)
+
+
+def train_all(runs: dict[str, Path], steps: int, jobs: int, threads: int) -> None:
+    """``tkam train`` every variant, ``jobs`` at once (their output in ``RUN.log``)."""
+    pending, running = list(runs.items()), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            kind, run = pending.pop(0)
+            args = ["train", "fmnist", "--out", str(run), "--no-progress", "--overwrite"]
+            args += overrides(kind, steps, threads)
+            print("$ tkam " + " ".join(args), flush=True)
+            log = run.with_name(run.name + ".log").open("w")
+            command = [sys.executable, "-m", "tkam.cli", *args]
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            running.append((kind, process, time.perf_counter()))
+        for item in list(running):
+            kind, process, start = item
+            if process.poll() is not None:
+                running.remove(item)
+                if process.returncode != 0:
+                    raise SystemExit(f"{kind}: tkam train failed ({process.returncode})")
+                print(f"{kind}: trained in {time.perf_counter() - start:.0f} s", flush=True)
+        time.sleep(1)
 
 
 def seconds_per_update(run: Path) -> tuple[float, float, int]:
@@ -80,19 +118,24 @@ def final_grid(run: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def side_by_side_figure(runs: dict[str, Path]) -> None:
+def side_by_side_figure(runs: dict[str, Path], figure: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 5.8), layout="constrained")
-    for ax, (kind, run) in zip(axes, runs.items(), strict=True):
-        ax.imshow(final_grid(run))
-        ax.set_title(LABELS[kind], fontsize=13)
+    columns = min(len(runs), 4)
+    rows = -(-len(runs) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(5 * columns, 5.8 * rows), layout="constrained", squeeze=False
+    )
+    for ax in axes.flat:
         ax.axis("off")
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=80)
+    for ax, (kind, run) in zip(axes.flat, runs.items()):
+        ax.imshow(final_grid(run))
+        ax.set_title(LABELS[kind], fontsize=11)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=80)
     plt.close(fig)
 
 
@@ -104,7 +147,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="updates per model")
     parser.add_argument("--runs", default="runs/side", help="run folder prefix")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    parser.add_argument("--threads", type=int, default=0, help="threads per training (0: all)")
     parser.add_argument("--skip-train", action="store_true", help="evaluate existing runs")
     parser.add_argument(
         "--skip-evaluate", action="store_true", help="reuse the runs' metrics.json files"
@@ -115,12 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = {kind: Path(f"{args.runs}-{kind}") for kind in args.kinds}
     if not args.skip_train:
-        for kind, run in runs.items():
-            start = time.perf_counter()
-            tkam(
-                "train", "fmnist", "--out", str(run), "--no-progress", *overrides(kind, args.steps)
-            )
-            print(f"{kind}: trained in {time.perf_counter() - start:.0f} s", flush=True)
+        train_all(runs, args.steps, args.jobs, args.threads)
     rows = []
     for kind, run in runs.items():
         if not args.skip_evaluate:
@@ -142,17 +182,20 @@ def main() -> None:
         print(rows[-1], flush=True)
         feature_network = metrics["feature_network"]
         accuracy = metrics.get("feature_network_accuracy")
-    side_by_side_figure(runs)
+    figure = FIGURE if args.steps == 3000 else FIGURE.with_stem(f"{FIGURE.stem}_{args.steps}")
+    side_by_side_figure(runs, figure)
     if args.no_write:
         return
     body = "\n".join(
         [
             f"Measured {datetime.date.today()} on {machine()}.",
-            f"Command: `python benchmarks/side_by_side.py --steps {args.steps}`. The `fmnist`"
+            f"Command: `python benchmarks/side_by_side.py --steps {args.steps} --kinds"
+            f" {' '.join(args.kinds)} --jobs {args.jobs} --threads {args.threads}` ({args.jobs}"
+            " training(s) at once). The `fmnist`"
             " config (KAN generator 81-162-784, B=100, Adam 1e-3; the latent EBM's energy MLP"
             " at 2e-5, Pang et al.'s rate) on all 60,000 training images, the same number of"
             f" updates for every model; then `tkam evaluate RUN --num {args.num}`: FID/KID on"
-            f" the features of `{feature_network}` (shared by all three"
+            f" the features of `{feature_network}` (shared by all models"
             + (f"; held-out accuracy {accuracy:.3f}" if accuracy is not None else "")
             + ") against the same"
             " training images, log-likelihood on the same 1,000 official test images by"
@@ -166,11 +209,12 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            f"Final sample grids: `{FIGURE.relative_to(Path(__file__).parent.parent)}`.",
+            f"Final sample grids: `{figure.relative_to(Path(__file__).parent.parent)}`.",
             *([args.remark] if args.remark else []),
         ]
     )
-    write_section("Side by side on Fashion-MNIST, equal update budgets (cpu)", body)
+    budget = "" if args.steps == 3000 else f", {args.steps} updates"
+    write_section(f"Side by side on Fashion-MNIST, equal update budgets{budget} (cpu)", body)
 
 
 if __name__ == "__main__":
