@@ -27,9 +27,13 @@ class TrainingError(RuntimeError):
 def make_optimizer(model: TKAM, learning_rate: float, beta1: float = 0.9) -> torch.optim.Optimizer:
     """Adam (betas ``beta1``/0.999, eps 1e-8, no decay) over the model's parameter groups (one
     group, or the latent EBM's energy net at its own rate), fused where supported."""
-    groups, betas = model.parameter_groups(learning_rate), (beta1, 0.999)
+    betas = (beta1, 0.999)
+    # Fresh group dicts for each attempt: a refused constructor has already filled its defaults
+    # (``fused`` among them) into the dicts it was given.
     try:
-        return torch.optim.Adam(groups, lr=learning_rate, betas=betas, fused=True)
+        return torch.optim.Adam(
+            model.parameter_groups(learning_rate), lr=learning_rate, betas=betas, fused=True
+        )
     except (RuntimeError, TypeError):
         return torch.optim.Adam(
             model.parameter_groups(learning_rate), lr=learning_rate, betas=betas
