@@ -173,3 +173,47 @@ def test_present_inception_weights_are_found_and_need_torchvision(tmp_path, monk
     assert metrics["feature_network"].startswith("tkam-autoencoder-") and not metrics["notes"]
     with pytest.raises(ValueError, match="features must be"):
         evaluate_run(run, 20, 10, feature_cache=cache, features="lenet", **common)
+
+
+def test_evaluate_reports_class_entropy_and_scores_against_held_out_items(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, progress=False)
+    common = dict(
+        num_generated=60,
+        importance_samples=20,
+        feature_cache=tmp_path / "cache",
+        classifier_recipe=ClassifierRecipe(steps=5),
+        kid_num_subsets=5,
+        log=None,
+    )
+    train = evaluate_run(run, **common)
+    held = evaluate_run(run, real="held-out", **common)
+    for metrics in (train, held):
+        assert 0.0 <= metrics["class_entropy"] <= math.log(10) + 1e-9
+        assert metrics["class_entropy_max"] == pytest.approx(math.log(10))
+        assert sum(metrics["class_counts"]) == 60
+    # The same generated images and classifier: only the real set differs.
+    assert train["class_counts"] == held["class_counts"]
+    assert train["real_set"].endswith("training images drawn without replacement")
+    assert held["real_set"].startswith("20 held-out")
+    assert held["fid_infinity"] != train["fid_infinity"]
+    with pytest.raises(ValueError, match="real must be"):
+        evaluate_run(run, real="test", **common)
+    common["importance_samples"] = 0
+    samples_only = evaluate_run(run, real="held-out", **common)
+    assert samples_only["log_likelihood_nats_per_dim"] is None
+    assert "log-likelihood skipped: --importance-samples 0" in samples_only["notes"]
+    assert samples_only["fid_infinity"] == held["fid_infinity"]
+
+
+def test_class_entropy_of_known_histograms():
+    import torch
+
+    from tkam.metrics.features import class_entropy
+
+    even, counts = class_entropy(torch.arange(10).repeat(3), 10)
+    assert even == pytest.approx(math.log(10)) and counts == [3] * 10
+    one, _ = class_entropy(torch.full((50,), 4), 10)
+    assert one == 0.0
+    half, _ = class_entropy(torch.tensor([0, 1] * 5), 10)
+    assert half == pytest.approx(math.log(2))

@@ -82,7 +82,8 @@ RESAMPLERS = ("residual", "systematic", "stratified", "multinomial")
 NEGATIVES = ("fresh", "proposals")
 DATA_SPLITS = ("spec", "official")
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
-GENERATOR_KINDS = ("kan", "cnn", "sequence")
+GENERATOR_KINDS = ("kan", "cnn", "mlp", "sequence")
+LIKELIHOODS = ("gaussian", "bernoulli")
 SAMPLERS = ("importance", "ula", "automala")
 INTEGRALS = ("reference", "trapezoid")
 PRECISIONS = ("fp32", "bf16")
@@ -310,9 +311,12 @@ class GeneratorConfig(KANConfig):
     """The generator and its Gaussian likelihood (spec sections 1.3-1.4).
 
     Attributes:
-        kind: ``kan`` (KAN generator), ``cnn`` (ConvTranspose stack) or ``sequence`` (text).
+        kind: ``kan`` (KAN generator), ``cnn`` (ConvTranspose stack), ``mlp`` (plain MLP,
+            e.g. the textbook VAE's 20-400-784 decoder) or ``sequence`` (text).
         widths: KAN widths without the output layer; the first must equal the prior's Q (for
             CNN and sequence generators only the first entry is used, as the input width).
+        likelihood: ``gaussian`` (spec 1.4) or ``bernoulli`` (the textbook VAE's, for data in
+            [0, 1]; needs the sigmoid output activation); text always uses the categorical one.
         variance: sigma of the Gaussian likelihood (a standard deviation, as in the reference).
         noise: sigma_n, output noise added to the pre-activation inside training likelihoods.
         output_activation: sigmoid, tanh or none.
@@ -322,9 +326,11 @@ class GeneratorConfig(KANConfig):
         latent_concat: tile the latent and concatenate it before every CNN layer after the first.
         cnn_activation: nonlinearity between CNN layers; ``none`` as in the reference (A11).
         d_model: hidden size of the sequence generator.
+        mlp_activation: nonlinearity between the MLP generator's layers.
     """
 
     kind: str = "kan"
+    likelihood: str = "gaussian"
     widths: tuple[int, ...] = (81, 162)
     variance: float = 0.1
     noise: float = 0.1
@@ -337,10 +343,17 @@ class GeneratorConfig(KANConfig):
     latent_concat: bool = False
     cnn_activation: str = "none"
     d_model: int = 128
+    mlp_activation: str = "relu"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _set(self, "kind", _choice(self.kind, GENERATOR_KINDS, "kind"))
+        _set(self, "likelihood", _choice(self.likelihood, LIKELIHOODS, "likelihood"))
+        _set(
+            self,
+            "mlp_activation",
+            _choice(self.mlp_activation, BASE_ACTIVATIONS, "mlp_activation"),
+        )
         _set(
             self,
             "cnn_activation",
@@ -363,6 +376,11 @@ class GeneratorConfig(KANConfig):
         )
         if not self.widths or any(w < 1 for w in self.widths):
             raise ConfigError(f"widths: needs positive widths, got {self.widths}")
+        if self.likelihood == "bernoulli" and self.output_activation != "sigmoid":
+            raise ConfigError(
+                "likelihood: 'bernoulli' models pixel probabilities and needs "
+                f"output_activation = 'sigmoid', got {self.output_activation!r}"
+            )
         if self.variance <= 0:
             raise ConfigError(f"variance: must be > 0, got {self.variance}")
         if self.noise < 0:
@@ -782,6 +800,25 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
     )
     rules.append(
         ("generator.d_model", generator, generator.kind == "sequence", "not a sequence generator")
+    )
+    rules.append(
+        ("generator.mlp_activation", generator, generator.kind == "mlp", "not an MLP generator")
+    )
+    rules.append(
+        (
+            "generator.likelihood",
+            generator,
+            generator.kind != "sequence",
+            "text uses the categorical likelihood",
+        )
+    )
+    rules.append(
+        (
+            "generator.variance",
+            generator,
+            generator.kind == "sequence" or generator.likelihood == "gaussian",
+            "the Bernoulli likelihood has no variance",
+        )
     )
     rules.append(
         (

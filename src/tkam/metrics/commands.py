@@ -89,6 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             thermodynamic_items=args.ti_items,
             thermodynamic_chains=args.ti_chains,
             data_root=args.data_root,
+            real=args.real,
             log=_progress,
         )
     except DataError as exc:
@@ -114,10 +115,11 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=count, default=1000, help="generated images (default 1000)")
     p.add_argument(
         "--importance-samples",
-        type=count,
+        type=bounded_int(0, MAX_COUNT),
         default=1000,
         metavar="K",
-        help="prior samples of the log-likelihood estimate (default 1000)",
+        help="prior samples of the log-likelihood estimate (default 1000; 0 skips the "
+        "log-likelihood)",
     )
     p.add_argument("--out", type=output_file(), help="metrics file (default RUN_DIR/metrics.json)")
     p.add_argument(
@@ -167,6 +169,14 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="training steps of the feature classifier or autoencoder (default 1500 and 250; "
         "changes its name)",
+    )
+    p.add_argument(
+        "--real",
+        choices=("train", "held-out"),
+        default="train",
+        help="real images of FID/KID: training images (default) or the run's held-out items "
+        "(with data.split = spec a validation split of the training file, for choosing "
+        "settings without the test set)",
     )
     p.add_argument("--kid-subsets", type=count, default=100, help="KID subsets (default 100)")
     p.add_argument(

@@ -21,6 +21,7 @@ from tkam.metrics.features import (
     AutoencoderRecipe,
     ClassifierRecipe,
     autoencoder_features,
+    class_entropy,
     classifier_features,
     extract_features,
     inception_features,
@@ -57,6 +58,7 @@ def evaluate_run(
     thermodynamic_items: int = 100,
     thermodynamic_chains: int = 4,
     data_root: str | Path | None = None,
+    real: str = "train",
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """All metrics of a run folder written by ``tkam train``.
@@ -64,7 +66,8 @@ def evaluate_run(
     Args:
         run_dir: the run folder (``config.toml``, ``model.safetensors``).
         num_generated: generated images (the largest FID/KID sample size by default).
-        importance_samples: prior samples ``K`` of the log-likelihood estimate.
+        importance_samples: prior samples ``K`` of the log-likelihood estimate (0: no
+            log-likelihood, for sample metrics alone).
         sample_sizes: FID/KID sample sizes (default
             :func:`~tkam.metrics.extrapolation.default_sample_sizes` of ``num_generated``).
         seed: seed of the generated images, the draws, the KID subsets and the estimate.
@@ -82,12 +85,17 @@ def evaluate_run(
             (0 items: skip it).
         data_root: the data set's folder (for darcy its file) in place of the run's
             ``data.root``, for data that moved since training; ``None``: the run's.
+        real: the real images of FID/KID: ``train`` (training images, the spec's) or
+            ``held-out`` (the run's test items: with ``data.split = "spec"`` a validation split
+            of the training file, for choosing settings without touching the test set).
         log: progress lines (``None``: silent).
 
     Returns:
         A JSON-ready dictionary; metrics that do not apply are ``None`` with a ``notes`` entry.
     """
     say = log or (lambda _line: None)
+    if real not in ("train", "held-out"):
+        raise ValueError(f"real must be train or held-out, not {real!r}")
     config, model = load_run(run_dir)
     if data_root is not None:
         config = dataclasses.replace(
@@ -149,10 +157,13 @@ def evaluate_run(
             network = autoencoder_features(
                 data.name, data.train, feature_cache, feature_recipe or AutoencoderRecipe(), log=log
             )
-        num_real = min(sizes[-1], data.train.shape[0])
-        real_rows = torch.randperm(data.train.shape[0], generator=rng)[:num_real]
+        pool = data.train if real == "train" else data.test
+        if pool.shape[0] < 2:
+            raise ValueError(f"--real {real}: the run's data has {pool.shape[0]} such images")
+        num_real = min(sizes[-1], pool.shape[0])
+        real_rows = torch.randperm(pool.shape[0], generator=rng)[:num_real]
         start = time.perf_counter()
-        real_features = extract_features(network, data.train[real_rows])
+        real_features = extract_features(network, pool[real_rows])
         fake_features = extract_features(network, generated)
         result = infinity_metrics(
             real_features,
@@ -166,7 +177,14 @@ def evaluate_run(
         metrics.update(result._asdict())
         metrics["feature_network"] = network.name
         metrics["num_real"] = num_real
-        metrics["real_set"] = f"{num_real} training images drawn without replacement"
+        which = "training" if real == "train" else "held-out (test-split)"
+        metrics["real_set"] = f"{num_real} {which} images drawn without replacement"
+        if hasattr(network, "classify"):
+            classes = int(torch.as_tensor(labels).max()) + 1
+            entropy, counts = class_entropy(network.classify(generated), classes)
+            metrics["class_entropy"] = entropy
+            metrics["class_entropy_max"] = math.log(classes)
+            metrics["class_counts"] = counts
         metrics["batch_sizes"] = result.sample_sizes  # the reference's name for sample_sizes
     else:
         notes.append(f"FID/KID skipped: {data.name} items {data.image_shape} are not images")
@@ -174,7 +192,11 @@ def evaluate_run(
     test = data.test
     metrics["num_test"] = int(test.shape[0])
     metrics["importance_samples"] = importance_samples
-    if test.shape[0] > 0:
+    if importance_samples == 0:
+        metrics["log_likelihood_nats_per_dim"] = None
+        metrics["log_likelihood_standard_error"] = None
+        notes.append("log-likelihood skipped: --importance-samples 0")
+    elif test.shape[0] > 0:
 
         def record(key: str, label: str, estimate: Callable[[], Any]) -> None:
             start = time.perf_counter()
@@ -249,6 +271,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("FID-infinity", metrics.get("fid_infinity")),
         ("KID-infinity", metrics.get("kid_infinity")),
         ("FID at largest n", metrics.get("fid_at_n")),
+        ("real images", metrics.get("real_set")),
+        ("class entropy (nats)", metrics.get("class_entropy")),
+        ("  of at most", metrics.get("class_entropy_max")),
         ("test items", metrics.get("num_test")),
         ("log-lik. (nats/dim)", metrics.get("log_likelihood_nats_per_dim")),
         ("  MC standard error", metrics.get("log_likelihood_standard_error")),

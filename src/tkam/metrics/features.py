@@ -43,6 +43,7 @@ __all__ = [
     "FeatureError",
     "FeatureNetwork",
     "autoencoder_features",
+    "class_entropy",
     "default_cache_dir",
     "extract_features",
     "inception_features",
@@ -389,6 +390,25 @@ class _ClassifierFeatures:
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
         return self.model.features(images.float())
+
+    @torch.no_grad()
+    def classify(self, images: Tensor, batch_size: int = 500) -> Tensor:
+        """The classifier's predicted class of each image, ``(N, C, H, W) -> (N,)`` (quantised
+        to 8 bits first, like the features)."""
+        labels = [
+            self.model(quantise(images[i : i + batch_size]).float()).argmax(-1)
+            for i in range(0, images.shape[0], batch_size)
+        ]
+        return torch.cat(labels)
+
+
+def class_entropy(labels: Tensor, num_classes: int) -> tuple[float, list[int]]:
+    """Entropy (nats) of the histogram of predicted classes, and the histogram: ``log C`` when
+    samples cover the ``C`` classes evenly, 0 when they are all one class."""
+    counts = torch.bincount(labels.long(), minlength=num_classes).double()
+    p = counts / counts.sum()
+    entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+    return entropy, [int(c) for c in counts]
 
 
 def classifier_features(

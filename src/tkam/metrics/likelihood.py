@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from tkam.generator.likelihood import GaussianLikelihood
 from tkam.posterior.importance import log_evidence
 from tkam.posterior.tempering import temperatures, tempered_langevin, thermodynamic_integral
 
@@ -60,10 +59,9 @@ class LogLikelihoodResult(NamedTuple):
 
 
 def gaussian_constant(likelihood: Any, num_dims: int) -> float:
-    """``-D/2 log(2 pi sigma^2)``: what the Gaussian likelihood drops; 0 for other likelihoods."""
-    if not isinstance(likelihood, GaussianLikelihood):
-        return 0.0
-    return -0.5 * num_dims * math.log(2 * math.pi * float(likelihood.std) ** 2)
+    """What the likelihood's ``log_likelihood`` drops of its normalised form:
+    ``-D/2 log(2 pi sigma^2)`` for the Gaussian, 0 for the others."""
+    return likelihood.constant(num_dims)
 
 
 def _result(
@@ -142,13 +140,12 @@ def estimate_log_likelihood(
     matrix = torch.cat(columns, dim=1)  # (B, K)
     num_dims = int(data[0].numel())
     likelihood = model.likelihood
-    normalised = isinstance(likelihood, GaussianLikelihood)
+    normalised = likelihood.normalised
     if normalised:
         matrix = matrix + gaussian_constant(likelihood, num_dims)
         note = (
             f"importance sampling, K={num_samples} prior samples shared by the test set; "
-            f"Gaussian log-density including -D/2 log(2 pi sigma^2) with sigma={likelihood.std}"
-            f", D={num_dims}; nats per dimension (continuous density of the [0, 1] data)"
+            + likelihood.describe(num_dims)
         )
     else:
         note = (
@@ -192,10 +189,10 @@ def estimate_iwae_bound(
     )
     num_dims = int(data[0].numel())
     likelihood = model.likelihood
-    normalised = isinstance(likelihood, GaussianLikelihood)
+    normalised = likelihood.normalised
     bounds = bounds + gaussian_constant(likelihood, num_dims)
     note = f"importance-weighted bound, K={num_samples} encoder samples per test item; " + (
-        "Gaussian constant included" if normalised else "not normalised"
+        "normalising constant included" if normalised else "not normalised"
     )
     nan = torch.full_like(bounds, math.nan)
     return _result(bounds, nan, num_dims, normalised, note, standard_error=math.nan)
@@ -271,7 +268,7 @@ def estimate_thermodynamic_log_likelihood(
         estimates.append(thermodynamic_integral(expectations, temps.double(), rule=rule))
     replicas = torch.cat(estimates, dim=1)  # (R, B)
     num_dims = int(data[0].numel())
-    normalised = isinstance(likelihood, GaussianLikelihood)
+    normalised = likelihood.normalised
     replicas = replicas + gaussian_constant(likelihood, num_dims)
     per_item = replicas.mean(0)
     per_item_se = replicas.std(0) / math.sqrt(chains_per_item)
@@ -279,6 +276,6 @@ def estimate_thermodynamic_log_likelihood(
         f"thermodynamic integration, N_t={num_temps} temperatures (power {power:g}, {rule} "
         f"rule), {chains_per_item} ULA chains per item and temperature, "
         f"{posterior.steps} steps of size {posterior.step_size:g} with replica exchange; "
-        + ("Gaussian constant included" if normalised else "not normalised")
+        + ("normalising constant included" if normalised else "not normalised")
     )
     return _result(per_item, per_item_se, num_dims, normalised, note)
