@@ -186,3 +186,18 @@ def test_adam_beta1_reaches_the_optimiser() -> None:
     assert tiny_config(train={"adam_beta1": 0.5}).train.adam_beta1 == 0.5
     with pytest.raises(ConfigError, match=r"train\.adam_beta1"):
         tiny_config(train={"adam_beta1": 1.0})
+
+
+def test_vae_kl_weight_is_the_gaussian_decoders_scale() -> None:
+    # beta * [E_q log N(x; g, beta sigma^2) - KL] = E_q log N(x; g, sigma^2) - beta KL (constants
+    # dropped): the weighted bound of the config is the ELBO of the decoder with std sigma sqrt(beta).
+    weighted = build_model(_config("vae", kl_weight=4.0), SHAPE).double()
+    plain = build_model(_config("vae"), SHAPE).double()
+    assert weighted.likelihood.std == pytest.approx(2 * plain.likelihood.std)
+    assert weighted.kl_weight == 1.0
+    plain.load_state_dict(weighted.state_dict())
+    x = torch.rand(4, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        folded = weighted.elbo(x, torch.Generator().manual_seed(6))
+        direct = plain.elbo(x, torch.Generator().manual_seed(6), kl_weight=4.0)
+    torch.testing.assert_close(4.0 * folded, direct)

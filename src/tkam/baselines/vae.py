@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tkam.config import ExperimentConfig, GeneratorConfig
 from tkam.generator.init import default_init_
 from tkam.model import TKAM, model_parts
+from tkam.generator.likelihood import GaussianLikelihood
 from tkam.prior import GaussianPrior
 
 __all__ = ["VAE", "Encoder"]
@@ -86,6 +87,9 @@ class VAE(TKAM):
     """
 
     has_encoder = True
+    #: beta of the training loss ``E_q log p(x|z) - beta KL``; :meth:`from_config` folds a
+    #: Gaussian likelihood's beta into its std, leaving 1 (see there).
+    kl_weight = 1.0
 
     def __init__(
         self,
@@ -112,7 +116,16 @@ class VAE(TKAM):
         generator, likelihood, options = model_parts(config, image_shape, prior, rng)
         shape = tuple(int(s) for s in image_shape)
         encoder = Encoder(config.generator, shape, config.model.encoder_hidden, rng=rng)
-        return cls(prior, generator, likelihood, shape, encoder, **options)
+        model = cls(prior, generator, likelihood, shape, encoder, **options)
+        beta = config.model.kl_weight
+        if isinstance(likelihood, GaussianLikelihood):
+            # E_q log N(x; g, sigma^2) - beta KL = beta [E_q log N(x; g, beta sigma^2) - KL] up to
+            # a constant: the weighted bound is the ELBO of the decoder with std sigma sqrt(beta),
+            # which the model then is (its log-likelihood and IWAE bound are that decoder's).
+            likelihood.std = likelihood.std * math.sqrt(beta)
+            beta = 1.0
+        model.kl_weight = beta
+        return model
 
     def _log_weights(
         self, x: Tensor, num_samples: int, rng: torch.Generator | None, noised: bool

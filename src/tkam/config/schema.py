@@ -624,8 +624,10 @@ class ModelConfig:
         energy_learning_rate: Adam rate of the latent EBM's energy MLP (Pang et al.'s
             ``e_lr = 2e-5``; the generator keeps ``train.learning_rate``). 0 uses
             ``train.learning_rate`` for both.
-        kl_weight: the VAE's KL weight beta (``E_q log p(x|z) - beta KL``; 1, the default, is
-            the ELBO).
+        kl_weight: the VAE's KL weight beta (``E_q log p(x|z) - beta KL``). With the Gaussian
+            likelihood it is applied as the equivalent decoder: the ELBO of a Gaussian with std
+            ``generator.variance * sqrt(beta)`` (the same objective up to the factor beta), so
+            the trained VAE is that decoder's and its log-likelihood is reported for it.
     """
 
     kind: str = "tkam"

@@ -108,7 +108,7 @@ def _thermodynamic(call: LossCall) -> LossOutput:
 
 
 def _elbo(call: LossCall) -> LossOutput:
-    return elbo_loss(call.model, call.x, call.rng, call.config.model.kl_weight)
+    return elbo_loss(call.model, call.x, call.rng, call.model.kl_weight)
 
 
 LOSSES: dict[str, LossFunction] = {
