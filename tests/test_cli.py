@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytest
 from tests.helpers import tiny_config
 from tkam.cli import main
 from tkam.config import dumps_toml
+from tkam.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +68,62 @@ def test_plot_prior_with_export(trained_run, tmp_path) -> None:
     assert data["nodes"].shape == (3, 40)
     assert data["density"].shape == (7, 3, 40) and data["cdf"].shape == (7, 3, 40)
     assert np.allclose(data["cdf"][..., 0], 0) and np.allclose(data["cdf"][..., -1], 1)
+
+
+INSPECT_KEYS = (
+    "tv_median",
+    "tv_p90",
+    "tv_max",
+    "kl_median",
+    "kl_p90",
+    "share_tv_above_0.1",
+    "num_components",
+    "h_effective_dimension",
+    "h_leading_share",
+)
+
+
+def test_inspect_reports_what_the_prior_learned(trained_run, capsys) -> None:
+    argv = ["inspect", str(trained_run), "--samples", "500", "--seed", "1"]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in INSPECT_KEYS:
+        assert math.isfinite(report[key]), key
+    assert report["num_components"] == 21  # Q = 7 x P = 3
+    assert 0 <= report["tv_median"] <= report["tv_p90"] <= report["tv_max"] <= 1
+    assert 0 <= report["kl_median"] <= report["kl_p90"]
+    assert 1 <= report["h_effective_dimension"] <= report["h_width"] == 7
+    largest = report["largest_tv_components"]
+    assert len(largest) == 5 and largest[0]["tv"] == report["tv_max"]
+    assert [row["tv"] for row in largest] == sorted((row["tv"] for row in largest), reverse=True)
+    # The same draws again, as a table.
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "TV from pi_0" in table and "KL from pi_0" in table
+    assert f"{report['h_effective_dimension']} of 7 (99 % of the variance of 500" in table
+    assert f"({largest[0]['q']}, {largest[0]['p']})" in table
+
+
+def test_inspect_a_prior_without_components(tmp_path, capsys) -> None:
+    run = tmp_path / "vae"
+    fit(tiny_config(model={"kind": "vae"}, train={"max_steps": 2}), run, progress=False)
+    assert main(["inspect", str(run), "--json", "--samples", "300"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tv_median"] is None and report["num_components"] is None
+    assert report["h_effective_dimension"] == 7 and report["largest_tv_components"] == []
+    assert main(["inspect", str(run), "--samples", "300"]) == 0
+    assert "no univariate components" in capsys.readouterr().out
+
+
+def test_inspect_a_missing_run_is_one_line(tmp_path, capsys) -> None:
+    code = main(["inspect", str(tmp_path / "missing"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert lines[0] == f"tkam: error: {tmp_path / 'missing'} is not a run folder: " + (
+        f"{tmp_path / 'missing' / 'config.toml'} is missing"
+    )
 
 
 def test_plot_writes_every_figure(trained_run, tmp_path, capsys) -> None:

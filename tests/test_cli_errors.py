@@ -276,6 +276,19 @@ CASES = [
         f"argument --num: must be an integer in 1..10000000, got {HUGE}",
         argparse_error=True,
     ),
+    # tkam inspect
+    case("inspect {tmp}/missing", "{tmp}/missing is not a run folder"),
+    case("inspect {folder} --json", "{folder} is not a run folder"),
+    case("inspect {file}", "{file} is not a run folder"),
+    case(
+        "inspect {run} --samples 1",
+        "argument --samples: must be an integer in 2..",
+        argparse_error=True,
+    ),
+    case(
+        "inspect {run} --seed -1", "argument --seed: must be an integer in 0..", argparse_error=True
+    ),
+    case("inspect --json", "the following arguments are required: run_dir", argparse_error=True),
     # tkam train (every case fails before training starts)
     case("train no-such-config", "'no-such-config' is neither a TOML file nor a packaged config"),
     case("train {tmp}/missing.toml", "config file '{tmp}/missing.toml' does not exist"),
@@ -451,7 +464,7 @@ def _snapshot(folder: Path) -> set[str]:
 def test_the_table_covers_every_subcommand() -> None:
     assert len(CASES) >= 60
     commands = {" ".join(param.values[0].split()[:2]) for param in CASES}
-    for command in ("sample", "plot", "plot-prior", "evaluate", "train", "configs"):
+    for command in ("sample", "plot", "plot-prior", "evaluate", "inspect", "train", "configs"):
         assert any(c.split()[0] == command for c in commands if c), command
     for command in ("data list", "data download", "data darcy"):
         assert any(c.startswith(command) for c in commands), command
@@ -628,7 +641,7 @@ def fast_failing_argv(draw, paths: dict[str, Path], workdir: Path) -> list[str]:
             if not _not_a_config(config):
                 config = "/nonexistent/x.toml"
         return ["train", config, *tail]
-    if words in (("sample",), ("plot",), ("plot-prior",), ("evaluate",)):
+    if words in (("sample",), ("plot",), ("plot-prior",), ("evaluate",), ("inspect",)):
         return [*words, draw(not_a_run), *tail]
     if words == ("data", "download"):
         if draw(st.booleans()):  # a real data set, with a timeout argparse refuses

@@ -1,4 +1,4 @@
-"""Command line: ``tkam train | sample | plot | plot-prior | configs | data | evaluate``.
+"""Command line: ``tkam train | sample | plot | plot-prior | configs | data | evaluate | inspect``.
 
 A user's mistake ends in one line on stderr and a non-zero exit status, never a traceback:
 argparse's usage error for a bad argument (the types check counts, seeds and output paths before
@@ -31,6 +31,7 @@ from tkam.plots import (
     save_evolution_gif,
     save_image_grid,
 )
+from tkam.prior.commands import add_inspect_command
 from tkam.runs import load_run
 from tkam.train import CheckpointError, TrainingError, fit
 
@@ -303,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
 
     add_evaluate_command(sub)
+    add_inspect_command(sub)
     return parser
 
 

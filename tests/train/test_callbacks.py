@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from tests.helpers import tiny_config
 from tkam.build import build_model
 from tkam.plots import image_grid
+from tkam.prior import component_divergences, summarise
 from tkam.runs import load_run
 from tkam.train.callbacks import (
     LOSS_COLUMNS,
@@ -88,15 +89,17 @@ def test_loss_log_row_formats(tmp_path) -> None:
     assert header == LOSS_COLUMNS
     assert row[:3] == ["1.235", "2", "12.3457"]
     assert float(row[3]) > 0  # test MSE
-    assert row[4:] == ["1", "7", "", "2"]  # no ESS for a NaN mean
+    assert row[4:8] == ["1", "7", "", "2"]  # no ESS for a NaN mean
+    tv_median = summarise(*component_divergences(run.model.prior))["tv_median"]
+    assert row[8] == f"{tv_median:.4g}" and 0 < float(row[8]) < 1  # the prior's median TV
 
 
 def test_loss_log_keeps_the_rows_up_to_the_checkpoint_on_resume(tmp_path) -> None:
     run = build_run(tiny_config(), tmp_path / "run")
     path = run.paths.loss_csv
-    rows = [["0.5", "0", "3.1", "0.2", "1", "1", "9.5", "0"]]
-    rows += [["1.5", "0", "2.1", "0.2", "0", "4", "9.1", "0"]]
-    rows += [["2.5", "0", "1.1", "0.2", "0", "8", "8.7", "0"]]
+    rows = [["0.5", "0", "3.1", "0.2", "1", "1", "9.5", "0", "0.01"]]
+    rows += [["1.5", "0", "2.1", "0.2", "0", "4", "9.1", "0", "0.02"]]
+    rows += [["2.5", "0", "1.1", "0.2", "0", "8", "8.7", "0", "0.03"]]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(LOSS_COLUMNS)
@@ -109,6 +112,44 @@ def test_loss_log_keeps_the_rows_up_to_the_checkpoint_on_resume(tmp_path) -> Non
     LossLog().on_start(run)  # a fresh run starts over
     with path.open(newline="") as handle:
         assert list(csv.reader(handle)) == [LOSS_COLUMNS]
+
+
+@pytest.mark.parametrize("columns", [len(LOSS_COLUMNS) - 1, len(LOSS_COLUMNS) - 2])
+def test_loss_log_resumes_a_file_from_before_the_last_columns(tmp_path, columns) -> None:
+    # loss.csv written before "Prior TV" (and before "Skipped Steps") was added: its rows are kept
+    # under the current header, with empty cells in the columns they lack.
+    run = build_run(tiny_config(), tmp_path / "run")
+    path = run.paths.loss_csv
+    old = [["0.5", "0", "3.1", "0.2", "1", "1", "9.5", "0"], ["1.5", "0", "2.1", "0.2", "0", "4"]]
+    old[1] += ["9.1", "0"]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(LOSS_COLUMNS[:columns])
+        writer.writerows(row[:columns] for row in old)
+    LossLog().on_start(dataclasses.replace(run, resumed=True, state=RunState(step=4)))
+    padding = [""] * (len(LOSS_COLUMNS) - columns)
+    with path.open(newline="") as handle:
+        assert list(csv.reader(handle)) == [LOSS_COLUMNS, *(row[:columns] + padding for row in old)]
+    # Another kind of file (or a header this code does not know) is not kept.
+    path.write_text("step,loss\n1,2.0\n")
+    LossLog().on_start(dataclasses.replace(run, resumed=True, state=RunState(step=4)))
+    with path.open(newline="") as handle:
+        assert list(csv.reader(handle)) == [LOSS_COLUMNS]
+
+
+def test_loss_log_prior_tv_of_a_t_kam_run_and_none_without_components(tmp_path) -> None:
+    config = tiny_config(train={"max_steps": 6, "log_every": 3})
+    model = fit(config, tmp_path / "tkam", progress=False, callbacks=[LossLog()])
+    rows = _rows(tmp_path / "tkam" / "loss.csv")
+    assert [int(r["Step"]) for r in rows] == [1, 3, 6]
+    values = [float(r["Prior TV"]) for r in rows]
+    assert all(math.isfinite(v) and 0 < v < 1 for v in values)
+    # The last row is the median TV of the final prior.
+    final = summarise(*component_divergences(model.prior))["tv_median"]
+    assert rows[-1]["Prior TV"] == f"{final:.4g}"
+    vae = tiny_config(model={"kind": "vae"}, train={"max_steps": 2, "log_every": 1})
+    fit(vae, tmp_path / "vae", progress=False, callbacks=[LossLog()])
+    assert [r["Prior TV"] for r in _rows(tmp_path / "vae" / "loss.csv")] == ["", ""]
 
 
 # --- SampleImages ---

@@ -49,6 +49,7 @@ def test_fit_writes_the_run_folder(tmp_path) -> None:
         "Mean ESS",
     } <= set(rows[0])
     assert all(1.0 <= float(r["Mean ESS"]) <= 16.0 for r in rows)
+    assert all(0 < float(r["Prior TV"]) < 1 for r in rows)  # the prior's median TV from pi_0
     assert int(rows[0]["Grid Updated"]) == 1  # step 1 always updates the grids
     assert (run / "samples" / "step_000008.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -69,6 +70,27 @@ def test_resume_is_bitwise_exact(tmp_path) -> None:
     # The split run really stopped halfway: its first model file was overwritten at 2k.
     rows = list(csv.DictReader((tmp_path / "split" / "loss.csv").open()))
     assert [int(r["Step"]) for r in rows] == [1, 3, 6, 9, 12]
+
+
+def test_resume_keeps_a_loss_csv_written_before_the_prior_tv_column(tmp_path) -> None:
+    # A run logged by a version without "Prior TV": its rows keep an empty cell there, the rows
+    # logged after resuming have the prior's median TV.
+    config = tiny_config(train={"max_steps": 6, "log_every": 3})
+    run = tmp_path / "run"
+    fit(_with_steps(config, 3), run, progress=False)
+    path = run / "loss.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][-1] == "Prior TV"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(row[:-1] for row in rows)
+    fit(config, run, resume=True, progress=False)
+    logged = list(csv.DictReader(path.open()))
+    assert [int(r["Step"]) for r in logged] == [1, 3, 6]
+    assert [r["Prior TV"] for r in logged[:2]] == ["", ""]
+    assert 0 < float(logged[2]["Prior TV"]) < 1
+    # The other cells of the old rows are as they were.
+    assert [list(r.values())[:-1] for r in logged[:2]] == [row[:-1] for row in rows[1:]]
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(tmp_path) -> None:

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from tkam.config import ExperimentConfig, GeneratorConfig
 from tkam.generator.init import default_init_
-from tkam.model import TKAM, model_parts
 from tkam.generator.likelihood import GaussianLikelihood
+from tkam.model import TKAM, model_parts
 from tkam.prior import GaussianPrior
 
 __all__ = ["VAE", "Encoder"]

@@ -10,6 +10,13 @@ from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
 from tkam.prior.deep import DeepPrior
 from tkam.prior.gaussian import GaussianPrior
+from tkam.prior.learned import (
+    component_divergences,
+    effective_dimension,
+    largest_components,
+    prior_report,
+    summarise,
+)
 from tkam.prior.mixture import MixturePrior
 from tkam.prior.protocol import Prior, PriorModule
 from tkam.prior.quadrature import QuadratureTable, gauss_legendre
@@ -29,6 +36,11 @@ __all__ = [
     "REFERENCE_DOMAINS",
     "gauss_legendre",
     "build_prior",
+    "component_divergences",
+    "effective_dimension",
+    "largest_components",
+    "prior_report",
+    "summarise",
 ]
 
 

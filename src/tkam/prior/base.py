@@ -147,6 +147,33 @@ class KANPrior(PriorModule):
             for a, b in zip(current, snapshot)
         )
 
+    def quadrature_rule(self) -> tuple[Tensor, Tensor]:
+        """The nodes and log-weights of the rule that normalises the components, per row.
+
+        ``sum_g exp(log_weights[r, g]) * g(nodes[r, g])`` is the rule's integral of a function
+        ``g`` over row ``r``'s domain, and :meth:`quadrature`'s ``log Z`` is this rule applied to
+        ``e^f pi_0``: Gauss-Legendre nodes and weights on the layer's
+        :meth:`~tkam.kan.layer.UnivariateLayer.quadrature_domain` (``prior.quadrature =
+        "gausslegendre"``), or the row's grid points with the trapezium weights
+        ``(x_{g+1} - x_{g-1}) / 2``, half a width at either end (``"trapezium"``). Integrals
+        taken with it are consistent with the table's normalised densities.
+
+        Returns:
+            ``nodes (R, n)`` (the table's knots, row p univariate, row q mixture) and
+            ``log_weights (R, n)`` (``-inf`` for a zero weight), in the layer's dtype.
+        """
+        cfg = self.config
+        if cfg.quadrature == "trapezium":
+            points = self.layer.grid
+            widths = (points[:, 1:] - points[:, :-1]).clamp_min(0.0)
+            edge = torch.zeros_like(widths[:, :1])
+            weights = 0.5 * (torch.cat([edge, widths], dim=1) + torch.cat([widths, edge], dim=1))
+            return points, torch.log(weights)
+        nodes, weights = gauss_legendre(
+            self.layer.quadrature_domain(), cfg.num_nodes, compat=cfg.compat_node_map
+        )
+        return nodes, torch.log(weights)
+
     def _compute_quadrature(self) -> QuadratureTable:
         self.quadrature_evaluations += 1
         cfg = self.config
@@ -154,16 +181,14 @@ class KANPrior(PriorModule):
             points = self.layer.grid
             table = trapezium_table(self._row_view(points), self._log_unnormalised_at(points))
         else:
-            nodes, weights = gauss_legendre(
-                self.layer.quadrature_domain(), cfg.num_nodes, compat=cfg.compat_node_map
-            )
+            nodes, log_weights = self.quadrature_rule()
             table = None
             if not torch.is_grad_enabled() and self.fused_quadrature:
                 table = fused_gauss_legendre_table(
                     self.layer,
                     self._row_view(nodes),
                     nodes,
-                    torch.log(weights),
+                    log_weights,
                     self.reference.log_pdf(nodes.T).T,
                     self.rows_are_inputs,
                     rule=cfg.cdf,
@@ -171,7 +196,7 @@ class KANPrior(PriorModule):
             if table is None:
                 table = gauss_legendre_table(
                     self._row_view(nodes),
-                    self._row_view(torch.log(weights)),
+                    self._row_view(log_weights),
                     self._log_unnormalised_at(nodes),
                     rule=cfg.cdf,
                 )

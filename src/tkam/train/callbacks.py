@@ -39,6 +39,7 @@ from tkam.plots import (
     save_image_grid,
     snapshot_frames,
 )
+from tkam.prior.learned import component_divergences, summarise
 from tkam.train.checkpoint import atomic_save, latest_checkpoint, save_checkpoint
 from tkam.train.run import LogEntry, Run
 
@@ -62,7 +63,11 @@ LOSS_COLUMNS = [
     "Step",
     "Mean ESS",
     "Skipped Steps",
+    "Prior TV",
 ]
+# Columns are only ever appended: the header of an older loss.csv is a prefix of LOSS_COLUMNS, at
+# least up to "Mean ESS" (files from before "Skipped Steps" and "Prior TV" were added).
+_OLDEST_HEADER = LOSS_COLUMNS.index("Mean ESS") + 1
 
 
 class Callback:
@@ -136,28 +141,44 @@ def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> fl
     return total / batches
 
 
+@torch.no_grad()
+def _prior_tv(model: TKAM) -> str:
+    """The median total-variation distance of the prior's components from pi_0 (see
+    :mod:`tkam.prior.learned`), empty for a prior without components. One quadrature table, the
+    one the test MSE's samples just cached."""
+    if not model.prior.has_components:
+        return ""
+    value = summarise(*component_divergences(model.prior))["tv_median"]
+    return f"{value:.4g}" if math.isfinite(value) else ""
+
+
 def _rows_up_to(path: Path, step: int) -> list[list[str]]:
-    """The rows of a ``loss.csv`` logged at or before ``step`` (none for another kind of file)."""
+    """The rows of a ``loss.csv`` logged at or before ``step`` (none for another kind of file),
+    in the current columns: a file written before some columns were added gets empty cells."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
-    # Files written before "Skipped Steps" was added lack only that last column.
-    if not rows or rows[0][: len(LOSS_COLUMNS) - 1] != LOSS_COLUMNS[:-1]:
+    header = rows[0][: len(LOSS_COLUMNS)] if rows else []
+    if len(header) < _OLDEST_HEADER or header != LOSS_COLUMNS[: len(header)]:
         return []
     column = rows[0].index("Step")
     # A crash while appending can only cut the last row, always one after the checkpoint's step.
     whole = [r for r in rows[1:] if len(r) > column and r[column].isdigit()]
-    return [r for r in whole if int(r[column]) <= step]
+    width = len(LOSS_COLUMNS)
+    return [(r + [""] * (width - len(r)))[:width] for r in whole if int(r[column]) <= step]
 
 
 class LossLog(Callback):
     """``loss.csv``: one row per log event with the wall time, epoch, mean training loss, test MSE,
-    whether the grids were updated, the step, the mean ESS and the skipped updates (spec 5).
+    whether the grids were updated, the step, the mean ESS, the skipped updates (spec 5) and the
+    median total-variation distance of the prior's components from pi_0 (empty for a prior without
+    components).
 
     The test MSE compares the test set with fresh samples drawn from a stream seeded by
     ``(train.seed, step)``. On resume the rows after the checkpoint's step are dropped: a run
-    killed after logging but before its checkpoint would otherwise log those steps twice.
+    killed after logging but before its checkpoint would otherwise log those steps twice; the rows
+    kept from a file written before a column was added get an empty cell in it.
     """
 
     def on_start(self, run: Run) -> None:
@@ -183,6 +204,7 @@ class LossLog(Callback):
             entry.step,
             ess,
             entry.skipped,
+            _prior_tv(run.model),
         ]
         with run.paths.loss_csv.open("a", newline="") as handle:
             csv.writer(handle).writerow(row)
