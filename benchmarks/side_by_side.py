@@ -129,7 +129,7 @@ SWEEPS = {
     "vae": {
         "base": ["model.kind=vae"],
         "knobs": {
-            "model.kl_weight": ["1", "4", "16", "64"],
+            "model.kl_weight": ["1", "4", "16", "64", "256"],
             "model.encoder_hidden": ["[162]", "[400]", "[800,400]"],
         },
         "grid": "all",  # every combination: 12 runs of about a minute each
