@@ -249,6 +249,8 @@ def run_jobs(jobs: list[Job], parallel: int) -> None:
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
+            if store().get(job.key, {}).get("steps") == job.steps:
+                continue  # another process of the study finished it meanwhile
             job.run.parent.mkdir(parents=True, exist_ok=True)
             log = job.run.with_name(job.run.name + ".log")
             if finished(job.run, job.steps):
@@ -588,16 +590,24 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once")
     parser.add_argument("--runs", default="runs/side", help="folder of the study's runs")
     parser.add_argument("--remark", default="", help="a paragraph appended to the tables")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="run only the jobs whose key contains one of these"
+    )
     args = parser.parse_args()
     runs = Path(args.runs)
+
+    def chosen(jobs: list[Job]) -> list[Job]:
+        return [j for j in jobs if not args.only or any(o in j.key for o in args.only)]
+
     if args.command == "sweep":
-        run_jobs(sweep_jobs(args.which, runs, args.steps or 1000), args.jobs)
+        run_jobs(chosen(sweep_jobs(args.which, runs, args.steps or 1000)), args.jobs)
     elif args.command == "table":
         rows = args.rows or list(COMPARISONS[args.which])
-        run_jobs(table_jobs(args.which, rows, args.seeds, runs, args.steps or 5000), args.jobs)
+        jobs = table_jobs(args.which, rows, args.seeds, runs, args.steps or 5000)
+        run_jobs(chosen(jobs), args.jobs)
     elif args.command == "time-matched":
         rows = args.rows or ["tkam-ula", "tkam-automala", "tkam-thermo", "lebm"]
-        run_jobs(time_matched_jobs(rows, runs, args.steps or 5000, "tkam-is"), args.jobs)
+        run_jobs(chosen(time_matched_jobs(rows, runs, args.steps or 5000, "tkam-is")), args.jobs)
     elif args.command == "generation":
         generation(args.which or "")
     else:

@@ -112,7 +112,8 @@ def test_iwae_with_one_sample_is_the_monte_carlo_elbo() -> None:
 
 
 def test_iwae_bound_increases_with_k_on_a_trained_vae() -> None:
-    config = _config("vae")
+    # KL weight 1: the decoder's own sigma, so the posterior is narrow and the bound's gaps wide.
+    config = _config("vae", kl_weight=1.0)
     model = build_model(config, SHAPE)
     optimizer = make_optimizer(model, 1e-2)
     rng = torch.Generator().manual_seed(0)
@@ -192,7 +193,7 @@ def test_vae_kl_weight_is_the_gaussian_decoders_scale() -> None:
     # beta * [E_q log N(x; g, beta sigma^2) - KL] = E_q log N(x; g, sigma^2) - beta KL (constants
     # dropped): the weighted bound of the config is the ELBO of the decoder with std sigma sqrt(beta).
     weighted = build_model(_config("vae", kl_weight=4.0), SHAPE).double()
-    plain = build_model(_config("vae"), SHAPE).double()
+    plain = build_model(_config("vae", kl_weight=1.0), SHAPE).double()
     assert weighted.likelihood.std == pytest.approx(2 * plain.likelihood.std)
     assert weighted.kl_weight == 1.0
     plain.load_state_dict(weighted.state_dict())
