@@ -43,6 +43,7 @@ import math
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,13 +475,14 @@ def sweep_table(model: str) -> list[str]:
     return lines
 
 
-def final_grid(run: Path, rows: int = 6) -> np.ndarray:
+def final_grid(run: Path) -> np.ndarray:
+    """The run's last sample grid (``samples/step_*.png``)."""
     path = sorted((run / "samples").glob("step_*.png"))[-1]
-    image = np.asarray(Image.open(path).convert("RGB"))
-    return image
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
-def figure(comparison: str, rows: dict[str, Row], budget: str) -> Path | None:
+def figure(budget: str) -> Path | None:
+    """The final sample grid of every row's seed-1 run, both comparisons, in one figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -488,10 +490,11 @@ def figure(comparison: str, rows: dict[str, Row], budget: str) -> Path | None:
 
     entries = store()
     runs = []
-    for name, row in rows.items():
-        key = f"{comparison}/{name}/{budget}/seed1"
-        if key in entries and Path(entries[key]["run"]).exists():
-            runs.append((row.label, Path(entries[key]["run"])))
+    for comparison, rows in COMPARISONS.items():
+        for name, row in rows.items():
+            key = f"{comparison}/{name}/{budget}/seed1"
+            if key in entries and Path(entries[key]["run"]).exists():
+                runs.append((f"{comparison}: {row.label}", Path(entries[key]["run"])))
     if not runs:
         return None
     columns = min(len(runs), 4)
@@ -503,8 +506,8 @@ def figure(comparison: str, rows: dict[str, Row], budget: str) -> Path | None:
         ax.axis("off")
     for ax, (label, run) in zip(axes.flat, runs):
         ax.imshow(final_grid(run))
-        ax.set_title(label, fontsize=9, wrap=True)
-    path = FIGURES / f"side_by_side_{comparison}_{budget}.png"
+        ax.set_title(textwrap.fill(label, 45), fontsize=9)
+    path = FIGURES / f"side_by_side_fmnist_{budget}.png"
     fig.savefig(path, dpi=70)
     plt.close(fig)
     return path
@@ -570,9 +573,9 @@ def report(steps: int, remark: str) -> None:
                 *TABLE_HEAD,
                 *timed,
             ]
-        path = figure(comparison, rows, str(steps))
+        path = figure(str(steps))
         if path:
-            body += ["", f"Sample grids (seed 1): `{path.relative_to(HERE.parent)}`."]
+            body += ["", f"Sample grids of every row (seed 1): `{path.relative_to(HERE.parent)}`."]
         if remark:
             body += ["", remark]
         write_section(titles[comparison], "\n".join(body))

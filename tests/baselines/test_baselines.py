@@ -12,7 +12,7 @@ from tests.helpers import tiny_config
 from tkam.baselines import VAE, LatentEBM
 from tkam.build import build_model
 from tkam.config import ConfigError, config_to_dict, load_config
-from tkam.losses import compute_loss
+from tkam.losses import compute_loss, posterior_samples, posterior_settings
 from tkam.train import fit
 from tkam.train.loop import make_optimizer, train_step
 
@@ -202,3 +202,32 @@ def test_vae_kl_weight_is_the_gaussian_decoders_scale() -> None:
         folded = weighted.elbo(x, torch.Generator().manual_seed(6))
         direct = plain.elbo(x, torch.Generator().manual_seed(6), kl_weight=4.0)
     torch.testing.assert_close(4.0 * folded, direct)
+
+
+def test_lebm_posterior_chains_start_from_the_gaussian_base_not_from_prior_samples() -> None:
+    # Pang et al. start both chains from N(0, I). An energy with a steep slope along z_1 moves the
+    # short-run prior samples far out; posterior chains must still start at N(0, I), which one
+    # tiny Langevin step barely moves (seed 0; the sample means' standard error is ~0.03).
+    config = _config("lebm", prior_steps=20, posterior_steps=1, posterior_step_size=1e-4)
+    model = build_model(config, SHAPE)
+    with torch.no_grad():
+        for layer in model.prior.energy_net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        model.prior.energy_net[0].weight[0, 0] = 1.0
+        model.prior.energy_net[2].weight[0, 0] = 1.0
+        model.prior.energy_net[-1].weight[0, 0] = 20.0  # E: slope 20 along z_1 > 0
+    rng = torch.Generator().manual_seed(0)
+    prior = model.prior.sample(1000, rng)
+    assert prior[:, 0].mean() > 1.0  # the energy pushed the prior samples along z_1
+    start = model.prior.chain_start(1000, rng)
+    assert abs(float(start.mean())) < 0.1 and abs(float(start.std()) - 1.0) < 0.1
+    x = torch.rand(1000, *SHAPE, generator=torch.Generator().manual_seed(1))
+    posterior = posterior_samples(model, x, posterior_settings(config), rng)
+    assert abs(float(posterior[:, 0].mean())) < 0.15
+    # T-KAM's chains start from exact prior samples (spec 4.2): the same draws as sample().
+    tkam = build_model(tiny_config(), SHAPE)
+    a = tkam.prior.chain_start(5, torch.Generator().manual_seed(3))
+    b = tkam.prior.sample(5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)

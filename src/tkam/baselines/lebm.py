@@ -4,8 +4,8 @@ model").
 ``p(z) ∝ exp(E(z)) N(z; 0, I)`` with ``E`` an MLP ``Q -> h -> h -> 1`` (leaky-ReLU 0.2) on the
 generator's input, T-KAM's generator and Gaussian likelihood. Prior samples: short-run Langevin
 on ``log p`` from ``N(0, I)``; posterior samples: short-run Langevin on ``log p(z) + log p(x | z)``
-from prior samples. Step sizes are Pang's ``s`` (``z <- z + s^2/2 grad + s xi``), i.e. ULA with
-``eta = s^2 / 2``. The loss is T-KAM's Langevin MLE loss (spec 4.2), whose contrastive prior
+also from ``N(0, I)`` (both chains start from the base, as in Pang et al.'s code). Step sizes are
+Pang's ``s`` (``z <- z + s^2/2 grad + s xi``), i.e. ULA with ``eta = s^2 / 2``. The loss is T-KAM's Langevin MLE loss (spec 4.2), whose contrastive prior
 gradient is Pang's: the same maths, written once in :mod:`tkam.losses.langevin`.
 """
 
@@ -73,6 +73,16 @@ class EnergyPrior(GaussianPrior):
         there is no tractable ``Z``)."""
         self.check_normalise(normalise)
         return self.energy(z) + self.log_reference(z)
+
+    def chain_start(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
+        """Posterior chains start from the base ``N(0, I)``, as Pang et al. start both chains.
+
+        Started from short-run prior samples instead, every posterior chain begins where the
+        energy put the last prior samples and the likelihood pulls it further out; the energy
+        then follows the posterior samples outwards, and the two chase each other without bound
+        (``benchmarks/RESULTS.md``, the latent-EBM findings).
+        """
+        return self.initial(num_samples, rng)
 
     def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, Q)`` short-run prior-Langevin samples from ``N(0, I)``, detached (works under

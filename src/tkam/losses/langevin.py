@@ -36,11 +36,13 @@ def posterior_samples(
     rng: torch.Generator | None,
     memory: StepSizeMemory | None = None,
 ) -> Tensor:
-    """One Langevin chain per datum on ``log p(z) + log p(x_b | z)`` (noise-free), started from a
-    prior draw and moved ``config.steps`` times; the final positions, detached. With a
+    """One Langevin chain per datum on ``log p(z) + log p(x_b | z)`` (noise-free), started where
+    the prior starts chains (:meth:`~tkam.prior.protocol.PriorModule.chain_start`: a prior draw,
+    or the latent EBM's Gaussian base) and moved ``config.steps`` times; the final positions,
+    detached. With a
     ``memory``, autoMALA's chains start from the step sizes the last call adapted, and leave
     theirs for the next (spec 4.2)."""
-    z0 = model.prior.sample(len(x), rng)
+    z0 = model.prior.chain_start(len(x), rng)
     one = torch.ones(1, dtype=x.dtype, device=x.device)  # a single population at t = 1
     options = chain_options(config)
     if memory is not None:

@@ -43,6 +43,10 @@ class Prior(Protocol):
         """``(S, *latent_shape)`` prior samples, without gradient."""
         ...
 
+    def chain_start(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
+        """``(S, *latent_shape)`` starting points of posterior Langevin chains."""
+        ...
+
     def log_prior(
         self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
     ) -> Tensor:
@@ -100,6 +104,10 @@ class PriorModule(nn.Module):
 
     def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def chain_start(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
+        """Where posterior Langevin chains start: fresh prior samples (spec 4.2)."""
+        return self.sample(num_samples, rng)
 
     def log_prior(
         self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
