@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import tiny_config
 from tkam.cli import main
 from tkam.config import dumps_toml
+from tkam.prior.learned import DIVERGENCE_KEYS
 from tkam.train import fit
 
 
@@ -70,17 +71,7 @@ def test_plot_prior_with_export(trained_run, tmp_path) -> None:
     assert np.allclose(data["cdf"][..., 0], 0) and np.allclose(data["cdf"][..., -1], 1)
 
 
-INSPECT_KEYS = (
-    "tv_median",
-    "tv_p90",
-    "tv_max",
-    "kl_median",
-    "kl_p90",
-    "share_tv_above_0.1",
-    "num_components",
-    "h_effective_dimension",
-    "h_leading_share",
-)
+INSPECT_KEYS = (*DIVERGENCE_KEYS, "h_effective_dimension", "h_leading_share")
 
 
 def test_inspect_reports_what_the_prior_learned(trained_run, capsys) -> None:

@@ -8,13 +8,15 @@ either the old file or the new one. On failure the temporary file is removed.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "cache_root"]
+__all__ = ["atomic_path", "cache_root", "json_ready"]
 
 
 @contextmanager
@@ -54,3 +56,15 @@ def cache_root() -> Path:
     """tkam's cache folder: ``$TKAM_CACHE``, else ``~/.cache/tkam`` (not created here)."""
     root = os.environ.get("TKAM_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "tkam"
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN or infinity),
+    through dictionaries, lists and tuples."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value

@@ -20,22 +20,12 @@ from tkam.argtypes import (
     seed,
 )
 from tkam.data import DataError
+from tkam.files import json_ready
 from tkam.metrics.evaluate import evaluate_run, format_table
 from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
 from tkam.train.checkpoint import CheckpointError, read_metadata
 
 __all__ = ["add_evaluate_command"]
-
-
-def _clean(value):
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
 
 
 def _progress(line: str) -> None:
@@ -100,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _error(str(exc))
     out = args.out or Path(args.run_dir) / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_clean(metrics), indent=2) + "\n")
+    out.write_text(json.dumps(json_ready(metrics), indent=2) + "\n")
     print(format_table(metrics))
     print(f"metrics written to {out}")
     return 0

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from tkam.argtypes import MAX_COUNT, bounded_int, memory_problem, seed
+from tkam.files import json_ready
 from tkam.prior.learned import (
     TV_THRESHOLD,
     component_divergences,
@@ -35,17 +36,6 @@ NUM_LISTED = 5
 def _error(message: str) -> int:
     print(f"tkam: error: {message}", file=sys.stderr)
     return 2
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -116,7 +106,7 @@ def _inspect(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a prior whose quadrature has no finite mass
         return _error(f"{args.run_dir}: {exc}")
     if args.json:
-        print(json.dumps(_clean(report), indent=2))
+        print(json.dumps(json_ready(report), indent=2))
     else:
         print(format_report(report, f"prior of {args.run_dir}: {type(prior).__name__}"))
     return 0
