@@ -14,10 +14,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from tests.helpers import tiny_config
+from tkam.build import build_model
 from tkam.cli import main
+from tkam.config import ConfigError
 from tkam.files import file_sha256
 from tkam.manifest import read_manifest
 from tkam.metrics import AutoencoderRecipe, evaluate_run
+from tkam.runs import load_run, save_run
 from tkam.train import fit
 from tkam.train.checkpoint import read_metadata
 from tkam.train.lock import RunLock
@@ -179,3 +182,17 @@ def test_metrics_json_joins_the_manifest(run, tmp_path) -> None:
     assert "metrics.json" in read_manifest(copy)
     metrics = json.loads((copy / "metrics.json").read_text())
     assert metrics["model"]["step"] == 8
+
+
+def test_a_model_trained_by_hand_saved_as_a_run(tmp_path, capsys) -> None:
+    config = tiny_config()
+    model = build_model(config, (1, 8, 8))
+    save_run(model, config, tmp_path / "mine", step=3)
+    _, loaded = load_run(tmp_path / "mine")
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    out = tmp_path / "s.png"
+    assert main(["sample", str(tmp_path / "mine"), "--num", "4", "--out", str(out)]) == 0
+    assert "(step 3, sha256" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="already holds"):
+        save_run(model, config, tmp_path / "mine")

@@ -15,13 +15,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tkam.build import build_model
-from tkam.config import ConfigError, ExperimentConfig, load_config
-from tkam.files import file_sha256
+from tkam.config import ConfigError, ExperimentConfig, dumps_toml, load_config
+from tkam.files import atomic_path, file_sha256
+from tkam.manifest import record
 from tkam.model import TKAM
-from tkam.train.checkpoint import CheckpointError, latest_checkpoint, read_metadata
+from tkam.train.checkpoint import CheckpointError, atomic_save, latest_checkpoint, read_metadata
 from tkam.train.lock import lock_holder
 
-__all__ = ["ModelInfo", "load_run", "model_info"]
+__all__ = ["ModelInfo", "load_run", "model_info", "save_run"]
 
 _STEP = re.compile(r"step_(\d+)\.safetensors$")
 
@@ -156,3 +157,39 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig
     except RuntimeError as exc:
         raise CheckpointError(f"{model_path}: does not match {config_path} ({exc})") from None
     return config, model.to(device).eval()
+
+
+def save_run(model: TKAM, config: ExperimentConfig, run_dir: str | Path, step: int = 0) -> Path:
+    """Write a model trained outside ``tkam train`` as a run folder: ``config.toml`` and
+    ``model.safetensors`` (with the metadata that :func:`load_run` and the commands read), both
+    listed in the folder's manifest.
+
+    Args:
+        model: a model of ``config`` (as :func:`tkam.build.build_model` makes it).
+        config: its config.
+        run_dir: the folder (created); it must not hold a run yet.
+        step: the training step to record.
+
+    Returns:
+        the path of ``model.safetensors``.
+
+    Raises:
+        ConfigError: if the folder already holds a ``config.toml`` or ``model.safetensors``.
+    """
+    root = Path(run_dir)
+    config_path, model_path = root / "config.toml", root / "model.safetensors"
+    taken = [str(path) for path in (config_path, model_path) if path.exists()]
+    if taken:
+        raise ConfigError(f"{root} already holds {', '.join(taken)}: choose another folder")
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(config_path) as temporary:
+        temporary.write_text(dumps_toml(config))
+    metadata = {
+        "image_shape": ",".join(str(size) for size in model.image_shape),
+        "dataset": config.data.name,
+        "config": dumps_toml(config),
+        "step": str(step),
+    }
+    atomic_save(dict(model.state_dict()), model_path, metadata)
+    record(root, [config_path, model_path])
+    return model_path
