@@ -361,10 +361,11 @@ CASES = [
         argparse_error=True,
         absent="{tmp}/r",
     ),
-    # Nothing to resume; the trainer's lock file stays in the folder (by design, see tkam.train.lock).
+    # Nothing to resume: a missing folder is refused before it is created.
     case(
         "train {toml} --out {tmp}/empty-run --resume --no-progress",
-        "nothing to resume in {tmp}/empty-run",
+        "nothing to resume: {tmp}/empty-run is not a run folder",
+        absent="{tmp}/empty-run",
     ),
     case("train {toml} --out {file} --no-progress", "{file} exists and is not a folder"),
     # tkam data

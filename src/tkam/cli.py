@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +26,7 @@ from tkam.argtypes import count, device, memory_problem, output_file, output_fol
 from tkam.config import ConfigError, load_config, packaged_configs, resolve_config_path
 from tkam.data import DataError
 from tkam.data.commands import add_data_commands
+from tkam.manifest import record
 from tkam.metrics.commands import add_evaluate_command
 from tkam.plots import (
     plot_losses,
@@ -32,14 +37,34 @@ from tkam.plots import (
     save_image_grid,
 )
 from tkam.prior.commands import add_inspect_command
-from tkam.runs import load_run
-from tkam.train import CheckpointError, TrainingError, fit
+from tkam.runs import ModelInfo, load_run, model_info
+from tkam.train import CheckpointError, RunStopped, TrainingError, fit
 
 __all__ = ["CommandError", "main"]
 
 
 class CommandError(Exception):
     """A user error a command finds while running; ``main`` prints it as ``tkam: error: ...``."""
+
+
+T = TypeVar("T")
+
+
+def _evaluated(run_dir: str | Path, work: Callable[[], T]) -> T:
+    """``work()``, a computation with a run's model; a model that cannot be evaluated (weights
+    far out of range, which the prior's quadrature rejects) is a :class:`CommandError`."""
+    try:
+        return work()
+    except ValueError as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise CommandError(
+            f"the model of {run_dir} cannot be evaluated ({lines[0]}): its weights are corrupt "
+            "or the run diverged; train it again (lower train.learning_rate if it diverged)"
+        ) from None
+
+
+def _used(info: ModelInfo) -> str:
+    return f"model {info.describe()}"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -96,9 +121,10 @@ def _sample(args: argparse.Namespace) -> int:
     if args.latent and out.suffix != ".npz":
         raise CommandError(f"--latent stores z in the .npz; --out {out} is a PNG grid")
     _, model = load_run(args.run_dir)
+    info = model_info(args.run_dir)
     _check_memory(args.num, model.image_shape)
     rng = torch.Generator().manual_seed(args.seed)
-    images, z = model.sample(args.num, rng, return_latent=True)
+    images, z = _evaluated(args.run_dir, lambda: model.sample(args.num, rng, return_latent=True))
     images = images.clamp(0.0, 1.0)
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +138,13 @@ def _sample(args: argparse.Namespace) -> int:
             raise CommandError(
                 f"--out {out}: this run's items of shape {shape} are not images; use a .npz"
             )
-        save_image_grid(images, out, scale=readable_scale(*images.shape[-2:]))
-    print(f"{args.num} samples written to {out}")
+        save_image_grid(
+            images,
+            out,
+            scale=readable_scale(*images.shape[-2:]),
+            metadata=info.png_metadata(),
+        )
+    print(f"{args.num} samples of {_used(info)} written to {out}")
     return 0
 
 
@@ -132,12 +163,13 @@ def _component(text: str) -> tuple[int, int]:
 
 def _plot_prior(args: argparse.Namespace) -> int:
     _, model = load_run(args.run_dir)
+    info = model_info(args.run_dir)
     if not model.prior.has_components:
         raise CommandError(
             f"the prior of {args.run_dir} ({type(model.prior).__name__}) has no univariate "
             "components to plot; plot-prior needs a univariate or mixture prior"
         )
-    export = model.prior.export()
+    export = _evaluated(args.run_dir, model.prior.export)
     num_outputs, num_inputs = export["density"].shape[:2]
     for q, p in args.components or ():
         if q >= num_outputs or p >= num_inputs:
@@ -146,8 +178,8 @@ def _plot_prior(args: argparse.Namespace) -> int:
                 f"Q={num_outputs} outputs and P={num_inputs} inputs, so 0 <= q <= "
                 f"{num_outputs - 1} and 0 <= p <= {num_inputs - 1}"
             )
-    plot_prior(export, args.out, components=args.components)
-    print(f"prior plot written to {args.out}")
+    plot_prior(export, args.out, components=args.components, metadata=info.png_metadata())
+    print(f"prior plot of {_used(info)} written to {args.out}")
     if args.export:
         args.export.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.export, **export)
@@ -166,20 +198,22 @@ def _plot(args: argparse.Namespace) -> int:
     out = args.out or root / "plots"
     what = args.what or list(PLOTS)
     _, model = load_run(root)
+    info = model_info(root)
+    metadata = info.png_metadata()
     if "samples" in what:
         _check_memory(args.num, model.image_shape)
     written, skipped = [], []
     if "prior" in what:
         if model.prior.has_components:
-            export = model.prior.export()
-            written.append(plot_prior(export, out / "prior.png"))
-            written.append(plot_prior_grid(export, out / "prior_grid.png"))
+            export = _evaluated(root, model.prior.export)
+            written.append(plot_prior(export, out / "prior.png", metadata=metadata))
+            written.append(plot_prior_grid(export, out / "prior_grid.png", metadata=metadata))
         else:
             skipped.append("prior (this model's prior has no univariate components)")
     if "losses" in what:
         if (root / "loss.csv").is_file():
             try:
-                written.append(plot_losses(root / "loss.csv", out / "loss.png"))
+                written.append(plot_losses(root / "loss.csv", out / "loss.png", metadata=metadata))
             except ValueError as exc:  # a damaged or empty loss.csv: say so, draw the rest
                 skipped.append(f"losses ({exc})")
         else:
@@ -188,9 +222,9 @@ def _plot(args: argparse.Namespace) -> int:
         shape = model.image_shape
         if len(shape) == 3 and shape[0] in (1, 3):
             rng = torch.Generator().manual_seed(args.seed)
-            images = model.sample(args.num, rng).float().clamp(0.0, 1.0)
+            images = _evaluated(root, lambda: model.sample(args.num, rng)).float().clamp(0, 1)
             path = out / "samples.png"
-            save_image_grid(images, path, scale=readable_scale(*shape[1:]))
+            save_image_grid(images, path, scale=readable_scale(*shape[1:]), metadata=metadata)
             written.append(path)
         else:
             skipped.append(f"samples (items of shape {shape} are not images)")
@@ -199,6 +233,8 @@ def _plot(args: argparse.Namespace) -> int:
             written.append(save_evolution_gif(root / "samples", out / "evolution.gif"))
         except FileNotFoundError as exc:
             skipped.append(f"evolution ({exc})")
+    record(root, written)  # figures written into the run folder belong to its manifest
+    print(f"figures of {_used(info)}")
     for path in written:
         print(f"wrote {path}")
     for reason in skipped:
@@ -220,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tkam", description="Thermodynamic Kolmogorov-Arnold Models: train, sample, plot."
     )
+    parser.add_argument("--version", action="version", version=f"tkam {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a TOML config or a packaged config")
@@ -308,8 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return version("tkam")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+    """Warnings as ``tkam: warning: ...`` lines, without the file and line they come from."""
+    print(f"tkam: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError, CheckpointError, TrainingError, CommandError) as exc:
@@ -326,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as exc:
         print(f"tkam: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
-        return 130
+        # The shell's status for a process ended by the signal: 130 for SIGINT, 143 for SIGTERM.
+        return 128 + (exc.signum if isinstance(exc, RunStopped) else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 :func:`atomic_path` hands out a temporary path beside the destination; the caller writes it (with
 any library: safetensors, h5py, PIL, a download); on success the file is flushed to disk, renamed
 onto the destination in one step and the folder entry flushed too, so a crash at any moment leaves
-either the old file or the new one. On failure the temporary file is removed.
+either the old file or the new one. On failure the temporary file is removed. The file gets the
+permissions of any newly created file (``0666`` less the umask), not the temporary file's ``0600``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "cache_root", "json_ready"]
+__all__ = ["atomic_path", "cache_root", "file_sha256", "json_ready"]
 
 
 @contextmanager
@@ -39,6 +41,7 @@ def atomic_path(destination: str | Path, suffix: str = "") -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, destination)
@@ -68,3 +71,19 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_ready(item) for item in value]
     return value
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tkam.config import ConfigError, from_ini
+from tkam.config.ini import DATASET_NAMES
+from tkam.data import DATASETS
 
 NIST_HEAD = """\
 [EbmModel]
@@ -118,3 +120,16 @@ def test_the_prior_grid_range_is_kept_only_where_it_is_the_domain(
         config = from_ini(path, dataset="FMNIST")
     assert config.prior.reference == reference and config.prior.grid_range == domain
     assert config.generator.grid_range == (-1.2, 1.2)
+
+
+def test_an_unknown_data_set_is_refused(tmp_path) -> None:
+    path = tmp_path / "nist.ini"
+    path.write_text(NIST_HEAD, encoding="utf-8")
+    with pytest.raises(ConfigError, match="dataset='NOPE' is not one of tkam's data sets"):
+        from_ini(path, dataset="NOPE")
+    with pytest.warns(UserWarning):
+        assert from_ini(path, dataset="FMNIST").data.name == "fmnist"
+
+
+def test_the_data_set_names_are_the_registry_s() -> None:
+    assert sorted(DATASET_NAMES) == sorted(DATASETS)

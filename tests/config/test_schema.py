@@ -340,3 +340,13 @@ def test_reference_compat_switches_are_named_where_they_do_nothing() -> None:
         "generator.compat_rbf_refit = True (the fourier basis has no bandwidth)",
         "prior.compat_layout = True (only the univariate prior has the reshaped layout)",
     ]
+
+
+def test_a_baseline_names_the_prior_settings_it_ignores() -> None:
+    with pytest.warns(
+        UserWarning, match=r"prior\.widths, prior\.reference.*model.kind = vae has its"
+    ):
+        config = load_config("digits", ["model.kind=vae"])
+    assert len(ineffective_settings(config)) == 1  # one entry for the whole prior section
+    tkam = load_config("digits")
+    assert ineffective_settings(tkam) == []

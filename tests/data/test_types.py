@@ -105,3 +105,11 @@ def test_show_bytes_quotes_the_first_bytes_in_hex() -> None:
     assert show_bytes(b"\x89PNG") == "0x89504E47"
     assert show_bytes(bytes(range(10)), 4) == "0x00010203..."
     assert show_bytes(b"") == "nothing"
+
+
+def test_a_data_root_that_is_a_file_is_named_so(tmp_path: Path) -> None:
+    root = tmp_path / "file"
+    root.write_text("")
+    message = str(missing_files_error("Thing", "thing", root, ["f1"]))
+    assert "is a file, not a folder" in message and "does not exist" not in message
+    assert "tkam evaluate RUN --data-root PATH" in message

@@ -58,3 +58,12 @@ def test_without_a_compiler_the_layers_warn_once_and_run_eager(fresh_loader, mon
 def test_the_environment_can_switch_the_kernels_off(fresh_loader, monkeypatch) -> None:
     monkeypatch.setenv("TKAM_NATIVE", "0")
     assert native.library() is None
+
+
+def test_tkam_native_understands_on_and_off_and_warns_about_anything_else() -> None:
+    assert native.native_requested({}) is True
+    assert native.native_requested({"TKAM_NATIVE": "0"}) is False
+    assert native.native_requested({"TKAM_NATIVE": "off"}) is False
+    assert native.native_requested({"TKAM_NATIVE": "1"}) is True
+    with pytest.warns(RuntimeWarning, match="TKAM_NATIVE='banana' is neither 1 nor 0"):
+        assert native.native_requested({"TKAM_NATIVE": "banana"}) is True

@@ -40,6 +40,7 @@ from tkam.kan.layer import UnivariateLayer
 from tkam.kan.native import library
 from tkam.losses import compute_loss, importance_loss, langevin_loss, thermodynamic_loss
 from tkam.model import TKAM
+from tkam.posterior.tempering import TemperedRun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -279,6 +280,60 @@ def test_thermodynamic_loss_at_fixed_temperatures(float64, rule, contrastive) ->
     assert (allowance < 3 * result.se).all()
     _assert_within(model, result.mean, result.se, expected, allowance, 4.5)
     assert abs(result.value - exact_value.item()) < 4.5 * result.value_se + value_allowance
+
+
+@pytest.mark.parametrize(
+    ("rule", "power", "contrastive"),
+    [("reference", 3.0, True), ("trapezoid", 8.0, True), ("reference", 10.0, False)],
+    ids=["reference-p3", "trapezoid-p8", "reference-p10-exact"],
+)
+def test_thermodynamic_loss_value_with_unequally_spaced_temperatures(
+    float64, monkeypatch, rule, power, contrastive
+) -> None:
+    """The loss's value and gradient with the packaged configs' powers (p != 1: temperatures
+    ``t_k = (k / 4)^p`` packed near 0, intervals of unequal width), against the closed form
+    ``E[L_TI]`` with the rule's weights for those intervals.
+
+    The sampler is replaced by exact draws from each power posterior (closed-form Gaussians),
+    so the expected value has no sampler bias: the test checks which temperatures the loss hands
+    the sampler, which population meets which weight and the rule's interval widths. 24
+    replicates (seeds 5000-5023) of 4 x 250 chains; tolerance 4.5 SE for the value and every gradient entry.
+    The same draws scored with equally spaced temperatures (p = 1) are far outside.
+    """
+    model, x = _model_and_data()
+    num_temps, copies = 4, 250
+    temps = (torch.arange(num_temps + 1, dtype=torch.float64) / num_temps) ** power
+    xs = x.repeat(copies, 1)
+    handed: list[Tensor] = []
+
+    def exact_draws(z0: Tensor, target, given: Tensor, rng: torch.Generator, **options):
+        handed.append(given.detach().clone())
+        draws = []
+        for t in given.tolist():
+            law = power_posterior(model, xs, t)
+            noise = torch.randn(len(xs), LATENT, generator=rng, dtype=torch.float64)
+            draws.append(law.mean + noise @ torch.linalg.cholesky(law.covariance).T)
+        return TemperedRun(torch.cat(draws), 0.0, None)
+
+    monkeypatch.setattr("tkam.losses.thermodynamic.tempered_langevin", exact_draws)
+    exact = not contrastive
+    laws = [power_posterior(model, x, float(t)) for t in temps]
+    exact_value = _thermodynamic_target(model, x, laws, temps, rule, exact)
+    expected = gradient(model, exact_value)
+
+    posterior = PosteriorConfig(sampler="ula", step_size=0.01, steps=1)
+    config = ThermodynamicConfig(num_temps=num_temps, p_start=power, p_end=power, integral=rule)
+
+    def loss(rng: torch.Generator) -> Tensor:
+        return thermodynamic_loss(model, xs, posterior, config, 3, 10, rng, contrastive).loss
+
+    result = replicate_gradients(model, loss, range(5000, 5024))
+    assert all(torch.allclose(given, temps[1:]) for given in handed)
+    _assert_within(model, result.mean, result.se, expected, torch.zeros_like(expected), 4.5)
+    assert abs(result.value - exact_value.item()) < 4.5 * result.value_se
+    even = torch.arange(num_temps + 1, dtype=torch.float64) / num_temps
+    even_value = _thermodynamic_target(model, x, laws, even, rule, exact).item()
+    assert abs(result.value - even_value) > 20 * result.value_se
 
 
 # ---------------------------------------------------------------------------------------------

@@ -129,3 +129,13 @@ def test_training_labels_follow_the_loaders_order(tmp_path):
     found = training_labels(DataConfig(name="mnist", root=str(tmp_path)), 4)
     assert found.dtype == np.int64 and found.tolist() == [3, 1, 4, 1]
     assert training_labels(DataConfig(name="mnist", root=str(tmp_path)), 7) is None
+
+
+def test_feature_training_reports_progress(tmp_path):
+    images = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)).round()
+    lines: list[str] = []
+    recipe = AutoencoderRecipe(steps=20, batch_size=16, bottleneck=8)
+    autoencoder_features("toy", images, tmp_path, recipe, log=lines.append)
+    progress = [line for line in lines if line.strip().startswith("step ")]
+    assert [line.split()[1] for line in progress] == [f"{k}/20," for k in range(2, 20, 2)]
+    assert lines[0].startswith("training feature autoencoder") and "trained in" in lines[-1]

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from tests.helpers import tiny_config
 from tkam.build import build_model
+from tkam.manifest import MANIFEST_NAME
 from tkam.plots import image_grid
 from tkam.prior import component_divergences, summarise
 from tkam.runs import load_run
@@ -41,8 +42,10 @@ def _rows(path) -> list[dict[str, str]]:
 
 
 def _files(folder) -> list[str]:
-    """The run's files, without the writer's lock (``.lock``, see tests/train/test_lock.py)."""
-    files = (p for p in folder.rglob("*") if p.is_file() and p.name != ".lock")
+    """The run's files, without the writer's lock (``.lock``, see tests/train/test_lock.py) and
+    the manifest (tests/train/test_run_folder.py)."""
+    skip = (".lock", MANIFEST_NAME)
+    files = (p for p in folder.rglob("*") if p.is_file() and p.name not in skip)
     return sorted(str(p.relative_to(folder)) for p in files)
 
 
@@ -108,7 +111,7 @@ def test_loss_log_keeps_the_rows_up_to_the_checkpoint_on_resume(tmp_path) -> Non
     LossLog().on_start(dataclasses.replace(run, resumed=True, state=RunState(step=4)))
     with path.open(newline="") as handle:
         assert list(csv.reader(handle)) == [LOSS_COLUMNS, *rows[:2]]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["config.toml", "loss.csv"]
+    assert _files(path.parent) == ["config.toml", "loss.csv"]
     LossLog().on_start(run)  # a fresh run starts over
     with path.open(newline="") as handle:
         assert list(csv.reader(handle)) == [LOSS_COLUMNS]

@@ -2,7 +2,10 @@
 
 This module owns the mapping of the reference's sections and keys onto the schema; the mapped
 values then go through :func:`tkam.config.io.config_from_dict` like any TOML file. Keys are mapped
-as documented in ``spec/configs.md``; the reference's known slips are corrected with a warning
+by the table ``_MAP`` below (reference section and key -> tkam section and key; ``_IGNORED`` and
+``_IGNORED_SECTIONS`` list what has no effect here). The ``.ini`` files themselves are the reference
+implementation's (its ``config/`` folder) and are not shipped with tkam. The reference's known slips
+are corrected with a warning
 (generator widths that do not start at Q, A13; a learning rate written ``01``, A14). Settings of
 features this package does not model are reported as warnings, never silently dropped; features
 that would change the model (CNN or sequence generators, deep priors) are errors.
@@ -26,7 +29,11 @@ from tkam.config.schema import (
     PriorConfig,
 )
 
-__all__ = ["from_ini"]
+__all__ = ["DATASET_NAMES", "from_ini"]
+
+#: The data sets ``dataset`` may name (those of :data:`tkam.data.DATASETS`, which this package
+#: cannot import: the data loaders read the config).
+DATASET_NAMES = ("mnist", "fmnist", "svhn", "cifar10", "celeba", "darcy", "ptb", "digits")
 
 _KAN_KEYS = {
     "spline_degree": "spline_degree",
@@ -123,18 +130,23 @@ def _bool(cp: configparser.ConfigParser, section: str, key: str) -> bool:
 
 
 def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
-    """Convert a reference ``.ini`` config (``spec/configs.md``) into an :class:`ExperimentConfig`.
+    """Convert a reference ``.ini`` config (mapped as the module describes) into an
+    :class:`ExperimentConfig`.
 
     Args:
         path: the ``.ini`` file.
-        dataset: data set name (the reference takes it from an environment variable); default
-            ``mnist``.
+        dataset: data set name (the reference takes it from an environment variable), one of
+            tkam's data sets (case-insensitive); default ``mnist``.
 
     Raises:
         ConfigError: naming the file and key for unreadable values and for settings that need a
             model this package does not provide (CNN or sequence generators, deep priors).
     """
     path = Path(path)
+    if dataset is not None and dataset.strip().lower() not in DATASET_NAMES:
+        raise ConfigError(
+            f"dataset={dataset!r} is not one of tkam's data sets ({', '.join(DATASET_NAMES)})"
+        )
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     cp = configparser.ConfigParser(interpolation=None)

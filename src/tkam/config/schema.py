@@ -843,7 +843,22 @@ def ineffective_settings(config: ExperimentConfig) -> list[str]:
     """The settings given a non-default value that this config's model never reads, as
     ``key = value (why)``; :func:`~tkam.config.load_config` warns about them."""
     found = []
+    baseline = config.model.kind != "tkam"
+    if baseline:  # one entry for the whole prior section, which a baseline never reads
+        default = PriorConfig()
+        changed = [
+            f"prior.{f.name}"
+            for f in dataclasses.fields(PriorConfig)
+            if getattr(config.prior, f.name) != getattr(default, f.name)
+        ]
+        if changed:
+            found.append(
+                f"{', '.join(changed)} (model.kind = {config.model.kind} has its own prior: the "
+                "prior section is ignored)"
+            )
     for key, section, in_effect, why in _section_rules(config):
+        if baseline and key.startswith("prior."):
+            continue
         name = key.split(".", 1)[1]
         value = getattr(section, name)
         default = next(f for f in dataclasses.fields(section) if f.name == name).default

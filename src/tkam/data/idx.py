@@ -312,11 +312,18 @@ def find_idx(root: Path, stem: str) -> Path | None:
 def _missing_message(config: DataConfig, root: Path, stem: str) -> str:
     name = config.name
     where = "data root" if config.root else "default data root"
-    problem = "does not exist" if not root.is_dir() else f"has no {stem}[.gz]"
+    problem = (
+        "does not exist"
+        if not root.exists()
+        else "is a file, not a folder"
+        if not root.is_dir()
+        else f"has no {stem}[.gz]"
+    )
     message = (
         f"{_DATASETS[name].display} not found: the {where} {root} {problem}. Place {stem}.gz (or "
         f"the uncompressed {stem}) in {root}, or set data.root to the directory that holds it, or "
-        f"run `tkam data download {name} --root {root}`."
+        f"run `tkam data download {name} --root {root}`; to evaluate a run whose data moved, "
+        "pass `tkam evaluate RUN --data-root PATH`."
     )
     if stem == TRAIN_IMAGES:
         message += (

@@ -31,6 +31,7 @@ __all__ = [
     "load_dataset",
     "missing_files",
     "resolve_root",
+    "has_labels",
     "training_labels",
 ]
 
@@ -139,6 +140,12 @@ def load_dataset(config: DataConfig) -> ImageData:
     info = dataset_info(config.name)
     root = resolve_root(config)
     return info.loader(config, root if root is not None else Path())
+
+
+def has_labels(name: str) -> bool:
+    """Whether the data set ``name`` has class labels (whose file may still be missing)."""
+    info = FORMATS.get(name)
+    return info is not None and info.labels is not None
 
 
 def training_labels(config: DataConfig, count: int) -> np.ndarray | None:

@@ -237,9 +237,16 @@ def missing_files_error(
         note: a further sentence (what the files are, where they come from).
     """
     listed = ", ".join(files)
-    problem = "does not exist" if not root.exists() else f"lacks {listed}"
+    problem = (
+        "does not exist"
+        if not root.exists()
+        else "is a file, not a folder"
+        if not root.is_dir() and name != "darcy"
+        else f"lacks {listed}"
+    )
     return DataError(
         f"{display} not found: the data root {root} {problem}. Place {listed} in {root} (or set "
         f"data.root to the folder that holds them), or run `tkam data download {name} --root "
-        f"{root}` where a network exists.{note}"
+        f"{root}` where a network exists; to evaluate a run whose data moved, pass `tkam "
+        f"evaluate RUN --data-root PATH`.{note}"
     )

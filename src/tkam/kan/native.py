@@ -30,7 +30,7 @@ import torch  # noqa: F401 - torch's OpenMP runtime must be loaded before the li
 
 from tkam.files import atomic_path, cache_root
 
-__all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir"]
+__all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir", "native_requested"]
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_kernels.cpp"
 ABI_VERSION = 4
@@ -160,9 +160,28 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
+_ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
+
+
+def native_requested(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``TKAM_NATIVE`` asks for the fused kernels (unset: yes). Only ``1``/``0`` (or
+    on/off, true/false, yes/no) are understood; any other value is warned about and means on."""
+    value = (os.environ if environ is None else environ).get("TKAM_NATIVE", "1").strip().lower()
+    if value in _OFF:
+        return False
+    if value not in _ON:
+        warnings.warn(
+            f"TKAM_NATIVE={value!r} is neither 1 nor 0: the fused kernels are used (set "
+            "TKAM_NATIVE=0 to turn them off)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return True
+
+
 @lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL | None:
-    if os.environ.get("TKAM_NATIVE", "1") == "0":
+    if not native_requested():
         return None
     with _LOCK:
         try:
@@ -180,7 +199,8 @@ def _load() -> ctypes.CDLL | None:
 def library() -> ctypes.CDLL | None:
     """The loaded kernel library, built on first use; ``None`` (after one warning) without it.
 
-    ``TKAM_NATIVE=0`` in the environment skips it (the eager code is used).
+    ``TKAM_NATIVE=0`` in the environment skips it (the eager code is used); a value other than
+    1 or 0 is warned about (see :func:`native_requested`).
     """
     return _load()
 

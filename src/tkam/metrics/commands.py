@@ -20,8 +20,10 @@ from tkam.argtypes import (
     seed,
 )
 from tkam.data import DataError
-from tkam.files import json_ready
-from tkam.metrics.evaluate import evaluate_run, format_table
+from tkam.files import atomic_path, json_ready
+from tkam.manifest import record
+from tkam.metrics.evaluate import evaluate_run, format_table, sample_size_problem
+from tkam.metrics.extrapolation import default_sample_sizes
 from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
 from tkam.train.checkpoint import CheckpointError, read_metadata
 
@@ -59,6 +61,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     problem = _memory_problem(args.run_dir, args.num)
     if problem:
         return _error(problem)
+    try:
+        sizes = args.sample_sizes or default_sample_sizes(args.num)
+    except ValueError as exc:
+        return _error(f"--num {args.num}: {exc}")
+    problem = sample_size_problem(sizes, args.num)
+    if problem:
+        return _error(problem)
+    out = args.out or Path(args.run_dir) / "metrics.json"
+    if args.out is None and Path(args.run_dir).is_dir():
+        # Found out before minutes of sampling and feature training, not after.
+        try:
+            output_file(".json")(str(out))
+        except argparse.ArgumentTypeError as exc:
+            return _error(f"{exc}; pass --out PATH to write the metrics elsewhere")
     recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
     if args.feature_steps is not None:
         recipe = AutoencoderRecipe(steps=args.feature_steps)
@@ -84,13 +100,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     except DataError as exc:
         # The run names its data by the folder it was trained from; that may have moved.
-        hint = "" if args.data_root else "; if the data moved, pass its folder as --data-root PATH"
+        moved = args.data_root or "--data-root" in str(exc)
+        hint = "" if moved else "; if the data moved, pass its folder as --data-root PATH"
         return _error(f"{exc}{hint}")
     except (FeatureError, ValueError) as exc:
         return _error(str(exc))
-    out = args.out or Path(args.run_dir) / "metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(json_ready(metrics), indent=2) + "\n")
+    with atomic_path(out) as temporary:
+        temporary.write_text(json.dumps(json_ready(metrics), indent=2) + "\n")
+    record(args.run_dir, [out])  # metrics.json in the run folder belongs to its manifest
     print(format_table(metrics))
     print(f"metrics written to {out}")
     return 0

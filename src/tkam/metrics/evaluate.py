@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from tkam.data import load_dataset, training_labels
+from tkam.data.registry import has_labels
 from tkam.metrics.darcy import darcy_field_errors
 from tkam.metrics.extrapolation import default_sample_sizes, infinity_metrics
 from tkam.metrics.features import (
@@ -33,9 +35,35 @@ from tkam.metrics.likelihood import (
     estimate_log_likelihood,
     estimate_thermodynamic_log_likelihood,
 )
-from tkam.runs import load_run
+from tkam.runs import load_run, model_info
 
-__all__ = ["evaluate_run", "format_table"]
+__all__ = [
+    "MIN_SAMPLE_SIZE",
+    "RELIABLE_SAMPLE_SIZE",
+    "evaluate_run",
+    "format_table",
+    "sample_size_problem",
+]
+
+#: The smallest FID/KID sample size ``tkam evaluate`` scores: a covariance from fewer items says
+#: nothing (FID at n = 2 is the distance of two pairs of points).
+MIN_SAMPLE_SIZE = 10
+#: Sample sizes below this are scored but flagged (a note, a warning, ``small_sample_sizes``), by
+#: :func:`evaluate_run` at any size.
+RELIABLE_SAMPLE_SIZE = 100
+
+
+def sample_size_problem(sizes: Sequence[int], num_generated: int) -> str | None:
+    """Why FID/KID at ``sizes`` are refused (a size below :data:`MIN_SAMPLE_SIZE`), or None."""
+    if min(sizes) >= MIN_SAMPLE_SIZE:
+        return None
+    return (
+        f"FID/KID need at least {MIN_SAMPLE_SIZE} images per sample size, and --num "
+        f"{num_generated} gives sample sizes {', '.join(map(str, sizes))}: use --num "
+        f"{5 * MIN_SAMPLE_SIZE} or more (at least {RELIABLE_SAMPLE_SIZE} per size for scores worth "
+        "comparing), or --sample-sizes of at least "
+        f"{MIN_SAMPLE_SIZE}"
+    )
 
 
 def _is_image(shape: Sequence[int]) -> bool:
@@ -97,6 +125,8 @@ def evaluate_run(
     if real not in ("train", "held-out"):
         raise ValueError(f"real must be train or held-out, not {real!r}")
     config, model = load_run(run_dir)
+    info = model_info(run_dir)
+    say(f"model: {info.describe()}")
     if data_root is not None:
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, root=str(data_root))
@@ -109,6 +139,7 @@ def evaluate_run(
         "dataset": data.name,
         "seed": seed,
         "num_generated": num_generated,
+        "model": info.as_dict(),
         "feature_network": None,
         "sample_sizes": None,
         "fid_values": None,
@@ -126,6 +157,10 @@ def evaluate_run(
         sizes = sorted(sample_sizes) if sample_sizes else default_sample_sizes(num_generated)
         if sizes[-1] > num_generated:
             raise ValueError(f"sample size {sizes[-1]} > --num {num_generated}")
+        small = [n for n in sizes if n < RELIABLE_SAMPLE_SIZE]
+        if small:
+            warnings.warn(_small_sizes_note(small), stacklevel=2)
+        metrics["small_sample_sizes"] = small
         if features not in ("auto", "classifier", "autoencoder"):
             raise ValueError(f"features must be auto, classifier or autoencoder, not {features!r}")
         if inception is None and features == "auto":
@@ -141,6 +176,16 @@ def evaluate_run(
             labels = training_labels(config.data, data.train.shape[0])
             if labels is None and features == "classifier":
                 raise ValueError(f"{data.name}: no class labels for classifier features")
+            if labels is None and has_labels(data.name):
+                fallback = (
+                    f"the class labels of {data.name} were not found under its data root: FID/KID "
+                    "use tkam's autoencoder features in place of the classifier's, and are not "
+                    "comparable with scores from classifier features (restore the labels file, "
+                    "or pass --features classifier to refuse without them)"
+                )
+                notes.append(fallback)
+                metrics["feature_fallback"] = fallback
+                warnings.warn(fallback, stacklevel=2)
         if inception:
             network = inception_features(inception)
         elif labels is not None:
@@ -176,6 +221,7 @@ def evaluate_run(
         say(f"FID/KID at {len(sizes)} sample sizes in {time.perf_counter() - start:.1f} s")
         metrics.update(result._asdict())
         metrics["feature_network"] = network.name
+        say(f"feature network: {network.name}")
         metrics["num_real"] = num_real
         which = "training" if real == "train" else "held-out (test-split)"
         metrics["real_set"] = f"{num_real} {which} images drawn without replacement"
@@ -259,10 +305,25 @@ def _number(value: Any) -> str:
     return str(value)
 
 
+def _small_sizes_note(small: Sequence[int]) -> str:
+    return (
+        f"FID/KID at sample sizes below {RELIABLE_SAMPLE_SIZE} ({', '.join(map(str, small))}) are "
+        "dominated by their bias and noise (KID can be negative): compare them only with runs "
+        "scored at the same sizes"
+    )
+
+
+def _model_text(model: dict[str, Any] | None) -> str | None:
+    if not model:
+        return None
+    return f"step {model.get('step')}, sha256 {str(model.get('sha256'))[:12]}"
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A readable two-column summary of :func:`evaluate_run`'s dictionary."""
     rows = [
         ("dataset", metrics.get("dataset")),
+        ("model", _model_text(metrics.get("model"))),
         ("feature network", metrics.get("feature_network")),
         ("  its accuracy", metrics.get("feature_network_accuracy")),
         ("sample sizes", metrics.get("sample_sizes")),
@@ -303,5 +364,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     ):
         if metrics.get(key):
             lines.append(f"{label}: {metrics[key]}")
+    if metrics.get("small_sample_sizes"):
+        lines.append(f"note: {_small_sizes_note(metrics['small_sample_sizes'])}")
     lines.extend(f"note: {note}" for note in metrics.get("notes", []))
     return "\n".join(lines)

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -110,17 +111,27 @@ def _seeded(seed: int, build):  # noqa: ANN001, ANN202 - any module constructor
         torch.random.set_rng_state(state)
 
 
-def _train(model: nn.Module, recipe, num_rows: int, loss_of_rows) -> nn.Module:  # noqa: ANN001
+def _train(
+    model: nn.Module,
+    recipe,  # noqa: ANN001
+    num_rows: int,
+    loss_of_rows,  # noqa: ANN001
+    log: Callable[[str], None] | None = None,
+) -> nn.Module:
     """``recipe.steps`` Adam steps on ``loss_of_rows(rows)`` for random batches of row indices
-    (the recipe's seed fixes their order); returns the model in eval mode."""
+    (the recipe's seed fixes their order); returns the model in eval mode. ``log`` gets a
+    progress line at every tenth of the steps (feature networks train for minutes)."""
     rng = torch.Generator().manual_seed(recipe.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
-    for _ in range(recipe.steps):
+    every, start = max(1, recipe.steps // 10), time.perf_counter()
+    for step in range(1, recipe.steps + 1):
         rows = torch.randint(num_rows, (min(recipe.batch_size, num_rows),), generator=rng)
         loss = loss_of_rows(rows)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        if log and step % every == 0 and step < recipe.steps:
+            log(f"  step {step}/{recipe.steps}, {time.perf_counter() - start:.0f} s")
     return model.eval()
 
 
@@ -216,13 +227,16 @@ class AutoencoderRecipe(_Recipe):
 
 
 def train_autoencoder(
-    images: Tensor, recipe: AutoencoderRecipe = AutoencoderRecipe()
+    images: Tensor,
+    recipe: AutoencoderRecipe = AutoencoderRecipe(),
+    log: Callable[[str], None] | None = None,
 ) -> ConvAutoencoder:
-    """Train a :class:`ConvAutoencoder` on ``images (N, C, H, W)`` in ``[0, 1]`` (eval mode)."""
+    """Train a :class:`ConvAutoencoder` on ``images (N, C, H, W)`` in ``[0, 1]`` (eval mode);
+    ``log`` gets progress lines."""
     data = images[: recipe.max_images].float().clamp(0.0, 1.0)
     model = _seeded(recipe.seed, lambda: ConvAutoencoder(tuple(data.shape[1:]), recipe.bottleneck))
     return _train(
-        model, recipe, data.shape[0], lambda rows: F.mse_loss(model(data[rows]), data[rows])
+        model, recipe, data.shape[0], lambda rows: F.mse_loss(model(data[rows]), data[rows]), log
     )
 
 
@@ -277,7 +291,7 @@ def autoencoder_features(
     if log:
         log(f"training feature autoencoder for {dataset} ({recipe.steps} steps) -> {path}")
     start = time.perf_counter()
-    model = train_autoencoder(train_images, recipe)
+    model = train_autoencoder(train_images, recipe, log)
     metadata = {
         "name": name,
         "recipe": json.dumps(dataclasses.asdict(recipe), sort_keys=True),
@@ -361,10 +375,14 @@ class ClassifierRecipe(_Recipe):
 
 
 def train_classifier(
-    images: Tensor, labels: Tensor, recipe: ClassifierRecipe = ClassifierRecipe()
+    images: Tensor,
+    labels: Tensor,
+    recipe: ClassifierRecipe = ClassifierRecipe(),
+    log: Callable[[str], None] | None = None,
 ) -> tuple[FeatureClassifier, float]:
     """Train a :class:`FeatureClassifier` on the first nine tenths of ``images (N, C, H, W)``;
-    returns it (eval mode) and its accuracy on the held-out last tenth."""
+    returns it (eval mode) and its accuracy on the held-out last tenth. ``log`` gets progress
+    lines."""
     count = min(recipe.max_images, images.shape[0])
     data = quantise(images[:count].float())
     targets = labels[:count].long()
@@ -373,7 +391,11 @@ def train_classifier(
     num_classes = int(targets.max()) + 1
     model = _seeded(recipe.seed, lambda: FeatureClassifier(tuple(data.shape[1:]), num_classes))
     _train(
-        model, recipe, fit_x.shape[0], lambda rows: F.cross_entropy(model(fit_x[rows]), fit_y[rows])
+        model,
+        recipe,
+        fit_x.shape[0],
+        lambda rows: F.cross_entropy(model(fit_x[rows]), fit_y[rows]),
+        log,
     )
     with torch.no_grad():
         test_x, test_y = data[count - held_out :], targets[count - held_out :]
@@ -449,7 +471,7 @@ def classifier_features(
     if log:
         log(f"training feature classifier for {dataset} ({recipe.steps} steps) -> {path}")
     start = time.perf_counter()
-    model, accuracy = train_classifier(train_images, labels, recipe)
+    model, accuracy = train_classifier(train_images, labels, recipe, log)
     metadata = {
         "name": name,
         "recipe": json.dumps(dataclasses.asdict(recipe), sort_keys=True),

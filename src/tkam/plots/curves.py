@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ def plot_losses(
     path: str | Path,
     columns: Sequence[str] | None = None,
     title: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Plot every logged metric against the step, one panel per metric.
 
@@ -78,6 +79,7 @@ def plot_losses(
         path: the PNG to write; parent directories are created.
         columns: the metrics to draw; default every numeric column but ``step``.
         title: figure title; default the CSV's name.
+        metadata: PNG text entries (the run and model the curves belong to).
 
     Returns:
         the path written.
@@ -127,5 +129,5 @@ def plot_losses(
     figure.suptitle(title or Path(csv_path).name, fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white")
+    figure.savefig(path, format="png", facecolor="white", metadata=dict(metadata or {}))
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,7 @@ def save_image_grid(
     title: str | None = None,
     scale: int = 1,
     pad_value: float = 1.0,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Save a batch of images as one tiled PNG, pixel for pixel (no axes, no resampling).
 
@@ -102,6 +104,7 @@ def save_image_grid(
         title: optional text above the grid.
         scale: integer magnification of every tile (8x8 digits are unreadable at 1).
         pad_value: intensity of the separators and empty tiles.
+        metadata: PNG text entries (the model and step the samples come from).
 
     Returns:
         the path written.
@@ -114,7 +117,7 @@ def save_image_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     colour = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if grid.ndim == 2 else {}
     if title is None:
-        mpimg.imsave(path, grid, format="png", **colour)
+        mpimg.imsave(path, grid, format="png", metadata=dict(metadata or {}), **colour)
         return path
     # A figure whose pixel size is the grid plus a title band: one figure pixel per grid pixel.
     dpi = 100
@@ -133,5 +136,5 @@ def save_image_grid(
         va="center",
         fontsize=10,
     )
-    figure.savefig(path, dpi=dpi, format="png", facecolor="white")
+    figure.savefig(path, dpi=dpi, format="png", facecolor="white", metadata=dict(metadata or {}))
     return path

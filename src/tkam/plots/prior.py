@@ -72,6 +72,7 @@ def plot_prior(
     title: str | None = None,
     rows: str | None = None,
     ncols: int = 3,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Plot learned prior components as filled densities beside the reference ``pi_0``.
 
@@ -88,6 +89,7 @@ def plot_prior(
         title: figure title; default names the prior's shape.
         rows: which row of nodes component ``(q, p)`` uses, see :func:`prior_rows_are_inputs`.
         ncols: panels per row.
+        metadata: PNG text entries (the model the figure shows: see :mod:`tkam.runs`).
 
     Returns:
         the path written.
@@ -168,7 +170,7 @@ def plot_prior(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white")
+    figure.savefig(path, format="png", facecolor="white", metadata=dict(metadata or {}))
     return path
 
 
@@ -178,6 +180,7 @@ def plot_prior_grid(
     rows: str | None = None,
     title: str | None = None,
     ncols: int = 8,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Every component of a prior at once: one heat map per row of nodes.
 
@@ -193,6 +196,7 @@ def plot_prior_grid(
         rows: see :func:`prior_rows_are_inputs`.
         title: figure title; default names the prior's shape.
         ncols: panels per row.
+        metadata: PNG text entries (the model the figure shows).
 
     Returns:
         the path written.
@@ -242,5 +246,5 @@ def plot_prior_grid(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white")
+    figure.savefig(path, format="png", facecolor="white", metadata=dict(metadata or {}))
     return path

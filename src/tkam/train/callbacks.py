@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from tkam.files import atomic_path
+from tkam.files import atomic_path, file_sha256
 from tkam.losses import LossOutput
+from tkam.manifest import forget, record
 from tkam.model import TKAM
 from tkam.plots import (
     plot_losses,
@@ -183,11 +185,18 @@ class LossLog(Callback):
 
     def on_start(self, run: Run) -> None:
         path = run.paths.loss_csv
+        if run.resumed and run.state.step > 0 and not path.is_file():
+            warnings.warn(
+                f"{path} is missing: the run resumes at step {run.state.step}, and the new "
+                f"loss.csv holds only the rows from there on (the earlier rows are lost)",
+                stacklevel=2,
+            )
         kept = _rows_up_to(path, run.state.step) if run.resumed else []
         with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(LOSS_COLUMNS)
             writer.writerows(kept)
+        record(run.paths.root, [path])
 
     def on_log(self, run: Run, entry: LogEntry) -> None:
         seed = run.config.train.seed * 7 + entry.step
@@ -222,18 +231,22 @@ class SampleImages(Callback):
         shape = run.image_shape
         stem = run.paths.samples / f"step_{entry.step:06d}"
         if len(shape) == 3 and shape[0] in (1, 3):
-            with atomic_path(stem.with_suffix(".png"), suffix=".png") as temporary:
+            path = stem.with_suffix(".png")
+            with atomic_path(path, suffix=".png") as temporary:
                 save_image_grid(
                     samples,
                     temporary,
                     title=f"step {entry.step}",
                     scale=readable_scale(*shape[1:]),
+                    metadata={"tkam model step": str(entry.step)},
                 )
         else:
             tokens = samples.argmax(dim=1).tolist()
             text = "\n".join(" ".join(map(str, row)) for row in tokens)
-            with atomic_path(stem.with_suffix(".txt")) as temporary:
+            path = stem.with_suffix(".txt")
+            with atomic_path(path) as temporary:
                 temporary.write_text(text + "\n")
+        record(run.paths.root, [path])
 
 
 class Checkpoints(Callback):
@@ -265,8 +278,11 @@ class Checkpoints(Callback):
         save_checkpoint(
             path, run.model, run.optimizer, rng_states, state, run.metadata, samplers=samplers
         )
-        for old in latest_checkpoint(folder)[self.keep :]:
+        record(run.paths.root, [path])
+        dropped = latest_checkpoint(folder)[self.keep :]
+        for old in dropped:
             old.unlink(missing_ok=True)
+        forget(run.paths.root, dropped)
 
 
 class FinalArtifacts(Callback):
@@ -279,14 +295,24 @@ class FinalArtifacts(Callback):
         paths = run.paths
         metadata = {**run.metadata, "step": str(run.state.step)}
         atomic_save(dict(run.model.state_dict().items()), paths.model, metadata)
+        written = [paths.model]
+        figure = {
+            "tkam model": str(paths.model),
+            "tkam model step": str(run.state.step),
+            "tkam model sha256": file_sha256(paths.model),
+        }
         if run.model.prior.has_components:
             with atomic_path(paths.prior_plot, suffix=".png") as temporary:
-                plot_prior(run.model.prior.export(), temporary)
+                plot_prior(run.model.prior.export(), temporary, metadata=figure)
+            written.append(paths.prior_plot)
         if paths.loss_csv.exists():
             with atomic_path(paths.loss_plot, suffix=".png") as temporary:
-                plot_losses(paths.loss_csv, temporary)
+                plot_losses(paths.loss_csv, temporary, metadata=figure)
+            written.append(paths.loss_plot)
         if snapshot_frames(paths.samples):
             save_evolution_gif(paths.samples, paths.evolution)
+            written.append(paths.evolution)
+        record(paths.root, written)
 
 
 def default_callbacks() -> list[Callback]:

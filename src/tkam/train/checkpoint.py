@@ -36,10 +36,38 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file atomically (:func:`tkam.files.atomic_path`: never half a file)."""
-    with atomic_path(path) as temporary:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(tensors, str(temporary), metadata)
+    """Write a safetensors file atomically (:func:`tkam.files.atomic_path`: never half a file),
+    with its header's keys sorted: the same tensors and metadata give the same bytes.
+
+    Raises:
+        CheckpointError: when the file cannot be written (a full disk), naming it; nothing
+            partial is left.
+    """
+    try:
+        with atomic_path(path) as temporary:
+            tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+            save_file(tensors, str(temporary), metadata)
+            _sort_header(temporary)
+    except SafetensorError as exc:
+        raise CheckpointError(
+            f"cannot write {path}: {exc}; nothing partial was left, the previous files are "
+            "intact: free disk space (or choose another --out) and continue with --resume"
+        ) from None
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys (safetensors writes the
+    metadata in a random order); the header keeps its length, so the tensors stay in place."""
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        raw = handle.read(size)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        encoded = text.encode()
+        if len(encoded) > size:  # never: the same keys and values, only reordered
+            return
+        handle.seek(8)
+        handle.write(encoded + b" " * (size - len(encoded)))
 
 
 def save_checkpoint(

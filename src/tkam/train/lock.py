@@ -19,7 +19,7 @@ from typing import IO
 
 from tkam.files import cache_root
 
-__all__ = ["RunFolderBusy", "RunLock", "TrainingRegistry"]
+__all__ = ["LOCK_NAME", "RunFolderBusy", "RunLock", "TrainingRegistry", "lock_holder"]
 
 LOCK_NAME = ".lock"
 
@@ -100,6 +100,25 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def lock_holder(root: str | Path) -> str | None:
+    """Who holds the lock of the run folder ``root`` (``pid N on HOST, started ...``), or None
+    when no process does. Reads only: the lock file is left as it is."""
+    path = Path(root) / LOCK_NAME
+    try:
+        handle = path.open("r")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _describe(_read(handle))
+        except OSError:
+            return None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 def _read(handle: IO[str]) -> dict | None:

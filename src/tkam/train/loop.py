@@ -10,9 +10,9 @@ final model and figures are :mod:`tkam.train.callbacks`, called at the events do
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -31,18 +31,28 @@ from tkam.data import ImageData, load_dataset
 from tkam.files import atomic_path
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
+from tkam.manifest import MANIFEST_NAME, listed_files, read_manifest, record, run_file_names
 from tkam.model import TKAM
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.callbacks import Callback, CallbackList, default_callbacks
 from tkam.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, read_metadata
 from tkam.train.distributed import Context, intra_op_threads, shard_seed
-from tkam.train.lock import RunFolderBusy, RunLock, TrainingRegistry
+from tkam.train.lock import LOCK_NAME, RunFolderBusy, RunLock, TrainingRegistry
 from tkam.train.resume import RESUMABLE, apply_learning_rate, refused_changes, saved_config
 from tkam.train.run import Run, RunPaths, RunState
 from tkam.train.step import TrainingError, grid_latents, make_optimizer, train_step
 
 # The per-update pieces live in tkam.train.step; they stay importable from here.
-__all__ = ["TrainingError", "build_run", "fit", "grid_latents", "make_optimizer", "train_step"]
+__all__ = [
+    "RunStopped",
+    "TrainingError",
+    "absolute_data_root",
+    "build_run",
+    "fit",
+    "grid_latents",
+    "make_optimizer",
+    "train_step",
+]
 
 
 def fit(
@@ -86,27 +96,71 @@ def fit(
         raise TrainingError(
             "--resume continues the run in the folder, --overwrite deletes it: pick one"
         )
+    root = Path(run_dir)
+    if resume and not root.is_dir():
+        raise TrainingError(f"nothing to resume: {root} is not a run folder (it does not exist)")
+    config = absolute_data_root(config)
+    created = not root.exists()
     context = Context.from_environment(config.train.accumulate, config.train.device)
     lock = RunLock(run_dir)
     threads, previous_threads = intra_op_threads(config.train.threads), torch.get_num_threads()
     registry = TrainingRegistry()
+    finished = False
     try:
         if threads is not None:
+            _check_threads(threads)
             torch.set_num_threads(threads)
         elif context.is_main:
             _advise_threads(registry.enter())
         _take_lock(lock, context)
-        if overwrite and context.is_main:
-            _clear(RunPaths(Path(run_dir)))
+        if not resume and context.is_main:
+            _prepare_folder(RunPaths(root), overwrite)
         context.barrier()
         run = build_run(config, run_dir, data, resume, context)
         events = CallbackList(default_callbacks() if callbacks is None else callbacks)
-        return _train(run, events, progress)
+        model = _train(run, events, progress)
+        finished = True
+        return model
     finally:
         torch.set_num_threads(previous_threads)
         registry.leave()
         lock.release()
+        if created and not finished and context.is_main:
+            _remove_empty_folder(root)
         context.close()
+
+
+def absolute_data_root(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with a relative ``data.root`` made absolute (against the current folder, as the
+    data loaders read it), so that ``config.toml`` names the data from any folder."""
+    root = config.data.root
+    if not root or Path(root).expanduser().is_absolute():
+        return config
+    absolute = str(Path(root).expanduser().absolute())
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=absolute))
+
+
+def _check_threads(threads: int) -> None:
+    """Warn when ``train.threads`` asks for more threads than this process has cores."""
+    cores = len(os.sched_getaffinity(0))
+    if threads > cores:
+        warnings.warn(
+            f"train.threads = {threads} is more than the {cores} cores this process may use: "
+            f"the extra threads only compete for them; set train.threads to at most {cores} "
+            "(or 0, automatic)",
+            stacklevel=3,
+        )
+
+
+def _remove_empty_folder(root: Path) -> None:
+    """Remove a run folder this process created when the run failed before writing anything
+    but its lock file."""
+    try:
+        if {entry.name for entry in root.iterdir()} <= {LOCK_NAME}:
+            (root / LOCK_NAME).unlink(missing_ok=True)
+            root.rmdir()
+    except OSError:
+        pass
 
 
 def _advise_threads(others: list[int]) -> None:
@@ -153,24 +207,48 @@ def _take_lock(lock: RunLock, context: Context) -> None:
         raise TrainingError(f"{lock.root}: the run folder is not usable (see the first process)")
 
 
-# Everything tkam writes into a run folder (``plots/`` is ``tkam plot``'s default output).
-_RUN_FILES = (
-    "config.toml",
-    "loss.csv",
-    "model.safetensors",
-    "prior.png",
-    "loss.png",
-    "evolution.gif",
-)
+# The folders of a run (``plots/`` is ``tkam plot``'s default output): removed by ``overwrite``
+# once the files of the manifest are deleted, if nothing else is left in them.
 _RUN_FOLDERS = ("checkpoints", "samples", "plots")
 
 
-def _clear(paths: RunPaths) -> None:
-    """Delete the run files of a folder (for ``overwrite``); other files stay."""
-    for name in _RUN_FILES:
-        (paths.root / name).unlink(missing_ok=True)
-    for name in _RUN_FOLDERS:
-        shutil.rmtree(paths.root / name, ignore_errors=True)
+def _prepare_folder(paths: RunPaths, overwrite: bool) -> None:
+    """Before a fresh run: with ``overwrite`` delete the files the folder's manifest lists (and
+    nothing else); then refuse files at names the run would write that tkam did not write.
+
+    Raises:
+        TrainingError: naming those files (a folder of another tool, a run of a tkam from before
+            manifests).
+    """
+    root = paths.root
+    if overwrite:
+        for path in listed_files(root):
+            path.unlink(missing_ok=True)
+        for name in _RUN_FOLDERS:
+            try:
+                (root / name).rmdir()  # only when empty: another tool's files stay
+            except OSError:
+                pass
+        (root / MANIFEST_NAME).unlink(missing_ok=True)
+    elif latest_checkpoint(paths.checkpoints):
+        return  # build_run refuses a folder that holds a run, naming --resume and --overwrite
+    listed = read_manifest(root) or set()
+    foreign = [p for p in run_file_names(root) if p.relative_to(root).as_posix() not in listed]
+    if not foreign:
+        return
+    names = ", ".join(str(p.relative_to(root)) for p in foreign[:6])
+    more = f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
+    if overwrite:
+        raise TrainingError(
+            f"--overwrite deletes only the files tkam lists in {root / MANIFEST_NAME}, and {root} "
+            f"holds run files it does not list (another tool's, or a run of a tkam from before "
+            f"manifests): --overwrite would have to delete {names}{more}; delete or move them "
+            "yourself, or choose another --out"
+        )
+    raise TrainingError(
+        f"{root} holds files that this run would overwrite and that tkam did not write: "
+        f"{names}{more}; move them away, or choose another --out"
+    )
 
 
 def build_run(
@@ -197,15 +275,16 @@ def build_run(
         )
     if resume and not existing:
         raise TrainingError(f"nothing to resume in {paths.root}: no checkpoints/step_*.safetensors")
-    train = config.train
-    device = context.device(train.device)
+    device = context.device(config.train.device)
     _check_device(device)
     data = data if data is not None else load_dataset(config.data)
     train_x, test_x = data.train.to(device), data.test.to(device)
     if len(train_x) == 0:
         raise TrainingError(f"data set {data.name!r} has no training images")
+    config = _fitted_batch_size(config, len(train_x))
+    train = config.train
     image_shape = tuple(int(s) for s in train_x.shape[1:])
-    model = build_model(config, image_shape).to(device)
+    model = _build_model(config, image_shape, device)
     if not resume:
         _check_initial_prior(model, config)
     if train.compile:
@@ -226,17 +305,30 @@ def build_run(
         schedule.load_state_dict(state.schedule)
         # A restored optimiser keeps the rates it was saved with; the resumed config's rule.
         apply_learning_rate(optimizer, model, train.learning_rate)
-    if context.is_main:
-        with atomic_path(paths.config) as temporary:
-            temporary.write_text(dumps_toml(config))
 
-    batch_size = min(train.batch_size, len(train_x))
+    batch_size = train.batch_size
     if batch_size < context.num_shards:
         raise TrainingError(
             f"train.batch_size {batch_size} is smaller than the {context.num_shards} shards "
             f"({context.world_size} processes x train.accumulate {context.accumulate})"
         )
     steps_per_epoch = math.ceil(len(train_x) / batch_size)
+    total_steps = train.max_steps or train.epochs * steps_per_epoch
+    if total_steps < state.step:
+        length = (
+            f"train.max_steps = {train.max_steps}"
+            if train.max_steps
+            else f"train.epochs = {train.epochs} ({total_steps} steps)"
+        )
+        raise TrainingError(
+            f"{length} is below step {state.step}, which the run in {paths.root} has reached: "
+            "a resume cannot go back; nothing was changed (to continue, give a larger value; "
+            "to train a shorter run, start a new one with another --out or --overwrite)"
+        )
+    if context.is_main:
+        with atomic_path(paths.config) as temporary:
+            temporary.write_text(dumps_toml(config))
+        record(paths.root, [paths.config])
     return Run(
         config=config,
         paths=paths,
@@ -253,7 +345,7 @@ def build_run(
         test_x=test_x,
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
-        total_steps=train.max_steps or train.epochs * steps_per_epoch,
+        total_steps=total_steps,
         resumed=resume,
         metadata={
             "image_shape": ",".join(map(str, image_shape)),
@@ -262,6 +354,47 @@ def build_run(
             "shards": str(context.num_shards),
         },
     )
+
+
+def _fitted_batch_size(config: ExperimentConfig, num_train: int) -> ExperimentConfig:
+    """``config`` with ``train.batch_size`` cut to the ``num_train`` training items when it is
+    larger (with a warning), so that ``config.toml`` records the batch size the run uses."""
+    if config.train.batch_size <= num_train:
+        return config
+    warnings.warn(
+        f"train.batch_size = {config.train.batch_size} is larger than the {num_train} training "
+        f"items: every batch is the whole training set, and config.toml records batch_size = "
+        f"{num_train}",
+        stacklevel=4,
+    )
+    train = dataclasses.replace(config.train, batch_size=num_train)
+    return dataclasses.replace(config, train=train)
+
+
+def _build_model(config: ExperimentConfig, image_shape: tuple[int, ...], device: Any) -> TKAM:
+    """The model of ``config`` on ``device``; a model too large for memory is a
+    :class:`TrainingError` naming the widths, not an allocator's traceback."""
+    try:
+        return build_model(config, image_shape).to(device)
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError | torch.OutOfMemoryError) and not _allocation(exc):
+            raise
+        raise TrainingError(
+            f"the model does not fit in memory (prior.widths = {list(config.prior.widths)}, "
+            f"generator.widths = {list(config.generator.widths)}; {_first_line(exc)}): make the "
+            "widths smaller"
+        ) from None
+
+
+def _allocation(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator's failure (torch raises these as RuntimeError)."""
+    text = str(exc).lower()
+    return "can't allocate" in text or "out of memory" in text or "failed to allocate" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _check_device(device: torch.device) -> None:
@@ -348,44 +481,12 @@ def _train(run: Run, callbacks: Callback, progress: bool) -> TKAM:
     stop = _StopRequest()
     try:
         while state.step < run.total_steps:
-            if stop.requested(run.context):
-                callbacks.on_checkpoint(run)
-                raise KeyboardInterrupt(
-                    f"stopped by a signal after step {state.step}; "
-                    f"resume with --resume (checkpoint in {run.paths.checkpoints})"
-                )
-            step = state.step + 1
-            epoch, position = divmod(step - 1, run.steps_per_epoch)
-            if step == 1 and _grid_update_due(run, step):
-                bar.set_description_str(_FIRST_GRID_UPDATE)
-            try:
-                out = _update(run, step, epoch, position)
-            except TrainingError as exc:
-                raise TrainingError(f"{exc}; {_kept(run)}") from None
-            state.step = step
-            state.add(out)
-            state.elapsed = time.perf_counter() - start_time
-            if step == 1:
-                bar.set_description_str("train", refresh=False)
-            bar.update(1)
-            bar.set_postfix(_postfix(out))
-            callbacks.on_step(run, out)
-            end_of_epoch = position == run.steps_per_epoch - 1
-            periodic = train.log_every > 0 and step % train.log_every == 0
-            last = step == run.total_steps
-            if step == 1 or periodic or (train.log_every == 0 and end_of_epoch) or last:
-                entry = state.close_interval(epoch if step > 1 else 0)
-                if step == 1 and entry.mean_ess < 2.0:  # NaN (no ESS) compares False
-                    bar.write(_LOW_ESS.format(ess=entry.mean_ess, n=train.importance_samples))
-                if entry.skipped:
-                    bar.write(
-                        f"step {step}: {entry.skipped} of the {entry.updates} updates since the "
-                        "last log were skipped (non-finite loss or gradients)"
-                    )
-                callbacks.on_log(run, entry)
-                callbacks.on_checkpoint(run)
-            elif train.checkpoint_every > 0 and step % train.checkpoint_every == 0:
-                callbacks.on_checkpoint(run)
+            _one_step(run, callbacks, bar, stop, start_time)
+    except (ValueError, MemoryError, RuntimeError) as exc:
+        problem = None if isinstance(exc, TrainingError) else _failure(run, exc)
+        if problem is None:
+            raise
+        raise TrainingError(problem) from None
     finally:
         stop.restore()
         bar.close()
@@ -395,10 +496,119 @@ def _train(run: Run, callbacks: Callback, progress: bool) -> TKAM:
             f"train.skip_nonfinite): nothing was trained and no model is written; "
             f"{_kept(run)}. Lower train.learning_rate or check the data and the prior's domain"
         )
+    diverged = _diverged(state)
+    if diverged:
+        raise TrainingError(
+            f"the loss diverged ({diverged}): nothing usable was trained and no model is written; "
+            f"{_kept(run)}. Lower train.learning_rate (now {train.learning_rate:g}) and start "
+            "again with --overwrite"
+        )
     run.model.eval()
     callbacks.on_end(run)
     run.context.barrier()
     return run.model
+
+
+#: A run whose last logged loss is this many times its first (in absolute value) has diverged.
+DIVERGENCE_FACTOR = 100.0
+
+
+def _diverged(state: RunState) -> str | None:
+    """Why the run's loss diverged (its last logged loss non-finite, or ``DIVERGENCE_FACTOR``
+    times its first), or None."""
+    first, last = state.first_loss, state.last_loss
+    if not math.isfinite(first) or state.applied == 0:
+        return None
+    if not math.isfinite(last):
+        return f"the last logged loss is {last}, the first was {first:.6g}"
+    if abs(last) > DIVERGENCE_FACTOR * abs(first) > 0:
+        return (
+            f"the last logged loss {last:.4g} is {abs(last / first):.3g} times the first, "
+            f"{first:.6g}"
+        )
+    return None
+
+
+def _failure(run: Run, exc: BaseException) -> str | None:
+    """One line for an error raised while training (a model that no longer fits in memory, a
+    model the updates made unusable), or None for an error this cannot explain."""
+    step = run.state.step + 1
+    if isinstance(exc, MemoryError) or _allocation(exc):
+        train = run.config.train
+        return (
+            f"step {step} does not fit in memory ({_first_line(exc)}): the model "
+            f"(prior.widths = {list(run.config.prior.widths)}, generator.widths = "
+            f"{list(run.config.generator.widths)}) or the batch (train.batch_size = "
+            f"{train.batch_size}, train.importance_samples = {train.importance_samples}) is too "
+            f"large; make them smaller; {_kept(run)}"
+        )
+    if not isinstance(exc, ValueError):
+        return None
+    with torch.no_grad():
+        largest = max(
+            (float(p.abs().max()) for p in run.model.parameters() if p.numel()), default=0
+        )
+    if math.isfinite(largest) and largest < _DIVERGED_PARAMETER:
+        return None
+    return (
+        f"the model cannot be evaluated after step {run.state.step}: the updates diverged (its "
+        f"largest parameter is {largest:.3g}; train.learning_rate = "
+        f"{run.config.train.learning_rate:g} is far too large); lower train.learning_rate and "
+        f"start again with --overwrite; {_kept(run)}"
+    )
+
+
+# Parameters of a KAN model stay near 1; one beyond this means the updates ran away.
+_DIVERGED_PARAMETER = 1e6
+
+
+def _one_step(
+    run: Run, callbacks: Callback, bar: Any, stop: _StopRequest, start_time: float
+) -> None:
+    """One update and the callback events that fall on it."""
+    state, train = run.state, run.config.train
+    if stop.requested(run.context):
+        callbacks.on_checkpoint(run)
+        raise RunStopped(
+            f"stopped by a signal after step {state.step}; "
+            f"resume with --resume (checkpoint in {run.paths.checkpoints})",
+            stop.signal or signal.SIGINT,
+        )
+    step = state.step + 1
+    epoch, position = divmod(step - 1, run.steps_per_epoch)
+    if step == 1 and _grid_update_due(run, step):
+        bar.set_description_str(_FIRST_GRID_UPDATE)
+    try:
+        out = _update(run, step, epoch, position)
+    except TrainingError as exc:
+        raise TrainingError(f"{exc}; {_kept(run)}") from None
+    state.step = step
+    state.add(out)
+    state.elapsed = time.perf_counter() - start_time
+    if step == 1:
+        bar.set_description_str("train", refresh=False)
+    bar.update(1)
+    bar.set_postfix(_postfix(out))
+    callbacks.on_step(run, out)
+    end_of_epoch = position == run.steps_per_epoch - 1
+    periodic = train.log_every > 0 and step % train.log_every == 0
+    last = step == run.total_steps
+    if step == 1 or periodic or (train.log_every == 0 and end_of_epoch) or last:
+        entry = state.close_interval(epoch if step > 1 else 0)
+        if step == 1 and entry.mean_ess < 2.0:  # NaN (no ESS) compares False
+            bar.write(_LOW_ESS.format(ess=entry.mean_ess, n=train.importance_samples))
+        if entry.skipped:
+            bar.write(
+                f"step {step}: {entry.skipped} of the {entry.updates} updates since the "
+                "last log were skipped (non-finite loss or gradients)"
+            )
+        state.last_loss = entry.mean_loss
+        if math.isnan(state.first_loss):
+            state.first_loss = entry.mean_loss
+        callbacks.on_log(run, entry)
+        callbacks.on_checkpoint(run)
+    elif train.checkpoint_every > 0 and step % train.checkpoint_every == 0:
+        callbacks.on_checkpoint(run)
 
 
 _LOW_ESS = (
@@ -469,6 +679,18 @@ def _postfix(out: LossOutput) -> dict[str, str]:
     return postfix
 
 
+class RunStopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run (after a checkpoint, unless a second signal came).
+
+    Attributes:
+        signum: the signal's number (``tkam`` exits with ``128 + signum``, as the shell does).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+
 class _StopRequest:
     """SIGINT/SIGTERM ask the loop to stop at the next step boundary, after a checkpoint."""
 
@@ -481,7 +703,7 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal is not None:  # a second signal stops at once
-            raise KeyboardInterrupt
+            raise RunStopped("stopped at once by a second signal", signum)
         self.signal = signum
         print(
             f"\ntkam: {signal.Signals(signum).name}: stopping after the current step with a "

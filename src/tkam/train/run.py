@@ -105,6 +105,8 @@ class RunState:
     grid_updated: bool = False
     skipped: int = 0
     applied: int = 0  # updates applied (not skipped) over the whole run
+    first_loss: float = math.nan  # the first finite logged mean loss (the divergence check)
+    last_loss: float = math.nan  # the last logged mean loss
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
