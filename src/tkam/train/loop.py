@@ -590,10 +590,9 @@ def _one_step(
     bar.update(1)
     bar.set_postfix(_postfix(out))
     callbacks.on_step(run, out)
-    end_of_epoch = position == run.steps_per_epoch - 1
-    periodic = train.log_every > 0 and step % train.log_every == 0
+    periodic = step % run.log_interval == 0  # with log_every = 0: at most one epoch apart
     last = step == run.total_steps
-    if step == 1 or periodic or (train.log_every == 0 and end_of_epoch) or last:
+    if step == 1 or periodic or last:
         entry = state.close_interval(epoch if step > 1 else 0)
         if step == 1 and entry.mean_ess < 2.0:  # NaN (no ESS) compares False
             bar.write(_LOW_ESS.format(ess=entry.mean_ess, n=train.importance_samples))
