@@ -370,6 +370,14 @@ CASES = [
         absent="{tmp}/empty-run",
     ),
     case("train {toml} --out {file} --no-progress", "{file} exists and is not a folder"),
+    # A model far beyond memory: refused before it is built, naming the widths and the memory.
+    case(
+        "train {toml} --out {tmp}/r --no-progress --set prior.widths=[3,100000] "
+        "--set generator.widths=[100000,16]",
+        "(prior.widths = [3, 100000], generator.widths = [100000, 16]) and one training update "
+        "need about",
+        absent="{tmp}/r",
+    ),
     # tkam data
     case("data download nope", "argument name: invalid choice: 'nope'", argparse_error=True),
     case(
