@@ -233,6 +233,18 @@ def test_memory_problem(monkeypatch) -> None:
     assert memory_problem("anything", 10**30) is None
 
 
+def test_memory_problem_on_a_gpu_with_its_own_fix(monkeypatch) -> None:
+    monkeypatch.setattr(argtypes, "_physical_memory", lambda: 2**50)  # the host's is not asked
+    monkeypatch.setattr(argtypes, "_device_memory", lambda device: 2 * 2**30)
+    message = memory_problem("the model", 3 * 2**30, "make it smaller", device="cuda:1")
+    assert message == (
+        "the model need about 3.0 GiB of memory, more than cuda:1's 2.0 GiB; make it smaller"
+    )
+    assert memory_problem("the model", 2**30, device="cuda") is None
+    monkeypatch.setattr(argtypes, "_device_memory", lambda device: None)  # torch cannot say
+    assert memory_problem("the model", 10**30, device="cuda") is None
+
+
 def test_physical_memory_is_known_here() -> None:
     total = argtypes._physical_memory()
     assert total is None or (total > 0 and math.isfinite(total))

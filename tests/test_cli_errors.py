@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tests.helpers import tiny_config
 from tkam.cli import build_parser, main
 from tkam.config import ConfigError, dumps_toml, resolve_config_path
 from tkam.data.registry import DATASETS
+from tkam.metrics import commands as metrics_commands
 from tkam.train import fit
 
 # ``tkam: error: ...`` (a command's error) or ``tkam data darcy: error: ...`` (argparse's).
@@ -368,6 +370,14 @@ CASES = [
         absent="{tmp}/empty-run",
     ),
     case("train {toml} --out {file} --no-progress", "{file} exists and is not a folder"),
+    # A model far beyond memory: refused before it is built, naming the widths and the memory.
+    case(
+        "train {toml} --out {tmp}/r --no-progress --set prior.widths=[3,100000] "
+        "--set generator.widths=[100000,16]",
+        "(prior.widths = [3, 100000], generator.widths = [100000, 16]) and one training update "
+        "need about",
+        absent="{tmp}/r",
+    ),
     # tkam data
     case("data download nope", "argument name: invalid choice: 'nope'", argparse_error=True),
     case(
@@ -522,6 +532,39 @@ def test_sample_refuses_more_than_memory_holds(paths, tmp_path, monkeypatch) -> 
     assert code == 2
     assert "tkam: error: --num 5000: 5000 samples of shape (1, 8, 8) need about" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        (None, "{run}/metrics.json is a folder; give a file name; pass --out PATH"),
+        ("{file}/metrics.json", "cannot write {file}/metrics.json: {file} is a file, not a folder"),
+        ("/proc/tkam-metrics.json", "cannot write /proc/tkam-metrics.json: cannot create anything"),
+    ],
+    ids=["default-out-is-a-folder", "parent-is-a-file", "proc"],
+)
+def test_evaluate_refuses_an_unwritable_metrics_file_before_the_work(
+    out, expected, paths, tmp_path, monkeypatch
+) -> None:
+    """Paths that no one, root included, can write a file at (permission bits do not stop root,
+    so none is used): ``tkam evaluate`` says so before sampling or training a feature network."""
+    run = tmp_path / "run"
+    shutil.copytree(paths["run"], run)
+    (run / "metrics.json").mkdir()  # where the default --out would go: a folder
+    filled = {**paths, "run": run}
+
+    def evaluate_run(*args, **kwargs):
+        raise AssertionError("the evaluation started")
+
+    monkeypatch.setattr(metrics_commands, "evaluate_run", evaluate_run)
+    argv = ["evaluate", str(run), "--num", "50"]
+    if out is not None:
+        argv += ["--out", _fill(out, filled, tmp_path)]
+    code, stdout, err = _run(argv)
+    assert code == 2 and "Traceback" not in err, err
+    assert _fill(expected, filled, tmp_path) in err.splitlines()[-1], err
+    assert stdout == ""
+    assert sorted(p.name for p in (run / "metrics.json").iterdir()) == []
 
 
 def test_valid_invocations_still_work(paths, tmp_path) -> None:

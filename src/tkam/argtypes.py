@@ -226,19 +226,39 @@ def _physical_memory() -> int | None:
         return None
 
 
-def memory_problem(what: str, nbytes: int) -> str | None:
+def _device_memory(device: torch.device) -> int | None:
+    """The memory of a CUDA ``device`` in bytes, or None where torch cannot say."""
+    try:
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    except (AssertionError, RuntimeError, ValueError):
+        return None
+
+
+def memory_problem(
+    what: str,
+    nbytes: int,
+    fix: str = "ask for fewer",
+    device: torch.device | str | None = None,
+) -> str | None:
     """Why ``what`` (a phrase naming the options, e.g. ``--num 10: 10 samples of shape (1, 8, 8)``)
     cannot fit in this machine's memory when it takes ``nbytes``; None when it can.
 
     Commands call it once they know the sizes and before they start work, so that a count far
     too large fails at once rather than after hours of sampling.
+
+    Args:
+        what: the subject of the message (it "need" the memory).
+        nbytes: the bytes it takes.
+        fix: what to do instead, the end of the message.
+        device: where the memory is taken: the machine's memory, or a CUDA GPU's.
     """
-    total = _physical_memory()
+    where = torch.device(device) if device is not None else torch.device("cpu")
+    if where.type == "cuda":
+        total, owner = _device_memory(where), f"{where}'s"
+    else:
+        total, owner = _physical_memory(), "this machine's"
     if total is None or nbytes <= total:
         return None
     # Beyond about 2**80 bytes the amount says nothing more (and past 2**1024 it is no float).
     needed = f"about {nbytes / 2**30:.1f} GiB" if nbytes < 2**80 else "far more"
-    return (
-        f"{what} need {needed} of memory, more than this machine's {total / 2**30:.1f} GiB; "
-        "ask for fewer"
-    )
+    return f"{what} need {needed} of memory, more than {owner} {total / 2**30:.1f} GiB; {fix}"

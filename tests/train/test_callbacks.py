@@ -33,7 +33,7 @@ from tkam.train.callbacks import (
 )
 from tkam.train.checkpoint import load_checkpoint, read_metadata
 from tkam.train.loop import build_run, fit
-from tkam.train.run import LogEntry, RunState
+from tkam.train.run import LogEntry, RunState, log_interval
 
 
 def _rows(path) -> list[dict[str, str]]:
@@ -59,18 +59,18 @@ def _entry(step: int, **values) -> LogEntry:
 
 
 def test_loss_log_writes_one_row_per_log_event_and_nothing_else(tmp_path) -> None:
-    # 200 items in batches of 20: 10 steps an epoch; log_every 0 logs at step 1, at the end of
-    # epoch 0 (step 10) and at the last step (12, in epoch 1). Grids update at step 1 only.
+    # 200 items in batches of 20: 10 steps an epoch; log_every 0 logs at step 1, then every
+    # min(10, ceil(12 / 10)) = 2 steps (step 12 is in epoch 1). Grids update at step 1 only.
     config = tiny_config(train={"max_steps": 12, "log_every": 0}, grid_update={"frequency": 100})
     model = fit(config, tmp_path / "run", progress=False, callbacks=[LossLog()])
     assert _files(tmp_path / "run") == ["config.toml", "loss.csv"]
     with (tmp_path / "run" / "loss.csv").open(newline="") as handle:
         assert next(csv.reader(handle)) == LOSS_COLUMNS
     rows = _rows(tmp_path / "run" / "loss.csv")
-    assert [int(r["Step"]) for r in rows] == [1, 10, 12]
-    assert [int(r["Epoch"]) for r in rows] == [0, 0, 1]
-    assert [int(r["Grid Updated"]) for r in rows] == [1, 0, 0]
-    assert [int(r["Skipped Steps"]) for r in rows] == [0, 0, 0]
+    assert [int(r["Step"]) for r in rows] == [1, 2, 4, 6, 8, 10, 12]
+    assert [int(r["Epoch"]) for r in rows] == [0, 0, 0, 0, 0, 0, 1]
+    assert [int(r["Grid Updated"]) for r in rows] == [1, 0, 0, 0, 0, 0, 0]
+    assert [int(r["Skipped Steps"]) for r in rows] == [0] * 7
     assert all(1.0 <= float(r["Mean ESS"]) <= 16.0 for r in rows)  # 16 importance samples
     assert all(math.isfinite(float(r["Train MLE Loss"])) for r in rows)
     times = [float(r["Time (s)"]) for r in rows]
@@ -79,6 +79,43 @@ def test_loss_log_writes_one_row_per_log_event_and_nothing_else(tmp_path) -> Non
     test_x = build_run(config, tmp_path / "other").test_x
     expected = _test_mse(model, test_x, 20, seed=config.train.seed * 7 + 12)
     assert rows[-1]["Test MSE Loss"] == f"{expected:.6g}"
+
+
+@pytest.mark.parametrize(
+    ("log_every", "steps_per_epoch", "total_steps", "interval"),
+    [
+        (0, 500, 5000, 500),  # mnist/fmnist: ten epochs, a row at the end of each (as before)
+        (0, 500, 50_000, 500),  # a longer run: still once an epoch
+        (0, 500, 300, 30),  # a 300-step run: ten rows, not two
+        (0, 10, 12, 2),
+        (0, 10, 5, 1),  # shorter than ten steps: every step
+        (0, 1, 100, 1),
+        (7, 500, 300, 7),  # a positive log_every is kept as it is
+    ],
+)
+def test_the_default_log_cadence_gives_short_runs_a_curve(
+    log_every, steps_per_epoch, total_steps, interval
+) -> None:
+    assert log_interval(log_every, steps_per_epoch, total_steps) == interval
+
+
+def test_a_run_shorter_than_an_epoch_logs_about_ten_rows_and_the_same_losses(tmp_path) -> None:
+    # 30 steps of 10-step epochs: rows at 1, 3, 6, ..., 30 (the old default logged 1, 10, 20, 30).
+    # Which steps are logged changes no update: the model equals that of a run logging each step.
+    config = tiny_config(train={"max_steps": 30, "log_every": 0}, grid_update={"frequency": 100})
+    model = fit(config, tmp_path / "run", progress=False, callbacks=[LossLog()])
+    rows = _rows(tmp_path / "run" / "loss.csv")
+    assert [int(r["Step"]) for r in rows] == [1, *range(3, 31, 3)]
+    every_step = dataclasses.replace(config.train, log_every=1)
+    other = fit(
+        dataclasses.replace(config, train=every_step),
+        tmp_path / "every",
+        progress=False,
+        callbacks=[LossLog()],
+    )
+    assert len(_rows(tmp_path / "every" / "loss.csv")) == 30
+    for name, value in model.state_dict().items():
+        assert torch.equal(other.state_dict()[name], value), name
 
 
 def test_loss_log_row_formats(tmp_path) -> None:

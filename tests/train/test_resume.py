@@ -4,15 +4,21 @@ too, and are recorded; any other change is refused naming the keys, before anyth
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 import warnings
 from dataclasses import replace
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from tests.helpers import tiny_config
-from tkam.config import config_to_dict
+from tkam.config import config_to_dict, dumps_toml
 from tkam.train import TrainingError, fit
 from tkam.train.callbacks import Callback, default_callbacks
 from tkam.train.checkpoint import read_metadata
@@ -124,3 +130,67 @@ def test_a_new_rate_keeps_the_restored_adam_state(tmp_path) -> None:
         callbacks=[*default_callbacks(), steps],
     )
     assert steps.steps == [4, 5]
+
+
+def _tkam_train(config_path, out, *extra: str) -> list[str]:
+    """``python -m tkam train CONFIG --out OUT --no-progress ...``, one intra-op thread."""
+    command = [sys.executable, "-m", "tkam", "train", str(config_path), "--out", str(out)]
+    return [*command, "--no-progress", *extra]
+
+
+def _one_thread() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("WORLD_SIZE", None)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_sigterm_during_tkam_train_exits_143_and_leaves_a_checkpoint_to_resume(tmp_path) -> None:
+    # A long run stopped by SIGTERM (as a scheduler does) once its step-1 checkpoint exists: the
+    # process exits with 143 (128 + SIGTERM), having written a checkpoint at the step it stopped
+    # after; --resume from the run's config.toml finishes it three steps later, bitwise where a
+    # run of that length straight through ends (the importance loss does not read the length).
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(dumps_toml(tiny_config(train={"max_steps": 100_000, "log_every": 1000})))
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        _tkam_train(config_path, run), env=_one_thread(), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step_00000001.safetensors").is_file():
+        assert process.poll() is None and time.monotonic() < deadline, "no step-1 checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-3000:]
+    assert "Traceback" not in err and "resume with --resume" in err
+    newest = sorted((run / "checkpoints").glob("step_*.safetensors"))[-1]
+    stopped = int(newest.stem.split("_")[1])
+    assert stopped > 1 and f"after step {stopped}" in err
+    assert not (run / "model.safetensors").exists()
+
+    length = f"train.max_steps={stopped + 3}"
+    resumed = subprocess.run(
+        _tkam_train(run / "config.toml", run, "--resume", "--set", length),
+        env=_one_thread(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(
+        _tkam_train(config_path, tmp_path / "straight", "--set", length),
+        env=_one_thread(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = load_file(str(run / "model.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    steps = [int(row["Step"]) for row in csv.DictReader((run / "loss.csv").open())]
+    assert steps == [1, stopped + 3]  # the rows up to the stop, then the last step's

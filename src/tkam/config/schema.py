@@ -416,7 +416,11 @@ class TrainConfig:
     """Optimisation, importance-sampling and run settings (spec sections 4.1 and 5).
 
     Beyond the reference's keys: ``adam_beta1`` (Adam's first-moment decay, 0.9; Pang et al.'s
-    latent EBM uses 0.5), ``log_every`` (steps between log events; 0 = every epoch),
+    latent EBM uses 0.5), ``log_every`` (steps between log events, each writing a row of
+    ``loss.csv``, a sample grid and a checkpoint; step 1 and the last step are always logged; 0,
+    the default: every ``min(steps per epoch, ceil(total steps / 10))`` steps, so once an epoch
+    in a run of ten epochs or more and ten times in a shorter one; see
+    :func:`tkam.train.run.log_interval`),
     ``checkpoint_every`` (extra checkpoints every k steps), ``sample_every``/``num_plot_samples``
     (sample grids), ``device`` (cpu, cuda or auto), ``compile`` (``torch.compile`` the KAN
     kernels), ``precision`` (``bf16`` autocasts the generator; quadrature and sampling stay

@@ -5,8 +5,9 @@ The trainer (:func:`tkam.train.loop.fit`) calls these events, on every callback 
 * ``on_start(run)``: once, after the model, optimiser and random streams are built (and restored
   on resume) and ``config.toml`` is written, before the first update.
 * ``on_step(run, output)``: after every update; ``run.state.step`` is the update just done.
-* ``on_log(run, entry)``: at every log event: step 1, every ``train.log_every`` steps (at the end
-  of every epoch when it is 0) and the last step.
+* ``on_log(run, entry)``: at every log event: step 1, every ``run.log_interval`` steps
+  (``train.log_every``; when it is 0, the smaller of an epoch and a tenth of the run) and the
+  last step.
 * ``on_checkpoint(run)``: at every save point: right after each log event, every
   ``train.checkpoint_every`` steps, and when SIGINT/SIGTERM stops the run (the trainer then raises
   :class:`KeyboardInterrupt`). Called on every rank, as saving is collective.

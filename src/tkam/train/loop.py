@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from tkam.argtypes import memory_problem
 from tkam.build import build_model
 from tkam.config import REFERENCE_DOMAINS, ConfigError, ExperimentConfig, dumps_toml
 from tkam.data import ImageData, load_dataset
@@ -38,6 +39,7 @@ from tkam.train.callbacks import Callback, CallbackList, default_callbacks
 from tkam.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, read_metadata
 from tkam.train.distributed import Context, intra_op_threads, shard_seed
 from tkam.train.lock import LOCK_NAME, RunFolderBusy, RunLock, TrainingRegistry
+from tkam.train.memory import training_memory
 from tkam.train.resume import RESUMABLE, apply_learning_rate, refused_changes, saved_config
 from tkam.train.run import Run, RunPaths, RunState
 from tkam.train.step import TrainingError, grid_latents, make_optimizer, train_step
@@ -284,6 +286,7 @@ def build_run(
     config = _fitted_batch_size(config, len(train_x))
     train = config.train
     image_shape = tuple(int(s) for s in train_x.shape[1:])
+    _check_memory(config, image_shape, device)
     model = _build_model(config, image_shape, device)
     if not resume:
         _check_initial_prior(model, config)
@@ -369,6 +372,23 @@ def _fitted_batch_size(config: ExperimentConfig, num_train: int) -> ExperimentCo
     )
     train = dataclasses.replace(config.train, batch_size=num_train)
     return dataclasses.replace(config, train=train)
+
+
+def _check_memory(config: ExperimentConfig, image_shape: tuple[int, ...], device: Any) -> None:
+    """Refuse a model whose estimated training memory (:func:`tkam.train.memory.training_memory`)
+    exceeds the machine's (or the GPU's), naming the widths, before anything is allocated."""
+    nbytes, largest = training_memory(config, image_shape)
+    what = (
+        f"the model (prior.widths = {list(config.prior.widths)}, generator.widths = "
+        f"{list(config.generator.widths)}) and one training update"
+    )
+    fix = (
+        f"make the widths smaller; the largest part is {largest.what}, about "
+        f"{largest.nbytes / 2**30:.1f} GiB"
+    )
+    problem = memory_problem(what, nbytes, fix, device)
+    if problem:
+        raise TrainingError(problem)
 
 
 def _build_model(config: ExperimentConfig, image_shape: tuple[int, ...], device: Any) -> TKAM:
@@ -590,10 +610,9 @@ def _one_step(
     bar.update(1)
     bar.set_postfix(_postfix(out))
     callbacks.on_step(run, out)
-    end_of_epoch = position == run.steps_per_epoch - 1
-    periodic = train.log_every > 0 and step % train.log_every == 0
+    periodic = step % run.log_interval == 0  # with log_every = 0: at most one epoch apart
     last = step == run.total_steps
-    if step == 1 or periodic or (train.log_every == 0 and end_of_epoch) or last:
+    if step == 1 or periodic or last:
         entry = state.close_interval(epoch if step > 1 else 0)
         if step == 1 and entry.mean_ess < 2.0:  # NaN (no ESS) compares False
             bar.write(_LOW_ESS.format(ess=entry.mean_ess, n=train.importance_samples))

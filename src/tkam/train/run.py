@@ -23,7 +23,7 @@ from tkam.model import TKAM
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.distributed import Context
 
-__all__ = ["LogEntry", "Run", "RunPaths", "RunState"]
+__all__ = ["LogEntry", "Run", "RunPaths", "RunState", "log_interval"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +188,22 @@ class Run:
     @property
     def is_main(self) -> bool:
         return self.context.is_main
+
+    @property
+    def log_interval(self) -> int:
+        """Steps between log events: ``train.log_every``, or with 0 (the default) the smaller of
+        an epoch and a tenth of the run (rounded up), see :func:`log_interval`."""
+        return log_interval(self.config.train.log_every, self.steps_per_epoch, self.total_steps)
+
+
+def log_interval(log_every: int, steps_per_epoch: int, total_steps: int) -> int:
+    """The steps between two log events (and their checkpoints).
+
+    ``log_every`` when it is positive; when it is 0, ``min(steps_per_epoch, ceil(total_steps /
+    10))``: a run of many epochs logs at the end of every epoch, and a run shorter than ten
+    epochs at least ten times (a 300-step run every 30 steps), so its loss curve has points.
+    Besides these, step 1 and the last step are always logged.
+    """
+    if log_every > 0:
+        return log_every
+    return max(1, min(steps_per_epoch, math.ceil(total_steps / 10)))
