@@ -123,7 +123,7 @@ COMPARISONS = {"shared": SHARED, "standard": STANDARD}
 ROWS = {**SHARED, **STANDARD}
 
 # The latent EBM's learning rates chosen by the first stage of its sweep.
-LEBM_RATES = ["model.energy_learning_rate=1e-4", "train.learning_rate=1e-3"]
+LEBM_RATES = ["model.energy_learning_rate=5e-4", "train.learning_rate=1e-3"]
 
 # The sweeps: one knob at a time around a centre, every value on the validation split.
 SWEEPS = {
@@ -136,12 +136,14 @@ SWEEPS = {
         "grid": "all",  # every combination: 12 runs of about a minute each
     },
     # The latent EBM in two stages, each a cross around a centre (the first value of every
-    # knob): its two learning rates around the packaged pair, then its Langevin settings around
-    # the best pair of the first stage (LEBM_RATES; that run is the second stage's centre).
+    # knob): its two learning rates (the energy's first from Pang et al.'s 2e-5 up, then the
+    # centre moved to the best, 5e-4, and the generator's rate and 2e-3 tried around it), then
+    # its Langevin settings around the best pair (LEBM_RATES; that run is the second stage's
+    # centre).
     "lebm": {
         "base": ["model.kind=lebm"],
         "knobs": {
-            "model.energy_learning_rate": ["2e-5", "1e-4", "5e-4"],
+            "model.energy_learning_rate": ["5e-4", "2e-5", "1e-4", "2e-3"],
             "train.learning_rate": ["1e-3", "1e-4", "3e-4"],
         },
         "grid": "cross",
@@ -449,7 +451,7 @@ def table_rows(comparison: str, rows: dict[str, Row], budget: str) -> list[str]:
 
 
 TABLE_HEAD = [
-    "| model | updates | seeds | FID-inf | KID-inf (x1e3) | test log-lik. (nats/dim) |"
+    "| model | updates | seeds | FID-inf | KID-inf | test log-lik. (nats/dim) |"
     " IWAE bound (nats/dim) | class entropy (max 2.30) | s / update | generation of 1,000 (ms) |",
     "|---|---|---|---|---|---|---|---|---|---|",
 ]
@@ -518,12 +520,15 @@ def report(steps: int, remark: str) -> None:
     any_entry = next(iter(entries.values()), {})
     head = (
         f"Measured on {machine().split(';')[0]}, torch {torch.__version__}; every training with"
-        f" one thread, two at a time. Runs and figures: `benchmarks/side_by_side.json`"
+        " one intra-op thread beside one to three other trainings of the study on the two cores,"
+        " so the s / update column compares models only roughly (the quiet figures are in the"
+        " sections on training steps). Runs and figures: `benchmarks/side_by_side.json`"
         f" (written by `python benchmarks/side_by_side.py ...`). FID/KID on the features of"
         f" `{any_entry.get('feature_network')}` (the project's Fashion-MNIST classifier, held-out"
         f" accuracy {any_entry.get('feature_network_accuracy') or float('nan'):.3f});"
         " class entropy: entropy of the classifier's predicted classes over the generated"
-        " images (ln 10 = 2.30 when all ten classes are equally frequent)."
+        " images (ln 10 = 2.30 when all ten classes are equally frequent). KID is the unbiased"
+        " squared MMD in these features (not rescaled)."
         " Mean ± standard deviation over seeds; a value marked * is one seed."
     )
     for model in SWEEPS:
@@ -531,8 +536,8 @@ def report(steps: int, remark: str) -> None:
             body = [
                 head,
                 "",
-                f"Command: `python benchmarks/side_by_side.py sweep {model} --steps 1000"
-                " --jobs 2`: the shared KAN generator of `fmnist`, 1,000 updates on the first"
+                f"Command: `python benchmarks/side_by_side.py sweep {model}`:"
+                " the shared KAN generator of `fmnist`, 1,000 updates on the first"
                 " 50,000 training images, `tkam evaluate RUN --num 1000 --real held-out`: FID"
                 " against the validation split (training-file images 50,001-60,000), never the"
                 " test split. Sorted by validation FID-inf.",
@@ -551,8 +556,8 @@ def report(steps: int, remark: str) -> None:
         body = [
             head,
             "",
-            f"Command: `python benchmarks/side_by_side.py table {comparison} --steps {steps}"
-            " --jobs 2`, then `... generation` on quiet cores (two threads) and `... report`."
+            f"Command: `python benchmarks/side_by_side.py table {comparison} --steps {steps}`,"
+            " then `... generation` on quiet cores (two threads) and `... report`."
             f" {steps} updates at batch 100 on all 60,000 training images; `tkam evaluate RUN"
             " --num 3000`: FID/KID-inf against training images, log-likelihood on 1,000 official"
             " test images by importance sampling with K=1000 prior samples (one estimator for"
