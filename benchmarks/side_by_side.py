@@ -40,6 +40,7 @@ import datetime
 import itertools
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -203,16 +204,10 @@ def train_command(run: Path, settings: list[str], steps: int, seed: int, data: l
 def tkam(args: list[str], log: Path | None = None) -> subprocess.Popen:
     print("$ tkam " + " ".join(args), flush=True)
     out = log.open("a") if log else None
-    env = {"OMP_NUM_THREADS": str(THREADS), **_env()}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
     return subprocess.Popen(
         [sys.executable, "-m", "tkam.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env
     )
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 
 
 @dataclass

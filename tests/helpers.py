@@ -30,3 +30,16 @@ def tiny_config(**sections):
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     return config_from_dict(data, "tiny")
+
+
+#: The item shapes of the packaged configs' image and field data sets (ptb's comes from its data
+#: section).
+PACKAGED_SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fmnist": (1, 28, 28),
+    "darcy": (1, 32, 32),
+    "svhn": (3, 32, 32),
+    "cifar10": (3, 32, 32),
+    "celeba": (3, 64, 64),
+}

@@ -5,20 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import PACKAGED_SHAPES
 from tkam.config import load_config, packaged_configs
 from tkam.generator import cnn_output_size
 from tkam.losses import compute_loss
 from tkam.model import TKAM
 
-SHAPES = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fmnist": (1, 28, 28),
-    "darcy": (1, 32, 32),
-    "svhn": (3, 32, 32),
-    "cifar10": (3, 32, 32),
-    "celeba": (3, 64, 64),
-}
+SHAPES = PACKAGED_SHAPES
 
 # Spec section 1.3's table of layer geometries: spatial sizes after every ConvTranspose layer.
 CNN_SIZES = {

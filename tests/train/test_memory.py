@@ -8,23 +8,14 @@ import time
 
 import pytest
 
-from tests.helpers import tiny_config
+from tests.helpers import PACKAGED_SHAPES, tiny_config
 from tkam import argtypes
 from tkam.config import load_config, packaged_configs
 from tkam.train import TrainingError, fit
 from tkam.train import loop as loop_module
 from tkam.train.memory import training_memory
 
-# The item shapes of the packaged configs' data sets (ptb's comes from its data section).
-SHAPES = {
-    "mnist": (1, 28, 28),
-    "fmnist": (1, 28, 28),
-    "digits": (1, 8, 8),
-    "svhn": (3, 32, 32),
-    "cifar10": (3, 32, 32),
-    "celeba": (3, 64, 64),
-    "darcy": (1, 32, 32),
-}
+SHAPES = PACKAGED_SHAPES
 
 
 def _never_built(*args, **kwargs):
