@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from tkam.config import PriorConfig
+from tkam.config import PriorConfig, config_from_dict
+from tkam.config.schema import ineffective_settings
 from tkam.prior import MixturePrior, UnivariatePrior, build_prior, gauss_legendre
-from tkam.prior.inverse_transform import invert_batched
+from tkam.prior.inverse_transform import invert_batched, invert_components
 from tkam.prior.reference import ReferenceDensity
 
 ALL_BASES = ("bspline", "rbf", "rswaf", "fourier", "chebyshev")
@@ -332,6 +333,77 @@ def test_univariate_columns_are_comonotone_across_outputs(make_prior) -> None:
     # Different columns use independent uniforms.
     rho = stats.spearmanr(z[:, 0, 0].numpy(), z[:, 0, 1].numpy()).statistic
     assert abs(rho) < 0.1
+
+
+# Independent uniforms (prior.independent_uniforms): the same marginals, no dependence over q.
+# Spearman's rho of independent samples has standard error 1 / sqrt(S - 1).
+S_RANK = 20_000
+RHO_TOLERANCE = 4.0 / math.sqrt(S_RANK - 1)  # four standard errors
+
+
+def rank_correlations(z: torch.Tensor) -> np.ndarray:
+    """Spearman's rho of ``z[:, q, p]`` and ``z[:, q', p]`` for every ``p`` and ``q < q'``."""
+    _, Q, P = z.shape
+    return np.array(
+        [
+            stats.spearmanr(z[:, q, p].numpy(), z[:, r, p].numpy()).statistic
+            for p in range(P)
+            for q in range(Q)
+            for r in range(q + 1, Q)
+        ]
+    )
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["eager", "fused"])
+@pytest.mark.parametrize(("basis", "reference"), [("rbf", "gaussian"), ("bspline", "ebm")])
+def test_independent_uniforms_keep_the_marginals_and_decouple_outputs(
+    make_prior, basis, reference, dtype
+) -> None:
+    # Seeds: prior 6100 + 10 * basis index (+1 for float32 is not needed: same prior, cast);
+    # samples that + 1. Tolerances: KS at alpha = 0.001; rho within four standard errors.
+    seed = 6100 + 10 * ALL_BASES.index(basis)
+    prior = make_prior(basis, reference, seed=seed, widths=(2, 3), independent_uniforms=True)
+    prior = prior.to(dtype)
+    z = prior.sample(S_RANK, torch.Generator().manual_seed(seed + 1))
+    assert z.shape == (S_RANK, 3, 2) and z.dtype == dtype and torch.isfinite(z).all()
+    d = univariate_ks(prior, z)
+    rho = rank_correlations(z)
+    print(
+        f"independent uniforms {basis}-{reference} {dtype}: max KS D = {d.max():.4f} "
+        f"(critical {KS_CRITICAL_0001:.4f}), max |rho| = {np.abs(rho).max():.4f} "
+        f"(tolerance {RHO_TOLERANCE:.4f})"
+    )
+    assert d.max() < KS_CRITICAL_0001, f"per component KS D:\n{d}"
+    assert np.abs(rho).max() < RHO_TOLERANCE, f"rank correlations over q: {rho}"
+    # The shared-uniform default gives rho = 1 on the same prior: the check has power.
+    shared = make_prior(basis, reference, seed=seed, widths=(2, 3)).to(dtype)
+    z_shared = shared.sample(2000, torch.Generator().manual_seed(seed + 1))
+    assert rank_correlations(z_shared).min() > 0.999
+    h = prior.sample_generator_input(S_RANK, torch.Generator().manual_seed(seed + 1))
+    torch.testing.assert_close(h, z.sum(-1))
+
+
+def test_independent_uniforms_fused_and_eager_samples_agree(make_prior) -> None:
+    """The fused kernel inverts the float32 table at the eager path's points (same uniforms)."""
+    prior = make_prior("rbf", "gaussian", seed=6200, widths=(4, 5), independent_uniforms=True)
+    prior = prior.float()
+    table = prior.sampling_table()
+    u = torch.rand(300, 5, 4, generator=torch.Generator().manual_seed(6201))
+    component = torch.arange(20).reshape(5, 4).expand(300, 5, 4)
+    knot_rows = torch.arange(4).expand(300, 5, 4)
+    cdf = table.cdf.reshape(20, -1)
+    fused = invert_components(table.knots[0], cdf, component, u, None, knot_rows)
+    eager = invert_batched(
+        table.knots[0].expand_as(table.cdf), table.cdf, u.permute(1, 2, 0).contiguous()
+    ).permute(2, 0, 1)
+    torch.testing.assert_close(fused, eager, rtol=0, atol=1e-5)
+
+
+def test_independent_uniforms_is_flagged_where_uniforms_are_not_shared() -> None:
+    config = config_from_dict({"prior": {"mixture": True, "independent_uniforms": True}})
+    assert any(s.startswith("prior.independent_uniforms") for s in ineffective_settings(config))
+    assert not ineffective_settings(config_from_dict({"prior": {"independent_uniforms": True}}))
 
 
 @pytest.mark.parametrize("basis", ALL_BASES)

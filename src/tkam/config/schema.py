@@ -229,6 +229,11 @@ class PriorConfig(KANConfig):
             so that component (q, p) is some other function ``phi_{p'->q'}``, the log-prior
             evaluates it at ``z_{q, p'}`` and grid updates refit row p on reshaped latents; for
             reproducing its logged runs; off by default.
+        independent_uniforms: draw one uniform per component (q, p) of the univariate prior,
+            so its sampled law is the product of the marginals that its log-prior assumes,
+            instead of one uniform per p shared by every q (the reference's sampler, which
+            makes ``z_qp`` a deterministic function of ``z_q'p``; ambiguity A25); off by
+            default.
         grid_range: the prior's domain (a, b) for the ``ebm`` and ``learnable_gaussian``
             references and for deep priors. The ``uniform``, ``gaussian`` and ``lognormal``
             references of a univariate or mixture prior fix it (:data:`REFERENCE_DOMAINS`): left
@@ -252,6 +257,7 @@ class PriorConfig(KANConfig):
     langevin_steps: int = 60
     compat_node_map: bool = False
     compat_layout: bool = False
+    independent_uniforms: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "reference", _choice(self.reference, REFERENCES, "reference"))
@@ -801,6 +807,14 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
             prior,
             not (mixture or deep),
             "only the univariate prior has the reshaped layout",
+        )
+    )
+    rules.append(
+        (
+            "prior.independent_uniforms",
+            prior,
+            not (mixture or deep),
+            "only the univariate prior shares uniforms (the mixture draws one per latent)",
         )
     )
     cnn = generator.kind == "cnn"

@@ -89,7 +89,12 @@ def _fused(*tensors: Tensor) -> bool:
 
 @torch.profiler.record_function("tkam::invert_components")
 def invert_components(
-    knots: Tensor, cdf: Tensor, component: Tensor, u: Tensor, guide: Tensor | None = None
+    knots: Tensor,
+    cdf: Tensor,
+    component: Tensor,
+    u: Tensor,
+    guide: Tensor | None = None,
+    knot_rows: Tensor | None = None,
 ) -> Tensor:
     """Invert, for each sample, the CDF of its own component.
 
@@ -103,21 +108,27 @@ def invert_components(
         component: ``(...)`` long component index of each sample.
         u: ``(...)`` uniforms in ``[0, 1)``.
         guide: :func:`guide_table` of ``cdf``, when the caller keeps one.
+        knot_rows: ``(...)`` long row of ``knots`` of each sample, when ``knots`` holds fewer
+            rows than ``cdf`` (components sharing their knots); else sample k uses row
+            ``component[k]``.
 
     Returns:
         ``(...)`` samples, in ``cdf``'s dtype.
     """
+    if knot_rows is None:
+        knots, knot_rows = knots.expand_as(cdf), component
     if _fused(knots, cdf):
         num, n = cdf.shape
         guide = guide_table(cdf) if guide is None else guide
-        cdf, knots = cdf.contiguous(), knots.expand_as(cdf).contiguous()
+        cdf, knots = cdf.contiguous(), knots.contiguous()
         rows = component.reshape(-1).contiguous()
+        knot_rows = knot_rows.expand_as(component).reshape(-1).contiguous()
         flat_u = u.reshape(-1).to(cdf.dtype).contiguous()
         out = torch.empty_like(flat_u)
         library().tkam_invert_rows_f32(
-            cdf.data_ptr(), knots.data_ptr(), guide.data_ptr(), rows.data_ptr(), rows.data_ptr(),
-            flat_u.data_ptr(), n, guide.shape[1], rows.numel(), out.data_ptr(),
-            torch.get_num_threads(),
+            cdf.data_ptr(), knots.data_ptr(), guide.data_ptr(), rows.data_ptr(),
+            knot_rows.data_ptr(), flat_u.data_ptr(), n, guide.shape[1], rows.numel(),
+            out.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
         return out.reshape(u.shape)
     num, n = cdf.shape
@@ -126,12 +137,14 @@ def invert_components(
     flat_u = u.reshape(-1).double()
     flat_c = component.reshape(-1)
     g = torch.searchsorted(sequence, flat_u + offsets[flat_c], right=False)
-    j = (g - flat_c * n).clamp_(1, n - 1) + flat_c * n
+    index = (g - flat_c * n).clamp_(1, n - 1)  # the interval's upper end within the row
+    j = index + flat_c * n
     lo = j - 1
     cdf_flat = cdf.reshape(-1)
-    knots_flat = knots.expand_as(cdf).reshape(-1)
+    k = index + knot_rows.expand_as(component).reshape(-1) * n
+    knots_flat = knots.reshape(-1)
     out = _lerp_inverse(
-        flat_u.to(cdf.dtype), cdf_flat[lo], cdf_flat[j], knots_flat[lo], knots_flat[j]
+        flat_u.to(cdf.dtype), cdf_flat[lo], cdf_flat[j], knots_flat[k - 1], knots_flat[k]
     )
     return out.reshape(u.shape)
 

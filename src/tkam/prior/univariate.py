@@ -1,7 +1,10 @@
 """The univariate Kolmogorov-Arnold prior (spec sections 1.1-1.2, 3.4-3.5).
 
 P uniforms ``u_p`` drive ``Q x P`` learned univariate densities: ``z_qp = F_qp^{-1}(u_p)``, one
-uniform shared by every q (ambiguity A25 keeps this). The generator receives ``h_q = sum_p z_qp``.
+uniform shared by every q (ambiguity A25 keeps this by default). With
+``prior.independent_uniforms`` each component draws its own, ``z_qp = F_qp^{-1}(u_qp)``, so the
+sampled law is the product of the marginals that the log-prior assumes. The generator receives
+``h_q = sum_p z_qp``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from torch import Tensor
 
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
-from tkam.prior.inverse_transform import invert_shared
+from tkam.prior.inverse_transform import invert_components, invert_shared
 from tkam.prior.quadrature import QuadratureTable, log_plus
 
 __all__ = ["UnivariatePrior"]
@@ -69,8 +72,11 @@ class UnivariatePrior(KANPrior):
 
     @torch.no_grad()
     def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
-        """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform."""
+        """``(S, Q, P)`` exact samples; column p of every q comes from the same uniform, or,
+        with ``independent_uniforms``, every component from its own."""
         table = self.sampling_table()
+        if self.config.independent_uniforms:
+            return self._sample_independent(table, num_samples, rng)
         u = self._uniform((self.num_inputs, num_samples), rng)
         return invert_shared(table.knots[0], table.cdf, u, cdf_by_row=self._by_row(table))
 
@@ -81,9 +87,28 @@ class UnivariatePrior(KANPrior):
         """``h (S, Q)`` of ``num_samples`` exact samples without storing the latents: the same
         draws as ``generator_input(sample(...))``, summed over p as they are inverted."""
         table = self.sampling_table()
+        if self.config.independent_uniforms:
+            return self._sample_independent(table, num_samples, rng).sum(dim=-1)
         u = self._uniform((self.num_inputs, num_samples), rng)
         by_row = self._by_row(table)
         return invert_shared(table.knots[0], table.cdf, u, False, True, by_row)[1]
+
+    def _sample_independent(
+        self, table: QuadratureTable, num_samples: int, rng: torch.Generator | None
+    ) -> Tensor:
+        """``(S, Q, P)`` samples, one uniform per sample and component: each component's CDF
+        inverted at its own uniforms (row ``q P + p`` of the flattened table, the knots of row
+        p), by the fused kernel on CPU float32."""
+        Q, P = self.num_outputs, self.num_inputs
+        n = table.cdf.shape[-1]
+        u = self._uniform((num_samples, Q, P), rng)
+        device = table.cdf.device
+        component = torch.arange(Q * P, device=device).reshape(Q, P).expand(num_samples, Q, P)
+        knot_rows = torch.arange(P, device=device).expand(num_samples, Q, P)
+        return invert_components(
+            table.knots[0], table.cdf.reshape(Q * P, n), component, u, self.sampling_guide(),
+            knot_rows,
+        )  # fmt: skip
 
     def _by_row(self, table: QuadratureTable) -> Tensor:
         # Written by the fused quadrature; otherwise laid out once per table.
