@@ -78,3 +78,11 @@ def test_parameter_groups() -> None:
     assert energy["lr"] == 2e-5 and "lr" not in rest
     assert {id(p) for p in energy["params"]} == {id(p) for p in ebm.prior.parameters()}
     assert len(rest["params"]) + len(energy["params"]) == len(list(ebm.parameters()))
+
+
+def test_prior_learning_rate_gives_the_prior_its_own_group() -> None:
+    model = build_model(tiny_config(prior={"learning_rate": 1e-2}), SHAPE)
+    rest, prior = model.parameter_groups(1e-3)
+    assert prior["lr"] == 1e-2 and "lr" not in rest
+    assert {id(p) for p in prior["params"]} == {id(p) for p in model.prior.parameters()}
+    assert len(rest["params"]) + len(prior["params"]) == len(list(model.parameters()))

@@ -53,6 +53,7 @@ class TKAM(nn.Module):
         image_shape: the shape of one data item (``(C, H, W)`` for images).
         bf16: run the generator under bfloat16 autocast (the prior stays float32).
         update_prior_grid, update_generator_grid: whether :meth:`update_grids` refits them.
+        prior_learning_rate: Adam rate of the prior's parameters (0: the rate of the rest).
     """
 
     #: Whether the model has an amortised encoder (the VAE's importance-weighted bound).
@@ -68,6 +69,7 @@ class TKAM(nn.Module):
         bf16: bool = False,
         update_prior_grid: bool = False,
         update_generator_grid: bool = False,
+        prior_learning_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(prior, Prior):
@@ -79,6 +81,7 @@ class TKAM(nn.Module):
         self.bf16 = bf16
         self.update_prior_grid = update_prior_grid
         self.update_generator_grid = update_generator_grid
+        self.prior_learning_rate = prior_learning_rate
 
     @classmethod
     def from_config(
@@ -91,11 +94,19 @@ class TKAM(nn.Module):
         ``rng``."""
         prior = build_prior(config.prior, eps=config.train.eps, rng=rng)
         generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        return cls(prior, generator, likelihood, image_shape, **options)
+        rate = config.prior.learning_rate
+        return cls(prior, generator, likelihood, image_shape, prior_learning_rate=rate, **options)
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
-        """The optimiser's parameter groups: one group at ``learning_rate``."""
-        return [{"params": list(self.parameters())}]
+        """The optimiser's parameter groups: one group at ``learning_rate``, or, with a
+        ``prior_learning_rate``, the generator's at ``learning_rate`` and the prior's at its
+        own rate."""
+        if not self.prior_learning_rate:
+            return [{"params": list(self.parameters())}]
+        prior = list(self.prior.parameters())
+        ids = {id(p) for p in prior}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": prior, "lr": self.prior_learning_rate}]
 
     def compile_kernels(self) -> None:
         """``torch.compile`` the KAN evaluations of the prior and the generator (opt-in)."""

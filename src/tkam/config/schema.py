@@ -234,6 +234,8 @@ class PriorConfig(KANConfig):
             instead of one uniform per p shared by every q (the reference's sampler, which
             makes ``z_qp`` a deterministic function of ``z_q'p``; ambiguity A25); off by
             default.
+        learning_rate: Adam rate of the T-KAM prior's parameters; 0 (the default) trains
+            them at ``train.learning_rate`` with the generator, in one parameter group.
         grid_range: the prior's domain (a, b) for the ``ebm`` and ``learnable_gaussian``
             references and for deep priors. The ``uniform``, ``gaussian`` and ``lognormal``
             references of a univariate or mixture prior fix it (:data:`REFERENCE_DOMAINS`): left
@@ -258,6 +260,7 @@ class PriorConfig(KANConfig):
     compat_node_map: bool = False
     compat_layout: bool = False
     independent_uniforms: bool = False
+    learning_rate: float = 0.0
 
     def __post_init__(self) -> None:
         _set(self, "reference", _choice(self.reference, REFERENCES, "reference"))
@@ -275,6 +278,8 @@ class PriorConfig(KANConfig):
             raise ConfigError("langevin_steps/langevin_step_size: must be positive")
         if self.num_nodes < 2:
             raise ConfigError(f"num_nodes: must be >= 2, got {self.num_nodes}")
+        if self.learning_rate < 0:
+            raise ConfigError(f"learning_rate: must be >= 0, got {self.learning_rate}")
         if self.quadrature == "trapezium" and not self.grid_based:
             raise ConfigError(
                 f"quadrature: trapezium integrates on the grid points, which the {self.basis} "
