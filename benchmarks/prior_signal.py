@@ -1,0 +1,264 @@
+"""The learning signal of the T-KAM prior over training: why the learned components stay near pi_0.
+
+The prior's gradient in every maximum-likelihood loss is a difference of two phases,
+``d = E_post[grad log p(z)] - E_prior[grad log p(z)]`` (positives from the posterior, negatives
+from the prior). This script trains a run (``tkam train``'s trainer and files, plus a probe) and at
+chosen updates measures, on ``--batches`` training batches drawn with the probe's own seed (the
+run's parameters and random streams are untouched):
+
+* the two phases' sizes ``|g_pos|``, ``|g_neg|`` and their difference's ``|d|`` (per batch, mean);
+* the signal ratio ``|mean_k d_k| / sqrt(trace Cov(d) / K)`` over the K batches: about 1 when the
+  batch differences are noise around zero, large when they agree on a direction;
+* how far the aggregate posterior sits from the prior: for every component (q, p) the t statistic
+  of the difference between the (importance-weighted) mean of the positives and the mean of the
+  negatives over the K batches; the root mean square over components is about
+  sqrt((K - 1) / (K - 3)) (1.18 for K = 8: t with K - 1 degrees of freedom) when the positives
+  are distributed as prior draws;
+* the effective sample size and the number of distinct proposals carrying the positives
+  (importance sampling);
+* what a grid update does to the learned shape: the median total variation from pi_0 of a copy of
+  the prior before and after one refit on the trainer's grid latents.
+
+Each probe row goes to ``OUT/signal.csv``; ``report`` tabulates several runs into RESULTS.md
+("Prior learning signal (cpu)") with a figure of the curves.
+
+    python benchmarks/prior_signal.py train OUT [--steps 1000] [--probe-every 200] [--set k=v ...]
+    python benchmarks/prior_signal.py report OUT [OUT ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common import machine, write_section  # noqa: E402
+from tkam.config import load_config  # noqa: E402
+from tkam.data import load_dataset  # noqa: E402
+from tkam.losses import posterior_samples, posterior_settings  # noqa: E402
+from tkam.posterior.importance import importance_resample  # noqa: E402
+from tkam.prior.learned import component_divergences  # noqa: E402
+from tkam.train.callbacks import Callback, default_callbacks  # noqa: E402
+from tkam.train.loop import fit  # noqa: E402
+from tkam.train.step import grid_latents  # noqa: E402
+
+FIGURE = Path(__file__).with_name("figures") / "prior_signal.png"
+COLUMNS = [
+    "step",
+    "tv_median",
+    "pos_norm",
+    "neg_norm",
+    "diff_norm",
+    "signal_ratio",
+    "posterior_shift_rms",
+    "ess",
+    "distinct_positives",
+    "refit_tv_before",
+    "refit_tv_after",
+]
+
+
+def _flat_grad(value: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    grads = torch.autograd.grad(value, params, allow_unused=True)
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)]
+    )
+
+
+def phases(model, config, x: torch.Tensor, rng: torch.Generator) -> dict:  # noqa: ANN001
+    """Positives (latents and weights), negatives and both phases' gradients for one batch."""
+    prior = model.prior
+    params = [p for p in prior.parameters() if p.requires_grad]
+    out: dict = {}
+    if config.train.loss == "importance":
+        n = config.train.importance_samples
+        with torch.no_grad():
+            z = prior.sample(n, rng)
+            log_lik = model.likelihood.log_likelihood_matrix(
+                x, model.likelihood.noised(model.decode(z), rng)
+            )
+        sir = importance_resample(
+            log_lik, config.train.resampling_threshold, config.train.resampler, rng
+        )
+        weight = torch.zeros_like(log_lik).scatter_add_(1, sir.indices, sir.weights).mean(0)
+        out["ess"] = float(sir.ess.mean())
+        out["distinct_positives"] = int((weight > 0).sum())
+        negatives = prior.sample(n, rng)
+    else:  # Langevin or thermodynamic: one posterior chain per datum at t = 1
+        z = posterior_samples(model, x, posterior_settings(config), rng)
+        weight = torch.full((len(x),), 1.0 / len(x))
+        out["ess"] = math.nan
+        out["distinct_positives"] = len(x)
+        negatives = prior.sample(len(x), rng)
+    with torch.enable_grad():
+        out["g_pos"] = _flat_grad(prior.weighted_log_prior(z, weight), params)
+        uniform = torch.full((len(negatives),), 1.0 / len(negatives))
+        out["g_neg"] = _flat_grad(prior.weighted_log_prior(negatives, uniform), params)
+    flat = z.reshape(len(z), -1)
+    out["pos_mean"] = (weight[:, None] * flat).sum(0)
+    out["neg_mean"] = negatives.reshape(len(negatives), -1).mean(0)
+    return out
+
+
+def median_tv(prior) -> float:  # noqa: ANN001
+    return float(component_divergences(prior)[1].median())
+
+
+class SignalProbe(Callback):
+    """Measures the prior's learning signal at chosen updates (its own random stream)."""
+
+    def __init__(self, every: int, batches: int, out: Path, seed: int = 12345) -> None:
+        self.every, self.batches, self.out, self.seed = every, batches, out, seed
+
+    def on_start(self, run) -> None:  # noqa: ANN001
+        if not self.out.exists():
+            with self.out.open("w", newline="") as handle:
+                csv.writer(handle).writerow(COLUMNS)
+
+    def on_step(self, run, output) -> None:  # noqa: ANN001
+        step = run.state.step
+        if step != 1 and step % self.every:
+            return
+        model, config = run.model, run.config
+        rng = torch.Generator().manual_seed(self.seed + step)
+        pick = torch.randint(len(run.train_x), (self.batches, run.batch_size), generator=rng)
+        was_training = model.training
+        model.eval()
+        with torch.enable_grad():
+            rows = [phases(model, config, run.train_x[index], rng) for index in pick]
+        d = torch.stack([r["g_pos"] - r["g_neg"] for r in rows])  # (K, params)
+        mean_d = d.mean(0)
+        spread = (d - mean_d).square().sum(1).mean() * self.batches / (self.batches - 1)
+        shift = torch.stack([r["pos_mean"] - r["neg_mean"] for r in rows])  # (K, components)
+        t = shift.mean(0) / (shift.std(0) / math.sqrt(self.batches)).clamp_min(1e-12)
+        # One refit of a copy, on the latents the trainer would refit on.
+        copied = copy.deepcopy(model)
+        before = median_tv(copied.prior)
+        x = run.train_x[pick[0]]
+        copied.update_grids(grid_latents(copied, x, config, rng))
+        after = median_tv(copied.prior)
+        model.train(was_training)
+        row = [
+            step,
+            before,
+            float(torch.stack([r["g_pos"].norm() for r in rows]).mean()),
+            float(torch.stack([r["g_neg"].norm() for r in rows]).mean()),
+            float(d.norm(dim=1).mean()),
+            float(mean_d.norm() / (spread / self.batches).sqrt()),
+            float(t.square().mean().sqrt()),
+            float(np.mean([r["ess"] for r in rows])),
+            float(np.mean([r["distinct_positives"] for r in rows])),
+            before,
+            after,
+        ]
+        with self.out.open("a", newline="") as handle:
+            csv.writer(handle).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+
+
+def train(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    overrides = [
+        f"train.max_steps={args.steps}",
+        f"train.threads={args.threads}",
+        f"train.log_every={args.probe_every}",
+        *args.set,
+    ]
+    config = load_config(args.config, overrides)
+    torch.set_num_threads(args.threads)
+    data = load_dataset(config.data)
+    probe = SignalProbe(args.probe_every, args.batches, out / "signal.csv")
+    fit(config, out, data, resume=args.resume, progress=False,
+        callbacks=[probe, *default_callbacks()])  # fmt: skip
+
+
+def read(run: Path) -> dict[str, np.ndarray]:
+    rows = list(csv.DictReader((run / "signal.csv").open()))
+    return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
+
+
+def label(run: Path) -> str:
+    settings = (run / "settings.txt").read_text().strip() if (run / "settings.txt").exists() else ""
+    return settings or run.name
+
+
+def report(args: argparse.Namespace) -> None:
+    runs = [Path(r) for r in args.runs]
+    lines = [
+        f"Machine: {machine()}. Each run: `python benchmarks/prior_signal.py train OUT --steps "
+        "S --set ...` (packaged `fmnist`, seed 1, 8 probe batches of 100 training images per "
+        "probe, the probe's own seed), then `python benchmarks/prior_signal.py report OUT...`.",
+        "",
+        "Columns at the last probe (in brackets: the mean over all probes after step 1). "
+        "Signal ratio: |mean d| / sqrt(trace Cov(d) / K) over K = 8 batches, about 1 for noise "
+        "around zero. Posterior shift: RMS over components of the t statistic of "
+        "mean(positives) - mean(negatives), about 1.18 when the positives are prior draws. "
+        "Refit: median TV of a copy of the prior before -> after one grid update.",
+        "",
+        "| run | steps | median TV | abs(g_pos) | abs(g_neg) | abs(d) | signal ratio | "
+        "posterior shift | ESS | distinct positives | refit TV |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for run in runs:
+        r = read(run)
+
+        def both(column: str, digits: int = 3, r: dict = r) -> str:
+            value, mean = r[column][-1], r[column][1:].mean()
+            return f"{value:.{digits}g} ({mean:.{digits}g})"
+
+        lines.append(
+            f"| {label(run)} | {int(r['step'][-1])} | {r['tv_median'][-1]:.4f} | "
+            f"{both('pos_norm')} | {both('neg_norm')} | {both('diff_norm')} | "
+            f"{both('signal_ratio')} | {both('posterior_shift_rms')} | {both('ess')} | "
+            f"{both('distinct_positives')} | {r['refit_tv_before'][-1]:.4f} -> "
+            f"{r['refit_tv_after'][-1]:.4f} |"
+        )
+        for axis, column in zip(axes, ("tv_median", "signal_ratio", "posterior_shift_rms")):
+            axis.plot(r["step"], r[column], marker="o", label=label(run))
+            axis.set_title(column.replace("_", " "))
+            axis.set_xlabel("update")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    FIGURE.parent.mkdir(exist_ok=True)
+    fig.savefig(FIGURE, dpi=110)
+    lines += ["", f"![prior learning signal](figures/{FIGURE.name})"]
+    if args.remark:
+        lines += ["", Path(args.remark).read_text().strip()]
+    write_section("Prior learning signal (cpu)", "\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a run with the probe")
+    t.add_argument("out")
+    t.add_argument("--config", default="fmnist")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--probe-every", type=int, default=200)
+    t.add_argument("--batches", type=int, default=8)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r = sub.add_parser("report", help="tabulate runs into RESULTS.md")
+    r.add_argument("runs", nargs="+")
+    r.add_argument("--remark", help="a file whose text follows the table")
+    args = parser.parse_args()
+    if args.command == "train":
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "settings.txt").write_text(" ".join(args.set) or "packaged fmnist")
+        train(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
