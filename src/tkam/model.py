@@ -52,7 +52,8 @@ class TKAM(nn.Module):
             pre-activations (:mod:`tkam.generator.likelihood`).
         image_shape: the shape of one data item (``(C, H, W)`` for images).
         bf16: run the generator under bfloat16 autocast (the prior stays float32).
-        update_prior_grid, update_generator_grid: whether :meth:`update_grids` refits them.
+        update_prior_grid: whether :meth:`update_grids` refits the prior's grids.
+        update_generator_grid: whether :meth:`update_grids` refits the generator's grids.
         prior_learning_rate: Adam rate of the prior's parameters (0: the rate of the rest).
     """
 

@@ -34,7 +34,8 @@ class EnergyPrior(GaussianPrior):
     Args:
         width: Q.
         hidden: energy MLP width.
-        num_steps, step_size: prior Langevin steps and Pang's step ``s``.
+        num_steps: prior Langevin steps.
+        step_size: Pang's Langevin step ``s``.
         rng: random stream for the initialisation.
     """
 
@@ -97,8 +98,12 @@ class LatentEBM(TKAM):
     learning rate.
 
     Args:
-        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.TKAM`.
+        prior: the energy prior.
+        generator: as :class:`~tkam.model.TKAM`.
+        likelihood: as :class:`~tkam.model.TKAM`.
+        image_shape: as :class:`~tkam.model.TKAM`.
         energy_learning_rate: Adam rate of the energy MLP (0: the model's learning rate).
+        **options: the keyword options of :class:`~tkam.model.TKAM`.
     """
 
     def __init__(

@@ -82,8 +82,12 @@ class VAE(TKAM):
     """Gaussian prior + mirrored encoder + T-KAM's generator and likelihood.
 
     Args:
-        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.TKAM`.
+        prior: the standard normal prior.
+        generator: as :class:`~tkam.model.TKAM`.
+        likelihood: as :class:`~tkam.model.TKAM`.
+        image_shape: as :class:`~tkam.model.TKAM`.
         encoder: the amortised posterior ``q(z | x)``.
+        **options: the keyword options of :class:`~tkam.model.TKAM`.
     """
 
     has_encoder = True

@@ -33,7 +33,8 @@ def split_counts(
 
     Args:
         available: number of images in the file.
-        num_train, num_test: the requested sizes (0 = all remaining).
+        num_train: the requested training size (0 = all remaining).
+        num_test: the requested test size (0 = all remaining).
         source: named in the error.
 
     Returns:

@@ -47,8 +47,9 @@ def importance_loss(
             too: an unbiased estimate of the same ``E_prior[grad f]`` without a second draw,
             the prior evaluated once at the N proposals instead of at the used proposals plus
             N negatives.
-        compat, compat_residual: the reference code's SIR loss weights (A3) and residual
-            weights (A8), see :func:`~tkam.posterior.importance.importance_resample`.
+        compat: the reference code's SIR loss weights (A3), see
+            :func:`~tkam.posterior.importance.importance_resample`.
+        compat_residual: the reference code's residual-resampling weights (A8).
     """
     prior = model.prior
     # Without the contrastive gradient the exact log Z is needed: compute its differentiable

@@ -107,10 +107,11 @@ def evaluate_run(
         feature_cache: cache root of the autoencoder weights.
         feature_recipe: the autoencoder's training recipe (default ``AutoencoderRecipe()``).
         classifier_recipe: the classifier's training recipe (default ``ClassifierRecipe()``).
-        kid_subset_size, kid_num_subsets: KID subsets (spec: 1000 and 100).
-        thermodynamic_items, thermodynamic_chains: for thermodynamic runs, the first test items
-            and the chains per item and temperature of the thermodynamic-integration estimate
-            (0 items: skip it).
+        kid_subset_size: features per KID subset (1000, the reference's, maths 7).
+        kid_num_subsets: number of KID subsets (100, the reference's).
+        thermodynamic_items: for thermodynamic runs, how many of the first test items the
+            thermodynamic-integration estimate uses (0: skip it).
+        thermodynamic_chains: chains per item and temperature of that estimate.
         data_root: the data set's folder (for darcy its file) in place of the run's
             ``data.root``, for data that moved since training; ``None``: the run's.
         real: the real images of FID/KID: ``train`` (training images, the spec's) or

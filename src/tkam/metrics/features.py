@@ -270,7 +270,7 @@ def autoencoder_features(
         cache_dir: cache root (default :func:`default_cache_dir`); weights go to
             ``<cache_dir>/features/``.
         recipe: the training recipe.
-        log: where progress lines go (``None`` for silence).
+        log (Callable[[str], None] | None): where progress lines go (``None`` for silence).
 
     Returns:
         A feature network named ``tkam-autoencoder-<dataset>-<CxHxW>-v<version>-<hash>``.

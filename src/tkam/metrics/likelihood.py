@@ -224,8 +224,8 @@ def estimate_thermodynamic_log_likelihood(
     Args:
         model: a :class:`TKAM` (``prior``, ``decode``, ``likelihood``).
         data: ``(B, ...)`` test items.
-        posterior, thermodynamic: the run's posterior and thermodynamic configs (step size,
-            steps, ``num_temps``, replica exchange).
+        posterior: the run's posterior config (sampler, step size, steps).
+        thermodynamic: the run's thermodynamic config (``num_temps``, replica exchange).
         power: the temperature power ``p``.
         rng: random stream.
         chains_per_item: replicas per item and temperature (>= 2 for a standard error).

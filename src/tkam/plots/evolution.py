@@ -36,7 +36,8 @@ def save_evolution_gif(
     Args:
         samples_dir: a run's ``samples`` folder.
         path: the GIF to write; parent directories are created.
-        frame_ms, last_frame_ms: display time of every frame and of the last one.
+        frame_ms: display time of every frame, in milliseconds.
+        last_frame_ms: display time of the last frame, in milliseconds.
         loop: GIF loop count (0 = forever).
 
     Raises:

@@ -270,7 +270,9 @@ def tempered_langevin(
         step_size: ULA step, or autoMALA's starting step (float or ``(chains,)``).
         exchange_every: iterations between exchange attempts.
         swap_per_chain: decide swaps per data point (True) or once per batch (A7).
-        step_size_bounds, change_rate, num_unadjusted: autoMALA's settings.
+        step_size_bounds: autoMALA's step-size clamp ``(min, max)``.
+        change_rate: autoMALA's step-size factor.
+        num_unadjusted: autoMALA's initial unconditionally accepted iterations.
 
     Returns:
         :class:`TemperedRun`.

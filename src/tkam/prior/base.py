@@ -33,7 +33,8 @@ class KANPrior(PriorModule):
 
     Args:
         config: the prior section.
-        layer_in, layer_out: widths of the univariate-function layer (rows = ``layer_in``).
+        layer_in: input width of the univariate-function layer (its grid rows).
+        layer_out: output width of the univariate-function layer.
         eps: stabiliser of ``log(pi_0 + eps)`` and ``log(Z + eps)``.
         rng: random stream for the initialisation.
     """

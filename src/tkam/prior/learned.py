@@ -103,8 +103,9 @@ def summarise(kl: Tensor | np.ndarray, tv: Tensor | np.ndarray) -> dict[str, flo
     """The distribution of the components' divergences in a few numbers.
 
     Args:
-        kl, tv: per-component KL divergences and total-variation distances (any shape, e.g. the
-            ``(Q, P)`` of :func:`component_divergences`).
+        kl: per-component KL divergences (any shape, e.g. the ``(Q, P)`` of
+            :func:`component_divergences`).
+        tv: per-component total-variation distances, shaped like ``kl``.
 
     Returns:
         ``tv_median``, ``tv_p90`` (90th percentile, linear interpolation), ``tv_max``,
@@ -137,7 +138,8 @@ def largest_components(
     """The ``count`` components farthest from pi_0 in total variation, farthest first.
 
     Args:
-        kl, tv: ``(Q, P)`` per-component divergences.
+        kl: ``(Q, P)`` per-component KL divergences.
+        tv: ``(Q, P)`` per-component total-variation distances.
         count: how many to return (fewer when there are fewer components).
 
     Returns:

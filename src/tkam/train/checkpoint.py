@@ -83,7 +83,8 @@ def save_checkpoint(
 
     Args:
         path: the ``.safetensors`` file (written atomically).
-        model, optimizer: their states are stored.
+        model: its state is stored.
+        optimizer: its state is stored.
         rng_states: random-stream states by name (``Generator.get_state()``).
         state: JSON-serialisable run state (step, schedule, ...).
         extra: further string metadata (the resolved config, the image shape).
