@@ -1,4 +1,4 @@
-"""Latent-variable generative models: a prior, a generator and a likelihood (spec section 1).
+"""Latent-variable generative models: a prior, a generator and a likelihood (maths 1).
 
 :class:`TKAM` composes the three parts. T-KAM itself has a Kolmogorov-Arnold prior
 (:meth:`TKAM.from_config`); the baselines of :mod:`tkam.baselines` compose the same generator and
@@ -135,8 +135,8 @@ class TKAM(nn.Module):
     def tempered_target(self, x: Tensor) -> TemperedTarget:
         """The power posteriors ``p(z) p(x_c | z)^t`` of chains ``c`` paired with data ``x``.
 
-        The likelihood is noise-free (spec 4.2: scores use xi = 0) and hands the generator
-        output to the exchange likelihood, which adds fresh output noise (spec 4.3).
+        The likelihood is noise-free (maths 4.2: scores use xi = 0) and hands the generator
+        output to the exchange likelihood, which adds fresh output noise (maths 4.3).
         """
         likelihood = self.likelihood
 
@@ -178,7 +178,7 @@ class TKAM(nn.Module):
 
     @torch.no_grad()
     def update_grids(self, z: Tensor) -> bool:
-        """Refit the prior and generator grids to latents ``z`` (spec 2.6); True if any changed."""
+        """Refit the prior and generator grids to latents ``z`` (maths 2.6); True if any changed."""
         if self.update_prior_grid:
             self.prior.update_grid(z)
         if self.update_generator_grid:

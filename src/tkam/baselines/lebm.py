@@ -5,7 +5,7 @@ model").
 generator's input, T-KAM's generator and Gaussian likelihood. Prior samples: short-run Langevin
 on ``log p`` from ``N(0, I)``; posterior samples: short-run Langevin on ``log p(z) + log p(x | z)``
 also from ``N(0, I)`` (both chains start from the base, as in Pang et al.'s code). Step sizes are
-Pang's ``s`` (``z <- z + s^2/2 grad + s xi``), i.e. ULA with ``eta = s^2 / 2``. The loss is T-KAM's Langevin MLE loss (spec 4.2), whose contrastive prior
+Pang's ``s`` (``z <- z + s^2/2 grad + s xi``), i.e. ULA with ``eta = s^2 / 2``. The loss is T-KAM's Langevin MLE loss (maths 4.2), whose contrastive prior
 gradient is Pang's: the same maths, written once in :mod:`tkam.losses.langevin`.
 """
 

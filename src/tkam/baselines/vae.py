@@ -1,7 +1,7 @@
 """Variational autoencoder baseline (Kingma & Welling 2014; IWAE bound of Burda et al. 2016).
 
 Gaussian prior ``N(0, I_Q)`` on the generator's input, a Gaussian encoder ``q(z | x)`` that mirrors
-the generator, and T-KAM's generator and Gaussian likelihood (spec 1.3-1.4). The likelihood drops
+the generator, and T-KAM's generator and Gaussian likelihood (maths 1.3-1.4). The likelihood drops
 its normalising constant, so the ELBO and the IWAE bound are ``log p(x)`` bounds up to the same
 constant as T-KAM's log-likelihoods.
 """
@@ -165,7 +165,7 @@ class VAE(TKAM):
             analytic_kl: ``E_q[log p(x|z)] - KL(q || p)`` with the closed-form KL (the training
                 estimator); otherwise the Monte Carlo form ``log p(x|z) + log p(z) - log q(z|x)``,
                 which is :meth:`iwae_bound` with one sample.
-            noised: output noise inside the likelihood, as in T-KAM's training losses (1.4).
+            noised: output noise inside the likelihood, as in T-KAM's training losses (maths 1.4).
             kl_weight: beta in ``E_q[log p(x|z)] - beta KL`` (closed-form KL only).
         """
         if not analytic_kl:
@@ -199,7 +199,7 @@ class VAE(TKAM):
             x: data batch ``(B, ...)``.
             num_samples: K >= 1.
             rng: random stream.
-            noised: output noise inside the likelihood (off for evaluation, spec 1.4).
+            noised: output noise inside the likelihood (off for evaluation, maths 1.4).
             chunk_size: latents decoded at once.
         """
         if num_samples < 1:

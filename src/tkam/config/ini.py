@@ -5,10 +5,10 @@ values then go through :func:`tkam.config.io.config_from_dict` like any TOML fil
 by the table ``_MAP`` below (reference section and key -> tkam section and key; ``_IGNORED`` and
 ``_IGNORED_SECTIONS`` list what has no effect here). The ``.ini`` files themselves are the reference
 implementation's (its ``config/`` folder) and are not shipped with tkam. The reference's known slips
-are corrected with a warning
-(generator widths that do not start at Q, A13; a learning rate written ``01``, A14). Settings of
-features this package does not model are reported as warnings, never silently dropped; features
-that would change the model (CNN or sequence generators, deep priors) are errors.
+are corrected with a warning (generator widths that do not start at Q, departures A13; a learning
+rate written ``01``, departures A14). Settings of features this package does not model are
+reported as warnings, never silently dropped; features that would change the model (CNN or
+sequence generators, deep priors) are errors.
 """
 
 from __future__ import annotations

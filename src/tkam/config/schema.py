@@ -88,7 +88,7 @@ SAMPLERS = ("importance", "ula", "automala")
 INTEGRALS = ("reference", "trapezoid")
 PRECISIONS = ("fp32", "bf16")
 MODEL_KINDS = ("tkam", "vae", "lebm")
-# The training losses (spec section 4; ``elbo`` is the VAE's); ``auto`` is resolved by
+# The training losses (maths 4; ``elbo`` is the VAE's); ``auto`` is resolved by
 # ExperimentConfig.
 LOSSES = ("auto", "importance", "langevin", "thermodynamic", "elbo")
 # The loss each baseline trains with.
@@ -126,7 +126,7 @@ def _set(obj: Any, name: str, value: Any) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class KANConfig:
-    """Univariate functions of a KAN layer (spec section 2).
+    """Univariate functions of a KAN layer (maths 2).
 
     Attributes:
         basis: ``bspline``, ``rbf``, ``rswaf``, ``fourier`` (alias ``FFT``) or ``chebyshev``
@@ -135,15 +135,15 @@ class KANConfig:
         spline_degree: degree k of the B-spline, or D of the Chebyshev basis.
         grid_range: initial grid range (a, b).
         base_activation: base branch b(x); ``none`` switches it off.
-        eps_scale, mu_scale, sigma_base, sigma_spline: initialisation scales (spec 2.3).
+        eps_scale, mu_scale, sigma_base, sigma_spline: initialisation scales (maths 2.3).
         init_tau: initial basis temperature tau (Chebyshev needs tau > 1).
         tau_trainable: whether tau is a parameter (never for B-splines).
-        grid_update_ratio: weight r of the uniform grid in a grid update (spec 2.6).
+        grid_update_ratio: weight r of the uniform grid in a grid update (maths 2.6).
         layernorm: LayerNorm before the layer (generator / deep prior only).
         kernel: ``fused`` (compiled kernels that never materialise basis tensors; the default)
             or ``eager`` (the plain PyTorch reference, for checks and exotic devices).
         compat_rbf_refit: an RBF grid update refits the coefficients with the old bandwidth
-            and only then sets the new grid's bandwidth, as the reference code does (spec 2.6
+            and only then sets the new grid's bandwidth, as the reference code does (maths 2.6
             step 7), which changes the curve it has just fitted; for reproducing its logged
             runs; off by default (the refit uses the bandwidth the layer will use).
     """
@@ -208,7 +208,7 @@ class KANConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PriorConfig(KANConfig):
-    """The T-KAM prior (spec sections 1.2 and 3).
+    """The T-KAM prior (maths 1.2 and 3).
 
     Attributes:
         widths: ``(P, Q)``: P uniforms (univariate prior) or mixture components, Q latent outputs.
@@ -217,22 +217,22 @@ class PriorConfig(KANConfig):
         num_nodes: Gauss-Legendre nodes N_g.
         mixture: mixture prior (Q latents, each a P-component mixture) instead of univariate.
         train_proportions: trainable mixture logits (v4 behaviour) instead of uniform 1/P.
-        normalised_mixture: divide each mixture component by its quadrature Z (ambiguity A9).
+        normalised_mixture: divide each mixture component by its quadrature Z (departures A9).
         cdf: piecewise-linear CDF rule for Gauss-Legendre nodes: ``midpoint`` (second-order,
-            default) or ``left`` (the reference's "mass before the node", A18).
+            default) or ``left`` (the reference's "mass before the node", departures A18).
         update_grid: refit the prior grid on the grid-update schedule (grid bases only).
-        langevin_step_size, langevin_steps: prior Langevin of the deep prior (spec 3.8).
-        compat_node_map: the reference code's Gauss-Legendre node map (ambiguity A1), for
+        langevin_step_size, langevin_steps: prior Langevin of the deep prior (maths 3.8).
+        compat_node_map: the reference code's Gauss-Legendre node map (departures A1), for
             reproducing its logged runs; off by default.
         compat_layout: the reference code's component layout of the univariate prior
-            (ambiguity A2): the layer's ``(P, Q)`` output reshaped, not transposed, to ``(Q, P)``,
+            (departures A2): the layer's ``(P, Q)`` output reshaped, not transposed, to ``(Q, P)``,
             so that component (q, p) is some other function ``phi_{p'->q'}``, the log-prior
             evaluates it at ``z_{q, p'}`` and grid updates refit row p on reshaped latents; for
             reproducing its logged runs; off by default.
         independent_uniforms: draw one uniform per component (q, p) of the univariate prior,
             so its sampled law is the product of the marginals that its log-prior assumes,
             instead of one uniform per p shared by every q (the reference's sampler, which
-            makes ``z_qp`` a deterministic function of ``z_q'p``; ambiguity A25); off by
+            makes ``z_qp`` a deterministic function of ``z_q'p``; departures A25); off by
             default.
         learning_rate: Adam rate of the T-KAM prior's parameters; 0 (the default) trains
             them at ``train.learning_rate`` with the generator, in one parameter group.
@@ -242,7 +242,7 @@ class PriorConfig(KANConfig):
             out, it becomes that domain; any other value is refused, since it would be ignored.
 
     More than two ``widths`` make a deep (Pang-style) KAN energy prior ``(P, ..., 1)`` on P
-    latents, sampled by prior Langevin instead of inverse transform (spec 1.2, 3.8).
+    latents, sampled by prior Langevin instead of inverse transform (maths 1.2, 3.8).
     """
 
     widths: tuple[int, ...] = (40, 81)
@@ -319,14 +319,14 @@ class PriorConfig(KANConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class GeneratorConfig(KANConfig):
-    """The generator and its Gaussian likelihood (spec sections 1.3-1.4).
+    """The generator and its Gaussian likelihood (maths 1.3-1.4).
 
     Attributes:
         kind: ``kan`` (KAN generator), ``cnn`` (ConvTranspose stack), ``mlp`` (plain MLP,
             e.g. the textbook VAE's 20-400-784 decoder) or ``sequence`` (text).
         widths: KAN widths without the output layer; the first must equal the prior's Q (for
             CNN and sequence generators only the first entry is used, as the input width).
-        likelihood: ``gaussian`` (spec 1.4) or ``bernoulli`` (the textbook VAE's, for data in
+        likelihood: ``gaussian`` (maths 1.4) or ``bernoulli`` (the textbook VAE's, for data in
             [0, 1]; needs the sigmoid output activation); text always uses the categorical one.
         variance: sigma of the Gaussian likelihood (a standard deviation, as in the reference).
         noise: sigma_n, output noise added to the pre-activation inside training likelihoods.
@@ -335,7 +335,8 @@ class GeneratorConfig(KANConfig):
         hidden_channels, kernel_sizes, strides, paddings: the CNN's ConvTranspose layers
             (channels ``(Q, *hidden_channels, C)``; one kernel/stride/padding per layer).
         latent_concat: tile the latent and concatenate it before every CNN layer after the first.
-        cnn_activation: nonlinearity between CNN layers; ``none`` as in the reference (A11).
+        cnn_activation: nonlinearity between CNN layers; ``none`` as in the reference
+            (departures A11).
         d_model: hidden size of the sequence generator.
         mlp_activation: nonlinearity between the MLP generator's layers.
     """
@@ -400,7 +401,7 @@ class GeneratorConfig(KANConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class GridUpdateConfig:
-    """Grid-update schedule (spec section 2.6): at step 1, then every F steps, F growing.
+    """Grid-update schedule (maths 2.6): at step 1, then every F steps, F growing.
 
     ``compat_discard_refit`` reproduces the reference trainer, whose optimiser keeps its own copy
     of the parameters: the refitted coefficients serve the update step's loss and gradient, and
@@ -424,7 +425,7 @@ class GridUpdateConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation, importance-sampling and run settings (spec sections 4.1 and 5).
+    """Optimisation, importance-sampling and run settings (maths 4.1 and 5).
 
     Beyond the reference's keys: ``adam_beta1`` (Adam's first-moment decay, 0.9; Pang et al.'s
     latent EBM uses 0.5), ``log_every`` (steps between log events, each writing a row of
@@ -441,13 +442,13 @@ class TrainConfig:
     default: torch's own choice, except under a launcher of several local processes without
     ``OMP_NUM_THREADS``, where the cores are split evenly; see
     :func:`tkam.train.distributed.intra_op_threads`), ``compat_weights`` and ``compat_residual``
-    (the importance-sampling loss with the reference code's SIR loss weights, ambiguity A3, and
-    its residual-resampling weights, A8: off by default, for reproducing its logged runs) and
-    ``negatives`` (the importance-sampling
-    loss's contrastive negatives: ``fresh`` prior samples as the reference, or the
-    ``proposals``, also exact prior samples, which saves a draw and most of a prior evaluation).
+    (the importance-sampling loss with the reference code's SIR loss weights, departures A3,
+    and its residual-resampling weights, departures A8: off by default, for reproducing its
+    logged runs) and ``negatives`` (the importance-sampling loss's contrastive negatives:
+    ``fresh`` prior samples as the reference, or the ``proposals``, also exact prior samples,
+    which saves a draw and most of a prior evaluation; maths 3.7).
 
-    ``loss`` chooses the training loss (spec section 4): ``importance`` (importance sampling from
+    ``loss`` chooses the training loss (maths 4): ``importance`` (importance sampling from
     the prior), ``langevin`` (maximum likelihood with posterior Langevin), ``thermodynamic``
     (thermodynamic integration over ``thermodynamic.num_temps`` power posteriors), ``elbo`` (the
     VAE's) or ``auto``, which :class:`ExperimentConfig` replaces by the loss the other sections
@@ -522,7 +523,7 @@ class TrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PosteriorConfig:
-    """How the posterior is handled (spec sections 4.2-4.3).
+    """How the posterior is handled (maths 4.2-4.3).
 
     Attributes:
         sampler: ``importance`` (no posterior sampler: the IS loss; a deep prior's Langevin
@@ -555,15 +556,16 @@ class PosteriorConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ThermodynamicConfig:
-    """Thermodynamic integration over power posteriors (spec section 4.3).
+    """Thermodynamic integration over power posteriors (maths 4.3).
 
     Attributes:
         num_temps: N_t; more than 1 means the thermodynamic loss (``train.loss = "auto"``
             resolves to it, and ``importance``/``langevin`` are refused).
         p_start, p_end, num_cycles: cyclic cosine schedule of the power p over training.
         replica_exchange_frequency: one adjacent swap attempt every this many Langevin steps.
-        swap_per_chain: decide swaps per data point (True) or once for the batch (reference, A7).
-        integral: ``reference`` (Riemann sum counting the first interval twice, A6) or
+        swap_per_chain: decide swaps per data point (True) or once for the batch (the
+            reference's rule, departures A7).
+        integral: ``reference`` (Riemann sum counting the first interval twice, departures A6) or
             ``trapezoid``.
     """
 
@@ -585,7 +587,7 @@ class ThermodynamicConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """Which data set to train on, where its files are, and the split (spec section 6).
+    """Which data set to train on, where its files are, and the split (maths 6).
 
     Attributes:
         name: mnist, fmnist, digits, svhn, cifar10, celeba, darcy or ptb.

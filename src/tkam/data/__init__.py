@@ -1,4 +1,4 @@
-"""Data sets, read offline from their standard files (spec section 6).
+"""Data sets, read offline from their standard files (maths 6).
 
 :func:`load_dataset` is the single entry point, keyed by ``DataConfig.name``; each data set's
 format lives in one module that owns its file names, readers, labels, downloads and split:

@@ -1,4 +1,4 @@
-"""CelebA: the aligned JPEG folder, the partition file and their downloads (spec section 6).
+"""CelebA: the aligned JPEG folder, the partition file and their downloads (maths 6).
 
 The aligned images ``img_align_celeba/*.jpg`` (178x218) are read in sorted file-name order and
 resized directly (no crop) to 64x64 with PIL's bilinear filter (which antialiases when shrinking),

@@ -1,4 +1,4 @@
-"""CIFAR-10: the python pickle batches, their images, labels and download (spec section 6).
+"""CIFAR-10: the python pickle batches, their images, labels and download (maths 6).
 
 ``cifar-10-batches-py/data_batch_1..5`` (and ``test_batch`` for the official split) are pickled
 dicts whose ``b"data"`` is ``(N, 3072)`` uint8, every row the red, green and blue 32x32 planes in

@@ -1,4 +1,4 @@
-"""scikit-learn's 8x8 digits: bundled with scikit-learn, always offline (spec section 6).
+"""scikit-learn's 8x8 digits: bundled with scikit-learn, always offline (maths 6).
 
 The 1,797 images, values ``0..16``, are scaled by ``1/16`` to ``(N, 1, 8, 8)`` float32; their
 class labels serve the FID classifier. There is nothing to download and no official test split.

@@ -1,5 +1,5 @@
 """The download engine of ``tkam data download``: HTTP fetch, checksum verification, unpacking and
-the copy of files a system package installs (DESIGN.md section 6).
+the copy of files a system package installs (design 6).
 
 Each format module declares its files as :class:`~tkam.data.types.RemoteFile` entries in its
 :class:`~tkam.data.types.DatasetInfo` (URLs, official location first, then official mirrors;

@@ -1,5 +1,5 @@
-"""MNIST and Fashion-MNIST: the IDX format and everything about the two data sets' files (spec
-section 6, DESIGN.md section 6).
+"""MNIST and Fashion-MNIST: the IDX format and everything about the two data sets' files (maths
+6, design 6).
 
 * Images: ``train-images-idx3-ubyte`` and (official split) ``t10k-images-idx3-ubyte``, optionally
   ``.gz``, under the data root; ``(N, 1, 28, 28)`` uint8 divided by 255. The test images of the

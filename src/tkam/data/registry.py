@@ -1,5 +1,5 @@
 """The data sets by name: the table that maps ``data.name`` to the format that declares it, their
-data roots, and the entry points that dispatch on the name: :func:`load_dataset` (spec section 6)
+data roots, and the entry points that dispatch on the name: :func:`load_dataset` (maths 6)
 and :func:`training_labels` (for the FID classifier).
 
 The registry knows no file names: each format module declares its files, loader, labels and
@@ -117,7 +117,7 @@ def check_files(name: str, root: Path, split: str = "spec") -> list[str]:
 
 
 def load_dataset(config: DataConfig) -> ImageData:
-    """Load and split a data set (spec section 6).
+    """Load and split a data set (maths 6).
 
     Args:
         config: ``name`` (mnist, fmnist, digits, svhn, cifar10, celeba, darcy, ptb), ``root``

@@ -1,4 +1,4 @@
-"""Which items train and which test: the split rules every format follows (spec section 6).
+"""Which items train and which test: the split rules every format follows (maths 6).
 
 ``split = "spec"`` takes the first ``num_train`` items of the *training* file for training and
 the next ``num_test`` for testing, as the reference does; ``split = "official"`` takes the test
@@ -25,7 +25,7 @@ Items = TypeVar("Items", np.ndarray, list)
 def split_counts(
     available: int, num_train: int, num_test: int, source: str | Path
 ) -> tuple[int, int]:
-    """Resolve the split sizes (spec section 6: first ``num_train``, then the next ``num_test``).
+    """Resolve the split sizes (maths 6: first ``num_train``, then the next ``num_test``).
 
     A zero means "all remaining": ``num_train = 0`` takes every image not reserved for the test
     split; ``num_test = 0`` takes every image after the training split (none when ``num_train`` is

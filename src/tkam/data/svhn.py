@@ -1,4 +1,4 @@
-"""SVHN (cropped digits): the ``.mat`` files, their images, labels and downloads (spec section 6).
+"""SVHN (cropped digits): the ``.mat`` files, their images, labels and downloads (maths 6).
 
 ``train_32x32.mat`` (and ``test_32x32.mat`` for the official split) are MATLAB v5 files whose ``X``
 is ``(32, 32, 3, N)`` uint8 images and ``y`` the ``(N, 1)`` labels ``1..10`` (10 meaning the digit

@@ -50,8 +50,8 @@ def build_generator(
 def build_likelihood(
     config: GeneratorConfig, eps: float = 1e-4
 ) -> GaussianLikelihood | BernoulliLikelihood | CategoricalLikelihood:
-    """Categorical for the sequence generator (spec 1.4), else ``config.likelihood``: Gaussian
-    (spec 1.4) or Bernoulli."""
+    """Categorical for the sequence generator (maths 1.4), else ``config.likelihood``: Gaussian
+    (maths 1.4) or Bernoulli."""
     if config.kind == "sequence":
         return CategoricalLikelihood(config.variance, config.noise, eps)
     if config.likelihood == "bernoulli":

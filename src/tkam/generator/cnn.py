@@ -1,4 +1,4 @@
-"""The CNN generator (spec section 1.3): a ConvTranspose2d stack from the latent to the image."""
+"""The CNN generator (maths 1.3): a ConvTranspose2d stack from the latent to the image."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class CNNGenerator(nn.Module):
     """``h (B, Q) -> (B, Q, 1, 1) -> ConvTranspose2d stack -> (B, C, H, W)`` pre-activation.
 
     Channels ``(Q, *hidden_channels, C)``. Between layers the reference applies no nonlinearity
-    (a linear generator followed by the output activation, ambiguity A11); ``cnn_activation``
+    (a linear generator followed by the output activation, departures A11); ``cnn_activation``
     adds one. With ``latent_concat`` the latent is tiled to the feature map and concatenated on
     the channels before every layer after the first.
 
@@ -88,4 +88,4 @@ class CNNGenerator(nn.Module):
         return x
 
     def update_grid(self, h: Tensor) -> None:
-        """CNN generators have no grids (spec 2.6)."""
+        """CNN generators have no grids (maths 2.6)."""

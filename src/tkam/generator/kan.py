@@ -1,4 +1,4 @@
-"""The KAN generator (spec section 1.3): widths ``(Q, w_1, ..., prod(image shape))``."""
+"""The KAN generator (maths 1.3): widths ``(Q, w_1, ..., prod(image shape))``."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ class KANGenerator(nn.Module):
 
     @torch.no_grad()
     def update_grid(self, h: Tensor) -> None:
-        """Refit every layer's grid to its inputs, pushing ``h`` through the updated layers (2.6)."""
+        """Refit every layer's grid to its inputs, pushing ``h`` through the updated layers
+        (maths 2.6)."""
         x = h
         for norm, layer in zip(self.norms, self.layers):
             x = norm(x)

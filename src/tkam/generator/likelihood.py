@@ -1,4 +1,4 @@
-"""The likelihoods with output noise and activation (spec section 1.4): Gaussian (the spec's),
+"""The likelihoods with output noise and activation (maths 1.4): Gaussian (the reference's),
 Bernoulli (the textbook VAE's for [0, 1] images) and the tempered categorical of text."""
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class BernoulliLikelihood(_NoisedPrediction):
 
 
 class CategoricalLikelihood(_NoisedPrediction):
-    """Text: ``log p(x | z) = sum_{v,t} x_vt log(x~_vt + eps) / (n_v 2 sigma^2)`` (spec 1.4).
+    """Text: ``log p(x | z) = sum_{v,t} x_vt log(x~_vt + eps) / (n_v 2 sigma^2)`` (maths 1.4).
 
     ``x~ = softmax_v(g(z) + sigma_n xi)`` over the vocabulary axis (dimension 1) of
     ``(B, n_v, L)`` logits; ``x`` is one-hot.

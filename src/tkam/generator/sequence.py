@@ -1,4 +1,4 @@
-"""The sequence generator for text (spec section 1.3): a small autoregressive attention decoder."""
+"""The sequence generator for text (maths 1.3): a small autoregressive attention decoder."""
 
 from __future__ import annotations
 
@@ -68,4 +68,4 @@ class SequenceGenerator(nn.Module):
         return self.output(torch.stack(positions, dim=1)).transpose(1, 2)
 
     def update_grid(self, h: Tensor) -> None:
-        """Sequence generators have no grids (spec 2.6)."""
+        """Sequence generators have no grids (maths 2.6)."""

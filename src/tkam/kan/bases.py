@@ -1,4 +1,4 @@
-"""Univariate bases of KAN layers (spec section 2.2).
+"""Univariate bases of KAN layers (maths 2.2).
 
 Every function maps inputs ``x`` of shape ``(..., I)`` to basis values ``(..., I, M)``; row ``i`` of
 the grid belongs to input ``i``. Layers contract these with their coefficients in one ``einsum``.
@@ -45,7 +45,7 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def activation(name: str) -> Callable[[Tensor], Tensor]:
-    """The base activation b(x) of spec section 2.1 (``none`` returns zeros)."""
+    """The base activation b(x) of maths 2.1 (``none`` returns zeros)."""
     try:
         return _ACTIVATIONS[name]
     except KeyError:
@@ -55,7 +55,7 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
 
 
 def num_bases(basis: str, grid_size: int, degree: int) -> int:
-    """Number of basis functions M per input (spec table 2.2)."""
+    """Number of basis functions M per input (maths 2.2)."""
     if basis == "bspline":
         return grid_size + degree
     if basis in ("rbf", "rswaf"):

@@ -1,4 +1,4 @@
-"""The geometric grid-update schedule (spec section 2.6)."""
+"""The geometric grid-update schedule (maths 2.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A layer of learned univariate functions phi_{i->o} (spec sections 2.1-2.3, 2.6).
+"""A layer of learned univariate functions phi_{i->o} (maths 2.1-2.3, 2.6).
 
 ``phi_{i->o}(x) = w_base[i, o] * b(x) + w_sp[i, o] * sum_m coef[i, o, m] B_m(x; grid_i, tau)``
 (Chebyshev: ``phi = s``, no base branch, no ``w_sp``). ``forward`` returns the unsummed
@@ -57,7 +57,7 @@ class UnivariateLayer(nn.Module):
         out_dim: O, number of outputs per input.
         config: the KAN section of the config.
         grid_range: initial grid/domain range; ``config.grid_range`` when omitted (the prior
-            passes its reference density's domain, spec 2.2).
+            passes its reference density's domain, maths 2.2).
         rng: random stream for the initialisation.
     """
 
@@ -142,7 +142,7 @@ class UnivariateLayer(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def _rbf_bandwidth(self, points: Tensor) -> float:
-        # One scalar over the whole layer grid (spec 2.2): (max - min) / (K - 1).
+        # One scalar over the whole layer grid (maths 2.2): (max - min) / (K - 1).
         return float((points.max() - points.min()) / max(points.shape[-1] - 1, 1))
 
     @property
@@ -227,7 +227,7 @@ class UnivariateLayer(nn.Module):
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def update_grid(self, x: Tensor) -> None:
-        """Refit the grid to the inputs ``x: (n, I)`` and keep the spline curve (spec 2.6).
+        """Refit the grid to the inputs ``x: (n, I)`` and keep the spline curve (maths 2.6).
 
         The knots blend the sample quantiles with a uniform grid over the sample range
         (weight ``grid_update_ratio`` on the uniform one); the coefficients are the least-squares
@@ -256,7 +256,7 @@ class UnivariateLayer(nn.Module):
         self.grid.copy_(new_grid)
         rbf = self.basis_name == "rbf"
         if rbf and not self.compat_rbf_refit:
-            # The reference refits with the old bandwidth and changes it afterwards (spec 2.6
+            # The reference refits with the old bandwidth and changes it afterwards (maths 2.6
             # step 7), which moves the curve it just fitted; refit with the bandwidth it will use.
             self.bandwidth.fill_(self._rbf_bandwidth(self.grid))
         design = self.basis(xs).permute(1, 0, 2)  # (I, n, M)

@@ -1,7 +1,7 @@
 """The univariate-function layer's evaluations as PyTorch custom operators.
 
 ``phi_{i->o}(x) = w_spline[i, o] * sum_m coef[i, o, m] B_m(x; grid_i, tau) + w_base[i, o] * b(x)``
-(spec 2.1; Chebyshev has neither ``w_spline`` nor the base branch) evaluated three ways:
+(maths 2.1; Chebyshev has neither ``w_spline`` nor the base branch) evaluated three ways:
 
 - ``pairwise``: ``phi_{i->o}(z[s, o, i])``, every function at its own input (the univariate
   prior's log-density), ``(S, O, I) -> (S, O, I)``;
@@ -53,13 +53,13 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------
-# Eager reference (any device): the maths of spec 2.1-2.2 with materialised basis tensors.
+# Eager reference (any device): the formulas of maths 2.1-2.2 with materialised basis tensors.
 
 
 def eager_basis(
     x: Tensor, grid: Tensor, tau: Tensor, bandwidth: Tensor, basis: str, degree: int, M: int
 ) -> Tensor:
-    """Basis values ``(..., I) -> (..., I, M)`` (spec table 2.2)."""
+    """Basis values ``(..., I) -> (..., I, M)`` (maths 2.2)."""
     if basis == "bspline":
         return bases.bspline_basis(x, grid, degree)
     if basis == "rbf":

@@ -1,4 +1,4 @@
-"""Importance-sampling maximum-likelihood loss with the prior as proposal (spec 4.1, 3.7)."""
+"""Importance-sampling maximum-likelihood loss with the prior as proposal (maths 4.1, 3.7)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def importance_loss(
     proposal and the ``(B, N)`` log-likelihood matrix is one matmul. Output noise is drawn once per
     proposal (the reference draws it per pair, which would need a ``(B, N, D)`` tensor; the marginal
     law of every pair is the same). Rows whose ESS falls below ``threshold * N`` are resampled and
-    weighted 1/N (standard SIR, ambiguity A3). The prior gradient is contrastive (3.7): positives
-    weighted by the posterior weights, minus N fresh prior samples; without ``contrastive`` the
-    exact ``log Z`` from quadrature normalises the log-prior instead.
+    weighted 1/N (standard SIR, departures A3). The prior gradient is contrastive (maths 3.7):
+    positives weighted by the posterior weights, minus N fresh prior samples; without
+    ``contrastive`` the exact ``log Z`` from quadrature normalises the log-prior instead.
 
     Args:
         model: the T-KAM model.
@@ -47,9 +47,9 @@ def importance_loss(
             too: an unbiased estimate of the same ``E_prior[grad f]`` without a second draw,
             the prior evaluated once at the N proposals instead of at the used proposals plus
             N negatives.
-        compat: the reference code's SIR loss weights (A3), see
+        compat: the reference code's SIR loss weights (departures A3), see
             :func:`~tkam.posterior.importance.importance_resample`.
-        compat_residual: the reference code's residual-resampling weights (A8).
+        compat_residual: the reference code's residual-resampling weights (departures A8).
     """
     prior = model.prior
     # Without the contrastive gradient the exact log Z is needed: compute its differentiable

@@ -1,4 +1,4 @@
-"""Langevin maximum-likelihood loss (spec section 4.2)."""
+"""Langevin maximum-likelihood loss (maths 4.2)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def posterior_samples(
     or the latent EBM's Gaussian base) and moved ``config.steps`` times; the final positions,
     detached. With a
     ``memory``, autoMALA's chains start from the step sizes the last call adapted, and leave
-    theirs for the next (spec 4.2)."""
+    theirs for the next (maths 4.2)."""
     z0 = model.prior.chain_start(len(x), rng)
     one = torch.ones(1, dtype=x.dtype, device=x.device)  # a single population at t = 1
     options = chain_options(config)

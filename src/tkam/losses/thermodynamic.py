@@ -1,4 +1,4 @@
-"""Thermodynamic (power-posterior population) loss (spec section 4.3)."""
+"""Thermodynamic (power-posterior population) loss (maths 4.3)."""
 
 from __future__ import annotations
 
@@ -38,15 +38,16 @@ def thermodynamic_loss(
     ``N_t B`` chains move in one batched Langevin run
     (:func:`~tkam.posterior.tempering.tempered_langevin`), with a replica-exchange attempt
     between one random adjacent pair every ``replica_exchange_frequency`` iterations (per datum,
-    or once for the batch, A7). The loss is
+    or once for the batch, departures A7). The loss is
 
     ``-[I(t, E) + mean_b log p(z_b^{(N_t)}) - mean_b log p(z^_b)]``
 
     where ``E_0`` is the mean log-likelihood of B fresh prior samples ``z^``, ``E_k`` that of
-    population ``k`` (fresh output noise), and ``I`` the reference's Riemann sum (A6) or the
-    trapezoid rule; the prior's positive phase uses the ``t = 1`` population (A5). With an exact
-    normaliser and without ``contrastive``, ``log Z`` replaces the negative phase. ``memory``
-    carries autoMALA's adapted step sizes from one call to the next (spec 4.2).
+    population ``k`` (fresh output noise), and ``I`` the reference's Riemann sum (departures A6)
+    or the trapezoid rule; the prior's positive phase uses the ``t = 1`` population (departures
+    A5). With an exact normaliser and without ``contrastive``, ``log Z`` replaces the negative
+    phase. ``memory`` carries autoMALA's adapted step sizes from one call to the next
+    (maths 4.2).
     """
     prior, likelihood = model.prior, model.likelihood
     num_temps, batch = config.num_temps, len(x)

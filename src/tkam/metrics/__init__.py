@@ -1,4 +1,4 @@
-"""Evaluation metrics (spec section 7): FID/KID with infinity extrapolations through a pluggable
+"""Evaluation metrics (maths 7): FID/KID with infinity extrapolations through a pluggable
 feature network, test-set log-likelihood by importance sampling, Darcy field statistics, and the
 ``tkam evaluate`` command."""
 

@@ -1,5 +1,5 @@
 """``tkam evaluate RUN_DIR``: FID/KID (with infinity extrapolations), test log-likelihood and
-Darcy statistics of a trained run, written to ``metrics.json`` (spec section 7)."""
+Darcy statistics of a trained run, written to ``metrics.json`` (maths 7)."""
 
 from __future__ import annotations
 

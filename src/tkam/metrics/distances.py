@@ -1,4 +1,4 @@
-"""Feature-space distances between image sets: FID and KID (spec section 7).
+"""Feature-space distances between image sets: FID and KID (maths 7).
 
 Both see only feature matrices ``(N, d)``; which network produced them is the caller's concern
 (:mod:`tkam.metrics.features`). Computations run in float64 NumPy: FID subtracts traces of
@@ -117,7 +117,7 @@ def kernel_inception_distance(
     num_subsets: int = 100,
     rng: torch.Generator | None = None,
 ) -> KIDResult:
-    """KID as in torch-fidelity: unbiased MMD^2 averaged over random subsets (spec section 7).
+    """KID as in torch-fidelity: unbiased MMD^2 averaged over random subsets (maths 7).
 
     Each subset draws ``min(subset_size, N, M)`` rows of each set without replacement.
 

@@ -1,5 +1,5 @@
 """Evaluating a finished run: FID/KID (and their infinity extrapolations), test log-likelihood,
-Darcy statistics (spec section 7). :func:`evaluate_run` returns the metrics dictionary that
+Darcy statistics (maths 7). :func:`evaluate_run` returns the metrics dictionary that
 ``tkam evaluate`` writes to ``metrics.json``; :func:`format_table` renders it for people.
 """
 
@@ -114,7 +114,7 @@ def evaluate_run(
         thermodynamic_chains: chains per item and temperature of that estimate.
         data_root: the data set's folder (for darcy its file) in place of the run's
             ``data.root``, for data that moved since training; ``None``: the run's.
-        real: the real images of FID/KID: ``train`` (training images, the spec's) or
+        real: the real images of FID/KID: ``train`` (training images, the reference's, maths 7) or
             ``held-out`` (the run's test items: with ``data.split = "spec"`` a validation split
             of the training file, for choosing settings without touching the test set).
         log: progress lines (``None``: silent).

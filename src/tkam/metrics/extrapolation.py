@@ -1,6 +1,6 @@
 """FID-infinity and KID-infinity: metrics at several sample sizes, extrapolated in ``1/n``.
 
-Chong & Forsyth's recipe as in spec section 7: for each ``n`` draw ``n`` generated feature
+Chong & Forsyth's recipe as in maths 7: for each ``n`` draw ``n`` generated feature
 vectors without replacement, compute FID and KID against the real set, fit ``metric ~ a + b / n``
 by least squares and report the intercept ``a`` (the value an infinite sample would give).
 """
@@ -24,12 +24,12 @@ __all__ = [
     "infinity_metrics",
 ]
 
-#: The spec's sample sizes, n in {1000, 1200, ..., 3000}.
+#: The reference's sample sizes, n in {1000, 1200, ..., 3000} (maths 7).
 SPEC_SAMPLE_SIZES: tuple[int, ...] = tuple(range(1000, 3001, 200))
 
 
 def default_sample_sizes(num_generated: int, count: int = 5) -> list[int]:
-    """Sample sizes for ``num_generated`` images: the spec's grid when ``>= 3000`` are drawn,
+    """Sample sizes for ``num_generated`` images: the reference's grid when ``>= 3000`` are drawn,
     otherwise ``count`` evenly spaced sizes from ``num_generated / count`` to ``num_generated``
     (1000 images: 200, 400, ..., 1000).
     """
@@ -63,7 +63,7 @@ def extrapolate_to_infinity(
 
 
 class InfinityMetrics(NamedTuple):
-    """FID/KID at each sample size and their extrapolations (spec section 7 keys)."""
+    """FID/KID at each sample size and their extrapolations (maths 7)."""
 
     sample_sizes: list[int]
     fid_values: list[float]

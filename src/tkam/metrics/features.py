@@ -1,4 +1,4 @@
-"""Feature networks for FID/KID (DESIGN.md section 6): Inception-v3, a tkam classifier or a tkam
+"""Feature networks for FID/KID (design 6): Inception-v3, a tkam classifier or a tkam
 autoencoder.
 
 Pretrained Inception weights cannot be downloaded here, so the default features come from a
@@ -71,7 +71,7 @@ class FeatureNetwork(Protocol):
 
 
 def quantise(images: Tensor) -> Tensor:
-    """What writing PNGs does (spec section 7): ``floor(255 x) / 255`` of ``x`` clamped to [0, 1]."""
+    """What writing PNGs does (maths 7): ``floor(255 x) / 255`` of ``x`` clamped to [0, 1]."""
     return torch.floor(images.clamp(0.0, 1.0) * 255.0) / 255.0
 
 

@@ -1,4 +1,4 @@
-"""Test-set log-likelihood by importance sampling with the prior as proposal (spec 4.1).
+"""Test-set log-likelihood by importance sampling with the prior as proposal (maths 4.1).
 
 ``log p(x) = log E_{z ~ prior}[p(x | z)]`` is estimated with ``K`` prior samples shared by the
 whole test set, through the model's own likelihood (``model.likelihood.log_likelihood_matrix``
@@ -8,7 +8,7 @@ constant does not matter).
 
 The model's Gaussian log-likelihood drops its normalising constant; here it is added back,
 ``-D/2 log(2 pi sigma^2)``, so the result is a proper log-density in nats. The categorical
-(text) likelihood is a tempered one (spec 1.4) and has no normalised form: its value is
+(text) likelihood is a tempered one (maths 1.4) and has no normalised form: its value is
 reported as it is and flagged as unnormalised.
 """
 
@@ -210,7 +210,7 @@ def estimate_thermodynamic_log_likelihood(
     batch_size: int = 100,
     rule: str = "trapezoid",
 ) -> LogLikelihoodResult:
-    """Thermodynamic-integration estimate of the test log-likelihood (spec 4.3), nats per dim.
+    """Thermodynamic-integration estimate of the test log-likelihood (maths 4.3), nats per dim.
 
     ``log p(x) = int_0^1 E_{p_t(z | x)}[log p(x | z)] dt`` over ``t_k = (k / N_t)^power``: for
     every test item, ``chains_per_item`` independent chains per temperature run the training
@@ -231,7 +231,7 @@ def estimate_thermodynamic_log_likelihood(
         chains_per_item: replicas per item and temperature (>= 2 for a standard error).
         prior_samples: prior draws for ``E_0``.
         batch_size: test items per batched run.
-        rule: ``trapezoid`` (default here: the consistent rule) or ``reference`` (A6).
+        rule: ``trapezoid`` (default here: the consistent rule) or ``reference`` (departures A6).
     """
     if data.shape[0] < 1:
         raise ValueError("no test items")

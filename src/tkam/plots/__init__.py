@@ -1,4 +1,4 @@
-"""Figures: image grids, learned prior components and training curves, the evolution of samples over training (spec section 9).
+"""Figures: image grids, learned prior components and training curves, the evolution of samples over training (maths 9).
 
 Everything draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas, never through
 ``pyplot``: no global figure state, no backend switch for the caller, nothing to close, and it works

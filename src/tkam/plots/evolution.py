@@ -1,4 +1,4 @@
-"""An animated GIF of the sample grids a run wrote during training (spec section 9)."""
+"""An animated GIF of the sample grids a run wrote during training (maths 9)."""
 
 from __future__ import annotations
 

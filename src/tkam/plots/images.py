@@ -1,4 +1,4 @@
-"""Grids of images saved as PNG (spec section 9: sample and real-image grids)."""
+"""Grids of images saved as PNG (maths 9: sample and real-image grids)."""
 
 from __future__ import annotations
 

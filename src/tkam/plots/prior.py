@@ -1,4 +1,4 @@
-"""The learned prior components next to their reference density (spec section 9, ``plot_prior``).
+"""The learned prior components next to their reference density (maths 9, ``plot_prior``).
 
 Each component ``(q, p)`` of a Kolmogorov-Arnold prior is a univariate density
 ``exp(f_qp(z)) pi_0(z) / Z_qp``. Plotting it over ``pi_0`` shows what training changed: where the

@@ -1,6 +1,6 @@
 """Every posterior sampler and estimator; it sees only log-densities and log-likelihoods.
 
-Nothing here knows about KANs or priors (DESIGN.md section 2): importance sampling and
+Nothing here knows about KANs or priors (design 2): importance sampling and
 resampling over log-likelihood matrices, ULA/MALA (:mod:`~tkam.posterior.langevin`) and autoMALA
 (:mod:`~tkam.posterior.automala`) over chain states (:mod:`~tkam.posterior.state`), and tempered
 populations with replica exchange and the thermodynamic integral

@@ -1,5 +1,5 @@
-"""autoMALA: MALA with a per-step, per-chain step-size search (Biron-Lattes et al. 2024; spec 4.2,
-ambiguity A12), over the chain states of :mod:`tkam.posterior.state`."""
+"""autoMALA: MALA with a per-step, per-chain step-size search (Biron-Lattes et al. 2024; maths 4.2,
+departures A12), over the chain states of :mod:`tkam.posterior.state`."""
 
 from __future__ import annotations
 
@@ -73,11 +73,11 @@ class AutoMALAInfo(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------
-# autoMALA (Biron-Lattes et al. 2024; spec 4.2, A12)
+# autoMALA (Biron-Lattes et al. 2024; maths 4.2, departures A12)
 
 
 def mixed_preconditioner(z: Tensor, rng: torch.Generator) -> Tensor:
-    """Draw autoMALA's diagonal ``M^{1/2}``, shared by all chains (spec 4.2).
+    """Draw autoMALA's diagonal ``M^{1/2}``, shared by all chains (maths 4.2).
 
     With ``sigma`` the per-coordinate standard deviation across chains (0, or a single chain,
     maps to 1): with probability 1/3 ``1 / sigma``, with probability 1/3 ones, otherwise
@@ -148,7 +148,7 @@ def _step_size_search(
     bounds: tuple[float, float],
     change_rate: float,
 ) -> tuple[Tensor, _Leapfrog]:
-    """autoMALA's step-size selector, vectorised over chains (spec 4.2).
+    """autoMALA's step-size selector, vectorised over chains (maths 4.2).
 
     Every trial starts from the same ``(z, rho)``. ``delta = +1`` if ``log r >= log b``,
     ``-1`` if ``log r <= log a``, else the initial step is kept. Growing chains multiply by
@@ -220,7 +220,7 @@ def automala_step(
     eps: float = 1e-4,
     adjusted: bool = True,
 ) -> tuple[AutoMALAState, AutoMALAInfo]:
-    """One autoMALA iteration (Biron-Lattes et al. 2024; spec 4.2, A12).
+    """One autoMALA iteration (Biron-Lattes et al. 2024; maths 4.2, departures A12).
 
     Draws the mixed preconditioner, a momentum ``rho ~ N(0, I)`` and an acceptance band
     ``(a, b)`` (two sorted uniforms per chain); selects a step size by the search of
@@ -295,7 +295,7 @@ def automala(
     eps: float = 1e-4,
     callback: Callable[[int, AutoMALAState], AutoMALAState | LangevinState] | None = None,
 ) -> AutoMALAState:
-    """Run ``num_steps`` autoMALA iterations and adapt the per-chain step sizes (spec 4.2).
+    """Run ``num_steps`` autoMALA iterations and adapt the per-chain step sizes (maths 4.2).
 
     The first ``num_unadjusted`` iterations accept the leapfrog move unconditionally; the others
     are full autoMALA steps (:func:`automala_step`), each starting its search from the chain's
@@ -316,7 +316,7 @@ def automala(
         num_unadjusted: number of initial unconditional iterations (``N_unadjusted``).
         eps: reversibility tolerance.
         callback: ``callback(i, state) -> state`` after each adjusted iteration ``i`` (0-based
-            over all iterations; replica exchange only after the unadjusted phase, spec 4.3).
+            over all iterations; replica exchange only after the unadjusted phase, maths 4.3).
             Returning a :class:`LangevinState` keeps the current step sizes.
 
     Returns:

@@ -1,8 +1,8 @@
-"""Self-normalised importance sampling with the prior as proposal (spec section 4.1).
+"""Self-normalised importance sampling with the prior as proposal (maths 4.1).
 
 Given the ``(B, N)`` matrix of log-likelihoods ``l[b, n] = log p(x_b | z_n)`` of ``N`` proposal
 samples for each of ``B`` data points, this module computes normalised weights and effective
-sample sizes, sampling-importance-resampling (SIR) indices and loss weights (ambiguity A3), and
+sample sizes, sampling-importance-resampling (SIR) indices and loss weights (departures A3), and
 the importance-sampling estimate of the log-evidence ``log p(x_b)`` with its standard error.
 It sees only log-likelihood matrices: nothing here knows what produced them.
 """
@@ -28,7 +28,7 @@ def _check_matrix(log_likelihood: Tensor) -> None:
 
 
 def importance_weights(log_likelihood: Tensor) -> tuple[Tensor, Tensor]:
-    """Normalised importance weights and effective sample size per row (spec 4.1 step 3).
+    """Normalised importance weights and effective sample size per row (maths 4.1 step 3).
 
     ``w[b] = softmax_n(l[b, :])`` (the softmax subtracts the row maximum, so log-likelihoods of
     any magnitude are safe) and ``ESS_b = 1 / sum_n w[b, n]^2``, clamped to ``[1, N]`` against
@@ -74,10 +74,10 @@ def importance_resample(
     compat: bool = False,
     compat_residual: bool = False,
 ) -> SIRResult:
-    """Sampling-importance-resampling of each row whose ESS is low (spec 4.1 steps 3-5).
+    """Sampling-importance-resampling of each row whose ESS is low (maths 4.1 steps 3-5).
 
     Rows with ``ESS_b < threshold * N`` are resampled with ``resampler``; the others keep their
-    particles in order. Loss weights (ambiguity A3): standard SIR gives every slot of a resampled
+    particles in order. Loss weights (departures A3): standard SIR gives every slot of a resampled
     row ``1 / N`` (the resampled set already represents the weighted one) and keeps ``w`` on the
     other rows. With ``compat`` the reference code's weights ``softmax_n(w[b, indices[b, n]])`` are
     used on every row instead (a softmax of probabilities, hence close to uniform).
@@ -91,8 +91,8 @@ def importance_resample(
         threshold: resampling threshold factor rho (0.5 in every reference config).
         resampler: name of a resampler in :data:`tkam.posterior.resampling.RESAMPLERS`.
         rng: source of randomness for the resampler.
-        compat: reproduce the reference code's loss weights (A3).
-        compat_residual: reproduce the reference code's residual weights (A8).
+        compat: reproduce the reference code's loss weights (departures A3).
+        compat_residual: reproduce the reference code's residual weights (departures A8).
 
     Returns:
         :class:`SIRResult` with indices ``(B, N)``, loss weights ``(B, N)`` in the input's

@@ -1,4 +1,4 @@
-"""Langevin posterior samplers: ULA and MALA (spec section 4.2).
+"""Langevin posterior samplers: ULA and MALA (maths 4.2).
 
 Functions over the chain states of :mod:`tkam.posterior.state`; autoMALA is in
 :mod:`tkam.posterior.automala`, tempered populations with replica exchange in
@@ -68,7 +68,7 @@ def langevin_proposal(
     rng: torch.Generator,
     preconditioner: Tensor | None = None,
 ) -> Tensor:
-    """One Langevin move ``z' = z + eta grad + sqrt(2 eta) xi`` (spec 4.2, 3.8).
+    """One Langevin move ``z' = z + eta grad + sqrt(2 eta) xi`` (maths 4.2, 3.8).
 
     With a preconditioner ``D`` (a diagonal scale, i.e. ``M^{-1/2}``) the move is
     ``z + eta D^2 grad + sqrt(2 eta) D xi``: a Langevin diffusion whose noise has covariance
@@ -98,7 +98,7 @@ def ula_step(
     rng: torch.Generator,
     preconditioner: Tensor | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
-    """One unadjusted Langevin step (spec 4.2): every move is kept; one gradient evaluation.
+    """One unadjusted Langevin step (maths 4.2): every move is kept; one gradient evaluation.
 
     Args:
         state: current state.
@@ -191,7 +191,7 @@ def ula(
     rng: torch.Generator,
     callback: Callable[[int, LangevinState], LangevinState] | None = None,
 ) -> LangevinState:
-    """Run ``num_steps`` ULA steps from ``z0`` (spec 4.2): ``z <- z + eta grad + sqrt(2 eta) xi``.
+    """Run ``num_steps`` ULA steps from ``z0`` (maths 4.2): ``z <- z + eta grad + sqrt(2 eta) xi``.
 
     Args:
         z0: ``(chains, *event)`` start positions, or a state whose cache is reused.

@@ -1,8 +1,9 @@
 """What a posterior sampler keeps from one call to the next: autoMALA's per-chain step sizes.
 
-Spec 4.2 keeps each chain's adapted step size between calls (the reference computes it and drops
-it, A12). One :class:`StepSizeMemory` serves one stream of calls (one shard of a training run);
-chain ``c`` of the next call starts from chain ``c``'s adapted step of the last one.
+autoMALA keeps each chain's adapted step size between calls (maths 4.2; the reference computes
+it and drops it, departures A12). One :class:`StepSizeMemory` serves one stream of calls (one
+shard of a training run); chain ``c`` of the next call starts from chain ``c``'s adapted step of
+the last one.
 """
 
 from __future__ import annotations

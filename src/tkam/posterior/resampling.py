@@ -1,4 +1,4 @@
-"""Resamplers for sequential importance resampling (spec section 4.1, ambiguity A8).
+"""Resamplers for sequential importance resampling (maths 4.1, departures A8).
 
 Every resampler is a plain function ``(weights (B, N), rng) -> indices (B, N)`` that resamples
 each row independently and fully vectorised over the batch: cumulative weights, one batch of
@@ -118,7 +118,7 @@ def multinomial(weights: Tensor, rng: torch.Generator) -> Tensor:
 
 
 def residual(weights: Tensor, rng: torch.Generator, *, compat: bool = False) -> Tensor:
-    """Residual resampling (spec section 4.1, ambiguity A8).
+    """Residual resampling (maths 4.1, departures A8).
 
     Index ``i`` first gets ``k_i = floor(N w_i)`` deterministic copies; the remaining
     ``N - sum_i k_i`` slots are filled by independent multinomial draws from the residual weights
@@ -175,7 +175,7 @@ def resample(name: str, weights: Tensor, rng: torch.Generator, *, compat: bool =
         weights: ``(B, N)`` non-negative weights per row.
         rng: source of randomness.
         compat: reproduce the reference code where it departs from the textbook algorithm; only
-            ``residual`` does (ambiguity A8), the others ignore the flag.
+            ``residual`` does (departures A8), the others ignore the flag.
 
     Returns:
         ``(B, N)`` long indices into each row's particles.

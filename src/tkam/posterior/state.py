@@ -1,6 +1,6 @@
 """What every Langevin-type sampler shares: chain states with a cached log-density and score.
 
-Samplers are functions over an explicit state (DESIGN.md section 3): :func:`init_state` evaluates
+Samplers are functions over an explicit state (design 3): :func:`init_state` evaluates
 the log-density and its score once, and every step returns a new state that caches both at the new
 position, so a ULA or MALA step costs exactly one gradient evaluation. Nothing here knows what the
 density is: a sampler sees a callable ``log_density(z) -> (chains,)`` over a batch of chains
@@ -111,7 +111,7 @@ def check_score(state: LangevinState) -> None:
 
 
 def check_finite(state: LangevinState) -> None:
-    """Abort on NaN/inf positions or scores (spec 4.2); one host synchronisation per call."""
+    """Abort on NaN/inf positions or scores (maths 4.2); one host synchronisation per call."""
     if not (bool(torch.isfinite(state.z).all()) and bool(torch.isfinite(state.grad).all())):
         raise FloatingPointError("Langevin chains produced non-finite positions or gradients")
 

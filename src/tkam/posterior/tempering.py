@@ -1,12 +1,12 @@
 """Power posteriors: temperature schedules, tempered targets, replica exchange and the
-thermodynamic integral (spec section 4.3, ambiguities A4, A6, A7).
+thermodynamic integral (maths 4.3, departures A4, A6, A7).
 
 A population of power posteriors ``pi_t(z | x) ~ p(z) p(x | z)^t`` at temperatures
 ``0 = t_0 < t_1 < ... < t_N = 1`` turns the log-evidence into a one-dimensional integral,
 ``log p(x) = int_0^1 E_{pi_t}[log p(x | z)] dt``. Tempering is composition: the target of every
 chain is ``log_prior + t * log_lik`` with ``t`` a per-chain tensor, so all temperatures move in
 one batched sampler call (no loop over temperatures). Chains are laid out population-major
-(ambiguity A4, recommended): population ``k`` holds one chain per data point, all at ``t_k``,
+(departures A4, recommended): population ``k`` holds one chain per data point, all at ``t_k``,
 i.e. ``z`` viewed as ``(num_temps, batch, *event)`` and flattened to ``(num_temps * batch, ...)``
 with per-chain temperatures ``t[1:].repeat_interleave(batch)``.
 """
@@ -53,7 +53,7 @@ INTEGRATION_RULES = ("reference", "trapezoid")
 def power_schedule(
     step: int, total_steps: int, p_start: float, p_end: float, num_cycles: int = 0
 ) -> float:
-    """The temperature power ``p_i`` at parameter update ``i`` (spec 4.3, cyclic cosine).
+    """The temperature power ``p_i`` at parameter update ``i`` (maths 4.3, cyclic cosine).
 
     ``x_i = 2 pi (c + 1/2) (i - 1) / T`` and ``p_i = p_start + (p_end - p_start)(1 - cos x_i)/2``:
     ``c = 0`` is a half cosine from ``p_start`` (at ``i = 1``) towards ``p_end`` (reached at
@@ -83,7 +83,7 @@ def temperatures(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Temperatures ``t_k = (k / N_t)^p`` for ``k = 0..N_t`` (spec 4.3).
+    """Temperatures ``t_k = (k / N_t)^p`` for ``k = 0..N_t`` (maths 4.3).
 
     ``t_0 = 0`` (the prior) and ``t_{N_t} = 1`` (the posterior) exactly; a power ``p > 1``
     packs the temperatures near 0, where ``E_{pi_t}[log p(x | z)]`` changes fastest.
@@ -202,7 +202,8 @@ def swap_index(
         log_likelihood: ``(num_temps * batch,)`` the exchange log-likelihood of every chain.
         temperatures: ``(num_temps,)`` the populations' temperatures.
         rng: source of the pair and the uniforms.
-        per_chain: decide per data point (True) or once for the batch (A7 code).
+        per_chain: decide per data point (True) or once for the batch (the reference's rule,
+            departures A7).
 
     Returns:
         ``index (num_temps * batch,)``: chain ``c`` of the new state is chain ``index[c]`` of
@@ -245,7 +246,7 @@ def tempered_langevin(
     change_rate: float = 2.0,
     num_unadjusted: int = 2,
 ) -> TemperedRun:
-    """Langevin chains on ``num_temps`` power posteriors with replica exchange (spec 4.2, 4.3).
+    """Langevin chains on ``num_temps`` power posteriors with replica exchange (maths 4.2, 4.3).
 
     The chains are population-major: ``z0`` is ``(num_temps * batch, *event)`` and population
     ``k`` (chains ``k * batch ... (k + 1) * batch - 1``) targets ``pi_{t_k}``, one chain per data
@@ -269,7 +270,7 @@ def tempered_langevin(
         steps: Langevin iterations.
         step_size: ULA step, or autoMALA's starting step (float or ``(chains,)``).
         exchange_every: iterations between exchange attempts.
-        swap_per_chain: decide swaps per data point (True) or once per batch (A7).
+        swap_per_chain: decide swaps per data point (True) or once per batch (departures A7).
         step_size_bounds: autoMALA's step-size clamp ``(min, max)``.
         change_rate: autoMALA's step-size factor.
         num_unadjusted: autoMALA's initial unconditionally accepted iterations.
@@ -361,7 +362,7 @@ def replica_exchange(
     rng: torch.Generator,
     per_chain: bool = True,
 ) -> ReplicaExchangeResult:
-    """Propose swapping one random adjacent pair of populations (spec 4.3, A7).
+    """Propose swapping one random adjacent pair of populations (maths 4.3, departures A7).
 
     A pair ``(k, k + 1)`` is drawn uniformly; the swap of data point ``b`` is accepted iff
     ``log u < (t_{k+1} - t_k)(l_b(z^{(k)}) - l_b(z^{(k+1)}))``, the Metropolis ratio of exchanging
@@ -378,7 +379,8 @@ def replica_exchange(
         temperatures: ``(num_temps,)`` temperatures of the populations in ``z`` (``t_1..t_N``,
             i.e. ``temperatures(N, p)[1:]``).
         rng: source of the pair and the uniforms.
-        per_chain: decide per data point (True) or once for the batch (False, A7 code).
+        per_chain: decide per data point (True) or once for the batch (False, the reference's
+            rule, departures A7).
 
     Returns:
         :class:`ReplicaExchangeResult` with the new populations, the ``(batch,)`` swap mask and
@@ -429,7 +431,7 @@ def replica_exchange(
 def thermodynamic_integral(
     expectations: Tensor, temperatures: Tensor, rule: str = "reference"
 ) -> Tensor:
-    """Discretised ``log p(x) = int_0^1 E_{pi_t}[log p(x | z)] dt`` (spec 4.3, A6).
+    """Discretised ``log p(x) = int_0^1 E_{pi_t}[log p(x | z)] dt`` (maths 4.3, departures A6).
 
     With ``Delta t_k = t_k - t_{k-1}``:
 

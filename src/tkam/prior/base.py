@@ -1,4 +1,4 @@
-"""The shared machinery of the Kolmogorov-Arnold priors (spec sections 1.2 and 3).
+"""The shared machinery of the Kolmogorov-Arnold priors (maths 1.2 and 3).
 
 Every component ``(q, p)`` is a univariate energy-based density ``exp(f_qp(z)) pi_0(z) / Z_qp`` on
 its row's domain. Subclasses fix which layer orientation gives ``f_qp``, which row a component uses,
@@ -219,7 +219,7 @@ class KANPrior(PriorModule):
 
     # ------------------------------------------------------------------------------------------
     def grid_inputs(self, z: Tensor) -> Tensor:
-        """The layer inputs ``(n, R)`` on which a grid update refits each row (spec 2.6)."""
+        """The layer inputs ``(n, R)`` on which a grid update refits each row (maths 2.6)."""
         raise NotImplementedError
 
     @torch.no_grad()

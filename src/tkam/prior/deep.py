@@ -1,10 +1,11 @@
-"""The deep (Pang-style) KAN energy prior, sampled by prior Langevin (spec sections 1.2, 3.8).
+"""The deep (Pang-style) KAN energy prior, sampled by prior Langevin (maths 1.2, 3.8).
 
 ``log p(z) = E(z) + sum_i log pi_0(z_i)`` with ``E`` a stack of KAN layers ``(P, ..., 1)``. There is
 no quadrature, so samples come from unadjusted Langevin dynamics on the prior alone (the reference
-also adds the likelihood of an all-zero image, A10) started from the base density, and the prior
-gradient is always contrastive with prior-Langevin negatives. The base density is a standard
-Gaussian when the config's reference is ``ebm`` (A10: Pang et al. use a Gaussian base).
+also adds the likelihood of an all-zero image, departures A10) started from the base density, and
+the prior gradient is always contrastive with prior-Langevin negatives. The base density is a
+standard Gaussian when the config's reference is ``ebm`` (departures A10: Pang et al. use a
+Gaussian base).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class DeepPrior(PriorModule):
         return noise
 
     def sample(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
-        """``(S, P)`` prior-Langevin samples (exactly ``num_samples``, A26), without gradient."""
+        """``(S, P)`` prior-Langevin samples (exactly ``num_samples``, departures A26), without
+        gradient."""
         z0 = self._initial(num_samples, rng)
         state = ula(z0, self.log_prior, self.step_size, self.num_steps, rng)
         return state.z.detach()

@@ -1,4 +1,4 @@
-"""Inverse-transform sampling of piecewise-linear CDFs, vectorised (spec section 3.4).
+"""Inverse-transform sampling of piecewise-linear CDFs, vectorised (maths 3.4).
 
 ``invert_batched`` is the reference: ``searchsorted`` finds the interval, a lerp inverts it, for
 any dtype and device. On CPU float32 tensors the priors' two layouts run fused C++ kernels

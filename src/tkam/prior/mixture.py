@@ -1,4 +1,4 @@
-"""The mixture Kolmogorov-Arnold prior (spec sections 1.2, 3.4-3.6).
+"""The mixture Kolmogorov-Arnold prior (maths 1.2, 3.4-3.6).
 
 Each of the Q latents is a P-component mixture ``sum_p alpha_qp exp(f_qp(z)) pi_0(z) / Z_qp``.
 """

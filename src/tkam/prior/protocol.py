@@ -83,7 +83,7 @@ class Prior(Protocol):
         ...
 
     def update_grid(self, z: Tensor) -> None:
-        """Refit the prior's grids to latents ``z`` (spec 2.6)."""
+        """Refit the prior's grids to latents ``z`` (maths 2.6)."""
         ...
 
     def export(self) -> dict[str, np.ndarray]:
@@ -106,7 +106,7 @@ class PriorModule(nn.Module):
         raise NotImplementedError
 
     def chain_start(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
-        """Where posterior Langevin chains start: fresh prior samples (spec 4.2)."""
+        """Where posterior Langevin chains start: fresh prior samples (maths 4.2)."""
         return self.sample(num_samples, rng)
 
     def log_prior(

@@ -1,4 +1,4 @@
-"""Normalising constants by quadrature and the piecewise-linear CDFs that ITS inverts (spec 3.3).
+"""Normalising constants by quadrature and the piecewise-linear CDFs that ITS inverts (maths 3.3).
 
 Both rules produce, for every component ``(q, p)``, knots ``x_1 < ... < x_n`` of its row, the log
 unnormalised density there, ``log Z`` (differentiable) and CDF values ``F_1 = 0 <= ... <= F_n = 1``.
@@ -41,7 +41,7 @@ def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gauss_legendre(domain: Tensor, num_nodes: int, compat: bool = False) -> tuple[Tensor, Tensor]:
-    """Gauss-Legendre nodes and weights mapped affinely onto each row's ``[a, b]`` (ambiguity A1).
+    """Gauss-Legendre nodes and weights mapped affinely onto each row's ``[a, b]`` (departures A1).
 
     Args:
         domain: ``(R, 2)`` limits per row.
@@ -99,7 +99,7 @@ def gauss_legendre_table(
     ``Z = sum_g w_g exp(f(x_g)) pi_0(x_g)``. The CDF assigns each node's mass ``m_g`` to its
     neighbourhood: ``midpoint`` puts ``F_j`` at ``sum_{g<j} m_g + m_j / 2`` (shifted and rescaled so
     the ends are 0 and 1), a second-order rule; ``left`` puts ``F_j = sum_{g<j} m_g`` (the
-    reference's "mass before the node", ambiguity A18, whose last-node atom is dropped).
+    reference's "mass before the node", departures A18, whose last-node atom is dropped).
 
     Args:
         nodes: ``(Q, P, N)`` (broadcast views allowed).
@@ -181,7 +181,7 @@ def fused_gauss_legendre_table(
 
 
 def trapezium_table(knots: Tensor, log_unnormalised: Tensor) -> QuadratureTable:
-    """Trapezium rule on the row's grid points (spec 3.3): ``m_g = (x_{g+1} - x_g)(h_g + h_{g+1}) / 2``
+    """Trapezium rule on the row's grid points (maths 3.3): ``m_g = (x_{g+1} - x_g)(h_g + h_{g+1}) / 2``
     with ``h = e^f pi_0``; the CDF at knot ``j`` is the cumulative mass before it.
 
     Args:

@@ -1,4 +1,4 @@
-"""Reference densities pi_0 of the univariate priors (spec section 3.1)."""
+"""Reference densities pi_0 of the univariate priors (maths 3.1)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ class ReferenceDensity(nn.Module):
     """pi_0 evaluated per row: inputs ``(..., R)`` where the last axis indexes the R rows.
 
     ``learnable_gaussian`` has a mean and a softplus-parametrised standard deviation per row and is
-    the proper normal density (the reference inverts it, ambiguity A17).
+    the proper normal density (the reference inverts it, departures A17).
 
     Args:
         name: uniform, gaussian, lognormal, learnable_gaussian or ebm.
         num_rows: R, rows with their own parameters (learnable_gaussian only).
         grid_range: domain for ebm and learnable_gaussian.
-        eps: stabiliser inside ``log(pi_0 + eps)`` and the lognormal density (spec TRAINING.eps).
+        eps: stabiliser inside ``log(pi_0 + eps)`` and the lognormal density (``train.eps``).
     """
 
     def __init__(
@@ -67,15 +67,16 @@ class ReferenceDensity(nn.Module):
         return torch.where(z >= 0, value, torch.zeros_like(value))
 
     def log_density(self, z: Tensor) -> Tensor:
-        """``log(pi_0(z) + eps)`` as in the log-prior (spec 3.1); 0 for ``ebm``."""
+        """``log(pi_0(z) + eps)`` as in the log-prior (maths 3.1); 0 for ``ebm``."""
         if self.name == "ebm":
             return torch.zeros_like(z)
         return torch.log(self.log_pdf(z).exp() + self.eps)
 
     def log_base(self, z: Tensor) -> Tensor:
-        """The log-density of a deep prior's base (spec 3.8, A10): exact where pi_0 is positive
-        on the whole line (the Gaussians), so that the base keeps its tails; ``log(pi_0 + eps)``
-        for the densities with bounded support, whose Langevin chains need the floor outside."""
+        """The log-density of a deep prior's base (maths 3.8, departures A10): exact where pi_0 is
+        positive on the whole line (the Gaussians), so that the base keeps its tails;
+        ``log(pi_0 + eps)`` for the densities with bounded support, whose Langevin chains need the
+        floor outside."""
         if self.name in ("gaussian", "learnable_gaussian"):
             return self.log_pdf(z)
         return self.log_density(z)

@@ -1,7 +1,7 @@
-"""The univariate Kolmogorov-Arnold prior (spec sections 1.1-1.2, 3.4-3.5).
+"""The univariate Kolmogorov-Arnold prior (maths 1.1-1.2, 3.4-3.5).
 
 P uniforms ``u_p`` drive ``Q x P`` learned univariate densities: ``z_qp = F_qp^{-1}(u_p)``, one
-uniform shared by every q (ambiguity A25 keeps this by default). With
+uniform shared by every q (departures A25 keeps this by default). With
 ``prior.independent_uniforms`` each component draws its own, ``z_qp = F_qp^{-1}(u_qp)``, so the
 sampled law is the product of the marginals that the log-prior assumes. The generator receives
 ``h_q = sum_p z_qp``.
@@ -24,7 +24,7 @@ class UnivariatePrior(KANPrior):
     """``f_qp = phi_{p->q}``: a layer with P inputs (grid row p) and Q outputs.
 
     The components are taken from the layer by an explicit transpose. With
-    ``config.compat_layout`` they follow the reference code instead (ambiguity A2): its
+    ``config.compat_layout`` they follow the reference code instead (departures A2): its
     column-major ``(P, Q)`` layer output is reshaped to ``(Q, P)``, so component (q, p) is the
     function ``phi_{p'->q'}`` at linear index ``l = q + Q p`` (``p' = l mod P``,
     ``q' = l div P``) on the nodes of row p', the log-prior's term (q, p) evaluates that function

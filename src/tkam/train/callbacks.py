@@ -131,7 +131,7 @@ class CallbackList(Callback):
 
 @torch.no_grad()
 def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> float:
-    """Mean over test batches of the MSE against as many unpaired fresh samples (spec 5)."""
+    """Mean over test batches of the MSE against as many unpaired fresh samples (maths 5)."""
     if len(test) == 0:
         return float("nan")
     rng = torch.Generator(device=test.device).manual_seed(seed)
@@ -174,7 +174,7 @@ def _rows_up_to(path: Path, step: int) -> list[list[str]]:
 
 class LossLog(Callback):
     """``loss.csv``: one row per log event with the wall time, epoch, mean training loss, test MSE,
-    whether the grids were updated, the step, the mean ESS, the skipped updates (spec 5) and the
+    whether the grids were updated, the step, the mean ESS, the skipped updates (maths 5) and the
     median total-variation distance of the prior's components from pi_0 (empty for a prior without
     components).
 

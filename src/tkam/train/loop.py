@@ -1,4 +1,4 @@
-"""The trainer (spec section 5): build a run, step through it, stop cleanly; callbacks do the rest.
+"""The trainer (maths 5): build a run, step through it, stop cleanly; callbacks do the rest.
 
 Exact resume: the data order of epoch ``e`` comes from a stream seeded by ``(seed, e)``, the
 training streams' states are in every checkpoint, and logging/evaluation draw from their own streams,

@@ -1,4 +1,4 @@
-"""One training update (spec section 5): the optimiser, the grid-update latents and the Adam step.
+"""One training update (maths 5): the optimiser, the grid-update latents and the Adam step.
 
 These pieces know nothing of run folders, logs or checkpoints; the trainer
 (:mod:`tkam.train.loop`) calls them once per step, and benchmarks call them directly.
@@ -44,9 +44,9 @@ def make_optimizer(model: TKAM, learning_rate: float, beta1: float = 0.9) -> tor
 def grid_latents(
     model: TKAM, batch: torch.Tensor, config: ExperimentConfig, rng: torch.Generator
 ) -> torch.Tensor:
-    """Latents for a grid update (A16): prior samples for the importance-sampling loss (and the
-    VAE's ELBO), posterior samples of the current batch (t = 1) for the Langevin and
-    thermodynamic losses (and the latent EBM's)."""
+    """Latents for a grid update (departures A16): prior samples for the importance-sampling
+    loss (and the VAE's ELBO), posterior samples of the current batch (t = 1) for the Langevin
+    and thermodynamic losses (and the latent EBM's)."""
     if config.train.loss in ("importance", "elbo"):
         return model.prior.sample(config.grid_update.num_samples, rng)
     with torch.enable_grad():
@@ -65,7 +65,7 @@ def train_step(
     memories: Sequence[StepSizeMemory] | None = None,
     before_update: Callable[[], None] | None = None,
 ) -> LossOutput:
-    """One Adam update on the config's loss (spec 5).
+    """One Adam update on the config's loss (maths 5).
 
     The batch is split into this rank's shards (one per random stream in ``rng``; see
     :mod:`tkam.train.distributed`), each shard's loss weighted by its share of the global batch,

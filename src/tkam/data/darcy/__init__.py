@@ -1,4 +1,4 @@
-"""Darcy flow, our own data set (spec section 6, A14): the coefficient's Gaussian random field
+"""Darcy flow, our own data set (maths 6, departures A14): the coefficient's Gaussian random field
 (:mod:`~tkam.data.darcy.fields`), the finite-volume solver (:mod:`~tkam.data.darcy.solver`), the
 generation behind ``tkam data darcy`` (:mod:`~tkam.data.darcy.generate`) and the HDF5 file with its
 loader (:mod:`~tkam.data.darcy.files`).

@@ -1,5 +1,5 @@
-"""The random coefficient of the Darcy flow data: a thresholded Gaussian random field (spec
-section 6).
+"""The random coefficient of the Darcy flow data: a thresholded Gaussian random field (maths
+6).
 
 A Gaussian random field ``g`` on the unit square with covariance operator
 ``(-Laplacian + 9 I)^-2`` (``tau = 3``, ``alpha = 2``), thresholded: ``a = 12`` where ``g >= 0``,

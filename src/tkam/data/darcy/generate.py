@@ -1,5 +1,5 @@
 """Darcy flow generation, ``tkam data darcy``: random coefficients, their solutions, sampled to
-the output grid (spec section 6).
+the output grid (maths 6).
 
 The fields are solved on a grid ``refinement`` times finer than the output (default 3: 96x96 for
 32x32 output) and the output takes the fine values at the output cell centres (an odd refinement
@@ -42,7 +42,7 @@ def generate_darcy(
 
     Args:
         num_fields: number of pairs N.
-        resolution: output side n (32 in the spec).
+        resolution: output side n (32, the reference's, maths 6).
         seed: field ``i`` depends only on ``(seed, i)``.
         refinement: odd factor m; the fields are solved on an ``(m n) x (m n)`` grid and
             sampled at the output cell centres.

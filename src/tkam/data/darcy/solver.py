@@ -1,5 +1,5 @@
 """The finite-volume solver of the Darcy flow equation ``-div(a grad u) = f`` on the unit square
-with ``u = 0`` on the boundary (spec section 6).
+with ``u = 0`` on the boundary (maths 6).
 
 The cell-centred finite-volume 5-point scheme: one unknown per cell centre, the coefficient on an
 interior face the harmonic mean of its two cells (the exact flux for a coefficient that is

@@ -687,7 +687,7 @@ Spec<T> columns(const Spec<T>& sp, int64_t i0) {
   return c;
 }
 
-// out[s, o, i] = wsp[o, i] * sum_m c[o, m, i] B_m(x[s, i]) + wb[o, i] a(x[s, i]) (spec 2.1),
+// out[s, o, i] = wsp[o, i] * sum_m c[o, m, i] B_m(x[s, i]) + wb[o, i] a(x[s, i]) (maths 2.1),
 // over (sample, chunk of columns) work items. The univariate prior's pairwise evaluation is
 // this with O = 1 over the flattened (o, i) columns (the caller lays the tables out so).
 template <typename T, int BASIS>
@@ -1139,7 +1139,7 @@ void weights_bwd(const T* coef, const T* wsp, const T* gW, int64_t I, int64_t O,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Inverse-transform sampling of piecewise-linear CDFs (spec 3.4).
+// Inverse-transform sampling of piecewise-linear CDFs (maths 3.4).
 //
 // For a row with CDF values F_0 = 0 <= ... <= F_{n-1} = 1 at knots x_0 < ... < x_{n-1}, u maps
 // to the interval j = min{j : F_j >= u} (clamped to 1..n-1, as torch.searchsorted with
@@ -1235,7 +1235,7 @@ void tkam_weights_bwd_f64(const double* coef, const double* wsp, const double* g
   weights_bwd<double>(coef, wsp, gW, I, O, M, g_coef, g_wsp, threads);
 }
 
-// The sampling table of every prior component (spec 3.3) as
+// The sampling table of every prior component (maths 3.3) as
 // tkam.prior.quadrature.gauss_legendre_table computes it, from the spline sums of the layer at
 // each row's nodes, spline (R, N, O) for layer rows r and outputs o: the energy of component
 // (q, p), with (r, o) = (p, q) when rows_are_inputs (univariate) and (q, p) otherwise, is
