@@ -1,6 +1,6 @@
 """Cost of one importance-sampling training step as the latent dimension grows.
 
-The reference's ``latent_dim`` benchmark (spec section 8): the ``mnist`` config with prior
+The reference's ``latent_dim`` benchmark (maths 8): the ``mnist`` config with prior
 widths ``(n_z, 2 n_z + 1)`` and KAN generator widths ``(2 n_z + 1, 4 n_z + 2)`` (then 784),
 N=100 importance samples, one step on a batch of 100 images, for n_z in {10, 20, 30, 40, 50}.
 One step = IS loss + backward + Adam. The reference's GPU times are listed beside ours.
@@ -20,7 +20,7 @@ from tkam.config import load_config
 from tkam.train.loop import make_optimizer, train_step
 from train_step import batch_of_data
 
-#: The reference's seconds per IS loss + gradient (HEAD CSV, GPU), spec section 8.
+#: The reference's seconds per IS loss + gradient (HEAD CSV, GPU), maths 8.
 REFERENCE = {10: 0.1255, 20: 0.1754, 30: 0.2499, 40: 0.3510, 50: 0.5276}
 
 

@@ -1,8 +1,8 @@
 """How many directions the generator's inputs use: principal components of h for trained runs.
 
 A univariate T-KAM prior draws one uniform per input p and shares it over the Q outer components
-(spec A25), so the generator's inputs ``h_q = sum_p z_qp`` span more than one direction only as
-far as the learned components ``f_qp`` differ over q. This script samples the prior of each run
+(departures A25), so the generator's inputs ``h_q = sum_p z_qp`` span more than one direction only
+as far as the learned components ``f_qp`` differ over q. This script samples the prior of each run
 folder, takes the principal components of ``h`` (``S x Q``) and prints the variance share of the
 leading ones and how many components hold 99% of the variance, for the trained model and for a
 freshly initialised one of the same config.

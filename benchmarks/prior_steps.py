@@ -1,6 +1,6 @@
 """Cost of drawing from the deep (Pang-style) KAN energy prior as prior-Langevin steps grow.
 
-The reference's ``prior_steps`` benchmark (spec section 8): the ``celeba-pang`` config's deep KAN
+The reference's ``prior_steps`` benchmark (maths 8): the ``celeba-pang`` config's deep KAN
 prior 100-200-200-1 (Fourier, G=50), one draw of 100 samples by N_l unadjusted Langevin steps,
 N_l in {10, 20, 30, 40, 50}. For scale, 100 latents of the ``celeba`` mixture prior by its
 inverse transform (one pass, no steps). The reference's GPU times beside ours.
@@ -18,7 +18,7 @@ from common import benchmark_parser, machine, median_time, write_section
 from tkam.config import load_config
 from tkam.prior import build_prior
 
-#: The reference's seconds per prior draw of 100 samples (HEAD CSV, GPU), spec section 8.
+#: The reference's seconds per prior draw of 100 samples (HEAD CSV, GPU), maths 8.
 REFERENCE = {10: 1.0854, 20: 2.1942, 30: 3.2811, 40: 4.3784, 50: 5.4965}
 NUM_SAMPLES = 100
 

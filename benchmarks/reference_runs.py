@@ -4,7 +4,7 @@ The reference repository (github ``thezettascale/KAEM``) logs ten epochs of each
 importance-sampling run on Fashion-MNIST in
 ``logs/Vanilla/FMNIST/importance/{pi0}_{basis}/univariate/loss.csv``: reference densities uniform,
 gaussian, lognormal and ebm, bases RBF (G = 20) and FFT (G = 50) for prior and generator, SiLU base
-activations, seed 1 (spec configs.md sections 3-4). This script trains the same eight runs with
+activations, seed 1 (configs 3-4). This script trains the same eight runs with
 the packaged ``fmnist`` config (the reference's nist settings: P = 40 -> Q = 81, KAN generator
 81 -> 162 -> 784, N = 100, B = 100, 50,000 training and 100 test images, Adam 1e-3, 10 epochs =
 5,000 updates), logging once per epoch, so that every ``loss.csv`` row is the epoch mean of the

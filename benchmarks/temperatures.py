@@ -3,7 +3,7 @@
 One step = the thermodynamic loss (all N_t power-posterior populations moved together by ULA with
 replica exchange, then the TI surrogate) + backward + Adam, on the small SVHN CNN config
 (``svhn-head``: mixture prior Q=81 x P=40, CNN 81-128-64-32-3) with random 32x32 images. The
-reference's cost grows 5.9x from 2 to 12 temperatures (spec section 8, temperatures.jl); batching
+reference's cost grows 5.9x from 2 to 12 temperatures (maths 8, temperatures.jl); batching
 all temperatures into one tensor is meant to keep that growth under 3x.
 
     python benchmarks/temperatures.py [--quick] [--batch 25] [--steps 10] [--no-write]

@@ -4,7 +4,7 @@ One step = IS loss (N=100 exact prior samples, generator, (B, N) likelihood matr
 prior term) + backward + Adam, on a batch of B=100 Fashion-MNIST images (the Debian files; uniform
 noise if they are absent). Reports the median after warm-up, the step's matmul FLOPs (counted by
 ``torch.utils.flop_counter``) and the fraction of this machine's float32 matmul rate they reach.
-The reference implementation needed 0.35 s per step on a GPU (spec section 8, latent_dim n_z=40).
+The reference implementation needed 0.35 s per step on a GPU (maths 8, latent_dim n_z=40).
 
     python benchmarks/train_step.py [--quick] [--device cpu|cuda] [--no-write]
 """

@@ -1,4 +1,4 @@
-"""Every packaged config builds and its loss trains (spec section 10 items 3, 4 and 8)."""
+"""Every packaged config builds and its loss trains (maths 10 items 3, 4 and 8)."""
 
 from __future__ import annotations
 

@@ -226,7 +226,7 @@ def test_lebm_posterior_chains_start_from_the_gaussian_base_not_from_prior_sampl
     x = torch.rand(1000, *SHAPE, generator=torch.Generator().manual_seed(1))
     posterior = posterior_samples(model, x, posterior_settings(config), rng)
     assert abs(float(posterior[:, 0].mean())) < 0.15
-    # T-KAM's chains start from exact prior samples (spec 4.2): the same draws as sample().
+    # T-KAM's chains start from exact prior samples (maths 4.2): the same draws as sample().
     tkam = build_model(tiny_config(), SHAPE)
     a = tkam.prior.chain_start(5, torch.Generator().manual_seed(3))
     b = tkam.prior.sample(5, torch.Generator().manual_seed(3))

@@ -1,4 +1,4 @@
-"""tkam.config.ini: the reference implementation's .ini configs (spec configs.md)."""
+"""tkam.config.ini: the reference implementation's .ini configs (configs 2)."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ def test_the_resolved_loss_is_written_and_reads_back_equal(tmp_path, overrides, 
 
 
 def _loss_by_the_old_rule(config: ExperimentConfig) -> str:
-    """The loss every config trained with before ``train.loss`` existed (implicit, spec 4)."""
+    """The loss every config trained with before ``train.loss`` existed (implicit, maths 4)."""
     if config.thermodynamic.num_temps > 1:
         return "thermodynamic"
     if config.posterior.sampler != "importance" or config.prior.deep:

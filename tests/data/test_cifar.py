@@ -1,6 +1,6 @@
 """CIFAR-10 (:mod:`tkam.data.cifar`): the pickle batches and their errors, the cheap check ``tkam
 data list`` runs, the splits, the labels and the declared download, on small fixture batches in the
-real format (spec section 6)."""
+real format (maths 6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """scikit-learn's digits (:mod:`tkam.data.digits`): bundled, offline, with labels and no official
-split (spec section 6)."""
+split (maths 6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The download engine (:mod:`tkam.data.download`): checksums, downloads from a local server of the
 files a format declares, the no-network failure, archives, local copies and the Debian
-Fashion-MNIST copy (DESIGN.md section 6). No test needs a network."""
+Fashion-MNIST copy (design 6). No test needs a network."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """MNIST and Fashion-MNIST (:mod:`tkam.data.idx`): IDX reading, the loader's splits, conversion and
 error messages, the cheap check ``tkam data list`` runs, the labels, the declared downloads and the
-Debian Fashion-MNIST (spec section 6)."""
+Debian Fashion-MNIST (maths 6)."""
 
 from __future__ import annotations
 

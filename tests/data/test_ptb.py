@@ -1,6 +1,6 @@
 """Penn Treebank (:mod:`tkam.data.ptb`): the vocabulary, one-hot sentences, the splits, the errors,
 the cheap check ``tkam data list`` runs, the declared downloads and a training run with the
-sequence generator (spec sections 1.3, 6)."""
+sequence generator (maths 1.3, 6)."""
 
 from __future__ import annotations
 

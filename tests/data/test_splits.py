@@ -1,5 +1,5 @@
 """The split rules (:mod:`tkam.data.splits`): zero as "all remaining", the official split, and the
-split settings of ``DataConfig`` (spec section 6)."""
+split settings of ``DataConfig`` (maths 6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SVHN (:mod:`tkam.data.svhn`): the ``.mat`` reader and its errors, the cheap check ``tkam data
 list`` runs, the splits, the labels and the declared downloads, on small fixture files in the real
-format (spec section 6)."""
+format (maths 6)."""
 
 from __future__ import annotations
 

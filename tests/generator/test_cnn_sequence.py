@@ -1,4 +1,4 @@
-"""CNN and sequence generators, categorical likelihood (spec 1.3-1.4)."""
+"""CNN and sequence generators, categorical likelihood (maths 1.3-1.4)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_cnn_output_shape_and_options(latent_concat: bool, activation: str) -> N
 
 
 def test_cnn_without_activation_is_affine_in_the_latent() -> None:
-    # The reference's CNN has no nonlinearity between layers (A11): g(a + b) - g(b) = g(a) - g(0).
+    # The reference's CNN has no nonlinearity between layers (departures A11):
+    # g(a + b) - g(b) = g(a) - g(0).
     gen = CNNGenerator(_cnn(), (3, 32, 32), rng=torch.Generator().manual_seed(0)).double()
     a, b = torch.randn(2, 1, 10, dtype=torch.float64)
     zero = torch.zeros(1, 10, dtype=torch.float64)

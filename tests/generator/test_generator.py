@@ -1,4 +1,4 @@
-"""KAN generator and Gaussian likelihood (spec 1.3-1.4, section 10 item 3)."""
+"""KAN generator and Gaussian likelihood (maths 1.3-1.4 and 10 item 3)."""
 
 from __future__ import annotations
 

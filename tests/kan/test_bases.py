@@ -1,4 +1,4 @@
-"""Basis functions of KAN layers (spec sections 2.2 and 10 item 1)."""
+"""Basis functions of KAN layers (maths 2.2 and 10 item 1)."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_activation_names() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Least-squares fits reproduce curves (spec 10 item 1)
+# Least-squares fits reproduce curves (maths 10 item 1)
 
 
 def _fit(layer: UnivariateLayer, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The grid-update schedule (spec section 2.6)."""
+"""The grid-update schedule (maths 2.6)."""
 
 from __future__ import annotations
 

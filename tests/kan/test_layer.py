@@ -1,4 +1,4 @@
-"""The univariate-function layer (spec sections 2.1-2.3, 2.6 and 10 item 2)."""
+"""The univariate-function layer (maths 2.1-2.3, 2.6 and 10 item 2)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_forward_is_base_branch_plus_weighted_spline(basis: str) -> None:
     layer = make_layer(basis, in_dim=3, out_dim=4)
     x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     spline = layer.spline(x)
-    if basis == "chebyshev":  # no base branch and no spline weight (spec 2.1)
+    if basis == "chebyshev":  # no base branch and no spline weight (maths 2.1)
         assert not hasattr(layer, "w_base") and not hasattr(layer, "w_spline")
         expected = spline
     else:
@@ -163,7 +163,7 @@ def test_fourier_and_chebyshev_initial_coefficient_scales() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Grid updates (spec 2.6 and 10 "grid-update refit error small and grid shapes preserved")
+# Grid updates (maths 2.6 and 10 item 2): the refit keeps the curve and the grid shapes
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_grid_update_keeps_the_curve_on_the_inputs(basis: str, tolerance: float)
 
 
 def test_rbf_grid_refit_uses_the_new_bandwidth() -> None:
-    # The reference refits with the old bandwidth and then changes it (spec 2.6 step 7), which
+    # The reference refits with the old bandwidth and then changes it (maths 2.6 step 7), which
     # costs ~10 % relative error when the grid's extent shrinks by 8 %; tkam refits with the
     # bandwidth of the new grid, so the curve is kept.
     layer = make_layer("rbf", in_dim=3, out_dim=2, grid_size=6, seed=8)

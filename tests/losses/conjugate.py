@@ -194,7 +194,8 @@ def gradient(model: TKAM, value: Tensor) -> Tensor:
 def rule_weights(temps: Tensor, rule: str) -> Tensor:
     """Weights ``w_k`` of ``E_0..E_N`` in the discretised integral ``sum_k w_k E_k`` (written
     out here, independently of the library): ``reference`` ``(dt_1, dt_1, dt_2, ..., dt_N)``
-    (the first interval twice, A6), ``trapezoid`` ``(dt_1, dt_1 + dt_2, ..., dt_N) / 2``."""
+    (the first interval twice, departures A6), ``trapezoid``
+    ``(dt_1, dt_1 + dt_2, ..., dt_N) / 2``."""
     gaps = temps.diff()
     if rule == "reference":
         return torch.cat([gaps[:1], gaps])

@@ -1,4 +1,4 @@
-"""Loss gradients against closed forms on a conjugate linear-Gaussian T-KAM (spec 4.1-4.3).
+"""Loss gradients against closed forms on a conjugate linear-Gaussian T-KAM (maths 4.1-4.3).
 
 The model (:mod:`tests.losses.conjugate`): ``z in R^2``, a learnable prior ``N(mu, diag(s^2))``
 whose ``log_prior`` is unnormalised unless asked (so the contrastive negative phase carries the

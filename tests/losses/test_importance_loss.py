@@ -1,4 +1,4 @@
-"""The importance-sampling loss (spec 4.1, section 10 items 3-4)."""
+"""The importance-sampling loss (maths 4.1 and 10 items 3-4)."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def test_unknown_negatives_is_a_config_error_naming_the_key() -> None:
 
 
 def test_the_reference_compat_switches_reach_the_resampler(monkeypatch) -> None:
-    # train.compat_weights (A3) and train.compat_residual (A8) from the config to the SIR step.
+    # train.compat_weights (departures A3) and train.compat_residual (departures A8) from the
+    # config to the SIR step.
     seen = []
 
     def spy(*args, **kwargs):

@@ -1,4 +1,4 @@
-"""Langevin and thermodynamic losses (spec 4.2-4.3, section 10 items 4 and 8)."""
+"""Langevin and thermodynamic losses (maths 4.2-4.3 and 10 items 4 and 8)."""
 
 from __future__ import annotations
 

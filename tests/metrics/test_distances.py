@@ -1,4 +1,4 @@
-"""FID and KID on synthetic features (spec section 7), seeded with stated tolerances."""
+"""FID and KID on synthetic features (maths 7), seeded with stated tolerances."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FID-infinity / KID-infinity extrapolation in 1/n (spec section 7)."""
+"""FID-infinity / KID-infinity extrapolation in 1/n (maths 7)."""
 
 from __future__ import annotations
 

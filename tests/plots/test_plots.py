@@ -1,4 +1,4 @@
-"""Figures: PNG files, exact grid sizes, prior panels and loss curves (spec section 9)."""
+"""Figures: PNG files, exact grid sizes, prior panels and loss curves (maths 9)."""
 
 from __future__ import annotations
 

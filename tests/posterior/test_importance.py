@@ -1,4 +1,4 @@
-"""Importance weights, SIR and the log-evidence estimate (spec section 4.1, ambiguity A3)."""
+"""Importance weights, SIR and the log-evidence estimate (maths 4.1, departures A3)."""
 
 from __future__ import annotations
 

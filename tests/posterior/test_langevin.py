@@ -1,4 +1,4 @@
-"""ULA, MALA and autoMALA against closed forms (spec 4.2, A12; DESIGN.md section 7).
+"""ULA, MALA and autoMALA against closed forms (maths 4.2, departures A12; design 7).
 
 Statistical checks use independent chains' final states (no autocorrelation to account for) and
 compare moments with their Monte-Carlo standard errors: mean ``sqrt(var / n)``, variance

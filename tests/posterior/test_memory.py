@@ -1,4 +1,5 @@
-"""StepSizeMemory: autoMALA's adapted step sizes carried from call to call (spec 4.2, A12)."""
+"""StepSizeMemory: autoMALA's adapted step sizes carried from call to call (maths 4.2,
+departures A12)."""
 
 from __future__ import annotations
 

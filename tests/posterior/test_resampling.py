@@ -1,4 +1,4 @@
-"""Resamplers: shapes, ranges, exact count bounds and unbiasedness (DESIGN.md section 7)."""
+"""Resamplers: shapes, ranges, exact count bounds and unbiasedness (design 7)."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_residual_with_integer_counts_is_deterministic() -> None:
 @pytest.mark.statistical
 def test_residual_compat_matches_reference_formula() -> None:
     """Seed 19, 20,000 repetitions, |z| < 4.5: compat draws the remainder from
-    softmax(w (N - k)) (ambiguity A8), which is biased, and the check sees the bias."""
+    softmax(w (N - k)) (departures A8), which is biased, and the check sees the bias."""
     n = WEIGHTS.shape[0]
     floor = torch.floor(n * WEIGHTS)
     reference = torch.softmax(WEIGHTS * (n - floor), dim=-1)

@@ -1,5 +1,5 @@
 """Temperature schedules, tempered targets, replica exchange and thermodynamic integration
-(spec 4.3, ambiguities A4, A6, A7).
+(maths 4.3, departures A4, A6, A7).
 
 Thermodynamic integration is checked on a conjugate linear-Gaussian model, whose power posteriors
 are Gaussian in closed form and whose log-evidence is exact. Each statistical test states its seed
@@ -160,7 +160,8 @@ def test_thermodynamic_integral_rules() -> None:
     trapezoid = (dt * (expectations[:-1] + expectations[1:]) / 2).sum()
     torch.testing.assert_close(thermodynamic_integral(expectations, t), reference)
     torch.testing.assert_close(thermodynamic_integral(expectations, t, "trapezoid"), trapezoid)
-    # The reference rule's total weight is 1 + dt_1 (A6): it integrates a constant to 1 + dt_1.
+    # The reference rule's total weight is 1 + dt_1 (departures A6): it integrates a constant to
+    # 1 + dt_1.
     ones = torch.ones(5, dtype=torch.float64)
     assert thermodynamic_integral(ones, t).item() == pytest.approx(1 + 1 / 16)
     assert thermodynamic_integral(ones, t, "trapezoid").item() == pytest.approx(1.0)
@@ -225,8 +226,8 @@ def test_thermodynamic_integration_with_exact_power_posterior_samples(float64) -
     * Total: the error against the exact log-evidence (-16.10 nats) is within the
       discretisation error plus 4.5 Monte-Carlo SE (SE ~0.02) for every N_t, under 1.4 nats at
       N_t = 4 and under 0.12 at N_t = 32.
-    * The reference rule (A6) is a right Riemann sum, O(1 / N_t): at N_t = 32 its error is over
-      3x the trapezoid's.
+    * The reference rule (departures A6) is a right Riemann sum, O(1 / N_t): at N_t = 32 its
+      error is over 3x the trapezoid's.
     """
     g = torch.Generator().manual_seed(41)
     model = _Conjugate(d=3, num_obs=5, s=1.0, seed=MODEL_SEED)

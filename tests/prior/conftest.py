@@ -10,7 +10,7 @@ import torch
 from tkam.config import PriorConfig
 from tkam.prior import KANPrior, build_prior
 
-# The initialisation (spec 2.3) makes Fourier and Chebyshev functions tiny; these factors give
+# The initialisation (maths 2.3) makes Fourier and Chebyshev functions tiny; these factors give
 # them log-density variations of order one, like the grid bases with eps_scale = G / 2.
 _COEFFICIENT_BOOST = {"fourier": 10.0, "chebyshev": 20.0}
 

@@ -1,4 +1,4 @@
-"""The deep (Pang-style) KAN energy prior (spec 1.2, 3.8, A10, A24, A26)."""
+"""The deep (Pang-style) KAN energy prior (maths 1.2, 3.8, departures A10, A24, A26)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_deep_prior_honours_the_sample_count_and_shapes() -> None:
     prior = build_prior(_config(), rng=torch.Generator().manual_seed(0))
     assert isinstance(prior, DeepPrior)
     z = prior.sample(7, torch.Generator().manual_seed(1))
-    assert z.shape == (7, 4) and torch.isfinite(z).all()  # exactly the requested count (A26)
+    # Exactly the requested count (departures A26).
+    assert z.shape == (7, 4) and torch.isfinite(z).all()
     value = prior.log_prior(z)
     assert value.shape == (7,)
     value.sum().backward()
@@ -50,8 +51,8 @@ def _zero_energy(prior: DeepPrior) -> DeepPrior:
 
 @pytest.mark.statistical
 def test_prior_langevin_with_zero_energy_samples_the_gaussian_base() -> None:
-    # With E = 0 the target is the Gaussian base (A10), its exact log-density whatever eps (the
-    # former log(phi + 1e-4) was flat beyond |z| ~ 4.5); ULA with step h on N(0, 1) has
+    # With E = 0 the target is the Gaussian base (departures A10), its exact log-density whatever
+    # eps (the former log(phi + 1e-4) was flat beyond |z| ~ 4.5); ULA with step h on N(0, 1) has
     # stationary variance 1 / (1 - h / 2). Seed 3, 4,000 chains x 4 coordinates, 300 steps;
     # tolerance 5 SE.
     prior = _zero_energy(build_prior(_config(langevin_steps=300, langevin_step_size=0.1)))

@@ -1,4 +1,4 @@
-"""Inverse-transform sampling of piecewise-linear CDFs (spec sections 3.4 and 10 item 7)."""
+"""Inverse-transform sampling of piecewise-linear CDFs (maths 3.4 and 10 item 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The univariate and mixture Kolmogorov-Arnold priors (spec sections 1.2, 3 and 10 item 5).
+"""The univariate and mixture Kolmogorov-Arnold priors (maths 1.2, 3 and 10 item 5).
 
 Statistical tests are seeded; each states its sample size, seed and critical value, and prints
 its statistics (``pytest -s``). The KS critical value ``1.95 / sqrt(n)`` is the asymptotic one for
@@ -257,7 +257,7 @@ def test_ks_check_rejects_a_wrong_sampler(make_prior, bug) -> None:
     right = prior.sample(N_KS, torch.Generator().manual_seed(seed + 1))
     if bug == "knot_index_plus_one":
         wrong = wrong_univariate_sample(prior, N_KS, torch.Generator().manual_seed(seed + 1))
-    else:  # CDF "mass before the node" (A18) inverted while the table says "midpoint"
+    else:  # CDF "mass before the node" (departures A18) inverted while the table says "midpoint"
         same_but_left = make_prior("rbf", "gaussian", seed=seed, num_nodes=20, cdf="left")
         wrong = same_but_left.sample(N_KS, torch.Generator().manual_seed(seed + 1))
     d_right, d_wrong = univariate_ks(prior, right).max(), univariate_ks(prior, wrong).min()
@@ -319,7 +319,7 @@ def test_uniform_proportions_are_fixed_without_train_proportions(make_prior) -> 
 
 
 # ------------------------------------------------------------------------------------------------
-# Univariate structure: shared uniforms (A25) and the transpose of A2
+# Univariate structure: shared uniforms (departures A25) and the transpose of departures A2
 
 
 def test_univariate_columns_are_comonotone_across_outputs(make_prior) -> None:
@@ -408,7 +408,7 @@ def test_independent_uniforms_is_flagged_where_uniforms_are_not_shared() -> None
 
 @pytest.mark.parametrize("basis", ALL_BASES)
 def test_univariate_log_prior_is_the_transposed_sum_of_components(make_prior, basis) -> None:
-    # Ambiguity A2: f_qp = phi_{p->q} evaluated at z_qp on grid row p (P != Q catches reshapes).
+    # Departures A2: f_qp = phi_{p->q} evaluated at z_qp on grid row p (P != Q catches reshapes).
     P, Q, S = 3, 4, 5
     prior = make_prior(basis, "gaussian", seed=8, widths=(P, Q))
     z = prior.sample(S, torch.Generator().manual_seed(9))
@@ -472,7 +472,7 @@ def test_normalised_log_prior_integrates_to_one(make_prior, mixture) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Reference densities (spec 3.1, ambiguity A17)
+# Reference densities (maths 3.1, departures A17)
 
 
 def test_learnable_gaussian_is_the_proper_normal_density() -> None:
@@ -526,7 +526,7 @@ def test_unknown_reference_is_rejected() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Trapezium quadrature (ambiguity A19: works for both priors)
+# Trapezium quadrature (departures A19: works for both priors)
 
 
 @pytest.mark.statistical
@@ -559,7 +559,7 @@ def test_trapezium_quadrature_priors_sample_their_cdf(make_prior, basis, mixture
 
 
 # ------------------------------------------------------------------------------------------------
-# Grid updates of the prior (spec 2.6: row p refit on {z_qp}, row q on {z_q})
+# Grid updates of the prior (maths 2.6: row p refit on {z_qp}, row q on {z_q})
 
 
 @pytest.mark.parametrize("mixture", [False, True], ids=["univariate", "mixture"])
@@ -690,7 +690,7 @@ def _julia_reshape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 @pytest.mark.parametrize("basis", ["rbf", "fourier"])
 def test_compat_layout_reproduces_the_reference_reshapes(make_prior, basis) -> None:
-    # Ambiguity A2 with P = 3, Q = 5 (coprime, so no component keeps its place by accident).
+    # Departures A2 with P = 3, Q = 5 (coprime, so no component keeps its place by accident).
     # The reference holds the layer output as a column-major (P, Q, S) array and reshapes it to
     # (Q, P, S); its log-prior feeds row q of the latents, z[q, :, :], to the layer and keeps
     # output slice q; its grid update reshapes the (Q, P, S) latents to (P, Q S).

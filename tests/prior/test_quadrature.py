@@ -1,4 +1,4 @@
-"""Gauss-Legendre and trapezium quadrature, normalising constants and CDF tables (spec 3.3)."""
+"""Gauss-Legendre and trapezium quadrature, normalising constants and CDF tables (maths 3.3)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def normal_pdf(x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# Gauss-Legendre nodes (ambiguity A1: affine map onto [a, b])
+# Gauss-Legendre nodes (departures A1: affine map onto [a, b])
 
 
 def test_gauss_legendre_integrates_the_normal_density_to_one() -> None:
@@ -85,7 +85,7 @@ def test_left_and_midpoint_cdf_rules_match_their_definitions() -> None:
     z = mass.sum(-1)
     m = mass / z[..., None]
     before = torch.cumsum(m, -1) - m
-    # "left" (A18): mass strictly before each node; the last node's atom is dropped.
+    # "left" (departures A18): mass strictly before each node; the last node's atom is dropped.
     left = gauss_legendre_table(nodes, log_w, log_h, rule="left")
     torch.testing.assert_close(left.cdf, before / before[..., -1:])
     # "midpoint": half of each node's own mass, shifted so the first knot is 0.
@@ -173,7 +173,7 @@ def test_uniform_reference_normalising_constant_converges_at_first_order(make_pr
 def test_quadrature_cdf_converges_to_the_true_cdf(make_prior, basis, reference):
     """The law the sampler draws from (linear between nodes) is close in Kolmogorov distance to
     ``exp(f) pi_0 / Z`` and gets closer with more nodes. The uniform reference jumps inside the
-    domain, which costs O(1/N_g) (ambiguity A18's discussion), hence its looser bounds."""
+    domain, which costs O(1/N_g) (departures A18's discussion), hence its looser bounds."""
     tolerances = (
         ((100, 0.04), (800, 0.005)) if reference == "uniform" else ((100, 0.015), (800, 0.0025))
     )
@@ -252,8 +252,8 @@ def test_log_plus_is_log_of_exp_plus_eps_without_overflow() -> None:
 
 
 def test_the_reference_node_map_is_kept_behind_its_compat_switch() -> None:
-    # A1: the reference code maps nodes as b * x with weights (b - a) / 2 * w; on a symmetric
-    # domain that is the affine map, on [0, 4] (lognormal) half of its nodes fall below 0.
+    # Departures A1: the reference code maps nodes as b * x with weights (b - a) / 2 * w; on a
+    # symmetric domain that is the affine map, on [0, 4] (lognormal) half of its nodes fall below 0.
     x, w = np.polynomial.legendre.leggauss(8)
     domain = torch.tensor([[0.0, 4.0], [-1.2, 1.2]], dtype=torch.float64)
     nodes, weights = gauss_legendre(domain, 8, compat=True)

@@ -1,4 +1,4 @@
-"""Training loop: run files, exact resume, clear errors (spec section 5)."""
+"""Training loop: run files, exact resume, clear errors (maths 5)."""
 
 from __future__ import annotations
 

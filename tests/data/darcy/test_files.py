@@ -1,6 +1,6 @@
 """The Darcy file (:mod:`tkam.data.darcy.files`): the HDF5 writer (atomic), the loader's split and
 global min-max scaling, its errors, the cheap check ``tkam data list`` runs, and a training run on
-the fields (spec section 6, A14)."""
+the fields (maths 6, departures A14)."""
 
 from __future__ import annotations
 
