@@ -1,5 +1,5 @@
 """CelebA (:mod:`tkam.data.celeba`): the JPEG folder, the resize, the partition file, the cheap
-check ``tkam data list`` runs and the declared downloads, on small fixture images (spec section
+check ``tkam data list`` runs and the declared downloads, on small fixture images (maths
 6)."""
 
 from __future__ import annotations
