@@ -18,6 +18,7 @@ __all__ = [
     "basis",
     "pairwise",
     "outer",
+    "scale_outer",
     "summed",
     "weighted_pairwise",
     "evaluate",
@@ -54,7 +55,13 @@ def pairwise(z: Tensor, args: KANArgs) -> Tensor:
 def outer(x: Tensor, args: KANArgs) -> Tensor:
     """``phi_{i->o}(x[s, i])``: ``(S, I) -> (S, I, O)``."""
     b = basis(x, args.basis_args())  # (S, I, M)
-    out = torch.einsum("sim,iom->sio", b, args.coef)
+    return scale_outer(torch.einsum("sim,iom->sio", b, args.coef), x, args)
+
+
+def scale_outer(splines: Tensor, x: Tensor, args: KANArgs) -> Tensor:
+    """``w_spline * splines + w_base * b(x)`` from the spline sums ``(S, I, O)`` of an outer
+    evaluation at ``x (S, I)``."""
+    out = splines
     if args.w_spline is not None:
         out = out * args.w_spline
     if args.base() is not None:

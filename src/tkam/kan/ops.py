@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tkam.kan import bases, eager
+from tkam.kan import eager
 from tkam.kan.arguments import BasisArgs, KANArgs
 from tkam.kan.native import native_applies
 from tkam.kan.operators import (
@@ -74,12 +74,8 @@ def outer(x: Tensor, args: KANArgs, kernel: str = "fused") -> Tensor:
     if not native_applies(x, kernel=kernel):
         return eager.outer(x, args)
     values = basis_by_input(x, args.basis_args())
-    out = torch.bmm(values, args.coef.transpose(1, 2)).permute(1, 0, 2)  # (S, I, O)
-    if args.w_spline is not None:
-        out = out * args.w_spline
-    if args.base() is not None:
-        out = out + bases.activation(args.activation)(x).unsqueeze(-1) * args.w_base
-    return out
+    splines = torch.bmm(values, args.coef.transpose(1, 2)).permute(1, 0, 2)  # (S, I, O)
+    return eager.scale_outer(splines, x, args)
 
 
 def basis_by_input(x: Tensor, b: BasisArgs) -> Tensor:

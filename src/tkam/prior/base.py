@@ -112,7 +112,7 @@ class KANPrior(PriorModule):
         CDFs, rows ``q P + p``, built once per table."""
         kernel = self.layer.kernel
         return self._derived(
-            "guide", lambda t: guide_table(t.cdf.reshape(-1, t.cdf.shape[-1]), kernel)
+            "guide", lambda t: guide_table(t.cdf.reshape(-1, t.cdf.shape[-1]), kernel=kernel)
         )
 
     def sampling_cdf_by_row(self) -> Tensor:

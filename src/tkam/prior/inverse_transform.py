@@ -59,7 +59,7 @@ def invert_batched(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
 
 
 @torch.profiler.record_function("tkam::guide_table")
-def guide_table(cdf: Tensor, kernel: str = "fused") -> Tensor:
+def guide_table(cdf: Tensor, *, kernel: str = "fused") -> Tensor:
     """``guide[c, b] = min{j : cdf[c, j] >= b / L}`` for ``b < L``, L the power of two >= n.
 
     With L a power of two, ``floor(u L) = b`` implies ``u >= b / L`` exactly in floating point, so
@@ -83,6 +83,7 @@ def invert_components(
     u: Tensor,
     guide: Tensor | None = None,
     knot_rows: Tensor | None = None,
+    *,
     kernel: str = "fused",
 ) -> Tensor:
     """Invert, for each sample, the CDF of its own component.
@@ -140,6 +141,7 @@ def invert_shared(
     values: bool = True,
     sums: bool = False,
     cdf_by_row: Tensor | None = None,
+    *,
     kernel: str = "fused",
 ) -> Tensor | tuple[Tensor | None, Tensor]:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).

@@ -95,7 +95,7 @@ class UnivariatePrior(KANPrior):
         u = self._uniform((self.num_inputs, num_samples), rng)
         by_row = self._by_row(table)
         kernel = self.layer.kernel
-        return invert_shared(table.knots[0], table.cdf, u, False, True, by_row, kernel)[1]
+        return invert_shared(table.knots[0], table.cdf, u, False, True, by_row, kernel=kernel)[1]
 
     def _sample_independent(
         self, table: QuadratureTable, num_samples: int, rng: torch.Generator | None
