@@ -45,6 +45,7 @@ __all__ = [
     "cache_dir",
     "native_requested",
     "native_applies",
+    "triton_enabled",
 ]
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_kernels.cpp"
@@ -236,9 +237,9 @@ def _library_available() -> bool:
 
 @torch.compiler.assume_constant_result
 @lru_cache(maxsize=1)
-def _triton_available() -> bool:
-    """Whether CUDA tensors get the Triton kernels (triton imported); ``TKAM_TRITON=0`` switches
-    them off."""
+def triton_enabled() -> bool:
+    """Whether CUDA tensors get the Triton kernels (triton imported, so a CUDA device or
+    ``TRITON_INTERPRET=1``); ``TKAM_TRITON=0`` switches them off."""
     return os.environ.get("TKAM_TRITON", "1") != "0" and triton_kernels.available()
 
 
@@ -246,7 +247,7 @@ def native_applies(*tensors: Tensor, kernel: str = "fused", cpu_float32: bool = 
     """Whether native code runs for these tensors: the one rule of every caller.
 
     True for ``kernel = "fused"`` (the layers' setting; ``"eager"`` is always false) and either
-    CPU tensors with the built library or CUDA tensors with triton (see :func:`_triton_available`).
+    CPU tensors with the built library or CUDA tensors with triton (see :func:`triton_enabled`).
     ``cpu_float32``: for the kernels that exist for CPU float32 tensors only (the prior's
     quadrature table and inverse-transform sampling).
     """
@@ -257,7 +258,7 @@ def native_applies(*tensors: Tensor, kernel: str = "fused", cpu_float32: bool = 
         float32 = all(t.dtype == torch.float32 for t in tensors)
         return devices == {"cpu"} and float32 and _library_available()
     if devices == {"cuda"}:
-        return _triton_available()
+        return triton_enabled()
     return devices == {"cpu"} and _library_available()
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from tkam.kan import eager, native_calls, triton_kernels
 from tkam.kan.arguments import BasisArgs, KANArgs, schema, split
-from tkam.kan.native import _triton_available, native_applies
+from tkam.kan.native import native_applies, triton_enabled
 
 __all__ = [
     "call",
@@ -425,5 +425,5 @@ def register_triton_kernels() -> None:
     _REGISTERED = True
 
 
-if _triton_available():
+if triton_enabled():
     register_triton_kernels()
