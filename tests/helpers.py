@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from tkam.config import config_from_dict
+from tkam.kan.native import native_applies
+
+#: Skips a test where the fused CPU kernels do not run (no C++ compiler, or ``TKAM_NATIVE=0``), by
+#: the rule that the layers and the prior follow.
+requires_native = pytest.mark.skipif(
+    not native_applies(torch.empty(0)),
+    reason="the fused CPU kernels do not run here (no C++ compiler, or TKAM_NATIVE=0)",
+)
 
 
 def tiny_config(**sections):

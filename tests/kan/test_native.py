@@ -51,8 +51,8 @@ def test_without_a_compiler_the_layers_warn_once_and_run_eager(fresh_loader, mon
     layer = UnivariateLayer(4, 3, config, rng=torch.Generator().manual_seed(0)).double()
     x = torch.randn(5, 4, dtype=torch.float64)
     z = torch.randn(5, 3, 4, dtype=torch.float64)
-    torch.testing.assert_close(layer.summed(x), ops.eager_summed(x, *layer._arguments()))
-    torch.testing.assert_close(layer.pairwise(z), ops.eager_pairwise(z, *layer._arguments()))
+    torch.testing.assert_close(layer.summed(x), ops.eager_summed(x, layer.arguments()))
+    torch.testing.assert_close(layer.pairwise(z), ops.eager_pairwise(z, layer.arguments()))
 
 
 def test_the_environment_can_switch_the_kernels_off(fresh_loader, monkeypatch) -> None:

@@ -16,12 +16,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import requires_native
 from tkam.config import BASE_ACTIVATIONS, KANConfig
-from tkam.kan import ops
+from tkam.kan import native, ops
 from tkam.kan.layer import UnivariateLayer
-from tkam.kan.native import library
 
-pytestmark = pytest.mark.skipif(library() is None, reason="no C++ compiler for the fused kernels")
+pytestmark = requires_native
 
 ALL_BASES = ("bspline", "rbf", "rswaf", "fourier", "chebyshev")
 EVALUATIONS = ("pairwise", "outer", "summed")
@@ -79,7 +79,7 @@ def evaluate(
     fn = getattr(ops, evaluation if fused else f"eager_{evaluation}")
     x = x.detach().requires_grad_()
     params = [p for p in layer.parameters() if p.requires_grad]
-    y = fn(x, *layer._arguments())
+    y = fn(x, layer.arguments())
     weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=y.dtype)
     leaves = [x, *params]
     # allow_unused: a degree-0 B-spline without base branch is constant in x between knots.
@@ -163,16 +163,14 @@ def test_gradcheck_in_float64(basis, activation, evaluation) -> None:
     if basis == "bspline":  # keep inputs away from knots, where B-splines have kinks
         x = x.clamp(-1.5, 1.5) * 0.37 + 0.011
     fn = getattr(ops, evaluation)
-    args = layer._arguments()
-    coef, w_spline, w_base, grid, tau = args[0], args[1], args[2], args[3], args[4]
-    static = args[5:]
+    args = layer.arguments()
 
     def f(x, coef, w_spline, w_base, tau):
-        return fn(x, coef, w_spline, w_base, grid, tau, *static)
+        return fn(x, args._replace(coef=coef, w_spline=w_spline, w_base=w_base, tau=tau))
 
     leaves = [
         t.detach().clone().requires_grad_() if t is not None else None
-        for t in (x, coef, w_spline, w_base, tau)
+        for t in (x, args.coef, args.w_spline, args.w_base, args.tau)
     ]
     if basis == "bspline":
         leaves[4] = leaves[4].detach()  # B-splines do not use tau
@@ -181,67 +179,60 @@ def test_gradcheck_in_float64(basis, activation, evaluation) -> None:
 
 def test_operators_pass_opcheck() -> None:
     # Schema, fake (meta) implementations, autograd registration and dispatch consistency.
+    # The operators take the fields of KANArgs (BasisArgs for the features) one by one.
     layer = random_layer("rbf", "silu", in_dim=4, out_dim=3)
-    coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation = layer._arguments()
+    args = layer.arguments()
+    b = layer.basis_arguments()
+    coef, w_spline, w_base = args.coef, args.w_spline, args.w_base
     z = inputs("pairwise", layer, 5, 1).requires_grad_()
     x = inputs("outer", layer, 5, 2).requires_grad_()
-    torch.library.opcheck(
-        torch.ops.tkam.kan_eval.default,
-        (z, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, True),
-    )
-    torch.library.opcheck(
-        torch.ops.tkam.kan_eval.default,
-        (x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation, False),
-    )
+    torch.library.opcheck(torch.ops.tkam.kan_eval.default, (z, *args, True))
+    torch.library.opcheck(torch.ops.tkam.kan_eval.default, (x, *args, False))
     M = coef.shape[-1]
     for by_input in (False, True):
-        act = "none" if by_input else activation
-        torch.library.opcheck(
-            torch.ops.tkam.kan_features.default,
-            (x, grid, tau, bandwidth, basis, degree, act, M, by_input),
-        )
+        act = "none" if by_input else args.activation
+        torch.library.opcheck(torch.ops.tkam.kan_features.default, (x, *b, act, by_input))
     torch.library.opcheck(torch.ops.tkam.kan_weights.default, (coef, w_spline, w_base))
     # The backward operators: their outputs must match the fake (meta) implementations exactly,
     # strides included, or compiled graphs reject them.
     needs = [True, True, True, True, True]
-    params = [t.detach() for t in (coef, w_spline, w_base)]
+    constant = args._replace(
+        coef=coef.detach(), w_spline=w_spline.detach(), w_base=w_base.detach(), tau=b.tau.detach()
+    )
     for arg, pairwise in ((z, True), (x, False)):
         grad = torch.randn(arg.shape[0], coef.shape[1], coef.shape[0], dtype=arg.dtype)
         torch.library.opcheck(
             torch.ops.tkam.kan_eval_backward.default,
-            (grad, arg.detach(), *params, grid, tau.detach(), bandwidth, basis, degree,
-             activation, pairwise, needs),
-        )  # fmt: skip
+            (grad, arg.detach(), *constant, pairwise, needs),
+        )
     weights = torch.randn(z.shape[0], dtype=z.dtype)
     torch.library.opcheck(
-        torch.ops.tkam.kan_weighted_pairwise.default,
-        (z.detach(), weights, *params, grid, tau.detach(), bandwidth, basis, degree, activation,
-         needs[:4]),
-    )  # fmt: skip
+        torch.ops.tkam.kan_weighted_pairwise.default, (z.detach(), weights, *constant, needs[:4])
+    )
     for by_input, rows in (
         (False, (x.shape[0], M + 1, x.shape[1])),
         (True, (x.shape[1], x.shape[0], M)),
     ):
-        act = "none" if by_input else activation
+        act = "none" if by_input else args.activation
         torch.library.opcheck(
             torch.ops.tkam.kan_features_backward.default,
-            (torch.randn(rows, dtype=x.dtype), x.detach(), grid, tau.detach(), bandwidth, basis,
-             degree, act, M, by_input, [True, True]),
+            (torch.randn(rows, dtype=x.dtype), x.detach(), *b._replace(tau=b.tau.detach()), act,
+             by_input, [True, True]),
         )  # fmt: skip
 
 
 def test_torch_compile_and_torch_func_run_through_the_operators() -> None:
     layer = random_layer("rbf", "silu", in_dim=4, out_dim=3, dtype=torch.float32)
     z = inputs("pairwise", layer, 6, 1)
-    args = layer._arguments()
+    args = layer.arguments()
 
     def log_density(z: torch.Tensor) -> torch.Tensor:
-        return ops.pairwise(z, *args).sum()
+        return ops.pairwise(z, args).sum()
 
     compiled = torch.compile(log_density, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(z), log_density(z))
     score = torch.func.grad(log_density)(z)
-    reference = torch.func.grad(lambda z: ops.eager_pairwise(z, *args).sum())(z)
+    reference = torch.func.grad(lambda z: ops.eager_pairwise(z, args).sum())(z)
     torch.testing.assert_close(score, reference, rtol=1e-5, atol=1e-6)
 
 
@@ -249,7 +240,7 @@ def test_without_the_library_the_operators_run_the_eager_reference(monkeypatch) 
     layer = random_layer("fourier", "relu", in_dim=3, out_dim=2)
     x = inputs("summed", layer, 4, 1)
     fused_value, fused_grads = evaluate(layer, "summed", x, fused=True)
-    monkeypatch.setattr(ops, "library", lambda: None)
+    monkeypatch.setattr(native, "library", lambda: None)
     value, grads = evaluate(layer, "summed", x, fused=True)
     torch.testing.assert_close(value, fused_value, rtol=1e-9, atol=1e-12)
     for g, ref in zip(grads, fused_grads):
@@ -272,10 +263,10 @@ def test_layers_use_the_configured_kernel() -> None:
 def test_large_batches_without_gradient_are_chunked(monkeypatch) -> None:
     layer = random_layer("rbf", "silu", in_dim=4, out_dim=3)
     x = inputs("summed", layer, 50, 1)
-    whole = ops.summed(x, *layer._arguments())
+    whole = ops.summed(x, layer.arguments())
     monkeypatch.setattr(ops, "SUMMED_CHUNK", 7)
     with torch.no_grad():
-        chunked = ops.summed(x, *layer._arguments())
+        chunked = ops.summed(x, layer.arguments())
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
 
 
@@ -288,7 +279,7 @@ def test_weighted_pairwise_gives_the_value_and_gradients_of_the_weighted_sum(bas
     params = [p for p in layer.parameters() if p.requires_grad]
     results = []
     for fn in (ops.weighted_pairwise, ops.eager_weighted_pairwise):
-        value = fn(z, weights, *layer._arguments())
+        value = fn(z, weights, layer.arguments())
         results.append((value.detach(), torch.autograd.grad(2.5 * value, params)))
     (value, grads), (ref_value, ref_grads) = results
     assert value.dim() == 0
@@ -313,9 +304,9 @@ def test_only_the_requested_gradients_are_computed_and_they_are_right(basis, tra
         for fused in (True, False):
             if evaluation == "weighted":
                 fn = ops.weighted_pairwise if fused else ops.eager_weighted_pairwise
-                y = fn(z, weights, *layer._arguments())
+                y = fn(z, weights, layer.arguments())
             else:
-                y = (ops.pairwise if fused else ops.eager_pairwise)(z, *layer._arguments())
+                y = (ops.pairwise if fused else ops.eager_pairwise)(z, layer.arguments())
                 y = (y * weights[:, None, None]).sum()
             outs.append((y.detach(), torch.autograd.grad(y, params) if params else ()))
         assert relative_error(outs[0][0], outs[1][0]) < 1e-10

@@ -191,11 +191,23 @@ def _to(device, *tensors):
     return [None if t is None else t.to(device) for t in tensors]
 
 
+def _arguments(p, static, M, device="cpu"):
+    """The KANArgs and BasisArgs of parameters ``p`` (from :func:`_parameters`) on ``device``;
+    ``static``: (basis, degree, activation)."""
+    from tkam.kan.arguments import BasisArgs, KANArgs
+
+    names = ("coef", "w_spline", "w_base", "grid", "tau", "bandwidth")
+    args = KANArgs(*_to(device, *(p[k] for k in names)), *static)
+    b = BasisArgs(*_to(device, p["grid"], p["tau"], p["bandwidth"]), *static[:2], M)
+    return args, b
+
+
 def _check_eval(case, pairwise: bool, device: str = "cpu") -> None:
     import torch
 
-    from tkam.kan import ops
+    from tkam.kan import eager as reference
     from tkam.kan import triton_kernels as tk
+    from tkam.kan.arguments import KANArgs
 
     basis, activation, degree, grid_size, dname, size = case
     dtype = getattr(torch, dname)
@@ -205,17 +217,16 @@ def _check_eval(case, pairwise: bool, device: str = "cpu") -> None:
     static = (basis, degree, activation)
 
     def eager(x, coef, w_spline, w_base, tau, grid, bandwidth):
-        args = (x, coef, w_spline, w_base, grid, tau, bandwidth, *static)
-        return ops.eager_pairwise(*args) if pairwise else ops.eager_outer(*args).transpose(1, 2)
+        args = KANArgs(coef, w_spline, w_base, grid, tau, bandwidth, *static)
+        return reference.evaluate(x, args, pairwise)
 
     leaves = [x, p["coef"], p["w_spline"], p["w_base"], p["tau"]]
     value, weight, grads = _reference(eager, leaves, p["grid"].double(), p["bandwidth"].double())
-    names = ("coef", "w_spline", "w_base", "grid", "tau", "bandwidth")
-    args = (*_to(device, *(p[k] for k in names)), *static)
+    args, _ = _arguments(p, static, M, device)
     xd, gd = _to(device, x, weight.to(dtype))
     tol = TOLERANCE[dname]
-    _compare("value", tk.kan_eval(xd, *args, pairwise), value, tol, dtype, device)
-    out = tk.kan_eval_backward(gd, xd, *args, pairwise, [True] * 5)
+    _compare("value", tk.kan_eval(xd, args, pairwise), value, tol, dtype, device)
+    out = tk.kan_eval_backward(gd, xd, args, pairwise, [True] * 5)
     names = ("grad x", "grad coef", "grad w_spline", "grad w_base", "grad tau")
     for name, actual, expected, leaf in zip(names, out, grads, leaves):
         if leaf is None:
@@ -228,27 +239,27 @@ def _check_eval(case, pairwise: bool, device: str = "cpu") -> None:
 def _check_features(case, device: str = "cpu") -> None:
     import torch
 
-    from tkam.kan import ops
+    from tkam.kan import eager as reference
     from tkam.kan import triton_kernels as tk
+    from tkam.kan.arguments import BasisArgs
 
     basis, activation, degree, grid_size, dname, size = case
     dtype = getattr(torch, dname)
     I, O, S = SIZES[size]
     p, M = _parameters(basis, activation, degree, grid_size, dtype, I=I, O=O)
     x = _inputs((S + 1, I), dtype, seed=2)
-    static = (basis, degree, activation, M)
 
     def eager(x, tau, grid, bandwidth):
-        return ops._eager_features(x, grid, tau, bandwidth, *static)
+        return reference.features(x, BasisArgs(grid, tau, bandwidth, basis, degree, M), activation)
 
     value, weight, grads = _reference(
         eager, [x, p["tau"]], p["grid"].double(), p["bandwidth"].double()
     )
-    args = (*_to(device, p["grid"], p["tau"], p["bandwidth"]), *static)
+    _, b = _arguments(p, (basis, degree, activation), M, device)
     xd, gd = _to(device, x, weight.to(dtype))
     tol = TOLERANCE[dname]
-    _compare("features", tk.kan_features(xd, *args), value, tol, dtype, device)
-    gx, g_tau = tk.kan_features_backward(gd, xd, *args, False, [True, True])
+    _compare("features", tk.kan_features(xd, b, activation), value, tol, dtype, device)
+    gx, g_tau = tk.kan_features_backward(gd, xd, b, activation, False, [True, True])
     _compare("grad x", gx, grads[0], tol, dtype, device)
     _compare("grad tau", g_tau, grads[1], tol, dtype, device)
 
@@ -256,8 +267,9 @@ def _check_features(case, device: str = "cpu") -> None:
 def _check_weighted(case, device: str = "cpu") -> None:
     import torch
 
-    from tkam.kan import ops
+    from tkam.kan import eager as reference
     from tkam.kan import triton_kernels as tk
+    from tkam.kan.arguments import KANArgs
 
     basis, activation, degree, grid_size, dname, size = case
     dtype = getattr(torch, dname)
@@ -268,8 +280,8 @@ def _check_weighted(case, device: str = "cpu") -> None:
     static = (basis, degree, activation)
 
     def eager(coef, w_spline, w_base, tau, grid, bandwidth):
-        args = (coef, w_spline, w_base, grid, tau, bandwidth, *static)
-        return ops.eager_weighted_pairwise(z.double(), weights.double(), *args)
+        args = KANArgs(coef, w_spline, w_base, grid, tau, bandwidth, *static)
+        return reference.weighted_pairwise(z.double(), weights.double(), args)
 
     leaves = [p["coef"], p["w_spline"], p["w_base"], p["tau"]]
     copies = [None if t is None else t.detach().double().requires_grad_() for t in leaves]
@@ -277,9 +289,8 @@ def _check_weighted(case, device: str = "cpu") -> None:
     live = [t for t in copies if t is not None]
     grads = iter(torch.autograd.grad(value, live, allow_unused=True))
     expected = [None if t is None else next(grads) for t in copies]
-    names = ("coef", "w_spline", "w_base", "grid", "tau", "bandwidth")
-    args = (*_to(device, *(p[k] for k in names)), *static)
-    out = tk.kan_weighted_pairwise(*_to(device, z, weights), *args, [True] * 4)
+    args, _ = _arguments(p, static, M, device)
+    out = tk.kan_weighted_pairwise(*_to(device, z, weights), args, [True] * 4)
     tol = TOLERANCE[dname]
     _compare("value", out[0], value.detach(), tol, dtype, device)
     names = ("grad coef", "grad w_spline", "grad w_base", "grad tau")
@@ -294,19 +305,18 @@ def _check_weighted(case, device: str = "cpu") -> None:
 def _check_conventions() -> None:
     import torch
 
-    from tkam.kan import ops
+    from tkam.kan import operators
     from tkam.kan import triton_kernels as tk
 
     f32 = torch.float32
     p, M = _parameters("rbf", "none", 0, 4, f32)
     I, O, _ = p["coef"].shape
-    args = (p["coef"], p["w_spline"], p["w_base"], p["grid"], p["tau"], p["bandwidth"])
-    static = ("rbf", 0, "none")
+    args, _ = _arguments(p, ("rbf", 0, "none"), M)
     x = _inputs((4, I), f32, seed=5)
     grad = _inputs((4, O, I), f32, seed=6)
     # Only some gradients; w_base given but the branch off ("none"): zeros, as on CPU.
     gx, g_coef, g_wsp, g_wb, g_tau = tk.kan_eval_backward(
-        grad, x, *args, *static, False, [False, True, False, True, False]
+        grad, x, args, False, [False, True, False, True, False]
     )
     if gx.numel() or g_wsp.numel() or g_tau.numel():
         raise AssertionError("gradients that were not asked for must be empty tensors")
@@ -314,25 +324,24 @@ def _check_conventions() -> None:
         raise AssertionError("wrong coefficient gradient shape or non-zero w_base gradient")
     # B-splines do not depend on tau: its gradient is a zero scalar.
     pb, Mb = _parameters("bspline", "tanh", 3, 4, f32)
-    argsb = (pb["coef"], pb["w_spline"], pb["w_base"], pb["grid"], pb["tau"], pb["bandwidth"])
-    out = tk.kan_eval_backward(grad, x, *argsb, "bspline", 3, "tanh", False, [False] * 4 + [True])
+    argsb, _ = _arguments(pb, ("bspline", 3, "tanh"), Mb)
+    out = tk.kan_eval_backward(grad, x, argsb, False, [False] * 4 + [True])
     if out[4].shape != () or out[4].item() != 0.0:
         raise AssertionError("B-splines: the tau gradient must be a zero scalar")
     # An empty batch.
     empty = torch.empty(0, I)
-    if tk.kan_eval(empty, *args, *static, False).shape != (0, O, I):
+    if tk.kan_eval(empty, args, False).shape != (0, O, I):
         raise AssertionError("empty batch: wrong output shape")
-    gx = tk.kan_eval_backward(torch.empty(0, O, I), empty, *args, *static, False, [True] * 5)[0]
+    gx = tk.kan_eval_backward(torch.empty(0, O, I), empty, args, False, [True] * 5)[0]
     if gx.shape != (0, I):
         raise AssertionError("empty batch: wrong input-gradient shape")
-    # Registration as the CUDA kernels of the operators (no device is needed for that).
-    tk.register()
-    tk.register()
-    for name in ("kan_eval", "kan_eval_backward", "kan_features", "kan_features_backward",
-                 "kan_weighted_pairwise"):  # fmt: skip
+    # Registered as the CUDA kernels of the operators when tkam.kan loaded (no device is needed
+    # for that); registering again changes nothing.
+    operators.register_triton_kernels()
+    names = ("kan_eval", "kan_eval_backward", "kan_features", "kan_features_backward")
+    for name in (*names, "kan_weighted_pairwise"):
         if not torch._C._dispatch_has_kernel_for_dispatch_key(f"tkam::{name}", "CUDA"):
-            raise AssertionError(f"tkam::{name} has no CUDA kernel after register()")
-    assert ops.BASIS_CODES  # the operators module is loaded
+            raise AssertionError(f"tkam::{name} has no CUDA kernel")
 
 
 def _main() -> None:

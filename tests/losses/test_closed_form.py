@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from tests.helpers import tiny_config
+from tests.helpers import requires_native, tiny_config
 from tests.losses.conjugate import (
     Gaussians,
     conjugate_model,
@@ -37,7 +37,6 @@ from tests.losses.conjugate import (
 )
 from tkam.config import PosteriorConfig, ThermodynamicConfig
 from tkam.kan.layer import UnivariateLayer
-from tkam.kan.native import library
 from tkam.losses import compute_loss, importance_loss, langevin_loss, thermodynamic_loss
 from tkam.model import TKAM
 from tkam.posterior.tempering import TemperedRun
@@ -340,7 +339,7 @@ def test_thermodynamic_loss_value_with_unequally_spaced_temperatures(
 # fused kernels on a loss
 
 
-@pytest.mark.skipif(library() is None, reason="no C++ compiler for the fused kernels")
+@requires_native
 @pytest.mark.parametrize("loss", ["importance", "langevin", "thermodynamic"])
 def test_fused_kernels_give_the_eager_loss_and_gradients(loss) -> None:
     """The tiny T-KAM built with ``kernel = "fused"`` and ``"eager"`` (prior and generator) from

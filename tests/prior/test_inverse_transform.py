@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from tkam.kan.native import library
+from tests.helpers import requires_native
+from tkam.kan import native_calls
 from tkam.prior import inverse_transform
 from tkam.prior.inverse_transform import (
     guide_table,
@@ -226,7 +227,7 @@ def test_samples_never_pass_the_last_knot_exactly(dtype, knots, cdf, inverter) -
 # ------------------------------------------------------------------------------------------------
 # The fused CPU kernels (float32): bitwise the reference's samples, on every path.
 
-requires_kernels = pytest.mark.skipif(library() is None, reason="no C++ compiler")
+requires_kernels = requires_native
 
 
 def _random_table(seed: int, Q: int, P: int, n: int, flat: float = 0.3):
@@ -250,9 +251,8 @@ def test_fused_shared_inversion_is_bitwise_the_reference(monkeypatch, path, samp
     u = torch.rand(5, samples, generator=g)
     u[:, :1] = 0.0  # u = 0 exactly
     u[:, -1:] = cdf[3, :, 20:21]  # u equal to a knot's CDF value
-    lib = library()
     if path != "lanes":
-        monkeypatch.setattr(lib, "tkam_invert_shared_lanes_f32", lambda *args: 0)
+        monkeypatch.setattr(native_calls, "invert_shared_lanes", lambda *args: False)
         monkeypatch.setattr(inverse_transform, "RUNS_FROM", 0 if path == "runs" else 10**9)
     z, sums = invert_shared(knots, cdf, u, sums=True)
     reference = _shared_reference(knots, cdf, u)

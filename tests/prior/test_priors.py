@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from tests.helpers import requires_native
 from tkam.config import PriorConfig, config_from_dict
 from tkam.config.schema import ineffective_settings
+from tkam.kan import native_calls
 from tkam.prior import MixturePrior, UnivariatePrior, build_prior, gauss_legendre
 from tkam.prior.inverse_transform import invert_batched, invert_components
 from tkam.prior.reference import ReferenceDensity
@@ -758,3 +760,33 @@ def test_compat_layout_samples_follow_the_reshaped_densities(make_prior) -> None
 
     assert ks(prior) < 1.63 / math.sqrt(S)
     assert ks(plain) > 3 / math.sqrt(S)
+
+
+# ------------------------------------------------------------------------------------------------
+# kernel = "eager" is eager everywhere: no call into the compiled library, sampling included
+
+
+@requires_native
+@pytest.mark.parametrize(("mixture", "independent"), [(False, False), (False, True), (True, False)])
+def test_the_eager_kernel_calls_no_native_code(monkeypatch, mixture, independent) -> None:
+    calls: list[str] = []
+    run = native_calls._run
+    record = lambda name, *arguments: (calls.append(name), run(name, *arguments))[1]
+    monkeypatch.setattr(native_calls, "_run", record)
+    for kernel in ("fused", "eager"):
+        options = {"mixture": mixture, "independent_uniforms": independent, "kernel": kernel}
+        config = PriorConfig(widths=(3, 5), reference="gaussian", grid_size=6, **options)
+        prior = build_prior(config, rng=torch.Generator().manual_seed(0))
+        calls.clear()
+        rng = torch.Generator().manual_seed(1)
+        z = prior.sample(40, rng)
+        if not mixture:
+            prior.sample_generator_input(40, rng)
+        prior.log_prior(z, normalise=True)
+        prior.weighted_log_prior(z, torch.ones(40), normalise=True).backward()
+        if kernel == "eager":
+            assert calls == []
+        else:  # the fused quadrature table, the sampler and the layer's operators
+            assert "tkam_quadrature_table_f32" in calls
+            assert any(name.startswith("tkam_invert") for name in calls)
+            assert any(name.startswith(("tkam_eval", "tkam_features")) for name in calls)

@@ -15,8 +15,8 @@ import csv
 import pytest
 import torch
 
+from tests.helpers import requires_native
 from tkam.config import load_config
-from tkam.kan.native import library
 from tkam.train import fit
 
 STEPS = 20
@@ -39,7 +39,7 @@ def _losses(tmp_path, kernel: str, *extra: str) -> list[float]:
     return [float(r["Train MLE Loss"]) for r in rows]
 
 
-@pytest.mark.skipif(library() is None, reason="no C++ compiler for the fused kernels")
+@requires_native
 @pytest.mark.parametrize(
     ("extra", "tolerance"),
     [((), 1e-4), (("train.contrastive=true",), 1e-3)],

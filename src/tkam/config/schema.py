@@ -29,6 +29,8 @@ __all__ = [
     "ExperimentConfig",
     "BASES",
     "BASE_ACTIVATIONS",
+    "BASIS_CODES",
+    "ACTIVATION_CODES",
     "REFERENCES",
     "REFERENCE_DOMAINS",
     "ineffective_settings",
@@ -40,31 +42,32 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key and its source."""
 
 
+# The bases and base activations of the KAN layers, each with the integer code by which the
+# compiled (C++) and Triton kernels know it: tkam.kan.codes generates their constants from these
+# two tables, the one list of them (the tests hold the eager functions to it).
+BASIS_CODES: dict[str, int] = {"bspline": 0, "rbf": 1, "rswaf": 2, "fourier": 3, "chebyshev": 4}
+ACTIVATION_CODES: dict[str, int] = {
+    "none": 0,
+    "relu": 1,
+    "leakyrelu": 2,
+    "tanh": 3,
+    "sigmoid": 4,
+    "swish": 5,
+    "gelu": 6,
+    "selu": 7,
+    "silu": 8,
+    "elu": 9,
+    "celu": 10,
+}
 # Canonical basis names and the aliases accepted for them (reference spellings included).
 BASES: dict[str, str] = {
-    "bspline": "bspline",
+    **{name: name for name in BASIS_CODES},
     "b-spline": "bspline",
-    "rbf": "rbf",
-    "rswaf": "rswaf",
-    "fourier": "fourier",
     "fft": "fourier",
-    "chebyshev": "chebyshev",
     "cheby": "chebyshev",
 }
 GRID_BASES = ("bspline", "rbf", "rswaf")
-BASE_ACTIVATIONS = (
-    "relu",
-    "leakyrelu",
-    "tanh",
-    "sigmoid",
-    "swish",
-    "gelu",
-    "selu",
-    "silu",
-    "elu",
-    "celu",
-    "none",
-)
+BASE_ACTIVATIONS = tuple(ACTIVATION_CODES)
 REFERENCES = ("uniform", "gaussian", "lognormal", "learnable_gaussian", "ebm")
 #: The domain (quadrature nodes and grid) each reference density pi_0 fixes for a univariate or
 #: mixture prior; ``None``: the domain is the prior's ``grid_range``.

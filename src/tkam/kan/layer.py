@@ -5,8 +5,9 @@
 ``(S, I, O)`` tensor; ``summed`` sums over inputs (generator), ``pairwise`` evaluates every
 function at its own input (prior) and ``at_nodes`` at per-row quadrature nodes.
 
-Every evaluation runs through the fused operators of :mod:`tkam.kan.ops` (``kernel = "fused"``,
-the default) or the eager PyTorch reference (``kernel = "eager"``); both compute the same maths.
+Every evaluation runs through :mod:`tkam.kan.ops` with the layer's :meth:`arguments` and its
+``kernel``: the fused operators (``kernel = "fused"``, the default, where they apply) or the eager
+PyTorch reference (``kernel = "eager"``); both compute the same maths.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from tkam.config import KANConfig
-from tkam.kan import bases, ops
+from tkam.kan import bases, eager, ops
+from tkam.kan.arguments import BasisArgs, KANArgs
 
 __all__ = ["UnivariateLayer", "least_squares"]
 
@@ -123,10 +125,8 @@ class UnivariateLayer(nn.Module):
             u = torch.rand(I, O, G + 1, generator=rng)
             values = (u - 0.5) * config.eps_scale / G  # (I, O, G+1) target curve at grid points
             # The eager basis, so that both kernels start from the very same coefficients.
-            design = ops.eager_basis(
-                points.T.contiguous(), self.grid, self.tau, self.bandwidth, self.basis_name,
-                self.degree, self.num_bases,
-            ).permute(1, 0, 2)  # (I, G+1, M)  # fmt: skip
+            design = eager.basis(points.T.contiguous(), self.basis_arguments())
+            design = design.permute(1, 0, 2)  # (I, G+1, M)
             coef = least_squares(design, values.permute(0, 2, 1)).permute(0, 2, 1)  # (I, O, M)
         elif self.basis_name == "fourier":
             raw = normal(2, I, O, G + 1, std=math.sqrt(1.0 / (I * (O + G + 1))))
@@ -156,31 +156,39 @@ class UnivariateLayer(nn.Module):
             return torch.stack([self.grid.min(dim=1).values, self.grid.max(dim=1).values], dim=1)
         return self.domain
 
-    def _arguments(self, spline_only: bool = False) -> tuple:
-        """The operator arguments after the input: parameters, grid state and static choices."""
+    def arguments(self, spline_only: bool = False) -> KANArgs:
+        """The operators' arguments after the input: parameters, grid state and static choices;
+        ``spline_only``: the spline part alone (no ``w_spline``, no base branch)."""
         chebyshev = self.basis_name == "chebyshev"
-        w_spline = None if (chebyshev or spline_only) else self.w_spline
-        w_base = None if (spline_only or self.activation_name == "none") else self.w_base
-        activation = "none" if spline_only else self.activation_name
-        return (self.coef, w_spline, w_base, self.grid, self.tau, self.bandwidth,
-                self.basis_name, self.degree, activation)  # fmt: skip
+        return KANArgs(
+            coef=self.coef,
+            w_spline=None if (chebyshev or spline_only) else self.w_spline,
+            w_base=None if (spline_only or self.activation_name == "none") else self.w_base,
+            grid=self.grid,
+            tau=self.tau,
+            bandwidth=self.bandwidth,
+            basis=self.basis_name,
+            degree=self.degree,
+            activation="none" if spline_only else self.activation_name,
+        )
+
+    def basis_arguments(self) -> BasisArgs:
+        """What the basis values depend on (the grid state and static choices)."""
+        return BasisArgs(
+            self.grid, self.tau, self.bandwidth, self.basis_name, self.degree, self.num_bases
+        )
 
     def basis(self, x: Tensor) -> Tensor:
         """Basis values ``(..., I) -> (..., I, M)`` (fused for ``(S, I)`` inputs)."""
-        args = (self.grid, self.tau, self.bandwidth, self.basis_name, self.degree)
-        if self.kernel == "fused" and x.dim() == 2:
-            return ops.basis_values(x, *args, self.num_bases)
-        return ops.eager_basis(x, *args, self.num_bases)
+        return ops.basis_values(x, self.basis_arguments(), self.kernel)
 
     def spline(self, x: Tensor) -> Tensor:
         """The spline part ``s_io(x_i)`` alone, ``(S, I) -> (S, I, O)`` (what grid updates refit)."""
-        evaluate = ops.outer if self.kernel == "fused" else ops.eager_outer
-        return evaluate(x, *self._arguments(spline_only=True))
+        return ops.outer(x, self.arguments(spline_only=True), self.kernel)
 
     def forward(self, x: Tensor) -> Tensor:
         """``phi_{i->o}(x_{s,i})``: ``(S, I) -> (S, I, O)``."""
-        evaluate = ops.outer if self.kernel == "fused" else ops.eager_outer
-        return evaluate(x, *self._arguments())
+        return ops.outer(x, self.arguments(), self.kernel)
 
     def compile_kernels(self, **options) -> None:  # noqa: ANN003 - torch.compile's options
         """Compile the hot evaluations (``summed``, ``pairwise``) with ``torch.compile``.
@@ -209,16 +217,15 @@ class UnivariateLayer(nn.Module):
         """``sum_s weights[s] sum_{o,i} phi_{i->o}(z_{s,o,i})``: ``(S, O, I), (S,) -> ()``; fused,
         the value and its parameter gradients come from one pass (constant ``z`` and weights)."""
         if self.kernel == "fused":
-            return ops.weighted_pairwise(z, weights, *self._arguments())
+            return ops.weighted_pairwise(z, weights, self.arguments())
+        # The eager kernel: through self.pairwise, which compile_kernels may have compiled.
         return (self.pairwise(z).sum(dim=(1, 2)) * weights).sum()
 
     def _summed_impl(self, x: Tensor) -> Tensor:
-        evaluate = ops.summed if self.kernel == "fused" else ops.eager_summed
-        return evaluate(x, *self._arguments())
+        return ops.summed(x, self.arguments(), self.kernel)
 
     def _pairwise_impl(self, z: Tensor) -> Tensor:
-        evaluate = ops.pairwise if self.kernel == "fused" else ops.eager_pairwise
-        return evaluate(z, *self._arguments())
+        return ops.pairwise(z, self.arguments(), self.kernel)
 
     def at_nodes(self, nodes: Tensor) -> Tensor:
         """Evaluate at per-row quadrature nodes: ``(I, N) -> (N, I, O)``."""

@@ -1,15 +1,19 @@
-"""Build and load the fused CPU kernels (``csrc/kan_kernels.cpp``).
+"""Build and load the fused CPU kernels (``csrc/kan_kernels.cpp``), and the one rule for whether
+native code (those kernels, or the Triton kernels on CUDA) runs: :func:`native_applies`.
 
 The kernels are plain C++ with OpenMP behind a C interface, compiled on first use with the
 machine's C++ compiler (``$CXX``, else ``g++``, ``c++`` or ``clang++``) for this CPU
 (``-march=native``) in a few seconds, and cached under ``$TKAM_CACHE/kernels`` (default
-``~/.cache/tkam/kernels``) by a hash of the source, the compiler and the CPU, so a cached library
-is never used on a machine it was not built for. The library links the OpenMP runtime that
-PyTorch has already loaded, so both share one thread pool and ``torch.set_num_threads``.
+``~/.cache/tkam/kernels``) by a hash of the source, the generated header of codes
+(:func:`tkam.kan.codes.cpp_header`), the compiler and the CPU, so a cached library is never used
+on a machine it was not built for. The library links the OpenMP runtime that PyTorch has already
+loaded, so both share one thread pool and ``torch.set_num_threads``. When it loads, its interface
+version and code table must be Python's (:mod:`tkam.kan.codes`).
 
-Where no compiler is found or the build fails, :func:`library` returns ``None`` after one warning
-and the layers fall back to the eager PyTorch code. :func:`main` builds the library ahead of time
-(the Makefile's install step calls it) and prints where it is.
+Where no compiler is found, the build fails or the library disagrees with Python, :func:`library`
+returns ``None`` after one warning and the layers fall back to the eager PyTorch code.
+:func:`main` builds the library ahead of time (the Makefile's install step calls it) and prints
+where it is. Only :mod:`tkam.kan.native_calls` calls the library's entry points.
 """
 
 from __future__ import annotations
@@ -21,19 +25,32 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
-import torch  # noqa: F401 - torch's OpenMP runtime must be loaded before the library's
+import torch  # torch's OpenMP runtime must be loaded before the library's
+from torch import Tensor
 
 from tkam.files import atomic_path, cache_root
+from tkam.kan import codes, triton_kernels
 
-__all__ = ["library", "library_path", "build", "KernelBuildError", "cache_dir", "native_requested"]
+__all__ = [
+    "library",
+    "library_path",
+    "build",
+    "KernelBuildError",
+    "cache_dir",
+    "native_requested",
+    "native_applies",
+    "triton_enabled",
+]
 
 SOURCE = Path(__file__).with_name("csrc") / "kan_kernels.cpp"
-ABI_VERSION = 4
+#: The name under which the source includes :func:`tkam.kan.codes.cpp_header`.
+HEADER = "kan_codes.h"
 FLAGS = (
     "-O3",
     "-march=native",
@@ -54,6 +71,7 @@ _I64 = ctypes.c_int64
 _INT = ctypes.c_int
 _SIGNATURES: dict[str, tuple] = {
     "tkam_abi_version": (_INT, ()),
+    "tkam_codes": (ctypes.c_char_p, ()),
     "eval_fwd": (None, (_P, _P, _P, _P, _P, _P, _P, _I64, _P, _INT)),
     "eval_bwd": (
         None,
@@ -110,7 +128,8 @@ def library_path(compiler: str) -> Path:
         [compiler, "--version"], capture_output=True, text=True, check=False
     ).stdout
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode()):
+    header = codes.cpp_header().encode()
+    for part in (SOURCE.read_bytes(), header, " ".join(FLAGS).encode(), version.encode()):
         key.update(part)
     key.update(_cpu_signature().encode())
     return cache_dir() / f"tkam_kan_{key.hexdigest()[:16]}.so"
@@ -135,9 +154,10 @@ def build(force: bool = False) -> Path:
         flush=True,
     )
     # Built beside the target and renamed: concurrent builds (torchrun ranks) never see half a file.
-    with atomic_path(target, suffix=".so") as temporary:
+    with atomic_path(target, suffix=".so") as temporary, tempfile.TemporaryDirectory() as include:
+        (Path(include) / HEADER).write_text(codes.cpp_header())
         result = subprocess.run(
-            [compiler, *FLAGS, str(SOURCE), "-o", str(temporary)],
+            [compiler, *FLAGS, f"-I{include}", str(SOURCE), "-o", str(temporary)],
             capture_output=True,
             text=True,
             check=False,
@@ -155,8 +175,13 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
             fn = getattr(lib, full)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.tkam_abi_version() != ABI_VERSION:
+    if lib.tkam_abi_version() != codes.ABI_VERSION:
         raise KernelBuildError("the cached kernel library has another interface version")
+    if lib.tkam_codes().decode() != codes.fingerprint():
+        raise KernelBuildError(
+            f"the kernel library was built with other basis/activation codes "
+            f"({lib.tkam_codes().decode()}, Python has {codes.fingerprint()})"
+        )
     return lib
 
 
@@ -203,6 +228,38 @@ def library() -> ctypes.CDLL | None:
     1 or 0 is warned about (see :func:`native_requested`).
     """
     return _load()
+
+
+@torch.compiler.assume_constant_result
+def _library_available() -> bool:
+    return library() is not None
+
+
+@torch.compiler.assume_constant_result
+@lru_cache(maxsize=1)
+def triton_enabled() -> bool:
+    """Whether CUDA tensors get the Triton kernels (triton imported, so a CUDA device or
+    ``TRITON_INTERPRET=1``); ``TKAM_TRITON=0`` switches them off."""
+    return os.environ.get("TKAM_TRITON", "1") != "0" and triton_kernels.available()
+
+
+def native_applies(*tensors: Tensor, kernel: str = "fused", cpu_float32: bool = False) -> bool:
+    """Whether native code runs for these tensors: the one rule of every caller.
+
+    True for ``kernel = "fused"`` (the layers' setting; ``"eager"`` is always false) and either
+    CPU tensors with the built library or CUDA tensors with triton (see :func:`triton_enabled`).
+    ``cpu_float32``: for the kernels that exist for CPU float32 tensors only (the prior's
+    quadrature table and inverse-transform sampling).
+    """
+    if kernel != "fused":
+        return False
+    devices = {t.device.type for t in tensors}
+    if cpu_float32:
+        float32 = all(t.dtype == torch.float32 for t in tensors)
+        return devices == {"cpu"} and float32 and _library_available()
+    if devices == {"cuda"}:
+        return triton_enabled()
+    return devices == {"cpu"} and _library_available()
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
-"""Triton kernels of the univariate-function operators for CUDA tensors (tkam.kan.ops).
+"""Triton kernels of the univariate-function operators for CUDA tensors (tkam.kan.operators).
 
 The same maths as the fused CPU kernels (``csrc/kan_kernels.cpp``) and the eager reference
-(``ops.eager_*``): ``phi_{i->o}(x) = w_spline[i, o] * sum_m coef[i, o, m] B_m(x) + w_base[i, o] *
+(:mod:`tkam.kan.eager`): ``phi_{i->o}(x) = w_spline[i, o] * sum_m coef[i, o, m] B_m(x) + w_base[i, o] *
 b(x)``. Every program evaluates a block of inputs; it computes the basis values one basis function
 at a time in registers and contracts them with the coefficients at once, so no ``(S, O, I, M)``
 tensor exists. The backward kernels recompute the basis values (and their derivatives in x and
@@ -9,7 +9,7 @@ tau) and accumulate the parameter gradients with atomic adds into tensors of the
 size; the gradient of tau (and the weighted sum of :func:`kan_weighted_pairwise`) is one partial
 sum per program, added up afterwards. Memory is O(inputs + outputs + parameters).
 
-Bases, as in ``ops.eager_basis``: B-splines by Cox-de Boor on the extended knot rows (only the
+Bases, as in ``eager.basis``: B-splines by Cox-de Boor on the extended knot rows (only the
 ``degree + 1`` splines that are non-zero on the input's knot interval are formed), Gaussian RBFs
 with width ``bandwidth * tau``, RSWAF ``1 - tanh^2((x - g) / tau)``, Fourier ``cos / sin(2 pi tau k
 x)`` for k = 0..M/2-1 (cosines first; the multiples by the angle-addition recurrence) and
@@ -23,7 +23,11 @@ which index the very same tables.
 Float32 and float64 run natively (the compute type is float64 when ``x`` or the coefficients are;
 other floating types run in float32 and the results are cast back, as on CPU).
 Triton is optional: without it this module imports, :func:`available` is false and nothing else
-may be called. :func:`register` installs the functions below as the operators' CUDA kernels.
+may be called. :func:`tkam.kan.operators.register_triton_kernels` installs the functions below
+as the operators' CUDA kernels; they take the operators' arguments as
+:class:`~tkam.kan.arguments.KANArgs` (or :class:`~tkam.kan.arguments.BasisArgs`), like the eager
+and fused CPU code. The basis and activation codes are those of :mod:`tkam.kan.codes`, as
+constants of this module (``BSPLINE``, ..., ``A_RELU``, ...) that the kernels compare with.
 With ``TRITON_INTERPRET=1`` (set before triton is imported) they run on CPU tensors, which is how
 ``tests/kan/test_triton_kernels.py`` checks them.
 """
@@ -36,6 +40,7 @@ import os
 import torch
 from torch import Tensor
 
+from tkam.kan.arguments import BasisArgs, KANArgs
 from tkam.kan.codes import ACTIVATION_CODES, BASIS_CODES, compute_dtype
 
 # Triton is imported only where its kernels can run: with a CUDA device, or interpreted on the CPU
@@ -52,7 +57,6 @@ except Exception:  # triton is optional: a missing or broken install must not br
 
 __all__ = [
     "available",
-    "register",
     "kan_eval",
     "kan_eval_backward",
     "kan_features",
@@ -72,6 +76,30 @@ def _jit(fn):
     return fn if triton is None else triton.jit(fn)
 
 
+def _constant(code: int):
+    # A global that kernels read must be a triton constexpr; a plain int without triton.
+    return code if tl is None else tl.constexpr(code)
+
+
+# The codes of tkam.kan.codes, which the kernels compare their BASIS and ACT arguments with.
+BSPLINE = _constant(BASIS_CODES["bspline"])
+RBF = _constant(BASIS_CODES["rbf"])
+RSWAF = _constant(BASIS_CODES["rswaf"])
+FOURIER = _constant(BASIS_CODES["fourier"])
+CHEBYSHEV = _constant(BASIS_CODES["chebyshev"])
+A_NONE = _constant(ACTIVATION_CODES["none"])
+A_RELU = _constant(ACTIVATION_CODES["relu"])
+A_LEAKYRELU = _constant(ACTIVATION_CODES["leakyrelu"])
+A_TANH = _constant(ACTIVATION_CODES["tanh"])
+A_SIGMOID = _constant(ACTIVATION_CODES["sigmoid"])
+A_SWISH = _constant(ACTIVATION_CODES["swish"])
+A_GELU = _constant(ACTIVATION_CODES["gelu"])
+A_SELU = _constant(ACTIVATION_CODES["selu"])
+A_SILU = _constant(ACTIVATION_CODES["silu"])
+A_ELU = _constant(ACTIVATION_CODES["elu"])
+A_CELU = _constant(ACTIVATION_CODES["celu"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Element-wise helpers. Real constants are written inline: triton converts a literal operand to
 # the other operand's type (float64 keeps full precision), but a literal bound to a local name
@@ -88,40 +116,40 @@ def _tanh(x):
 
 @_jit
 def _activation(x, ACT: tl.constexpr):
-    """The base activation ``b(x)`` and ``b'(x)`` (codes of ``ops.ACTIVATION_CODES``)."""
+    """The base activation ``b(x)`` and ``b'(x)`` (zero for ``A_NONE``)."""
     zero = tl.zeros_like(x)
     one = zero + 1.0
     a = zero
     da = zero
-    if ACT == 1:  # relu
+    if ACT == A_RELU:
         a = tl.where(x > 0.0, x, zero)
         da = tl.where(x > 0.0, one, zero)
-    elif ACT == 2:  # leakyrelu, slope 0.01
+    elif ACT == A_LEAKYRELU:  # slope 0.01
         a = tl.where(x > 0.0, x, 0.01 * x)
         da = tl.where(x > 0.0, one, zero + 0.01)
-    elif ACT == 3:  # tanh
+    elif ACT == A_TANH:
         a = _tanh(x)
         da = 1.0 - a * a
-    elif ACT == 4:  # sigmoid
+    elif ACT == A_SIGMOID:
         a = 1.0 / (1.0 + tl.exp(-x))
         da = a * (1.0 - a)
-    elif ACT == 5:  # hard-swish (the reference's "swish"), torch's one-sided derivative
+    elif ACT == A_SWISH:  # hard-swish (the reference's "swish"), torch's one-sided derivative
         a = tl.where(x <= -3.0, zero, tl.where(x >= 3.0, x, x * (x + 3.0) / 6.0))
         da = tl.where(x < -3.0, zero, tl.where(x <= 3.0, x / 3.0 + 0.5, one))
-    elif ACT == 6:  # gelu, tanh approximation: sqrt(2 / pi) = 0.79788..., kappa = 0.044715
+    elif ACT == A_GELU:  # tanh approximation: sqrt(2 / pi) = 0.79788..., kappa = 0.044715
         th = _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))
         a = 0.5 * x * (1.0 + th)
         slope = 0.7978845608028654 * (1.0 + 0.134145 * x * x)  # d/dx of tanh's argument
         da = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * slope
-    elif ACT == 7:  # selu: scale 1.0507..., scale * alpha (alpha = 1.6732...) as torch rounds it
+    elif ACT == A_SELU:  # scale 1.0507..., scale * alpha (alpha = 1.6732...) as torch rounds it
         e = tl.exp(tl.minimum(x, zero))
         a = tl.where(x > 0.0, 1.0507009873554804934 * x, 1.7580993408473766 * (e - 1.0))
         da = tl.where(x > 0.0, zero + 1.0507009873554804934, 1.7580993408473766 * e)
-    elif ACT == 8:  # silu
+    elif ACT == A_SILU:
         sg = 1.0 / (1.0 + tl.exp(-x))
         a = x * sg
         da = sg * (1.0 + x * (1.0 - sg))
-    elif ACT == 9 or ACT == 10:  # elu, and celu with alpha = 1 (the same function)
+    elif ACT == A_ELU or ACT == A_CELU:  # celu with alpha = 1 is elu
         e = tl.exp(tl.minimum(x, zero))
         a = tl.where(x > 0.0, x, e - 1.0)
         da = tl.where(x > 0.0, one, e)
@@ -202,14 +230,14 @@ def _prologue(
     v2 = zero
     v3 = zero
     u1 = zero
-    if BASIS == 0:
+    if BASIS == BSPLINE:
         mu, nb, nx = _bspline_local(x, row_off, grid_ptr, K, mask, DEGREE, RP)
-    elif BASIS == 3:  # angle a = 2 pi tau x; the recurrence starts at cos(0 a) = 1
+    elif BASIS == FOURIER:  # angle a = 2 pi tau x; the recurrence starts at cos(0 a) = 1
         angle = (6.283185307179586 * tau) * x
         v1 = tl.cos(angle)
         v2 = tl.sin(angle)
         u1 = zero + 1.0
-    elif BASIS == 4:  # y = tanh(x) / tau, dy/dx, dy/dtau
+    elif BASIS == CHEBYSHEV:  # y = tanh(x) / tau, dy/dx, dy/dtau
         th = _tanh(x)
         v1 = th / tau
         v2 = (1.0 - th * th) / tau
@@ -249,27 +277,27 @@ def _slot(
     b = zero
     bx = zero
     bt = zero
-    if BASIS == 0:  # B-spline: slot j is B_{mu - DEGREE + j}; tau does not enter
+    if BASIS == BSPLINE:  # slot j is B_{mu - DEGREE + j}; tau does not enter
         m = mu - DEGREE + j
         ok = mask & (m >= 0) & (m < M)
         b = _column(nb, j, RP)
         bx = _column(nx, j, RP)
-    elif BASIS == 1:  # RBF exp(-t^2 / 2), t = (x - g) / (h tau)
+    elif BASIS == RBF:  # exp(-t^2 / 2), t = (x - g) / (h tau)
         g = tl.load(grid_ptr + row_off + j, mask=mask, other=0.0)
         width = bandwidth * tau
         t = (x - g) / width
         b = tl.exp(-0.5 * (t * t))
         bx = -b * t / width
         bt = b * t * t / tau
-    elif BASIS == 2:  # RSWAF 1 - tanh^2((x - g) / tau)
+    elif BASIS == RSWAF:  # 1 - tanh^2((x - g) / tau)
         g = tl.load(grid_ptr + row_off + j, mask=mask, other=0.0)
         d = x - g
         th = _tanh(d / tau)
         b = 1.0 - th * th
         bx = -2.0 * th * b / tau
         bt = 2.0 * th * b * d / (tau * tau)
-    elif BASIS == 3:
-        # Fourier, slots interleaved: j = 2k is cos(k a) (m = k), j = 2k + 1 is sin(k a)
+    elif BASIS == FOURIER:
+        # Slots interleaved: j = 2k is cos(k a) (m = k), j = 2k + 1 is sin(k a)
         # (m = M/2 + k); an even slot advances (cos, sin)((k-1) a) to k a by angle addition.
         k = j // 2
         odd = (j % 2) == 1
@@ -285,8 +313,8 @@ def _slot(
         b = tl.where(odd, u2, u1)
         bx = tl.where(odd, kw * u1, -kw * u2)
         bt = tl.where(odd, kx * u1, -kx * u2)
-    elif BASIS == 4:
-        # Chebyshev T_j(y) and T_j'(y) by their recurrences (u1, u2: T_{j-1}, T_{j-2};
+    elif BASIS == CHEBYSHEV:
+        # T_j(y) and T_j'(y) by their recurrences (u1, u2: T_{j-1}, T_{j-2};
         # u3, u4: their derivatives), then the chain rule through y = tanh(x) / tau.
         t_j = tl.where(j == 0, one, tl.where(j == 1, v1, 2.0 * v1 * u1 - u2))
         d_j = tl.where(j == 0, zero, tl.where(j == 1, one, 2.0 * u1 + 2.0 * v1 * u3 - u4))
@@ -602,10 +630,6 @@ _BACKWARD_BUDGET = 256
 _MAX_BLOCK_O = 16
 
 
-def _codes(basis: str, activation: str) -> tuple[int, int]:
-    return BASIS_CODES[basis], ACTIVATION_CODES[activation]
-
-
 def _device(t: Tensor):
     # Triton launches on the current CUDA device; tensors on another GPU need it switched.
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
@@ -618,27 +642,35 @@ def _next_pow2(n: int) -> int:
 class _Layer:
     """Kernel arguments shared by the evaluations: tables in the compute dtype and constants."""
 
-    def __init__(self, grid, tau, bandwidth, basis, degree, activation, M, dtype) -> None:
-        self.basis, self.act = _codes(basis, activation)
-        self.degree = int(degree) if basis == "bspline" else 0
-        self.M = int(M)
+    def __init__(self, b: BasisArgs, activation: str, dtype: torch.dtype) -> None:
+        self.basis, self.act = BASIS_CODES[b.basis], ACTIVATION_CODES[activation]
+        self.degree = int(b.degree) if b.basis == "bspline" else 0
+        self.M = int(b.num_bases)
         # Scalars stay on the device (no host sync); an absent table gets a placeholder pointer.
-        self.tau = tau.detach().to(dtype).reshape(1).contiguous()
-        self.bandwidth = bandwidth.detach().to(dtype).reshape(1).contiguous()
-        self.K = grid.shape[1] if basis in ("bspline", "rbf", "rswaf") else 0
-        self.grid = grid.detach().to(dtype).contiguous() if self.K > 0 else self.tau
-        self.nslot = self.degree + 1 if basis == "bspline" else self.M
+        self.tau = b.tau.detach().to(dtype).reshape(1).contiguous()
+        self.bandwidth = b.bandwidth.detach().to(dtype).reshape(1).contiguous()
+        self.K = b.grid.shape[1] if b.basis in ("bspline", "rbf", "rswaf") else 0
+        self.grid = b.grid.detach().to(dtype).contiguous() if self.K > 0 else self.tau
+        self.nslot = self.degree + 1 if b.basis == "bspline" else self.M
         self.rp = _next_pow2(self.degree + 1)
 
     def constants(self) -> dict:
         return {"BASIS": self.basis, "DEGREE": self.degree, "ACT": self.act, "RP": self.rp}
 
+    def pick(self, t: Tensor | None) -> Tensor:
+        """``t``, or a placeholder pointer for an absent table."""
+        return self.tau if t is None else t
 
-def _eval_tables(coef, w_spline, w_base, activation, dtype):
-    """``coef_t (M, O, I)``, ``w_spline`` and ``w_base`` as ``(O, I)`` (placeholders if absent)."""
-    coef_t = coef.detach().to(dtype).permute(2, 1, 0).contiguous()
+    def tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The kernels' ``grid_ptr``, ``tau_ptr`` and ``bw_ptr``."""
+        return self.grid, self.tau, self.bandwidth
+
+
+def _eval_tables(args: KANArgs, dtype: torch.dtype):
+    """``coef_t (M, O, I)``, ``w_spline`` and ``w_base`` as ``(O, I)`` (``None`` if absent)."""
+    coef_t = args.coef.detach().to(dtype).permute(2, 1, 0).contiguous()
+    w_spline, base = args.w_spline, args.base()
     wsp_t = None if w_spline is None else w_spline.detach().to(dtype).T.contiguous()
-    base = w_base if activation != "none" else None
     wb_t = None if base is None else base.detach().to(dtype).T.contiguous()
     return coef_t, wsp_t, wb_t
 
@@ -650,14 +682,13 @@ def _blocks(nout: int, rp: int, dtype: torch.dtype, budget: int) -> tuple[int, i
     return max(16, min(256, budget // max(block_o, rp))), block_o
 
 
-def kan_eval(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
-             is_pairwise):  # fmt: skip
+def kan_eval(x: Tensor, args: KANArgs, is_pairwise: bool) -> Tensor:
     """Pairwise ``(S, O, I) -> (S, O, I)`` or outer ``(S, I) -> (S, O, I)`` evaluation."""
-    dtype = compute_dtype(x, coef)
-    I, O, M = coef.shape
+    dtype = compute_dtype(x, args.coef)
+    I, O, M = args.coef.shape
     S = x.shape[0]
-    layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
-    coef_t, wsp_t, wb_t = _eval_tables(coef, w_spline, w_base, activation, dtype)
+    layer = _Layer(args.basis_args(), args.activation, dtype)
+    coef_t, wsp_t, wb_t = _eval_tables(args, dtype)
     C, nout = (O * I, 1) if is_pairwise else (I, O)
     xc = x.detach().to(dtype).contiguous()
     out = torch.empty(S, O, I, dtype=dtype, device=x.device)
@@ -665,31 +696,29 @@ def kan_eval(x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, act
     if N > 0 and O > 0:
         block_n, block_o = _blocks(nout, layer.rp, dtype, _FORWARD_BUDGET)
         launch = (triton.cdiv(N, block_n), triton.cdiv(nout, block_o))
+        tables = (coef_t, layer.pick(wsp_t), layer.pick(wb_t), *layer.tables())
+        sizes = (N, C, I, nout, M, layer.K, layer.nslot)
+        flags = {"HAS_WSP": wsp_t is not None, "HAS_BASE": wb_t is not None}
+        blocks = {"BLOCK_N": block_n, "BLOCK_O": block_o, **layer.constants()}
         with _device(x):
-            _eval_fwd_kernel[launch](
-                xc, coef_t, layer.tau if wsp_t is None else wsp_t,
-                layer.tau if wb_t is None else wb_t, layer.grid, layer.tau, layer.bandwidth, out,
-                N, C, I, nout, M, layer.K, layer.nslot,
-                HAS_WSP=wsp_t is not None, HAS_BASE=wb_t is not None, BLOCK_N=block_n,
-                BLOCK_O=block_o, **layer.constants(),
-            )  # fmt: skip
-    return out.to(torch.result_type(x, coef))
+            _eval_fwd_kernel[launch](xc, *tables, out, *sizes, **flags, **blocks)
+    return out.to(torch.result_type(x, args.coef))
 
 
-def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, bandwidth, basis,
-                   degree, activation, is_pairwise, need_x, need_coef, need_wsp, need_wb,
-                   need_tau, need_value):  # fmt: skip
-    """Launch _eval_bwd_kernel; returns the raw tables ``(gx, g_coef_t, g_wsp_t, g_wb_t, tau,
-    value)`` in the compute dtype (None where not computed)."""
-    dtype = compute_dtype(x, coef)
-    I, O, M = coef.shape
+def _eval_backward(grad, row_weights, x, args: KANArgs, is_pairwise, needs, need_value):
+    """Launch _eval_bwd_kernel; ``needs`` for (x, coef, w_spline, w_base, tau). Returns the raw
+    tables ``(gx, g_coef_t, g_wsp_t, g_wb_t, tau, value)`` in the compute dtype (None where not
+    computed)."""
+    dtype = compute_dtype(x, args.coef)
+    I, O, M = args.coef.shape
     S = x.shape[0]
     device = x.device
-    layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
-    coef_t, wsp_t, wb_t = _eval_tables(coef, w_spline, w_base, activation, dtype)
+    layer = _Layer(args.basis_args(), args.activation, dtype)
+    coef_t, wsp_t, wb_t = _eval_tables(args, dtype)
+    need_x, need_coef, need_wsp, need_wb, need_tau = (bool(n) for n in needs)
     need_wsp = need_wsp and wsp_t is not None
     need_wb = need_wb and wb_t is not None
-    need_tau = need_tau and basis != "bspline"  # B-splines do not depend on tau
+    need_tau = need_tau and args.basis != "bspline"  # B-splines do not depend on tau
     C, nout = (O * I, 1) if is_pairwise else (I, O)
     N = S * C
     xc = x.detach().to(dtype).contiguous()
@@ -705,18 +734,25 @@ def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, band
             rw, gc = row_weights.detach().to(dtype).contiguous(), layer.tau
         else:
             rw, gc = layer.tau, grad.detach().to(dtype).contiguous()
-        placeholder = layer.tau
-        pick = lambda t: placeholder if t is None else t
+        tables = (coef_t, layer.pick(wsp_t), layer.pick(wb_t), *layer.tables())
+        outputs = (layer.pick(gx), layer.pick(g_coef), layer.pick(g_wsp), layer.pick(g_wb))
+        sizes = (N, C, I, nout, M, layer.K, layer.nslot)
+        flags = {
+            "HAS_WSP": wsp_t is not None,
+            "HAS_BASE": wb_t is not None,
+            "ROW_WEIGHTS": row_weights is not None,
+            "NEED_X": need_x,
+            "NEED_COEF": need_coef,
+            "NEED_WSP": need_wsp,
+            "NEED_WB": need_wb,
+            "NEED_TAU": need_tau,
+            "NEED_VALUE": need_value,
+        }
+        blocks = {"BLOCK_N": block_n, "BLOCK_O": block_o, **layer.constants()}
         with _device(x):
             _eval_bwd_kernel[(programs,)](
-                xc, gc, rw, coef_t, pick(wsp_t), pick(wb_t), layer.grid, layer.tau,
-                layer.bandwidth, pick(gx), pick(g_coef), pick(g_wsp), pick(g_wb), partials,
-                N, C, I, nout, M, layer.K, layer.nslot,
-                HAS_WSP=wsp_t is not None, HAS_BASE=wb_t is not None,
-                ROW_WEIGHTS=row_weights is not None, NEED_X=need_x, NEED_COEF=need_coef,
-                NEED_WSP=need_wsp, NEED_WB=need_wb, NEED_TAU=need_tau, NEED_VALUE=need_value,
-                BLOCK_N=block_n, BLOCK_O=block_o, **layer.constants(),
-            )  # fmt: skip
+                xc, gc, rw, *tables, *outputs, partials, *sizes, **flags, **blocks
+            )
     elif need_x:
         gx.zero_()
     # Summed here in a fixed order (an atomic scalar would not be), as separate tensors: the
@@ -724,74 +760,75 @@ def _eval_backward(grad, row_weights, x, coef, w_spline, w_base, grid, tau, band
     return gx, g_coef, g_wsp, g_wb, partials[:, 0].sum(), partials[:, 1].sum()
 
 
-def kan_eval_backward(grad, x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree,
-                      activation, is_pairwise, needs):  # fmt: skip
-    """Gradients for (x, coef, w_spline, w_base, tau); empty tensors where ``needs`` is false."""
-    need_x, need_coef, need_wsp, need_wb, need_tau = (bool(n) for n in needs)
-    gx, g_coef, g_wsp, g_wb, g_tau, _ = _eval_backward(
-        grad, None, x, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
-        is_pairwise, need_x, need_coef, need_wsp, need_wb, need_tau, False,
-    )  # fmt: skip
-    empty = lambda: grad.new_empty(0)
+def _parameter_grads(args: KANArgs, needs, g_coef, g_wsp, g_wb, g_tau, empty) -> tuple:
+    """The gradients of (coef, w_spline, w_base, tau) laid out as those tensors (``empty()``
+    where ``needs`` is false)."""
+    need_coef, need_wsp, need_wb, need_tau = (bool(n) for n in needs)
+    w_spline, w_base = args.w_spline, args.w_base
     if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
         g_wb = torch.zeros_like(w_base.T, dtype=g_tau.dtype)
     return (
-        gx.to(x.dtype) if need_x else empty(),
-        g_coef.permute(2, 1, 0).contiguous().to(coef.dtype) if need_coef else empty(),
+        g_coef.permute(2, 1, 0).contiguous().to(args.coef.dtype) if need_coef else empty(),
         g_wsp.T.contiguous().to(w_spline.dtype) if g_wsp is not None else empty(),
         g_wb.T.contiguous().to(w_base.dtype) if (need_wb and w_base is not None) else empty(),
-        g_tau.to(tau.dtype) if need_tau else empty(),
+        g_tau.to(args.tau.dtype) if need_tau else empty(),
     )
 
 
-def kan_weighted_pairwise(z, weights, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree,
-                          activation, needs):  # fmt: skip
+def kan_eval_backward(
+    grad: Tensor, x: Tensor, args: KANArgs, is_pairwise: bool, needs: list[bool]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients for (x, coef, w_spline, w_base, tau); empty tensors where ``needs`` is false."""
+    gx, *grads, _ = _eval_backward(grad, None, x, args, is_pairwise, needs, False)
+    empty = lambda: grad.new_empty(0)
+    return (
+        gx.to(x.dtype) if needs[0] else empty(),
+        *_parameter_grads(args, needs[1:], *grads, empty),
+    )
+
+
+def kan_weighted_pairwise(
+    z: Tensor, weights: Tensor, args: KANArgs, needs: list[bool]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``sum_s weights[s] sum_{o,i} phi_{i->o}(z[s, o, i])`` (0-d) and the gradients of (coef,
     w_spline, w_base, tau) that ``needs`` asks for (empty tensors for the others)."""
-    need_coef, need_wsp, need_wb, need_tau = (bool(n) for n in needs)
-    _, g_coef, g_wsp, g_wb, g_tau, value = _eval_backward(
-        None, weights, z, coef, w_spline, w_base, grid, tau, bandwidth, basis, degree, activation,
-        True, False, need_coef, need_wsp, need_wb, need_tau, True,
-    )  # fmt: skip
+    _, *grads, value = _eval_backward(None, weights, z, args, True, [False, *needs], True)
     empty = lambda: z.new_empty(0)
-    if need_wb and w_base is not None and g_wb is None:  # base branch off: no gradient flows
-        g_wb = torch.zeros_like(w_base.T, dtype=value.dtype)
     return (
-        value.to(torch.result_type(z, coef)),
-        g_coef.permute(2, 1, 0).contiguous().to(coef.dtype) if need_coef else empty(),
-        g_wsp.T.contiguous().to(w_spline.dtype) if g_wsp is not None else empty(),
-        g_wb.T.contiguous().to(w_base.dtype) if (need_wb and w_base is not None) else empty(),
-        g_tau.to(tau.dtype) if need_tau else empty(),
+        value.to(torch.result_type(z, args.coef)),
+        *_parameter_grads(args, needs, *grads, empty),
     )
 
 
-def kan_features(x, grid, tau, bandwidth, basis, degree, activation, num_bases, by_input=False):
+def kan_features(x: Tensor, b: BasisArgs, activation: str, by_input: bool = False) -> Tensor:
     """``(S, I) -> (S, M [+1], I)``: basis values, then ``b(x)`` as row M with a base branch; or,
     ``by_input`` (no base branch), ``(I, S, M)`` (a permuted copy)."""
     if by_input:
-        feats = kan_features(x, grid, tau, bandwidth, basis, degree, "none", num_bases)
-        return feats.permute(2, 0, 1).contiguous()
+        return kan_features(x, b, "none").permute(2, 0, 1).contiguous()
     dtype = compute_dtype(x)
     S, I = x.shape
-    M = num_bases
+    M = b.num_bases
     base = activation != "none"
-    layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
+    layer = _Layer(b, activation, dtype)
     xc = x.detach().to(dtype).contiguous()
-    alloc = torch.zeros if basis == "bspline" else torch.empty  # B-splines write non-zeros only
+    alloc = torch.zeros if b.basis == "bspline" else torch.empty  # B-splines write non-zeros only
     feats = alloc(S, M + int(base), I, dtype=dtype, device=x.device)
     N = S * I
     block_n, _ = _blocks(1, layer.rp, dtype, _FORWARD_BUDGET)
+    sizes = (N, I, M, M + int(base), layer.K, layer.nslot)
+    blocks = {"BLOCK_N": block_n, **layer.constants()}
     if N > 0:
         with _device(x):
-            _features_fwd_kernel[(triton.cdiv(N, block_n),)](
-                xc, layer.grid, layer.tau, layer.bandwidth, feats, N, I, M, M + int(base), layer.K,
-                layer.nslot, HAS_BASE=base, BLOCK_N=block_n, **layer.constants(),
-            )  # fmt: skip
+            launch = (triton.cdiv(N, block_n),)
+            _features_fwd_kernel[launch](
+                xc, *layer.tables(), feats, *sizes, HAS_BASE=base, **blocks
+            )
     return feats.to(x.dtype)
 
 
-def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activation, num_bases,
-                          by_input, needs):  # fmt: skip
+def kan_features_backward(
+    grad: Tensor, x: Tensor, b: BasisArgs, activation: str, by_input: bool, needs: list[bool]
+) -> tuple[Tensor, Tensor]:
     """Gradients for (x, tau) from the features' gradient (laid out as the features were, see
     :func:`kan_features`); empty where ``needs`` is false."""
     if by_input:  # (I, S, M) -> the (S, M, I) layout, without a base row
@@ -799,8 +836,8 @@ def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activati
     need_x, need_tau = bool(needs[0]), bool(needs[1])
     dtype = compute_dtype(x)
     S, I = x.shape
-    M = num_bases
-    layer = _Layer(grid, tau, bandwidth, basis, degree, activation, M, dtype)
+    M = b.num_bases
+    layer = _Layer(b, activation, dtype)
     xc = x.detach().to(dtype).contiguous()
     gx = torch.empty(S, I, dtype=dtype, device=x.device) if need_x else None
     N = S * I
@@ -808,45 +845,19 @@ def kan_features_backward(grad, x, grid, tau, bandwidth, basis, degree, activati
     programs = triton.cdiv(N, block_n) if N > 0 else 0
     partials = torch.zeros(max(programs, 1), dtype=dtype, device=x.device)
     base = activation != "none"
-    compute_tau = need_tau and basis != "bspline"
+    compute_tau = need_tau and b.basis != "bspline"
     if programs > 0 and (need_x or compute_tau):
+        gc = grad.detach().to(dtype).contiguous()
+        sizes = (N, I, M, M + int(base), layer.K, layer.nslot)
+        flags = {"HAS_BASE": base, "NEED_X": need_x, "NEED_TAU": compute_tau}
+        blocks = {"BLOCK_N": block_n, **layer.constants()}
         with _device(x):
             _features_bwd_kernel[(programs,)](
-                xc, grad.detach().to(dtype).contiguous(), layer.grid, layer.tau, layer.bandwidth,
-                layer.tau if gx is None else gx, partials, N, I, M, M + int(base), layer.K,
-                layer.nslot, HAS_BASE=base, NEED_X=need_x, NEED_TAU=compute_tau, BLOCK_N=block_n,
-                **layer.constants(),
-            )  # fmt: skip
+                xc, gc, *layer.tables(), layer.pick(gx), partials, *sizes, **flags, **blocks
+            )
     elif need_x:
         gx.zero_()
     return (
         gx.to(x.dtype) if need_x else grad.new_empty(0),
-        partials.sum().to(tau.dtype) if need_tau else grad.new_empty(0),
+        partials.sum().to(b.tau.dtype) if need_tau else grad.new_empty(0),
     )
-
-
-_REGISTERED = False
-
-
-def register() -> None:
-    """Install the kernels above as the CUDA kernels of the tkam::kan_* operators (idempotent).
-
-    ``tkam::kan_weights`` and its backward need none: their default implementations are torch
-    operations, which run on CUDA.
-    """
-    global _REGISTERED
-    if not available():
-        raise RuntimeError("triton is not installed: the CUDA kernels of tkam.kan are unavailable")
-    if _REGISTERED:
-        return
-    # The operators are defined by tkam.kan.ops, which every import of this module loads first
-    # (the package tkam.kan imports it).
-    for name, fn in (
-        ("tkam::kan_eval", kan_eval),
-        ("tkam::kan_eval_backward", kan_eval_backward),
-        ("tkam::kan_features", kan_features),
-        ("tkam::kan_features_backward", kan_features_backward),
-        ("tkam::kan_weighted_pairwise", kan_weighted_pairwise),
-    ):
-        torch.library.register_kernel(name, "cuda")(fn)
-    _REGISTERED = True

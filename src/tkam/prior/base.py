@@ -111,7 +111,10 @@ class KANPrior(PriorModule):
     def sampling_guide(self) -> Tensor:
         """The guide table (:func:`~tkam.prior.inverse_transform.guide_table`) of the cached
         CDFs, rows ``q P + p``, built once per table."""
-        return self._derived("guide", lambda t: guide_table(t.cdf.reshape(-1, t.cdf.shape[-1])))
+        kernel = self.layer.kernel
+        return self._derived(
+            "guide", lambda t: guide_table(t.cdf.reshape(-1, t.cdf.shape[-1]), kernel=kernel)
+        )
 
     def sampling_cdf_by_row(self) -> Tensor:
         """The cached CDFs laid out ``(P, n, Q)`` (the shared-uniform sampler's layout), built

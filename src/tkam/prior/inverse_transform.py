@@ -2,8 +2,9 @@
 
 ``invert_batched`` is the reference: ``searchsorted`` finds the interval, a lerp inverts it, for
 any dtype and device. On CPU float32 tensors the priors' two layouts run fused C++ kernels
-(:mod:`tkam.kan.native`) with the very arithmetic of ``invert_batched``, so their samples are
-bitwise those of the reference: the univariate prior's shared uniforms are sorted once per row
+(:mod:`tkam.kan.native_calls`; ``kernel = "eager"`` turns them off, as it does for the layers)
+with the very arithmetic of ``invert_batched``, so their samples are bitwise those of the
+reference: the univariate prior's shared uniforms are sorted once per row
 and merged with its components' CDFs; the mixture's per-sample components find their interval
 from a guide table (one index per ``1/L`` of probability, so a lookup and a short forward scan
 replace the binary search).
@@ -11,12 +12,11 @@ replace the binary search).
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 from torch import Tensor
 
-from tkam.kan.native import library
+from tkam.kan import native_calls
+from tkam.kan.native import native_applies
 
 __all__ = ["invert_batched", "invert_components", "invert_shared", "guide_table"]
 
@@ -59,32 +59,20 @@ def invert_batched(knots: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
 
 
 @torch.profiler.record_function("tkam::guide_table")
-def guide_table(cdf: Tensor) -> Tensor:
+def guide_table(cdf: Tensor, *, kernel: str = "fused") -> Tensor:
     """``guide[c, b] = min{j : cdf[c, j] >= b / L}`` for ``b < L``, L the power of two >= n.
 
     With L a power of two, ``floor(u L) = b`` implies ``u >= b / L`` exactly in floating point, so
-    the search for ``u`` may start at ``guide[c, b]``. ``(C, n) -> (C, L)`` int32.
+    the search for ``u`` may start at ``guide[c, b]``. ``(C, n) -> (C, L)`` int32. ``kernel``:
+    the prior layer's setting (``eager`` never runs the fused kernel).
     """
     C, n = cdf.shape
     L = 1 << max(n - 1, 1).bit_length()
-    if _fused(cdf):
-        # Every tensor handed to the kernel is held in a local until the call returns.
-        cdf = cdf.contiguous()
-        guide = torch.empty(C, L, dtype=torch.int32)
-        library().tkam_guide_table_f32(
-            cdf.data_ptr(), C, n, L, guide.data_ptr(), torch.get_num_threads()
-        )
-        return guide
+    if native_applies(cdf, kernel=kernel, cpu_float32=True):
+        return native_calls.guide_table(cdf, L)
     thresholds = torch.arange(L, dtype=cdf.dtype, device=cdf.device) / L
     guide = torch.searchsorted(cdf.contiguous(), thresholds.expand(C, L).contiguous())
     return guide.to(torch.int32)
-
-
-def _fused(*tensors: Tensor) -> bool:
-    return (
-        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-        and library() is not None
-    )
 
 
 @torch.profiler.record_function("tkam::invert_components")
@@ -95,6 +83,8 @@ def invert_components(
     u: Tensor,
     guide: Tensor | None = None,
     knot_rows: Tensor | None = None,
+    *,
+    kernel: str = "fused",
 ) -> Tensor:
     """Invert, for each sample, the CDF of its own component.
 
@@ -111,25 +101,19 @@ def invert_components(
         knot_rows: ``(...)`` long row of ``knots`` of each sample, when ``knots`` holds fewer
             rows than ``cdf`` (components sharing their knots); else sample k uses row
             ``component[k]``.
+        kernel: the prior layer's setting (``eager`` never runs the fused kernel).
 
     Returns:
         ``(...)`` samples, in ``cdf``'s dtype.
     """
     if knot_rows is None:
         knots, knot_rows = knots.expand_as(cdf), component
-    if _fused(knots, cdf):
-        num, n = cdf.shape
+    if native_applies(knots, cdf, kernel=kernel, cpu_float32=True):
         guide = guide_table(cdf) if guide is None else guide
-        cdf, knots = cdf.contiguous(), knots.contiguous()
         rows = component.reshape(-1).contiguous()
         knot_rows = knot_rows.expand_as(component).reshape(-1).contiguous()
         flat_u = u.reshape(-1).to(cdf.dtype).contiguous()
-        out = torch.empty_like(flat_u)
-        library().tkam_invert_rows_f32(
-            cdf.data_ptr(), knots.data_ptr(), guide.data_ptr(), rows.data_ptr(),
-            knot_rows.data_ptr(), flat_u.data_ptr(), n, guide.shape[1], rows.numel(),
-            out.data_ptr(), torch.get_num_threads(),
-        )  # fmt: skip
+        out = native_calls.invert_rows(cdf, knots, guide, rows, knot_rows, flat_u)
         return out.reshape(u.shape)
     num, n = cdf.shape
     offsets = 2.0 * torch.arange(num, dtype=torch.float64, device=cdf.device)
@@ -157,6 +141,8 @@ def invert_shared(
     values: bool = True,
     sums: bool = False,
     cdf_by_row: Tensor | None = None,
+    *,
+    kernel: str = "fused",
 ) -> Tensor | tuple[Tensor | None, Tensor]:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).
 
@@ -173,36 +159,25 @@ def invert_shared(
         values, sums: return the ``(S, Q, P)`` samples, and/or their sums over ``p``,
             ``(S, Q)`` (the generator input, without writing the samples when ``values`` is off).
         cdf_by_row: ``cdf.permute(1, 2, 0).contiguous()``, when the caller keeps it.
+        kernel: the prior layer's setting (``eager`` never runs the fused kernel).
 
     Returns:
         ``(S, Q, P)`` samples, or ``(samples or None, sums)`` when ``sums``.
     """
     Q, P, n = cdf.shape
     S = u.shape[-1]
-    if _fused(knots, cdf):
+    if native_applies(knots, cdf, kernel=kernel, cpu_float32=True):
         out = torch.empty(S, Q, P, dtype=cdf.dtype) if values else None
         total = torch.empty(S, Q, dtype=cdf.dtype) if sums else None
-        outputs = (
-            ctypes.c_void_p(out.data_ptr() if values else None),
-            ctypes.c_void_p(total.data_ptr() if sums else None),
-            torch.get_num_threads(),
-        )
-        # Every tensor handed to the kernel is held in a local until the call returns.
-        knots, u = knots.contiguous(), u.to(cdf.dtype).contiguous()
-        lib = library()
+        u = u.to(cdf.dtype).contiguous()
         by_row = cdf.permute(1, 2, 0).contiguous() if cdf_by_row is None else cdf_by_row
-        done = lib.tkam_invert_shared_lanes_f32(
-            by_row.data_ptr(), knots.data_ptr(), u.data_ptr(), Q, P, n, S, *outputs
-        )
-        if not done:  # no AVX-512: per component, by sample or by interval
-            cdf = cdf.contiguous()
+        if not native_calls.invert_shared_lanes(by_row, knots, u, out, total):
+            # No AVX-512: per component, by sample or by interval.
             sorted_u, order = torch.sort(u, dim=-1)  # (P, S)
-            sorted_u, order = sorted_u.contiguous(), order.to(torch.int32).contiguous()
-            kernel = "invert_shared" if S >= RUNS_FROM * n else "invert_shared_sparse"
-            getattr(lib, f"tkam_{kernel}_f32")(
-                cdf.data_ptr(), knots.data_ptr(), sorted_u.data_ptr(), order.data_ptr(), Q, P, n,
-                S, *outputs,
-            )  # fmt: skip
+            by_interval = S >= RUNS_FROM * n
+            native_calls.invert_shared_sorted(
+                cdf, knots, sorted_u, order.to(torch.int32), out, total, by_interval
+            )
     else:
         out = invert_batched(knots.expand_as(cdf), cdf, u.expand(Q, P, S)).permute(2, 0, 1)
         total = out.sum(-1) if sums else None

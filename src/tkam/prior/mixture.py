@@ -73,6 +73,7 @@ class MixturePrior(KANPrior):
             component,
             u,
             guide,
+            kernel=self.layer.kernel,
         )
 
     def normalises(self, normalise: bool) -> bool:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tkam.kan import native_calls
 from tkam.kan.layer import UnivariateLayer
-from tkam.kan.native import library
+from tkam.kan.native import native_applies
 from tkam.kan.ops import basis_by_input
 
 __all__ = [
@@ -132,7 +133,8 @@ def fused_gauss_legendre_table(
     rule: str = "midpoint",
 ) -> QuadratureTable | None:
     """:func:`gauss_legendre_table` of a prior layer, without gradient, fused; ``None`` where
-    the fused kernels do not apply (not CPU float32, the eager kernel, no compiler).
+    the fused kernels do not apply (:func:`~tkam.kan.native.native_applies` for CPU float32:
+    not CPU float32, the eager kernel, no compiler).
 
     The spline sums at the nodes are one batched matmul per layer row, ``(N, M) @ (M, O)``, of
     the fused basis values with the coefficients; one kernel pass then applies ``w_spline``, the
@@ -146,35 +148,29 @@ def fused_gauss_legendre_table(
         rows_are_inputs: component ``(q, p)`` is ``phi_{p->q}`` (univariate) rather than
             ``phi_{q->p}`` (mixture).
     """
-    lib = library()
-    tensors = (nodes, log_weights, log_reference, layer.coef)
-    if (
-        lib is None
-        or layer.kernel != "fused"
-        or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors)
+    args = layer.arguments()
+    if not native_applies(
+        nodes, log_weights, log_reference, args.coef, kernel=layer.kernel, cpu_float32=True
     ):
         return None
     R, N = nodes.shape
-    coef, w_spline, w_base = layer._arguments()[:3]
-    O = coef.shape[1]
+    O = args.coef.shape[1]
     Q, P = (O, R) if rows_are_inputs else (R, O)
-    args = (layer.grid, layer.tau, layer.bandwidth, layer.basis_name, layer.degree)
-    basis = basis_by_input(nodes.T, *args, layer.num_bases)  # (R, N, M)
-    # Every tensor handed to the kernel is held in a local until the call returns.
-    spline = torch.bmm(basis, coef.transpose(1, 2)).contiguous()  # (R, N, O)
-    act = layer.activation(nodes).contiguous() if w_base is not None else None
-    w_spline = w_spline.contiguous() if w_spline is not None else None
-    w_base = w_base.contiguous() if w_base is not None else None
-    log_weights, log_reference = log_weights.contiguous(), log_reference.contiguous()
+    basis = basis_by_input(nodes.T, args.basis_args())  # (R, N, M)
+    spline = torch.bmm(basis, args.coef.transpose(1, 2))  # (R, N, O)
+    act = layer.activation(nodes) if args.w_base is not None else None
     # The tables come laid out (R, N, O), like the spline sums; (Q, P, N) are views of them.
-    log_density, cdf, log_z = torch.empty(R, N, O), torch.empty(R, N, O), torch.empty(Q, P)
-    pointer = lambda t: None if t is None else t.data_ptr()
-    lib.tkam_quadrature_table_f32(
-        spline.data_ptr(), pointer(w_spline), pointer(w_base), pointer(act),
-        log_weights.data_ptr(), log_reference.data_ptr(), Q, P, N, int(rows_are_inputs),
-        0 if rule == "midpoint" else 1, log_density.data_ptr(), cdf.data_ptr(), log_z.data_ptr(),
-        torch.get_num_threads(),
-    )  # fmt: skip
+    log_density, cdf, log_z = native_calls.quadrature_table(
+        spline,
+        args.w_spline,
+        args.w_base,
+        act,
+        log_weights,
+        log_reference,
+        (Q, P),
+        rows_are_inputs,
+        rule,
+    )
     order = (2, 0, 1) if rows_are_inputs else (0, 2, 1)  # (R, N, O) -> (Q, P, N)
     by_row = cdf if rows_are_inputs else None
     return QuadratureTable(knots, log_density.permute(order), cdf.permute(order), log_z, by_row)

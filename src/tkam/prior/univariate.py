@@ -78,7 +78,10 @@ class UnivariatePrior(KANPrior):
         if self.config.independent_uniforms:
             return self._sample_independent(table, num_samples, rng)
         u = self._uniform((self.num_inputs, num_samples), rng)
-        return invert_shared(table.knots[0], table.cdf, u, cdf_by_row=self._by_row(table))
+        by_row = self._by_row(table)
+        return invert_shared(
+            table.knots[0], table.cdf, u, cdf_by_row=by_row, kernel=self.layer.kernel
+        )
 
     @torch.no_grad()
     def sample_generator_input(
@@ -91,7 +94,8 @@ class UnivariatePrior(KANPrior):
             return self._sample_independent(table, num_samples, rng).sum(dim=-1)
         u = self._uniform((self.num_inputs, num_samples), rng)
         by_row = self._by_row(table)
-        return invert_shared(table.knots[0], table.cdf, u, False, True, by_row)[1]
+        kernel = self.layer.kernel
+        return invert_shared(table.knots[0], table.cdf, u, False, True, by_row, kernel=kernel)[1]
 
     def _sample_independent(
         self, table: QuadratureTable, num_samples: int, rng: torch.Generator | None
@@ -105,10 +109,10 @@ class UnivariatePrior(KANPrior):
         device = table.cdf.device
         component = torch.arange(Q * P, device=device).reshape(Q, P).expand(num_samples, Q, P)
         knot_rows = torch.arange(P, device=device).expand(num_samples, Q, P)
+        cdf, guide = table.cdf.reshape(Q * P, n), self.sampling_guide()
         return invert_components(
-            table.knots[0], table.cdf.reshape(Q * P, n), component, u, self.sampling_guide(),
-            knot_rows,
-        )  # fmt: skip
+            table.knots[0], cdf, component, u, guide, knot_rows, kernel=self.layer.kernel
+        )
 
     def _by_row(self, table: QuadratureTable) -> Tensor:
         # Written by the fused quadrature; otherwise laid out once per table.

@@ -16,7 +16,7 @@
 //   wb_t    (O, I)    w_base[i, o] as [o][i] (null when the base branch is off)
 //
 // The C entry points at the end take raw pointers; tkam/kan/native.py builds this file and
-// tkam/kan/ops.py wraps the entry points as PyTorch custom operators.
+// tkam/kan/native_calls.py is the one caller of the entry points.
 
 #include <omp.h>
 #if defined(__SSE__)
@@ -33,22 +33,11 @@
 #include <cstring>
 #include <vector>
 
-namespace {
+// The enums Basis and Act, TKAM_ABI_VERSION and TKAM_CODES, generated from the Python table
+// (tkam/kan/codes.py) when tkam/kan/native.py builds this file.
+#include "kan_codes.h"
 
-enum Basis : int { BSPLINE = 0, RBF = 1, RSWAF = 2, FOURIER = 3, CHEBYSHEV = 4 };
-enum Act : int {
-  A_NONE = 0,
-  A_RELU,
-  A_LEAKYRELU,
-  A_TANH,
-  A_SIGMOID,
-  A_HARDSWISH,
-  A_GELU,
-  A_SELU,
-  A_SILU,
-  A_ELU,
-  A_CELU
-};
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Branch-free float32 transcendentals (Cephes polynomials, about 1-2 ulp), written so that the
@@ -409,7 +398,7 @@ void activation_row(int kind, const T* __restrict x, int64_t n, T* __restrict a,
         if (d) da[i] = sg * (T(1) - sg);
       }
       break;
-    case A_HARDSWISH:
+    case A_SWISH:  // hard-swish, the reference's "swish"
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         const T v = x[i];
@@ -1170,7 +1159,8 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
 
 extern "C" {
 
-int tkam_abi_version() { return 4; }
+int tkam_abi_version() { return TKAM_ABI_VERSION; }
+const char* tkam_codes() { return TKAM_CODES; }
 
 void tkam_eval_fwd_f32(const int64_t* dims, const double* reals, const float* grid_t,
                        const float* coef_t, const float* wsp_t, const float* wb_t,
