@@ -173,10 +173,16 @@ def _components(run: Path) -> dict:
     return model.prior.export()
 
 
-def _reference_convention(ax, nodes, density, reference, colour) -> None:  # noqa: ANN001
-    """Draw as the reference's plot_prior.jl does: both curves divided by their sums over the
-    nodes, filled from 0, the y axis from the smaller minimum up, no ticks or spines."""
-    f, pi0 = density / density.sum(), reference / reference.sum()
+def _softmax(values: np.ndarray) -> np.ndarray:
+    e = np.exp(values - values.max())
+    return e / e.sum()
+
+
+def _reference_convention(ax, nodes, unnormalised, reference, colour) -> None:  # noqa: ANN001
+    """Draw as the reference's plot_prior.jl does: a softmax over the nodes of the unnormalised
+    component ``e^f pi_0`` and of ``pi_0``, each filled from 0, the y axis from the smaller of
+    the two minima up (Makie's default margin above), no ticks or spines."""
+    f, pi0 = _softmax(unnormalised), _softmax(reference)
     ax.fill_between(nodes, 0, f, color=colour, alpha=0.3)
     ax.plot(nodes, f, color=colour)
     ax.fill_between(nodes, 0, pi0, color="grey", alpha=0.2)
@@ -211,7 +217,8 @@ def components(reference: Path) -> Path:
                 continue
             nodes = exported["nodes"][p]
             density, pi0 = exported["density"][0, p], exported["reference"][p]
-            _reference_convention(ax, nodes, density, pi0, colours[p])
+            unnormalised = density * np.exp(exported["log_normaliser"][0, p])
+            _reference_convention(ax, nodes, unnormalised, pi0, colours[p])
             # Both normalised on the nodes (the export's pi_0 of the ebm reference is
             # unnormalised): the true ratio of the component to pi_0.
             f = density / np.trapezoid(density, nodes)
@@ -223,8 +230,9 @@ def components(reference: Path) -> Path:
             )
     fig.suptitle(
         "Components (1,1), (1,2), (1,3) after 5,000 updates: the reference's committed figures"
-        " (left three) and tkam's (right three) drawn in the reference's convention (y axis from"
-        " the smaller minimum, no ticks); the titles give tkam's true range of p / pi_0",
+        " (left three) and tkam's (right three) drawn in the reference's convention (softmax"
+        " over the nodes, y axis from the smaller minimum, no ticks); the titles give tkam's"
+        " true range of p / pi_0",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.98))
