@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from tkam.posterior.importance import log_evidence
-from tkam.posterior.tempering import temperatures, tempered_langevin, thermodynamic_integral
+from tkam.posterior.tempering import ULA, temperatures, tempered_langevin, thermodynamic_integral
 
 __all__ = [
     "LogLikelihoodResult",
@@ -255,7 +255,7 @@ def estimate_thermodynamic_log_likelihood(
             model.tempered_target(x_chains),
             temps[1:],
             rng,
-            sampler="ula",
+            sampler=ULA(),
             steps=posterior.steps,
             step_size=posterior.step_size,
             exchange_every=thermodynamic.replica_exchange_frequency,

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from tkam.posterior.automala import (
     AutoMALAInfo,
+    AutoMALARun,
     AutoMALAState,
     automala,
+    automala_adapt,
     automala_init,
+    automala_iteration,
+    automala_start,
     automala_step,
     mixed_preconditioner,
 )
@@ -43,7 +47,11 @@ from tkam.posterior.resampling import (
 )
 from tkam.posterior.state import LangevinState, LogDensity, init_state, refresh_state
 from tkam.posterior.tempering import (
+    ULA,
+    AutoMALA,
     ReplicaExchangeResult,
+    Sampler,
+    TemperedChains,
     TemperedRun,
     TemperedState,
     TemperedTarget,
@@ -59,7 +67,9 @@ from tkam.posterior.tempering import (
 
 __all__ = [
     "StepSizeMemory",
+    "AutoMALA",
     "AutoMALAInfo",
+    "AutoMALARun",
     "AutoMALAState",
     "LangevinInfo",
     "LangevinState",
@@ -68,11 +78,17 @@ __all__ = [
     "ReplicaExchangeResult",
     "Resampler",
     "SIRResult",
+    "Sampler",
+    "TemperedChains",
     "TemperedRun",
     "TemperedState",
     "TemperedTarget",
+    "ULA",
     "automala",
+    "automala_adapt",
     "automala_init",
+    "automala_iteration",
+    "automala_start",
     "automala_step",
     "importance_resample",
     "importance_weights",
