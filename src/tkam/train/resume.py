@@ -10,6 +10,7 @@ saved state mean something else, so it is refused with the differing keys named.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,6 @@ RESUMABLE = frozenset(
         "train.max_steps",
         "train.log_every",
         "train.checkpoint_every",
-        "train.sample_every",
         "train.num_plot_samples",
         "train.device",
         "train.compile",
@@ -73,7 +73,11 @@ def saved_config(text: str, source: str) -> ExperimentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: the recorded config is not valid TOML ({exc})") from None
-    return config_from_dict(data, source)
+    with warnings.catch_warnings():
+        # A deprecated key of an older checkpoint is dropped without a word: the run's own
+        # config.toml, which the user can edit, already warns about it.
+        warnings.simplefilter("ignore", FutureWarning)
+        return config_from_dict(data, source)
 
 
 def refused_changes(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
