@@ -28,6 +28,7 @@ from tkam.data import DataError
 from tkam.data.commands import add_data_commands
 from tkam.manifest import record
 from tkam.metrics.commands import add_evaluate_command
+from tkam.paths import Figures, RunPaths
 from tkam.plots import (
     plot_losses,
     plot_prior,
@@ -74,17 +75,19 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
     fit(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    paths = RunPaths(out)
+    figures = paths.figures
     written = ", ".join(
-        name
-        for name in (
-            "model.safetensors",
-            "loss.csv",
-            "samples/",
-            "prior.png",
-            "loss.png",
-            "evolution.gif",
+        path.name + ("/" if path.is_dir() else "")
+        for path in (
+            paths.model,
+            paths.loss_csv,
+            paths.samples,
+            figures.prior,
+            figures.losses,
+            figures.evolution,
         )
-        if (out / name.rstrip("/")).exists()
+        if path.exists()
     )
     print(f"run written to {out}: {written}")
     return 0
@@ -195,7 +198,8 @@ def _plot(args: argparse.Namespace) -> int:
     if unknown:
         raise CommandError(f"unknown figure {unknown[0]!r}; choose from {', '.join(PLOTS)}")
     root = Path(args.run_dir)
-    out = args.out or root / "plots"
+    paths = RunPaths(root)
+    figures = Figures(args.out) if args.out else paths.plots
     what = args.what or list(PLOTS)
     _, model = load_run(root)
     info = model_info(root)
@@ -206,31 +210,32 @@ def _plot(args: argparse.Namespace) -> int:
     if "prior" in what:
         if model.prior.has_components:
             export = _evaluated(root, model.prior.export)
-            written.append(plot_prior(export, out / "prior.png", metadata=metadata))
-            written.append(plot_prior_grid(export, out / "prior_grid.png", metadata=metadata))
+            written.append(plot_prior(export, figures.prior, metadata=metadata))
+            written.append(plot_prior_grid(export, figures.prior_grid, metadata=metadata))
         else:
             skipped.append("prior (this model's prior has no univariate components)")
     if "losses" in what:
-        if (root / "loss.csv").is_file():
+        if paths.loss_csv.is_file():
             try:
-                written.append(plot_losses(root / "loss.csv", out / "loss.png", metadata=metadata))
+                written.append(plot_losses(paths.loss_csv, figures.losses, metadata=metadata))
             except ValueError as exc:  # a damaged or empty loss.csv: say so, draw the rest
                 skipped.append(f"losses ({exc})")
         else:
-            skipped.append(f"losses ({root / 'loss.csv'} is missing)")
+            skipped.append(f"losses ({paths.loss_csv} is missing)")
     if "samples" in what:
         shape = model.image_shape
         if len(shape) == 3 and shape[0] in (1, 3):
             rng = torch.Generator().manual_seed(args.seed)
             images = _evaluated(root, lambda: model.sample(args.num, rng)).float().clamp(0, 1)
-            path = out / "samples.png"
-            save_image_grid(images, path, scale=readable_scale(*shape[1:]), metadata=metadata)
-            written.append(path)
+            save_image_grid(
+                images, figures.samples, scale=readable_scale(*shape[1:]), metadata=metadata
+            )
+            written.append(figures.samples)
         else:
             skipped.append(f"samples (items of shape {shape} are not images)")
     if "evolution" in what:
         try:
-            written.append(save_evolution_gif(root / "samples", out / "evolution.gif"))
+            written.append(save_evolution_gif(paths.samples, figures.evolution))
         except FileNotFoundError as exc:
             skipped.append(f"evolution ({exc})")
     record(root, written)  # figures written into the run folder belong to its manifest

@@ -25,6 +25,7 @@ from tkam.manifest import record
 from tkam.metrics.evaluate import evaluate_run, format_table, sample_size_problem
 from tkam.metrics.extrapolation import default_sample_sizes
 from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
+from tkam.paths import RunPaths
 from tkam.train.checkpoint import CheckpointError, read_metadata
 
 __all__ = ["add_evaluate_command"]
@@ -44,7 +45,7 @@ def _error(message: str) -> int:
 def _memory_problem(run_dir: str, num: int) -> str | None:
     """Why ``num`` generated items of the run's shape cannot fit in memory, if they cannot."""
     try:
-        metadata = read_metadata(Path(run_dir) / "model.safetensors")
+        metadata = read_metadata(RunPaths(Path(run_dir)).model)
         shape = tuple(int(s) for s in metadata["image_shape"].split(","))
     except (CheckpointError, KeyError, ValueError):
         return None  # evaluate_run says what is wrong with the run
@@ -68,7 +69,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     problem = sample_size_problem(sizes, args.num)
     if problem:
         return _error(problem)
-    out = args.out or Path(args.run_dir) / "metrics.json"
+    out = args.out or RunPaths(Path(args.run_dir)).metrics
     if args.out is None and Path(args.run_dir).is_dir():
         # Found out before minutes of sampling and feature training, not after.
         try:
