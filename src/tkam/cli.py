@@ -97,10 +97,9 @@ def _configs(args: argparse.Namespace) -> int:
     rows = [("config", "data", "prior", "P", "Q", "basis", "pi0")]
     for name in packaged_configs():
         cfg = load_config(name)
-        kind = "mixture" if cfg.prior.mixture else "univariate"
         prior = cfg.prior
         rows.append(
-            (name, cfg.data.name, kind, str(prior.num_inputs), str(prior.num_outputs))
+            (name, cfg.data.name, prior.kind, str(prior.num_inputs), str(prior.num_outputs))
             + (prior.basis, prior.reference)
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]

@@ -316,6 +316,14 @@ class PriorConfig(KANConfig):
         """A deep KAN energy prior (more than two widths)."""
         return len(self.widths) > 2
 
+    @property
+    def kind(self) -> str:
+        """Which prior the section builds: ``deep`` (more than two widths; ``mixture`` is then
+        ignored), ``mixture`` or ``univariate``."""
+        if self.deep:
+            return "deep"
+        return "mixture" if self.mixture else "univariate"
+
 
 @dataclass(frozen=True, kw_only=True)
 class GeneratorConfig(KANConfig):
