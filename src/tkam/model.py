@@ -1,14 +1,15 @@
 """Latent-variable generative models: a prior, a generator and a likelihood (spec section 1).
 
-:class:`TKAM` composes the three parts. T-KAM itself has a Kolmogorov-Arnold prior
-(:meth:`TKAM.from_config`); the baselines of :mod:`tkam.baselines` compose the same generator and
-likelihood with another prior (:func:`model_parts`), so the losses, samplers, trainer, ``tkam
-sample`` and the evaluation treat every model alike, through the prior's protocol
-(:class:`tkam.prior.Prior`).
+:class:`LatentModel` composes the three parts; it is what the losses, samplers, trainer, ``tkam
+sample`` and the evaluation use of a model, and they reach the prior through its protocol
+(:class:`tkam.prior.Prior`). T-KAM (:class:`TKAM`) has a Kolmogorov-Arnold prior; the baselines
+of :mod:`tkam.baselines`, its siblings, compose the same generator and likelihood
+(:func:`model_parts`) with another prior.
 """
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -20,7 +21,7 @@ from tkam.kan.layer import UnivariateLayer
 from tkam.posterior.tempering import TemperedTarget
 from tkam.prior import Prior, build_prior
 
-__all__ = ["TKAM", "model_parts"]
+__all__ = ["TKAM", "LatentModel", "model_parts"]
 
 
 def model_parts(
@@ -42,8 +43,14 @@ def model_parts(
     return generator, build_likelihood(gen, config.train.eps), options
 
 
-class TKAM(nn.Module):
-    """Prior + generator + likelihood.
+class LatentModel(nn.Module, metaclass=ABCMeta):
+    """A latent-variable generative model: a prior, a generator and a likelihood.
+
+    What the trainer, the losses, the samplers, ``tkam sample`` and the evaluation use of a
+    model, the same for T-KAM (:class:`TKAM`) and the baselines (:class:`~tkam.baselines.VAE`,
+    :class:`~tkam.baselines.LatentEBM`), which are its subclasses side by side: decoding,
+    sampling, the power posteriors of data (:meth:`tempered_target`), grid updates, and the
+    optimiser's parameter groups. A subclass builds itself from a config (:meth:`from_config`).
 
     Args:
         prior: any :class:`~tkam.prior.Prior` over latents ``(S, *latent_shape)``.
@@ -53,7 +60,6 @@ class TKAM(nn.Module):
         image_shape: the shape of one data item (``(C, H, W)`` for images).
         bf16: run the generator under bfloat16 autocast (the prior stays float32).
         update_prior_grid, update_generator_grid: whether :meth:`update_grids` refits them.
-        prior_learning_rate: Adam rate of the prior's parameters (0: the rate of the rest).
     """
 
     #: Whether the model has an amortised encoder (the VAE's importance-weighted bound).
@@ -69,7 +75,6 @@ class TKAM(nn.Module):
         bf16: bool = False,
         update_prior_grid: bool = False,
         update_generator_grid: bool = False,
-        prior_learning_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(prior, Prior):
@@ -81,32 +86,29 @@ class TKAM(nn.Module):
         self.bf16 = bf16
         self.update_prior_grid = update_prior_grid
         self.update_generator_grid = update_generator_grid
-        self.prior_learning_rate = prior_learning_rate
 
     @classmethod
+    @abstractmethod
     def from_config(
         cls,
         config: ExperimentConfig,
         image_shape: tuple[int, ...],
         rng: torch.Generator | None = None,
-    ) -> TKAM:
-        """T-KAM: the config's Kolmogorov-Arnold prior, then its generator, both drawn from
+    ) -> LatentModel:
+        """The model of ``config`` for data items of ``image_shape``, its parameters drawn from
         ``rng``."""
-        prior = build_prior(config.prior, eps=config.train.eps, rng=rng)
-        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        rate = config.prior.learning_rate
-        return cls(prior, generator, likelihood, image_shape, prior_learning_rate=rate, **options)
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
-        """The optimiser's parameter groups: one group at ``learning_rate``, or, with a
-        ``prior_learning_rate``, the generator's at ``learning_rate`` and the prior's at its
-        own rate."""
-        if not self.prior_learning_rate:
-            return [{"params": list(self.parameters())}]
+        """The optimiser's parameter groups: here one group at ``learning_rate``."""
+        return [{"params": list(self.parameters())}]
+
+    def _prior_group(self, rate: float) -> list[dict]:
+        """Two parameter groups: everything but the prior (at the optimiser's rate), then the
+        prior's parameters at ``rate``."""
         prior = list(self.prior.parameters())
         ids = {id(p) for p in prior}
         rest = [p for p in self.parameters() if id(p) not in ids]
-        return [{"params": rest}, {"params": prior, "lr": self.prior_learning_rate}]
+        return [{"params": rest}, {"params": prior, "lr": rate}]
 
     def compile_kernels(self) -> None:
         """``torch.compile`` the KAN evaluations of the prior and the generator (opt-in)."""
@@ -183,3 +185,48 @@ class TKAM(nn.Module):
         if self.update_generator_grid:
             self.generator.update_grid(self.prior.generator_input(z))
         return self.update_prior_grid or self.update_generator_grid
+
+
+class TKAM(LatentModel):
+    """T-KAM: a Kolmogorov-Arnold prior (:meth:`from_config`), a generator and a likelihood.
+
+    Args:
+        prior, generator, likelihood, image_shape, bf16, update_prior_grid,
+            update_generator_grid: as :class:`LatentModel`.
+        prior_learning_rate: Adam rate of the prior's parameters (0: the rate of the rest).
+    """
+
+    def __init__(
+        self,
+        prior: Prior,
+        generator: nn.Module,
+        likelihood: Any,
+        image_shape: tuple[int, ...],
+        *,
+        prior_learning_rate: float = 0.0,
+        **options: bool,
+    ) -> None:
+        super().__init__(prior, generator, likelihood, image_shape, **options)
+        self.prior_learning_rate = prior_learning_rate
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ExperimentConfig,
+        image_shape: tuple[int, ...],
+        rng: torch.Generator | None = None,
+    ) -> TKAM:
+        """T-KAM: the config's Kolmogorov-Arnold prior, then its generator, both drawn from
+        ``rng``."""
+        prior = build_prior(config.prior, eps=config.train.eps, rng=rng)
+        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
+        rate = config.prior.learning_rate
+        return cls(prior, generator, likelihood, image_shape, prior_learning_rate=rate, **options)
+
+    def parameter_groups(self, learning_rate: float) -> list[dict]:
+        """The optimiser's parameter groups: one group at ``learning_rate``, or, with a
+        ``prior_learning_rate``, the generator's at ``learning_rate`` and the prior's at its
+        own rate."""
+        if not self.prior_learning_rate:
+            return super().parameter_groups(learning_rate)
+        return self._prior_group(self.prior_learning_rate)

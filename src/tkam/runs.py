@@ -17,7 +17,7 @@ from tkam.build import build_model
 from tkam.config import ConfigError, ExperimentConfig, dumps_toml, load_config
 from tkam.files import atomic_path, file_sha256
 from tkam.manifest import record
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.paths import RunPaths, step_of
 from tkam.train.checkpoint import CheckpointError, atomic_save, read_metadata
 from tkam.train.lock import lock_holder
@@ -88,11 +88,11 @@ def model_info(run_dir: str | Path) -> ModelInfo:
     return ModelInfo(paths.model, step, file_sha256(paths.model), _newest_checkpoint(paths))
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig, TKAM]:
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig, LatentModel]:
     """The config and trained model of a run folder written by ``tkam train``.
 
-    The model is T-KAM or the baseline that the run's ``model.kind`` names (VAE, latent EBM);
-    all share TKAM's generation interface. A model older than the run's newest checkpoint (a
+    The model is T-KAM or the baseline that the run's ``model.kind`` names (VAE, latent EBM),
+    each a :class:`~tkam.model.LatentModel`. A model older than the run's newest checkpoint (a
     resume that was stopped, or is still running) is used with a warning that says so.
 
     Raises:
@@ -154,7 +154,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig
     return config, model.to(device).eval()
 
 
-def save_run(model: TKAM, config: ExperimentConfig, run_dir: str | Path, step: int = 0) -> Path:
+def save_run(
+    model: LatentModel, config: ExperimentConfig, run_dir: str | Path, step: int = 0
+) -> Path:
     """Write a model trained outside ``tkam train`` as a run folder: ``config.toml`` and
     ``model.safetensors`` (with the metadata that :func:`load_run` and the commands read), both
     listed in the folder's manifest.

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from tkam.config import ExperimentConfig
 from tkam.generator.init import default_init_
-from tkam.model import TKAM, model_parts
+from tkam.model import LatentModel, model_parts
 from tkam.posterior.langevin import ula
 from tkam.prior import GaussianPrior
 
@@ -92,12 +92,12 @@ class EnergyPrior(GaussianPrior):
         return ula(z0, self.log_prior, eta, self.num_steps, rng).z.detach()
 
 
-class LatentEBM(TKAM):
+class LatentEBM(LatentModel):
     """Energy-based latent prior + T-KAM's generator and likelihood; the energy MLP has its own
     learning rate.
 
     Args:
-        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.TKAM`.
+        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.LatentModel`.
         energy_learning_rate: Adam rate of the energy MLP (0: the model's learning rate).
     """
 
@@ -135,8 +135,4 @@ class LatentEBM(TKAM):
     def parameter_groups(self, learning_rate: float) -> list[dict]:
         """Adam groups: the energy MLP at ``energy_learning_rate`` (0: ``learning_rate``),
         everything else (the generator) at ``learning_rate``."""
-        energy = list(self.prior.parameters())
-        ids = {id(p) for p in energy}
-        rest = [p for p in self.parameters() if id(p) not in ids]
-        rate = self.energy_learning_rate or learning_rate
-        return [{"params": rest}, {"params": energy, "lr": rate}]
+        return self._prior_group(self.energy_learning_rate or learning_rate)

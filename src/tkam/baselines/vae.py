@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tkam.config import ExperimentConfig, GeneratorConfig
 from tkam.generator.init import default_init_
 from tkam.generator.likelihood import GaussianLikelihood
-from tkam.model import TKAM, model_parts
+from tkam.model import LatentModel, model_parts
 from tkam.prior import GaussianPrior
 
 __all__ = ["VAE", "Encoder"]
@@ -78,11 +78,11 @@ class Encoder(nn.Module):
         return self.mean(h), self.log_variance(h).clamp(*LOG_VARIANCE_RANGE)
 
 
-class VAE(TKAM):
+class VAE(LatentModel):
     """Gaussian prior + mirrored encoder + T-KAM's generator and likelihood.
 
     Args:
-        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.TKAM`.
+        prior, generator, likelihood, image_shape, options: as :class:`~tkam.model.LatentModel`.
         encoder: the amortised posterior ``q(z | x)``.
     """
 

@@ -25,7 +25,7 @@ from tkam.losses.importance import importance_loss
 from tkam.losses.langevin import langevin_loss, posterior_samples
 from tkam.losses.output import LossOutput
 from tkam.losses.thermodynamic import thermodynamic_loss
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 
 __all__ = [
@@ -59,7 +59,7 @@ def posterior_settings(config: ExperimentConfig) -> PosteriorConfig:
 class LossCall(NamedTuple):
     """One evaluation of the configured loss: what every entry of :data:`LOSSES` receives."""
 
-    model: TKAM
+    model: LatentModel
     x: Tensor
     config: ExperimentConfig
     rng: torch.Generator
@@ -121,7 +121,7 @@ LOSSES: dict[str, LossFunction] = {
 
 
 def compute_loss(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     config: ExperimentConfig,
     rng: torch.Generator,

@@ -8,14 +8,14 @@ from torch import Tensor
 from tkam.config import PosteriorConfig
 from tkam.losses.chains import exact_log_normaliser, prior_phases, run_chains
 from tkam.losses.output import LossOutput
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 
 __all__ = ["langevin_loss", "posterior_samples"]
 
 
 def posterior_samples(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     config: PosteriorConfig,
     rng: torch.Generator | None,
@@ -32,7 +32,7 @@ def posterior_samples(
 
 
 def langevin_loss(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     config: PosteriorConfig,
     rng: torch.Generator | None = None,

@@ -8,7 +8,7 @@ from torch import Tensor
 from tkam.config import PosteriorConfig, ThermodynamicConfig
 from tkam.losses.chains import exact_log_normaliser, prior_phases, run_chains
 from tkam.losses.output import LossOutput
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 from tkam.posterior.tempering import power_schedule, temperatures, thermodynamic_integral
 
@@ -16,7 +16,7 @@ __all__ = ["thermodynamic_loss"]
 
 
 def thermodynamic_loss(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     posterior: PosteriorConfig,
     config: ThermodynamicConfig,

@@ -119,7 +119,7 @@ def estimate_log_likelihood(
 
     Args:
         model: exposes ``prior.sample(n, rng)``, ``decode(z)`` and ``likelihood`` with
-            ``mean(pre)`` and ``log_likelihood_matrix(x, predictions)`` (a :class:`TKAM`).
+            ``mean(pre)`` and ``log_likelihood_matrix(x, predictions)`` (a :class:`LatentModel`).
         data: ``(B, ...)`` test items.
         num_samples: ``K`` prior samples, shared by every test item (``K >= 2``).
         rng: random stream for the prior samples.
@@ -222,7 +222,7 @@ def estimate_thermodynamic_log_likelihood(
     ``N_t x chains_per_item x posterior.steps`` generator passes per item.
 
     Args:
-        model: a :class:`TKAM` (``prior``, ``decode``, ``likelihood``).
+        model: a :class:`LatentModel` (``prior``, ``decode``, ``likelihood``).
         data: ``(B, ...)`` test items.
         posterior, thermodynamic: the run's posterior and thermodynamic configs (step size,
             steps, ``num_temps``, replica exchange).

@@ -33,7 +33,7 @@ import torch
 from tkam.files import atomic_path, file_sha256
 from tkam.losses import LossOutput
 from tkam.manifest import forget, record
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.plots import (
     plot_losses,
     plot_prior,
@@ -130,7 +130,7 @@ class CallbackList(Callback):
 
 
 @torch.no_grad()
-def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> float:
+def _test_mse(model: LatentModel, test: torch.Tensor, batch_size: int, seed: int) -> float:
     """Mean over test batches of the MSE against as many unpaired fresh samples (spec 5)."""
     if len(test) == 0:
         return float("nan")
@@ -145,7 +145,7 @@ def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> fl
 
 
 @torch.no_grad()
-def _prior_tv(model: TKAM) -> str:
+def _prior_tv(model: LatentModel) -> str:
     """The median total-variation distance of the prior's components from pi_0 (see
     :mod:`tkam.prior.learned`), empty for a prior without components. One quadrature table, the
     one the test MSE's samples just cached."""

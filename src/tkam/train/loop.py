@@ -33,7 +33,7 @@ from tkam.files import atomic_path
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
 from tkam.manifest import record
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.paths import RunPaths
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.callbacks import Callback, CallbackList, default_callbacks
@@ -66,7 +66,7 @@ def fit(
     progress: bool = True,
     callbacks: Sequence[Callback] | None = None,
     overwrite: bool = False,
-) -> TKAM:
+) -> LatentModel:
     """Train a T-KAM model (or a baseline) into ``run_dir``.
 
     The process holds the run folder's lock (:class:`~tkam.train.lock.RunLock`) from the start to
@@ -270,7 +270,7 @@ def _training_data(
 
 def _model_and_optimizer(
     config: ExperimentConfig, image_shape: tuple[int, ...], device: Any, check_prior: bool
-) -> tuple[TKAM, torch.optim.Optimizer]:
+) -> tuple[LatentModel, torch.optim.Optimizer]:
     """The model of ``config`` on ``device`` (after checking that training it fits in memory;
     its initial prior checked too when ``check_prior``; its kernels compiled with
     ``train.compile``) and its Adam optimiser."""
@@ -300,7 +300,7 @@ def _resumed_state(
     restored: dict[str, Any],
     schedule: GridUpdateSchedule,
     optimizer: torch.optim.Optimizer,
-    model: TKAM,
+    model: LatentModel,
     config: ExperimentConfig,
 ) -> RunState:
     """The run state a checkpoint restored, with its grid schedule loaded and the optimiser set
@@ -382,7 +382,9 @@ def _check_memory(config: ExperimentConfig, image_shape: tuple[int, ...], device
         raise TrainingError(problem)
 
 
-def _build_model(config: ExperimentConfig, image_shape: tuple[int, ...], device: Any) -> TKAM:
+def _build_model(
+    config: ExperimentConfig, image_shape: tuple[int, ...], device: Any
+) -> LatentModel:
     """The model of ``config`` on ``device``; a model too large for memory is a
     :class:`TrainingError` naming the widths, not an allocator's traceback."""
     try:
@@ -418,7 +420,7 @@ def _check_device(device: torch.device) -> None:
         raise TrainingError(f"train.device = {device}: this machine has {have}; use cpu or auto")
 
 
-def _check_initial_prior(model: TKAM, config: ExperimentConfig) -> None:
+def _check_initial_prior(model: LatentModel, config: ExperimentConfig) -> None:
     """Refuse a prior that gives non-finite log-densities before any training (a domain too
     wide for float32), naming the setting, rather than failing at step 1. Draws from its own
     stream: the run's streams are untouched."""
@@ -444,7 +446,7 @@ def _check_initial_prior(model: TKAM, config: ExperimentConfig) -> None:
     )
 
 
-def _train(run: Run, callbacks: Callback, progress: bool) -> TKAM:
+def _train(run: Run, callbacks: Callback, progress: bool) -> LatentModel:
     """The step loop: batches, grid updates, Adam updates, and the callback events."""
     state, train = run.state, run.config.train
     callbacks.on_start(run)

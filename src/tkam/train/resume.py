@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from tkam.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from tkam.train.step import TrainingError
@@ -101,7 +101,7 @@ def refused_changes(saved: ExperimentConfig, current: ExperimentConfig) -> list[
 
 
 def apply_learning_rate(
-    optimizer: torch.optim.Optimizer, model: TKAM, learning_rate: float
+    optimizer: torch.optim.Optimizer, model: LatentModel, learning_rate: float
 ) -> None:
     """Set the optimiser's groups to the rates the model gives for ``learning_rate`` (a restored
     optimiser keeps the rates it was saved with)."""
@@ -117,7 +117,7 @@ def apply_learning_rate(
 
 def restore_checkpoint(
     checkpoints: list[Path],
-    model: TKAM,
+    model: LatentModel,
     optimizer: torch.optim.Optimizer,
     rngs: dict[str, torch.Generator],
     config: ExperimentConfig,

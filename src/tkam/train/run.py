@@ -18,7 +18,7 @@ import torch
 from tkam.config import ExperimentConfig
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.paths import RunPaths
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.distributed import Context
@@ -126,7 +126,7 @@ class Run:
     paths: RunPaths
     context: Context
     device: torch.device
-    model: TKAM
+    model: LatentModel
     optimizer: torch.optim.Optimizer
     shard_rngs: dict[str, torch.Generator]
     shard_memories: dict[str, StepSizeMemory]
