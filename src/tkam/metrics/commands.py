@@ -22,7 +22,12 @@ from tkam.argtypes import (
 from tkam.data import DataError
 from tkam.files import atomic_path, json_ready
 from tkam.manifest import record
-from tkam.metrics.evaluate import evaluate_run, format_table, sample_size_problem
+from tkam.metrics.evaluate import (
+    EvaluationOptions,
+    evaluate_run,
+    format_table,
+    sample_size_problem,
+)
 from tkam.metrics.extrapolation import default_sample_sizes
 from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
 from tkam.paths import RunPaths
@@ -53,6 +58,30 @@ def _memory_problem(run_dir: str, num: int) -> str | None:
     return memory_problem(f"--num {num}: {num} generated items of shape {shape}", needed)
 
 
+def _options(args: argparse.Namespace) -> EvaluationOptions:
+    """The evaluation the command line asks for."""
+    recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
+    if args.feature_steps is not None:
+        recipe = AutoencoderRecipe(steps=args.feature_steps)
+        classifier_recipe = ClassifierRecipe(steps=args.feature_steps)
+    return EvaluationOptions(
+        num_generated=args.num,
+        importance_samples=args.importance_samples,
+        sample_sizes=args.sample_sizes,
+        seed=args.seed,
+        inception=args.inception,
+        features=args.features,
+        feature_cache=args.feature_cache,
+        feature_recipe=recipe,
+        classifier_recipe=classifier_recipe,
+        kid_num_subsets=args.kid_subsets,
+        thermodynamic_items=args.ti_items,
+        thermodynamic_chains=args.ti_chains,
+        data_root=args.data_root,
+        real=args.real,
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.sample_sizes and max(args.sample_sizes) > args.num:
         return _error(
@@ -76,29 +105,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             output_file(".json")(str(out))
         except argparse.ArgumentTypeError as exc:
             return _error(f"{exc}; pass --out PATH to write the metrics elsewhere")
-    recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
-    if args.feature_steps is not None:
-        recipe = AutoencoderRecipe(steps=args.feature_steps)
-        classifier_recipe = ClassifierRecipe(steps=args.feature_steps)
     try:
-        metrics = evaluate_run(
-            args.run_dir,
-            num_generated=args.num,
-            importance_samples=args.importance_samples,
-            sample_sizes=args.sample_sizes,
-            seed=args.seed,
-            inception=args.inception,
-            features=args.features,
-            feature_cache=args.feature_cache,
-            feature_recipe=recipe,
-            classifier_recipe=classifier_recipe,
-            kid_num_subsets=args.kid_subsets,
-            thermodynamic_items=args.ti_items,
-            thermodynamic_chains=args.ti_chains,
-            data_root=args.data_root,
-            real=args.real,
-            log=_progress,
-        )
+        metrics = evaluate_run(args.run_dir, _options(args), log=_progress)
     except DataError as exc:
         # The run names its data by the folder it was trained from; that may have moved.
         moved = args.data_root or "--data-root" in str(exc)
