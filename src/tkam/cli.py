@@ -257,12 +257,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tkam`` parser: one subcommand each for training, sampling, plotting, the packaged
+    configs, the data sets, evaluation and inspection."""
     parser = _Parser(
         prog="tkam", description="Thermodynamic Kolmogorov-Arnold Models: train, sample, plot."
     )
     parser.add_argument("--version", action="version", version=f"tkam {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_command(sub)
+    _add_configs_command(sub)
+    _add_sample_command(sub)
+    _add_plot_command(sub)
+    _add_plot_prior_command(sub)
+    add_data_commands(sub)
+    add_evaluate_command(sub)
+    add_inspect_command(sub)
+    return parser
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam train CONFIG``: a config, its overrides, the run folder and how to treat a run
+    already in it."""
     p = sub.add_parser("train", help="train a model from a TOML config or a packaged config")
     p.add_argument("config", help="TOML path or packaged config name (see `tkam configs`)")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
@@ -293,9 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+
+def _add_configs_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam configs``: the packaged configs, one line each."""
     p = sub.add_parser("configs", help="list the packaged configs")
     p.set_defaults(func=_configs)
 
+
+def _add_sample_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam sample RUN_DIR``: samples of a trained run as ``.npz`` or a PNG grid."""
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir", help="run folder written by tkam train")
     p.add_argument("--num", type=count, default=100, help="samples to draw (default 100)")
@@ -309,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.set_defaults(func=_sample)
 
+
+def _add_plot_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam plot RUN_DIR [WHAT ...]``: the figures of a run."""
     p = sub.add_parser(
         "plot",
         help="figures of a run: prior components, loss curves, samples, evolution GIF",
@@ -325,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0, help="random seed of samples.png (default 0)")
     p.set_defaults(func=_plot)
 
+
+def _add_plot_prior_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam plot-prior RUN_DIR``: chosen prior components, and their densities as ``.npz``."""
     p = sub.add_parser("plot-prior", help="plot the learned univariate prior densities")
     p.add_argument("run_dir", help="run folder written by tkam train")
     p.add_argument("--out", type=output_file(".png"), required=True, help="PNG file to write")
@@ -341,12 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="0-based components to draw, e.g. 0,0 0,1 3,2 (default: the first 12)",
     )
     p.set_defaults(func=_plot_prior)
-
-    add_data_commands(sub)
-
-    add_evaluate_command(sub)
-    add_inspect_command(sub)
-    return parser
 
 
 def _version() -> str:
