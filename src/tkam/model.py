@@ -10,7 +10,7 @@ of :mod:`tkam.baselines`, its siblings, compose the same generator and likelihoo
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,18 @@ from tkam.kan.layer import UnivariateLayer
 from tkam.posterior.tempering import TemperedTarget
 from tkam.prior import Prior, build_prior
 
-__all__ = ["TKAM", "LatentModel", "model_parts"]
+__all__ = ["TKAM", "LatentModel", "ModelParts", "model_parts"]
+
+
+class ModelParts(NamedTuple):
+    """What :meth:`LatentModel.from_config` builds every model around: its prior, the generator
+    and likelihood of :func:`model_parts`, the shape of a data item and the model options."""
+
+    prior: Prior
+    generator: nn.Module
+    likelihood: Any
+    image_shape: tuple[int, ...]
+    options: dict[str, bool]
 
 
 def model_parts(
@@ -50,7 +61,9 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
     model, the same for T-KAM (:class:`TKAM`) and the baselines (:class:`~tkam.baselines.VAE`,
     :class:`~tkam.baselines.LatentEBM`), which are its subclasses side by side: decoding,
     sampling, the power posteriors of data (:meth:`tempered_target`), grid updates, and the
-    optimiser's parameter groups. A subclass builds itself from a config (:meth:`from_config`).
+    optimiser's parameter groups. A subclass says which prior a config gives it
+    (:meth:`prior_from_config`) and what it builds around its parts (:meth:`from_parts`);
+    :meth:`from_config` does the rest.
 
     Args:
         prior: any :class:`~tkam.prior.Prior` over latents ``(S, *latent_shape)``.
@@ -60,6 +73,7 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         image_shape: the shape of one data item (``(C, H, W)`` for images).
         bf16: run the generator under bfloat16 autocast (the prior stays float32).
         update_prior_grid, update_generator_grid: whether :meth:`update_grids` refits them.
+        prior_learning_rate: Adam rate of the prior's parameters (0: the rate of the rest).
     """
 
     #: Whether the model has an amortised encoder (the VAE's importance-weighted bound).
@@ -75,6 +89,7 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         bf16: bool = False,
         update_prior_grid: bool = False,
         update_generator_grid: bool = False,
+        prior_learning_rate: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(prior, Prior):
@@ -86,21 +101,43 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         self.bf16 = bf16
         self.update_prior_grid = update_prior_grid
         self.update_generator_grid = update_generator_grid
+        self.prior_learning_rate = prior_learning_rate
 
     @classmethod
-    @abstractmethod
     def from_config(
         cls,
         config: ExperimentConfig,
         image_shape: tuple[int, ...],
         rng: torch.Generator | None = None,
     ) -> LatentModel:
-        """The model of ``config`` for data items of ``image_shape``, its parameters drawn from
-        ``rng``."""
+        """The model of ``config`` for data items of ``image_shape``: its prior
+        (:meth:`prior_from_config`), then the generator and likelihood every model shares
+        (:func:`model_parts`), then the model around them (:meth:`from_parts`); all parameters
+        drawn from ``rng`` in that order."""
+        prior = cls.prior_from_config(config, rng)
+        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
+        shape = tuple(int(s) for s in image_shape)
+        return cls.from_parts(config, ModelParts(prior, generator, likelihood, shape, options), rng)
+
+    @classmethod
+    @abstractmethod
+    def prior_from_config(cls, config: ExperimentConfig, rng: torch.Generator | None) -> Prior:
+        """The model's prior, its parameters drawn from ``rng`` first."""
+
+    @classmethod
+    @abstractmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
+    ) -> LatentModel:
+        """The model around ``parts``; what else it has is drawn from ``rng`` last."""
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
-        """The optimiser's parameter groups: here one group at ``learning_rate``."""
-        return [{"params": list(self.parameters())}]
+        """The optimiser's parameter groups: one group at ``learning_rate``, or, with a
+        ``prior_learning_rate``, the rest's at ``learning_rate`` and the prior's at its own
+        rate."""
+        if not self.prior_learning_rate:
+            return [{"params": list(self.parameters())}]
+        return self._prior_group(self.prior_learning_rate)
 
     def _prior_group(self, rate: float) -> list[dict]:
         """Two parameter groups: everything but the prior (at the optimiser's rate), then the
@@ -188,45 +225,19 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
 
 
 class TKAM(LatentModel):
-    """T-KAM: a Kolmogorov-Arnold prior (:meth:`from_config`), a generator and a likelihood.
-
-    Args:
-        prior, generator, likelihood, image_shape, bf16, update_prior_grid,
-            update_generator_grid: as :class:`LatentModel`.
-        prior_learning_rate: Adam rate of the prior's parameters (0: the rate of the rest).
-    """
-
-    def __init__(
-        self,
-        prior: Prior,
-        generator: nn.Module,
-        likelihood: Any,
-        image_shape: tuple[int, ...],
-        *,
-        prior_learning_rate: float = 0.0,
-        **options: bool,
-    ) -> None:
-        super().__init__(prior, generator, likelihood, image_shape, **options)
-        self.prior_learning_rate = prior_learning_rate
+    """T-KAM: a Kolmogorov-Arnold prior (:meth:`prior_from_config`), a generator and a
+    likelihood; its arguments are :class:`LatentModel`'s."""
 
     @classmethod
-    def from_config(
-        cls,
-        config: ExperimentConfig,
-        image_shape: tuple[int, ...],
-        rng: torch.Generator | None = None,
-    ) -> TKAM:
-        """T-KAM: the config's Kolmogorov-Arnold prior, then its generator, both drawn from
-        ``rng``."""
-        prior = build_prior(config.prior, eps=config.train.eps, rng=rng)
-        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        rate = config.prior.learning_rate
-        return cls(prior, generator, likelihood, image_shape, prior_learning_rate=rate, **options)
+    def prior_from_config(cls, config: ExperimentConfig, rng: torch.Generator | None) -> Prior:
+        """The config's Kolmogorov-Arnold prior (univariate, mixture or deep)."""
+        return build_prior(config.prior, eps=config.train.eps, rng=rng)
 
-    def parameter_groups(self, learning_rate: float) -> list[dict]:
-        """The optimiser's parameter groups: one group at ``learning_rate``, or, with a
-        ``prior_learning_rate``, the generator's at ``learning_rate`` and the prior's at its
-        own rate."""
-        if not self.prior_learning_rate:
-            return super().parameter_groups(learning_rate)
-        return self._prior_group(self.prior_learning_rate)
+    @classmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
+    ) -> TKAM:
+        """T-KAM, its prior at its own rate ``prior.learning_rate`` (0: the optimiser's)."""
+        prior, generator, likelihood, shape, options = parts
+        rate = config.prior.learning_rate
+        return cls(prior, generator, likelihood, shape, prior_learning_rate=rate, **options)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from tkam.config import ExperimentConfig
 from tkam.generator.init import default_init_
-from tkam.model import LatentModel, model_parts
+from tkam.model import LatentModel, ModelParts
 from tkam.posterior.langevin import ula
 from tkam.prior import GaussianPrior
 
@@ -114,23 +114,23 @@ class LatentEBM(LatentModel):
         self.energy_learning_rate = energy_learning_rate
 
     @classmethod
-    def from_config(
-        cls,
-        config: ExperimentConfig,
-        image_shape: tuple[int, ...],
-        rng: torch.Generator | None = None,
-    ) -> LatentEBM:
-        """The energy prior of the ``model`` section, then the generator (both from ``rng``)."""
+    def prior_from_config(
+        cls, config: ExperimentConfig, rng: torch.Generator | None
+    ) -> EnergyPrior:
+        """The energy prior of the ``model`` section on the generator's input."""
         cfg = config.model
-        prior = EnergyPrior(
-            config.generator.widths[0],
-            cfg.energy_hidden,
-            cfg.prior_steps,
-            cfg.prior_step_size,
-            rng=rng,
+        width = config.generator.widths[0]
+        return EnergyPrior(width, cfg.energy_hidden, cfg.prior_steps, cfg.prior_step_size, rng=rng)
+
+    @classmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
+    ) -> LatentEBM:
+        """The latent EBM, its energy at ``model.energy_learning_rate``."""
+        prior, generator, likelihood, shape, options = parts
+        return cls(
+            prior, generator, likelihood, shape, config.model.energy_learning_rate, **options
         )
-        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        return cls(prior, generator, likelihood, image_shape, cfg.energy_learning_rate, **options)
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
         """Adam groups: the energy MLP at ``energy_learning_rate`` (0: ``learning_rate``),
