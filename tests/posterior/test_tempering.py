@@ -186,9 +186,9 @@ class _CountingULA(ULA):
     def __init__(self) -> None:
         object.__setattr__(self, "log", [])
 
-    def step(self, state, chains, step_size, rng, iteration):
+    def step(self, state, chains, rng, iteration):
         self.log.append(("step", iteration))
-        return super().step(state, chains, step_size, rng, iteration)
+        return super().step(state, chains, rng, iteration)
 
     def refresh(self, state, index, swap_rate, chains):
         self.log.append(("refresh", int(index.numel())))

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 from tkam.posterior.automala import (
     AutoMALAInfo,
-    AutoMALARun,
     AutoMALAState,
     automala,
-    automala_adapt,
     automala_init,
-    automala_iteration,
-    automala_start,
     automala_step,
     mixed_preconditioner,
 )
@@ -69,7 +65,6 @@ __all__ = [
     "StepSizeMemory",
     "AutoMALA",
     "AutoMALAInfo",
-    "AutoMALARun",
     "AutoMALAState",
     "LangevinInfo",
     "LangevinState",
@@ -85,10 +80,7 @@ __all__ = [
     "TemperedTarget",
     "ULA",
     "automala",
-    "automala_adapt",
     "automala_init",
-    "automala_iteration",
-    "automala_start",
     "automala_step",
     "importance_resample",
     "importance_weights",

@@ -235,6 +235,7 @@ class TemperedChains(NamedTuple):
         target: the tempered target.
         temperatures: ``(chains,)`` every chain's temperature.
         log_density: ``target.log_density(temperatures)``, the tempered log-density.
+        step_size: ULA's step, or autoMALA's starting step (float or ``(chains,)``).
         exchanges: whether chains change temperature (replica exchange between several
             populations).
     """
@@ -242,6 +243,7 @@ class TemperedChains(NamedTuple):
     target: TemperedTarget
     temperatures: Tensor
     log_density: LogDensity
+    step_size: float | Tensor
     exchanges: bool
 
 
@@ -258,7 +260,7 @@ class Sampler(Protocol):
     name: str
     exchange_from: int
 
-    def init(self, z: Tensor, chains: TemperedChains, step_size: float | Tensor) -> Any:
+    def init(self, z: Tensor, chains: TemperedChains) -> Any:
         """The state of chains at ``z`` (constants), with what :meth:`step` needs cached.
 
         Raises:
@@ -266,14 +268,7 @@ class Sampler(Protocol):
         """
         ...
 
-    def step(
-        self,
-        state: Any,
-        chains: TemperedChains,
-        step_size: float | Tensor,
-        rng: torch.Generator,
-        iteration: int,
-    ) -> Any:
+    def step(self, state: Any, chains: TemperedChains, rng: torch.Generator, iteration: int) -> Any:
         """Iteration ``iteration`` (0-based) of every chain."""
         ...
 
@@ -308,7 +303,7 @@ class ULA:
     name: ClassVar[str] = "ula"
     exchange_from: ClassVar[int] = 0
 
-    def init(self, z: Tensor, chains: TemperedChains, step_size: float | Tensor) -> Any:
+    def init(self, z: Tensor, chains: TemperedChains) -> Any:
         if not chains.exchanges:
             state = init_state(z, chains.log_density)
             check_score(state)
@@ -317,17 +312,11 @@ class ULA:
         check_score(_combined(state))
         return state
 
-    def step(
-        self,
-        state: Any,
-        chains: TemperedChains,
-        step_size: float | Tensor,
-        rng: torch.Generator,
-        iteration: int,
-    ) -> Any:
+    def step(self, state: Any, chains: TemperedChains, rng: torch.Generator, iteration: int) -> Any:
         if not chains.exchanges:
-            return ula_step(state, chains.log_density, step_size, rng)[0]
-        return tempered_ula_step(state, chains.target, chains.temperatures, step_size, rng)
+            return ula_step(state, chains.log_density, chains.step_size, rng)[0]
+        t = chains.temperatures
+        return tempered_ula_step(state, chains.target, t, chains.step_size, rng)
 
     def output(self, state: TemperedState, chains: TemperedChains) -> Tensor:
         return state.output
@@ -366,16 +355,11 @@ class AutoMALA:
     def exchange_from(self) -> int:
         return self.num_unadjusted
 
-    def init(self, z: Tensor, chains: TemperedChains, step_size: float | Tensor) -> AutoMALARun:
-        return automala_start(z, chains.log_density, step_size, self.step_size_bounds)
+    def init(self, z: Tensor, chains: TemperedChains) -> AutoMALARun:
+        return automala_start(z, chains.log_density, chains.step_size, self.step_size_bounds)
 
     def step(
-        self,
-        state: AutoMALARun,
-        chains: TemperedChains,
-        step_size: float | Tensor,
-        rng: torch.Generator,
-        iteration: int,
+        self, state: AutoMALARun, chains: TemperedChains, rng: torch.Generator, iteration: int
     ) -> AutoMALARun:
         return automala_iteration(
             state,
@@ -473,11 +457,11 @@ def tempered_langevin(
         )
     chain_temperatures = temperatures.repeat_interleave(z0.shape[0] // num_temps)
     log_density = target.log_density(chain_temperatures)
-    chains = TemperedChains(target, chain_temperatures, log_density, num_temps > 1)
-    state = sampler.init(z0, chains, step_size)
+    chains = TemperedChains(target, chain_temperatures, log_density, step_size, num_temps > 1)
+    state = sampler.init(z0, chains)
     swap_rates: list[Tensor] = []
     for iteration in range(steps):
-        state = sampler.step(state, chains, step_size, rng, iteration)
+        state = sampler.step(state, chains, rng, iteration)
         due = iteration >= sampler.exchange_from and (iteration + 1) % exchange_every == 0
         if not (chains.exchanges and due):
             continue
