@@ -253,11 +253,9 @@ class Sampler(Protocol):
     :mod:`tkam.posterior.automala` are), and what replica exchange needs from that state.
 
     Attributes:
-        name: the sampler's name in configs (``posterior.sampler``).
-        exchange_from: the first iteration (0-based) after which chains may be exchanged.
+        exchange_from: the first iteration (0-based) after which an exchange may be attempted.
     """
 
-    name: str
     exchange_from: int
 
     def init(self, z: Tensor, chains: TemperedChains) -> Any:
@@ -300,7 +298,6 @@ class ULA:
     evaluation.
     """
 
-    name: ClassVar[str] = "ula"
     exchange_from: ClassVar[int] = 0
 
     def init(self, z: Tensor, chains: TemperedChains) -> Any:
@@ -346,7 +343,6 @@ class AutoMALA:
     change_rate: float = 2.0
     num_unadjusted: int = 2
     eps: float = 1e-4
-    name: ClassVar[str] = "automala"
 
     def __post_init__(self) -> None:
         check_automala_settings(self.step_size_bounds, self.change_rate)

@@ -6,6 +6,8 @@ so a run stopped at step k and resumed reaches bitwise the parameters of an unin
 
 The trainer itself writes only ``config.toml``; the loss log, sample grids, checkpoints and the
 final model and figures are :mod:`tkam.train.callbacks`, called at the events documented there.
+The run folder's lock and its clearing for a fresh run are :mod:`tkam.train.folder`; what a
+resume may change, and restoring a checkpoint, :mod:`tkam.train.resume`.
 """
 
 from __future__ import annotations
