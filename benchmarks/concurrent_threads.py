@@ -42,7 +42,6 @@ def _launch(config: str, threads: int, runs: int, folder: Path) -> list[float]:
             *(sys.executable, "-m", "tkam", "train", config, "--out", str(out), "--no-progress"),
             *("--overwrite", "--set", f"train.threads={threads}"),
             *("--set", f"train.max_steps={STEPS}", "--set", "train.log_every=100"),
-            *("--set", "train.sample_every=100000"),
         ]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
     for process in processes:

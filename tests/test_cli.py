@@ -144,6 +144,10 @@ def test_configs_lists_packaged(capsys) -> None:
     listed = capsys.readouterr().out
     for name in ("digits", "mnist", "fmnist"):
         assert name in listed
+    kinds = {line.split()[0]: line.split()[2] for line in listed.splitlines()[1:]}
+    assert kinds["digits"] == "univariate" and kinds["svhn"] == "mixture"
+    # The Pang-style configs have a deep KAN energy prior (widths 100-200-200-1).
+    assert all(kinds[f"{data}-pang"] == "deep" for data in ("svhn", "cifar10", "celeba"))
 
 
 @pytest.mark.parametrize(

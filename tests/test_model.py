@@ -11,7 +11,7 @@ from tkam.baselines import VAE, EnergyPrior, LatentEBM
 from tkam.build import MODELS, build_model
 from tkam.config.schema import MODEL_KINDS
 from tkam.generator.likelihood import GaussianLikelihood
-from tkam.model import TKAM
+from tkam.model import TKAM, LatentModel
 from tkam.prior import GaussianPrior, UnivariatePrior
 
 SHAPE = (1, 8, 8)
@@ -23,7 +23,9 @@ def test_every_model_kind_is_built_from_parts() -> None:
     expected["lebm"] = (LatentEBM, EnergyPrior)
     for kind, (cls, prior_type) in expected.items():
         model = build_model(tiny_config(model={"kind": kind}), SHAPE)
-        assert type(model) is cls and isinstance(model, TKAM)
+        assert type(model) is cls and isinstance(model, LatentModel)
+        # Siblings: no baseline is a T-KAM.
+        assert isinstance(model, TKAM) == (kind == "tkam")
         assert type(model.prior) is prior_type
         assert isinstance(model.likelihood, GaussianLikelihood)
         assert model.image_shape == SHAPE
@@ -69,10 +71,24 @@ def test_a_model_of_any_parts() -> None:
         TKAM(nn.Linear(3, 3), decoder, GaussianLikelihood(0.5, 0.0, "none"), (5,))
 
 
+def test_the_latent_model_interface_is_abstract() -> None:
+    # A latent model must say how a config builds it; T-KAM and the baselines each do.
+    with pytest.raises(TypeError, match="abstract"):
+        LatentModel(GaussianPrior(3), nn.Linear(3, 5), GaussianLikelihood(0.5, 0.0, "none"), (5,))
+    for cls in (TKAM, VAE, LatentEBM):
+        assert issubclass(cls, LatentModel) and cls.__bases__ == (LatentModel,)
+
+
 def test_parameter_groups() -> None:
     model = build_model(tiny_config(), SHAPE)
     (group,) = model.parameter_groups(1e-3)
     assert len(group["params"]) == len(list(model.parameters()))
+    prior_rate = build_model(tiny_config(prior={"learning_rate": 3e-4}), SHAPE)
+    rest, prior = prior_rate.parameter_groups(1e-3)
+    assert prior["lr"] == 3e-4 and "lr" not in rest
+    assert {id(p) for p in prior["params"]} == {id(p) for p in prior_rate.prior.parameters()}
+    (vae_group,) = build_model(tiny_config(model={"kind": "vae"}), SHAPE).parameter_groups(1e-3)
+    assert "lr" not in vae_group
     ebm = build_model(tiny_config(model={"kind": "lebm", "energy_learning_rate": 2e-5}), SHAPE)
     rest, energy = ebm.parameter_groups(1e-3)
     assert energy["lr"] == 2e-5 and "lr" not in rest

@@ -8,19 +8,19 @@ import torch
 
 from tkam.baselines import VAE, LatentEBM
 from tkam.config import ExperimentConfig
-from tkam.model import TKAM
+from tkam.model import TKAM, LatentModel
 
 __all__ = ["MODELS", "build_model"]
 
 #: ``model.kind`` -> ``(config, image_shape, rng) -> model``.
-MODELS: dict[str, Callable[..., TKAM]] = {
+MODELS: dict[str, Callable[..., LatentModel]] = {
     "tkam": TKAM.from_config,
     "vae": VAE.from_config,
     "lebm": LatentEBM.from_config,
 }
 
 
-def build_model(config: ExperimentConfig, image_shape: tuple[int, ...]) -> TKAM:
+def build_model(config: ExperimentConfig, image_shape: tuple[int, ...]) -> LatentModel:
     """T-KAM or the baseline that ``config.model.kind`` names, its parameters drawn from a
     stream seeded by ``train.seed``."""
     rng = torch.Generator().manual_seed(config.train.seed)

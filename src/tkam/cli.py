@@ -28,6 +28,7 @@ from tkam.data import DataError
 from tkam.data.commands import add_data_commands
 from tkam.manifest import record
 from tkam.metrics.commands import add_evaluate_command
+from tkam.paths import Figures, RunPaths
 from tkam.plots import (
     plot_losses,
     plot_prior,
@@ -74,17 +75,19 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
     fit(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    paths = RunPaths(out)
+    figures = paths.figures
     written = ", ".join(
-        name
-        for name in (
-            "model.safetensors",
-            "loss.csv",
-            "samples/",
-            "prior.png",
-            "loss.png",
-            "evolution.gif",
+        path.name + ("/" if path.is_dir() else "")
+        for path in (
+            paths.model,
+            paths.loss_csv,
+            paths.samples,
+            figures.prior,
+            figures.losses,
+            figures.evolution,
         )
-        if (out / name.rstrip("/")).exists()
+        if path.exists()
     )
     print(f"run written to {out}: {written}")
     return 0
@@ -94,10 +97,9 @@ def _configs(args: argparse.Namespace) -> int:
     rows = [("config", "data", "prior", "P", "Q", "basis", "pi0")]
     for name in packaged_configs():
         cfg = load_config(name)
-        kind = "mixture" if cfg.prior.mixture else "univariate"
         prior = cfg.prior
         rows.append(
-            (name, cfg.data.name, kind, str(prior.num_inputs), str(prior.num_outputs))
+            (name, cfg.data.name, prior.kind, str(prior.num_inputs), str(prior.num_outputs))
             + (prior.basis, prior.reference)
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
@@ -195,7 +197,8 @@ def _plot(args: argparse.Namespace) -> int:
     if unknown:
         raise CommandError(f"unknown figure {unknown[0]!r}; choose from {', '.join(PLOTS)}")
     root = Path(args.run_dir)
-    out = args.out or root / "plots"
+    paths = RunPaths(root)
+    figures = Figures(args.out) if args.out else paths.plots
     what = args.what or list(PLOTS)
     _, model = load_run(root)
     info = model_info(root)
@@ -206,31 +209,32 @@ def _plot(args: argparse.Namespace) -> int:
     if "prior" in what:
         if model.prior.has_components:
             export = _evaluated(root, model.prior.export)
-            written.append(plot_prior(export, out / "prior.png", metadata=metadata))
-            written.append(plot_prior_grid(export, out / "prior_grid.png", metadata=metadata))
+            written.append(plot_prior(export, figures.prior, metadata=metadata))
+            written.append(plot_prior_grid(export, figures.prior_grid, metadata=metadata))
         else:
             skipped.append("prior (this model's prior has no univariate components)")
     if "losses" in what:
-        if (root / "loss.csv").is_file():
+        if paths.loss_csv.is_file():
             try:
-                written.append(plot_losses(root / "loss.csv", out / "loss.png", metadata=metadata))
+                written.append(plot_losses(paths.loss_csv, figures.losses, metadata=metadata))
             except ValueError as exc:  # a damaged or empty loss.csv: say so, draw the rest
                 skipped.append(f"losses ({exc})")
         else:
-            skipped.append(f"losses ({root / 'loss.csv'} is missing)")
+            skipped.append(f"losses ({paths.loss_csv} is missing)")
     if "samples" in what:
         shape = model.image_shape
         if len(shape) == 3 and shape[0] in (1, 3):
             rng = torch.Generator().manual_seed(args.seed)
             images = _evaluated(root, lambda: model.sample(args.num, rng)).float().clamp(0, 1)
-            path = out / "samples.png"
-            save_image_grid(images, path, scale=readable_scale(*shape[1:]), metadata=metadata)
-            written.append(path)
+            save_image_grid(
+                images, figures.samples, scale=readable_scale(*shape[1:]), metadata=metadata
+            )
+            written.append(figures.samples)
         else:
             skipped.append(f"samples (items of shape {shape} are not images)")
     if "evolution" in what:
         try:
-            written.append(save_evolution_gif(root / "samples", out / "evolution.gif"))
+            written.append(save_evolution_gif(paths.samples, figures.evolution))
         except FileNotFoundError as exc:
             skipped.append(f"evolution ({exc})")
     record(root, written)  # figures written into the run folder belong to its manifest
@@ -253,12 +257,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tkam`` parser: one subcommand each for training, sampling, plotting, the packaged
+    configs, the data sets, evaluation and inspection."""
     parser = _Parser(
         prog="tkam", description="Thermodynamic Kolmogorov-Arnold Models: train, sample, plot."
     )
     parser.add_argument("--version", action="version", version=f"tkam {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_command(sub)
+    _add_configs_command(sub)
+    _add_sample_command(sub)
+    _add_plot_command(sub)
+    _add_plot_prior_command(sub)
+    add_data_commands(sub)
+    add_evaluate_command(sub)
+    add_inspect_command(sub)
+    return parser
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam train CONFIG``: a config, its overrides, the run folder and how to treat a run
+    already in it."""
     p = sub.add_parser("train", help="train a model from a TOML config or a packaged config")
     p.add_argument("config", help="TOML path or packaged config name (see `tkam configs`)")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
@@ -289,9 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+
+def _add_configs_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam configs``: the packaged configs, one line each."""
     p = sub.add_parser("configs", help="list the packaged configs")
     p.set_defaults(func=_configs)
 
+
+def _add_sample_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam sample RUN_DIR``: samples of a trained run as ``.npz`` or a PNG grid."""
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir", help="run folder written by tkam train")
     p.add_argument("--num", type=count, default=100, help="samples to draw (default 100)")
@@ -305,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.set_defaults(func=_sample)
 
+
+def _add_plot_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam plot RUN_DIR [WHAT ...]``: the figures of a run."""
     p = sub.add_parser(
         "plot",
         help="figures of a run: prior components, loss curves, samples, evolution GIF",
@@ -321,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0, help="random seed of samples.png (default 0)")
     p.set_defaults(func=_plot)
 
+
+def _add_plot_prior_command(sub: argparse._SubParsersAction) -> None:
+    """``tkam plot-prior RUN_DIR``: chosen prior components, and their densities as ``.npz``."""
     p = sub.add_parser("plot-prior", help="plot the learned univariate prior densities")
     p.add_argument("run_dir", help="run folder written by tkam train")
     p.add_argument("--out", type=output_file(".png"), required=True, help="PNG file to write")
@@ -337,12 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="0-based components to draw, e.g. 0,0 0,1 3,2 (default: the first 12)",
     )
     p.set_defaults(func=_plot_prior)
-
-    add_data_commands(sub)
-
-    add_evaluate_command(sub)
-    add_inspect_command(sub)
-    return parser
 
 
 def _version() -> str:

@@ -15,31 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tkam.files import atomic_path
+from tkam.paths import MANIFEST_NAME
 
-__all__ = [
-    "MANIFEST_NAME",
-    "RUN_FILES",
-    "forget",
-    "listed_files",
-    "read_manifest",
-    "record",
-    "run_file_names",
-]
+__all__ = ["MANIFEST_NAME", "forget", "listed_files", "read_manifest", "record"]
 
-MANIFEST_NAME = "tkam-manifest.json"
 FORMAT = "tkam-run-manifest-1"
-
-#: Files of a run folder at fixed names (besides ``checkpoints/step_*``, ``samples/step_*`` and
-#: ``plots/``), each written by tkam.
-RUN_FILES = (
-    "config.toml",
-    "loss.csv",
-    "model.safetensors",
-    "prior.png",
-    "loss.png",
-    "evolution.gif",
-    "metrics.json",
-)
 
 
 def _relative(root: Path, path: str | Path) -> str | None:
@@ -96,16 +76,3 @@ def listed_files(root: str | Path) -> list[Path]:
     """The files of ``root``'s manifest that exist, as paths."""
     root = Path(root)
     return [root / name for name in sorted(read_manifest(root) or ()) if (root / name).is_file()]
-
-
-def run_file_names(root: str | Path) -> list[Path]:
-    """The files in ``root`` at names a tkam run writes: the fixed names, checkpoints, sample
-    grids and ``plots/``'s figures."""
-    root = Path(root)
-    found = [root / name for name in RUN_FILES if (root / name).is_file()]
-    for pattern in ("checkpoints/step_*.safetensors", "samples/step_*.png", "samples/step_*.txt"):
-        found += sorted(root.glob(pattern))
-    for name in ("prior.png", "prior_grid.png", "loss.png", "samples.png", "evolution.gif"):
-        if (root / "plots" / name).is_file():
-            found.append(root / "plots" / name)
-    return found

@@ -1,15 +1,16 @@
 """Latent-variable generative models: a prior, a generator and a likelihood (maths 1).
 
-:class:`TKAM` composes the three parts. T-KAM itself has a Kolmogorov-Arnold prior
-(:meth:`TKAM.from_config`); the baselines of :mod:`tkam.baselines` compose the same generator and
-likelihood with another prior (:func:`model_parts`), so the losses, samplers, trainer, ``tkam
-sample`` and the evaluation treat every model alike, through the prior's protocol
-(:class:`tkam.prior.Prior`).
+:class:`LatentModel` composes the three parts; it is what the losses, samplers, trainer, ``tkam
+sample`` and the evaluation use of a model, and they reach the prior through its protocol
+(:class:`tkam.prior.Prior`). T-KAM (:class:`TKAM`) has a Kolmogorov-Arnold prior; the baselines
+of :mod:`tkam.baselines`, its siblings, compose the same generator and likelihood
+(:func:`model_parts`) with another prior.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from abc import ABCMeta, abstractmethod
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +21,18 @@ from tkam.kan.layer import UnivariateLayer
 from tkam.posterior.tempering import TemperedTarget
 from tkam.prior import Prior, build_prior
 
-__all__ = ["TKAM", "model_parts"]
+__all__ = ["TKAM", "LatentModel", "ModelParts", "model_parts"]
+
+
+class ModelParts(NamedTuple):
+    """What :meth:`LatentModel.from_config` builds every model around: its prior, the generator
+    and likelihood of :func:`model_parts`, the shape of a data item and the model options."""
+
+    prior: Prior
+    generator: nn.Module
+    likelihood: Any
+    image_shape: tuple[int, ...]
+    options: dict[str, bool]
 
 
 def model_parts(
@@ -42,8 +54,16 @@ def model_parts(
     return generator, build_likelihood(gen, config.train.eps), options
 
 
-class TKAM(nn.Module):
-    """Prior + generator + likelihood.
+class LatentModel(nn.Module, metaclass=ABCMeta):
+    """A latent-variable generative model: a prior, a generator and a likelihood.
+
+    What the trainer, the losses, the samplers, ``tkam sample`` and the evaluation use of a
+    model, the same for T-KAM (:class:`TKAM`) and the baselines (:class:`~tkam.baselines.VAE`,
+    :class:`~tkam.baselines.LatentEBM`), which are its subclasses side by side: decoding,
+    sampling, the power posteriors of data (:meth:`tempered_target`), grid updates, and the
+    optimiser's parameter groups. A subclass says which prior a config gives it
+    (:meth:`prior_from_config`) and what it builds around its parts (:meth:`from_parts`);
+    :meth:`from_config` does the rest.
 
     Args:
         prior: any :class:`~tkam.prior.Prior` over latents ``(S, *latent_shape)``.
@@ -90,24 +110,43 @@ class TKAM(nn.Module):
         config: ExperimentConfig,
         image_shape: tuple[int, ...],
         rng: torch.Generator | None = None,
-    ) -> TKAM:
-        """T-KAM: the config's Kolmogorov-Arnold prior, then its generator, both drawn from
-        ``rng``."""
-        prior = build_prior(config.prior, eps=config.train.eps, rng=rng)
+    ) -> LatentModel:
+        """The model of ``config`` for data items of ``image_shape``: its prior
+        (:meth:`prior_from_config`), then the generator and likelihood every model shares
+        (:func:`model_parts`), then the model around them (:meth:`from_parts`); all parameters
+        drawn from ``rng`` in that order."""
+        prior = cls.prior_from_config(config, rng)
         generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        rate = config.prior.learning_rate
-        return cls(prior, generator, likelihood, image_shape, prior_learning_rate=rate, **options)
+        shape = tuple(int(s) for s in image_shape)
+        return cls.from_parts(config, ModelParts(prior, generator, likelihood, shape, options), rng)
+
+    @classmethod
+    @abstractmethod
+    def prior_from_config(cls, config: ExperimentConfig, rng: torch.Generator | None) -> Prior:
+        """The model's prior, its parameters drawn from ``rng`` first."""
+
+    @classmethod
+    @abstractmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
+    ) -> LatentModel:
+        """The model around ``parts``; what else it has is drawn from ``rng`` last."""
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
         """The optimiser's parameter groups: one group at ``learning_rate``, or, with a
-        ``prior_learning_rate``, the generator's at ``learning_rate`` and the prior's at its
-        own rate."""
+        ``prior_learning_rate``, the rest's at ``learning_rate`` and the prior's at its own
+        rate."""
         if not self.prior_learning_rate:
             return [{"params": list(self.parameters())}]
+        return self._prior_group(self.prior_learning_rate)
+
+    def _prior_group(self, rate: float) -> list[dict]:
+        """Two parameter groups: everything but the prior (at the optimiser's rate), then the
+        prior's parameters at ``rate``."""
         prior = list(self.prior.parameters())
         ids = {id(p) for p in prior}
         rest = [p for p in self.parameters() if id(p) not in ids]
-        return [{"params": rest}, {"params": prior, "lr": self.prior_learning_rate}]
+        return [{"params": rest}, {"params": prior, "lr": rate}]
 
     def compile_kernels(self) -> None:
         """``torch.compile`` the KAN evaluations of the prior and the generator (opt-in)."""
@@ -184,3 +223,22 @@ class TKAM(nn.Module):
         if self.update_generator_grid:
             self.generator.update_grid(self.prior.generator_input(z))
         return self.update_prior_grid or self.update_generator_grid
+
+
+class TKAM(LatentModel):
+    """T-KAM: a Kolmogorov-Arnold prior (:meth:`prior_from_config`), a generator and a
+    likelihood; its arguments are :class:`LatentModel`'s."""
+
+    @classmethod
+    def prior_from_config(cls, config: ExperimentConfig, rng: torch.Generator | None) -> Prior:
+        """The config's Kolmogorov-Arnold prior (univariate, mixture or deep)."""
+        return build_prior(config.prior, eps=config.train.eps, rng=rng)
+
+    @classmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
+    ) -> TKAM:
+        """T-KAM, its prior at its own rate ``prior.learning_rate`` (0: the optimiser's)."""
+        prior, generator, likelihood, shape, options = parts
+        rate = config.prior.learning_rate
+        return cls(prior, generator, likelihood, shape, prior_learning_rate=rate, **options)

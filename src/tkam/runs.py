@@ -4,7 +4,6 @@ every file derived from it records."""
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,12 @@ from tkam.build import build_model
 from tkam.config import ConfigError, ExperimentConfig, dumps_toml, load_config
 from tkam.files import atomic_path, file_sha256
 from tkam.manifest import record
-from tkam.model import TKAM
-from tkam.train.checkpoint import CheckpointError, atomic_save, latest_checkpoint, read_metadata
+from tkam.model import LatentModel
+from tkam.paths import RunPaths, step_of
+from tkam.train.checkpoint import CheckpointError, atomic_save, read_metadata
 from tkam.train.lock import lock_holder
 
 __all__ = ["ModelInfo", "load_run", "model_info", "save_run"]
-
-_STEP = re.compile(r"step_(\d+)\.safetensors$")
 
 
 @dataclass(frozen=True)
@@ -73,12 +71,9 @@ def _step(metadata: dict[str, str]) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _newest_checkpoint(root: Path) -> int | None:
-    for path in latest_checkpoint(root / "checkpoints"):
-        match = _STEP.search(path.name)
-        if match:
-            return int(match.group(1))
-    return None
+def _newest_checkpoint(paths: RunPaths) -> int | None:
+    steps = (step_of(path) for path in paths.checkpoint_files())
+    return next((step for step in steps if step is not None), None)
 
 
 def model_info(run_dir: str | Path) -> ModelInfo:
@@ -87,17 +82,17 @@ def model_info(run_dir: str | Path) -> ModelInfo:
     Raises:
         CheckpointError: if the file is missing or unreadable.
     """
-    root = Path(run_dir)
-    path = root / "model.safetensors"
-    metadata = read_metadata(path)
-    return ModelInfo(path, _step(metadata), file_sha256(path), _newest_checkpoint(root))
+    paths = RunPaths(Path(run_dir))
+    metadata = read_metadata(paths.model)
+    step = _step(metadata)
+    return ModelInfo(paths.model, step, file_sha256(paths.model), _newest_checkpoint(paths))
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig, TKAM]:
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig, LatentModel]:
     """The config and trained model of a run folder written by ``tkam train``.
 
-    The model is T-KAM or the baseline that the run's ``model.kind`` names (VAE, latent EBM);
-    all share TKAM's generation interface. A model older than the run's newest checkpoint (a
+    The model is T-KAM or the baseline that the run's ``model.kind`` names (VAE, latent EBM),
+    each a :class:`~tkam.model.LatentModel`. A model older than the run's newest checkpoint (a
     resume that was stopped, or is still running) is used with a warning that says so.
 
     Raises:
@@ -105,8 +100,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig
             weights.
         ConfigError: if ``config.toml`` is missing or invalid.
     """
-    root = Path(run_dir)
-    config_path, model_path = root / "config.toml", root / "model.safetensors"
+    paths = RunPaths(Path(run_dir))
+    root, config_path, model_path = paths.root, paths.config, paths.model
     if not config_path.is_file():
         raise ConfigError(f"{root} is not a run folder: {config_path} is missing")
     if not model_path.is_file():
@@ -125,7 +120,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig
         image_shape = tuple(int(s) for s in metadata["image_shape"].split(","))
     except (KeyError, ValueError):
         raise CheckpointError(f"{model_path}: no image_shape in its metadata") from None
-    step, newest = _step(metadata), _newest_checkpoint(root)
+    step, newest = _step(metadata), _newest_checkpoint(paths)
     if step is not None and newest is not None and newest > step:
         running = lock_holder(root)
         why = f"the run is training ({running})" if running else "a resume did not finish"
@@ -159,7 +154,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[ExperimentConfig
     return config, model.to(device).eval()
 
 
-def save_run(model: TKAM, config: ExperimentConfig, run_dir: str | Path, step: int = 0) -> Path:
+def save_run(
+    model: LatentModel, config: ExperimentConfig, run_dir: str | Path, step: int = 0
+) -> Path:
     """Write a model trained outside ``tkam train`` as a run folder: ``config.toml`` and
     ``model.safetensors`` (with the metadata that :func:`load_run` and the commands read), both
     listed in the folder's manifest.
@@ -176,8 +173,8 @@ def save_run(model: TKAM, config: ExperimentConfig, run_dir: str | Path, step: i
     Raises:
         ConfigError: if the folder already holds a ``config.toml`` or ``model.safetensors``.
     """
-    root = Path(run_dir)
-    config_path, model_path = root / "config.toml", root / "model.safetensors"
+    paths = RunPaths(Path(run_dir))
+    root, config_path, model_path = paths.root, paths.config, paths.model
     taken = [str(path) for path in (config_path, model_path) if path.exists()]
     if taken:
         raise ConfigError(f"{root} already holds {', '.join(taken)}: choose another folder")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -52,6 +53,21 @@ def test_load_small_config(tmp_path) -> None:
     # Defaults fill the rest.
     assert config.prior.num_nodes == PriorConfig().num_nodes
     assert config.grid_update.frequency == 100 and config.grid_update.decay == 0.999
+
+
+def test_a_deprecated_key_still_loads_with_a_warning_naming_it(tmp_path) -> None:
+    # Configs written before train.sample_every was removed (it was never read) keep loading.
+    old = SMALL.replace("batch_size = 10", "batch_size = 10\nsample_every = 50")
+    path = write(tmp_path, old)
+    with pytest.warns(FutureWarning, match=r"train\.sample_every is deprecated and ignored"):
+        config = load_config(path)
+    assert config == load_config(write(tmp_path, SMALL, "current.toml"))
+    with pytest.warns(FutureWarning, match=re.escape(str(path))):
+        load_config(path)
+    with pytest.warns(FutureWarning, match=r"train\.sample_every"):
+        assert load_config(write(tmp_path, SMALL, "new.toml"), ["train.sample_every=5"]) == config
+    assert "sample_every" not in dumps_toml(config)
+    assert "sample_every" not in {field.name for field in dataclasses.fields(config.train)}
 
 
 # ------------------------------------------------------------------------------------------------

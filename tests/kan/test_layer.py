@@ -299,3 +299,18 @@ def test_grid_update_rejects_wrong_input_shape() -> None:
     layer = make_layer("rbf", in_dim=3)
     with pytest.raises(ValueError, match="update_grid expects inputs"):
         layer.update_grid(torch.randn(20, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("basis", ["rbf", "fourier"])
+def test_a_state_with_the_removed_frequencies_buffer_still_loads(basis) -> None:
+    # Files written before the unused ``frequencies`` buffer was removed hold it (empty, or the
+    # Fourier basis' 0..G); loading drops it, strictly: every other key must still match.
+    layer = make_layer(basis)
+    assert not any(name.endswith("frequencies") for name in layer.state_dict())
+    old = dict(make_layer(basis, seed=1).state_dict())
+    old["frequencies"] = torch.arange(7.0) if basis == "fourier" else torch.empty(0)
+    layer.load_state_dict(old)
+    assert torch.equal(layer.coef, old["coef"])
+    del old["coef"]
+    with pytest.raises(RuntimeError, match="coef"):
+        layer.load_state_dict(old)

@@ -314,7 +314,7 @@ def test_thermodynamic_loss_value_with_unequally_spaced_temperatures(
             draws.append(law.mean + noise @ torch.linalg.cholesky(law.covariance).T)
         return TemperedRun(torch.cat(draws), 0.0, None)
 
-    monkeypatch.setattr("tkam.losses.thermodynamic.tempered_langevin", exact_draws)
+    monkeypatch.setattr("tkam.losses.chains.tempered_langevin", exact_draws)
     exact = not contrastive
     laws = [power_posterior(model, x, float(t)) for t in temps]
     exact_value = _thermodynamic_target(model, x, laws, temps, rule, exact)

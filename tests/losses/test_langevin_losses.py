@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from tests.helpers import tiny_config
-from tkam.losses import compute_loss
+from tkam.config import PosteriorConfig
+from tkam.losses import compute_loss, posterior_sampler
 from tkam.model import TKAM
-from tkam.posterior import StepSizeMemory, tempered_init
+from tkam.posterior import ULA, AutoMALA, StepSizeMemory, tempered_init
 
 
 @pytest.mark.parametrize(
@@ -91,20 +92,14 @@ class _StepSpy:
         return run
 
 
-@pytest.mark.parametrize(
-    ("module", "changes"),
-    [
-        ("tkam.losses.langevin", {}),
-        ("tkam.losses.thermodynamic", {"thermodynamic": {"num_temps": 3}}),
-    ],
-)
-def test_automala_step_sizes_persist_across_calls(monkeypatch, module, changes) -> None:
+@pytest.mark.parametrize("changes", [{}, {"thermodynamic": {"num_temps": 3}}])
+def test_automala_step_sizes_persist_across_calls(monkeypatch, changes) -> None:
     # Spec 4.2: the second call's chains start from the step sizes the first call adapted (not
     # from posterior.step_size again); without a memory every call starts afresh.
     config = tiny_config(posterior={"sampler": "automala", "steps": 3}, **changes)
     model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
-    spy = _StepSpy(importlib.import_module(module).tempered_langevin)
-    monkeypatch.setattr(f"{module}.tempered_langevin", spy)
+    spy = _StepSpy(importlib.import_module("tkam.losses.chains").tempered_langevin)
+    monkeypatch.setattr("tkam.losses.chains.tempered_langevin", spy)
     x, rng = torch.rand(6, 1, 8, 8), torch.Generator().manual_seed(1)
     memory = StepSizeMemory()
     for _ in range(3):
@@ -116,3 +111,13 @@ def test_automala_step_sizes_persist_across_calls(monkeypatch, module, changes) 
     assert not torch.equal(spy.adapted[0], torch.full((chains,), config.posterior.step_size))
     compute_loss(model, x, config, rng, step=1, total_steps=10)
     assert spy.starts[-1] == config.posterior.step_size
+
+
+def test_posterior_sampler_maps_each_config_name_to_its_sampler() -> None:
+    # The one place that turns posterior.sampler into the sampler tempered_langevin takes.
+    settings = {"step_size_bounds": (1e-3, 2.0), "change_rate": 1.5, "num_unadjusted": 3}
+    assert posterior_sampler(PosteriorConfig(sampler="ula")) == ULA()
+    # importance: the deep prior's Langevin loss runs ULA.
+    assert posterior_sampler(PosteriorConfig(sampler="importance")) == ULA()
+    automala = posterior_sampler(PosteriorConfig(sampler="automala", **settings))
+    assert automala == AutoMALA(**settings) and automala.exchange_from == 3

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import tiny_config
 from tkam.cli import main
 from tkam.data.darcy import generate_darcy, generation_attributes, write_darcy
-from tkam.metrics import AutoencoderRecipe, ClassifierRecipe, evaluate_run
+from tkam.metrics import AutoencoderRecipe, ClassifierRecipe, EvaluationOptions, evaluate_run
 from tkam.train import fit
 
 KEYS = (
@@ -81,7 +81,7 @@ def test_evaluate_text_run_skips_fid_with_a_note(tmp_path):
         },
     )
     fit(config, tmp_path / "run", progress=False)
-    metrics = evaluate_run(tmp_path / "run", 20, 10, log=None)
+    metrics = evaluate_run(tmp_path / "run", EvaluationOptions(20, 10), log=None)
     assert metrics["fid_infinity"] is None and metrics["feature_network"] is None
     assert any("FID/KID skipped" in note for note in metrics["notes"])
     assert math.isfinite(metrics["log_likelihood_nats_per_dim"])
@@ -93,15 +93,14 @@ def test_evaluate_darcy_run_reports_field_errors(tmp_path):
     path = write_darcy(tmp_path / "darcy.h5", fields, generation_attributes(30, 8, 0, 3))
     config = tiny_config(data={"name": "darcy", "root": str(path), "num_train": 20, "num_test": 10})
     fit(config, tmp_path / "run", progress=False)
-    metrics = evaluate_run(
-        tmp_path / "run",
+    options = EvaluationOptions(
         20,
         10,
         feature_cache=tmp_path / "cache",
         feature_recipe=AutoencoderRecipe(steps=2),
         kid_num_subsets=5,
-        log=None,
     )
+    metrics = evaluate_run(tmp_path / "run", options, log=None)
     for key in ("darcy_mean_field_error", "darcy_variance_error", "darcy_power_spectrum_error"):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0, key
     assert metrics["feature_network"].startswith("tkam-autoencoder-darcy-1x8x8-")
@@ -109,12 +108,12 @@ def test_evaluate_darcy_run_reports_field_errors(tmp_path):
 
 
 def test_evaluate_adds_the_vae_bound_and_the_thermodynamic_estimate(tmp_path):
-    common = {"feature_cache": tmp_path / "cache", "kid_num_subsets": 5, "log": None}
+    common = {"feature_cache": tmp_path / "cache", "kid_num_subsets": 5}
     common["feature_recipe"] = AutoencoderRecipe(steps=2)
     common["classifier_recipe"] = ClassifierRecipe(steps=2)
     vae = tmp_path / "vae"
     fit(tiny_config(model={"kind": "vae"}), vae, progress=False)
-    metrics = evaluate_run(vae, 20, 10, **common)
+    metrics = evaluate_run(vae, EvaluationOptions(20, 10, **common), log=None)
     assert math.isfinite(metrics["iwae_bound_nats_per_dim"])
     assert "K=10 encoder samples" in metrics["iwae_bound_note"]
     assert "thermodynamic_log_likelihood_nats_per_dim" not in metrics
@@ -125,7 +124,8 @@ def test_evaluate_adds_the_vae_bound_and_the_thermodynamic_estimate(tmp_path):
         posterior={"sampler": "ula", "steps": 4, "step_size": 0.01},
     )
     fit(config, thermo, progress=False)
-    metrics = evaluate_run(thermo, 20, 10, thermodynamic_items=6, thermodynamic_chains=2, **common)
+    options = EvaluationOptions(20, 10, thermodynamic_items=6, thermodynamic_chains=2, **common)
+    metrics = evaluate_run(thermo, options, log=None)
     assert metrics["thermodynamic_num_test"] == 6
     assert math.isfinite(metrics["thermodynamic_log_likelihood_nats_per_dim"])
     assert metrics["thermodynamic_log_likelihood_standard_error"] >= 0
@@ -149,11 +149,11 @@ def test_present_inception_weights_are_found_and_need_torchvision(tmp_path, monk
         "feature_recipe": AutoencoderRecipe(steps=2),
         "classifier_recipe": ClassifierRecipe(steps=2),
         "kid_num_subsets": 5,
-        "log": None,
+        "feature_cache": cache,
     }
     # Without torchvision the present file cannot be used: tkam's features, with a note.
     monkeypatch.setattr("tkam.metrics.evaluate.torchvision_available", lambda: False)
-    metrics = evaluate_run(run, 20, 10, feature_cache=cache, **common)
+    metrics = evaluate_run(run, EvaluationOptions(20, 10, **common), log=None)
     assert metrics["feature_network"].startswith("tkam-classifier-")
     assert any("inception_v3.pth is present" in note for note in metrics["notes"])
     # With torchvision the present file is the default, and a bad one is a clear error.
@@ -166,13 +166,14 @@ def test_present_inception_weights_are_found_and_need_torchvision(tmp_path, monk
 
     monkeypatch.setattr("tkam.metrics.evaluate.inception_features", fake_inception)
     with pytest.raises(features.FeatureError, match="not a torchvision"):
-        evaluate_run(run, 20, 10, feature_cache=cache, **common)
+        evaluate_run(run, EvaluationOptions(20, 10, **common), log=None)
     assert calls == [weights]
     # An explicit choice of tkam's features ignores the file.
-    metrics = evaluate_run(run, 20, 10, feature_cache=cache, features="autoencoder", **common)
+    options = EvaluationOptions(20, 10, features="autoencoder", **common)
+    metrics = evaluate_run(run, options, log=None)
     assert metrics["feature_network"].startswith("tkam-autoencoder-") and not metrics["notes"]
     with pytest.raises(ValueError, match="features must be"):
-        evaluate_run(run, 20, 10, feature_cache=cache, features="lenet", **common)
+        evaluate_run(run, EvaluationOptions(20, 10, features="lenet", **common), log=None)
 
 
 def test_evaluate_reports_class_entropy_and_scores_against_held_out_items(tmp_path):
@@ -184,10 +185,9 @@ def test_evaluate_reports_class_entropy_and_scores_against_held_out_items(tmp_pa
         feature_cache=tmp_path / "cache",
         classifier_recipe=ClassifierRecipe(steps=5),
         kid_num_subsets=5,
-        log=None,
     )
-    train = evaluate_run(run, **common)
-    held = evaluate_run(run, real="held-out", **common)
+    train = evaluate_run(run, EvaluationOptions(**common), log=None)
+    held = evaluate_run(run, EvaluationOptions(real="held-out", **common), log=None)
     for metrics in (train, held):
         assert 0.0 <= metrics["class_entropy"] <= math.log(10) + 1e-9
         assert metrics["class_entropy_max"] == pytest.approx(math.log(10))
@@ -198,9 +198,9 @@ def test_evaluate_reports_class_entropy_and_scores_against_held_out_items(tmp_pa
     assert held["real_set"].startswith("20 held-out")
     assert held["fid_infinity"] != train["fid_infinity"]
     with pytest.raises(ValueError, match="real must be"):
-        evaluate_run(run, real="test", **common)
+        evaluate_run(run, EvaluationOptions(real="test", **common), log=None)
     common["importance_samples"] = 0
-    samples_only = evaluate_run(run, real="held-out", **common)
+    samples_only = evaluate_run(run, EvaluationOptions(real="held-out", **common), log=None)
     assert samples_only["log_likelihood_nats_per_dim"] is None
     assert "log-likelihood skipped: --importance-samples 0" in samples_only["notes"]
     assert samples_only["fid_infinity"] == held["fid_infinity"]
@@ -217,3 +217,33 @@ def test_class_entropy_of_known_histograms():
     assert one == 0.0
     half, _ = class_entropy(torch.tensor([0, 1] * 5), 10)
     assert half == pytest.approx(math.log(2))
+
+
+def test_the_command_line_sets_the_evaluation_options(tmp_path):
+    from tkam.cli import build_parser
+    from tkam.metrics.commands import _options
+
+    argv = ["evaluate", str(tmp_path), "--num", "60", "--importance-samples", "7"]
+    argv += ["--sample-sizes", "40", "20", "--seed", "3", "--features", "autoencoder"]
+    argv += ["--feature-cache", str(tmp_path / "cache"), "--feature-steps", "9"]
+    argv += ["--kid-subsets", "4", "--ti-items", "5", "--ti-chains", "2"]
+    argv += ["--data-root", str(tmp_path), "--real", "held-out"]
+    options = _options(build_parser().parse_args(argv))
+    assert options == EvaluationOptions(
+        num_generated=60,
+        importance_samples=7,
+        sample_sizes=[40, 20],
+        seed=3,
+        features="autoencoder",
+        feature_cache=tmp_path / "cache",
+        feature_recipe=AutoencoderRecipe(steps=9),
+        classifier_recipe=ClassifierRecipe(steps=9),
+        kid_num_subsets=4,
+        thermodynamic_items=5,
+        thermodynamic_chains=2,
+        data_root=tmp_path,
+        real="held-out",
+    )
+    defaults = _options(build_parser().parse_args(["evaluate", str(tmp_path)]))
+    assert defaults.num_generated == EvaluationOptions().num_generated
+    assert defaults.feature_recipe == AutoencoderRecipe()

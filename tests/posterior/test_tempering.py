@@ -15,7 +15,10 @@ import torch
 from torch import Tensor
 
 from tkam.posterior import (
+    ULA,
+    AutoMALA,
     TemperedTarget,
+    automala,
     init_state,
     power_schedule,
     replica_exchange,
@@ -25,6 +28,7 @@ from tkam.posterior import (
     tempered_langevin,
     tempered_ula_step,
     thermodynamic_integral,
+    ula,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,13 +147,72 @@ def test_tempered_langevin_without_exchange_is_plain_ula_and_checks_shapes(float
     target = _target(log_prior, log_lik)
     z0 = torch.randn(8, 2)
     run = tempered_langevin(
-        z0, target, torch.ones(1), torch.Generator().manual_seed(0), steps=3, step_size=0.1
-    )
+        z0, target, torch.ones(1), torch.Generator().manual_seed(0), sampler=ULA(), steps=3,
+        step_size=0.1,
+    )  # fmt: skip
     assert run.swap_rate == 0.0 and run.step_size is None and run.z.shape == (8, 2)
+    plain = ula(z0, target.log_density(torch.ones(8)), 0.1, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(run.z, plain.z)
     with pytest.raises(ValueError, match="populations"):
-        tempered_langevin(z0, target, torch.ones(3), None, steps=1, step_size=0.1)
-    with pytest.raises(ValueError, match="sampler"):
-        tempered_langevin(z0, target, torch.ones(1), None, sampler="hmc", steps=1, step_size=0.1)
+        tempered_langevin(z0, target, torch.ones(3), None, sampler=ULA(), steps=1, step_size=0.1)
+
+
+def test_tempered_langevin_with_automala_on_one_population_is_automala(float64) -> None:
+    # The sampler argument's autoMALA steps, adapts and returns the step sizes as automala().
+    log_prior = lambda z: -0.5 * z.square().sum(-1)
+    log_lik = lambda z: -((z - 1.0) ** 2).sum(-1)
+    target = _target(log_prior, log_lik)
+    z0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
+    sampler = AutoMALA(step_size_bounds=(1e-3, 5.0), change_rate=1.5, num_unadjusted=1)
+    run = tempered_langevin(
+        z0, target, torch.ones(1), torch.Generator().manual_seed(2), sampler=sampler, steps=6,
+        step_size=0.3,
+    )  # fmt: skip
+    direct = automala(
+        z0, target.log_density(torch.ones(16)), 0.3, 6, torch.Generator().manual_seed(2),
+        step_size_bounds=(1e-3, 5.0), change_rate=1.5, num_unadjusted=1,
+    )  # fmt: skip
+    assert torch.equal(run.z, direct.z) and torch.equal(run.step_size, direct.step_size)
+    assert run.swap_rate == 0.0
+    with pytest.raises(ValueError, match="change_rate"):
+        AutoMALA(change_rate=1.0)
+
+
+class _CountingULA(ULA):
+    """ULA that records the iterations it stepped and the exchanges it was refreshed after."""
+
+    exchange_from = 2
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "log", [])
+
+    def step(self, state, chains, rng, iteration):
+        self.log.append(("step", iteration))
+        return super().step(state, chains, rng, iteration)
+
+    def refresh(self, state, index, swap_rate, chains):
+        self.log.append(("refresh", int(index.numel())))
+        return super().refresh(state, index, swap_rate, chains)
+
+
+def test_tempered_langevin_takes_any_sampler_and_exchanges_when_it_allows(float64) -> None:
+    # One loop steps every chain, then (from the sampler's exchange_from on, every
+    # exchange_every iterations) exchanges and lets the sampler refresh the moved chains.
+    target = _target(lambda z: -0.5 * z.square().sum(-1), lambda z: -z.square().sum(-1))
+    sampler = _CountingULA()
+    z0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    temps = torch.tensor([0.5, 1.0])
+    run = tempered_langevin(
+        z0, target, temps, torch.Generator().manual_seed(1), sampler=sampler, steps=7,
+        step_size=0.05, exchange_every=2,
+    )  # fmt: skip
+    steps = [i for kind, i in sampler.log if kind == "step"]
+    refreshes = [i for i, (kind, _) in enumerate(sampler.log) if kind == "refresh"]
+    assert steps == list(range(7))
+    # Exchanges after iterations 3 and 5 (iteration 1 is before exchange_from), six chains each.
+    assert [sampler.log[i - 1] for i in refreshes] == [("step", 3), ("step", 5)]
+    assert all(sampler.log[i] == ("refresh", 6) for i in refreshes)
+    assert run.z.shape == (6, 2) and run.step_size is None and 0.0 <= run.swap_rate <= 1.0
 
 
 def test_thermodynamic_integral_rules() -> None:
@@ -263,7 +326,7 @@ def test_thermodynamic_integration_with_exact_power_posterior_samples(float64) -
 
 
 @pytest.mark.statistical
-@pytest.mark.parametrize("sampler", ["ula", "automala"])
+@pytest.mark.parametrize("sampler", [ULA(), AutoMALA()], ids=["ula", "automala"])
 def test_thermodynamic_integration_with_tempered_chains(float64, sampler) -> None:
     """The same integral from :func:`tempered_langevin` (ULA, and autoMALA from a starting step
     of 0.01): all N_t = 16 populations (p = 4) of 500 chains move in one batched call on

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from tkam.config import ExperimentConfig
 from tkam.generator.init import default_init_
-from tkam.model import TKAM, model_parts
+from tkam.model import LatentModel, ModelParts
 from tkam.posterior.langevin import ula
 from tkam.prior import GaussianPrior
 
@@ -93,17 +93,17 @@ class EnergyPrior(GaussianPrior):
         return ula(z0, self.log_prior, eta, self.num_steps, rng).z.detach()
 
 
-class LatentEBM(TKAM):
+class LatentEBM(LatentModel):
     """Energy-based latent prior + T-KAM's generator and likelihood; the energy MLP has its own
     learning rate.
 
     Args:
         prior: the energy prior.
-        generator: as :class:`~tkam.model.TKAM`.
-        likelihood: as :class:`~tkam.model.TKAM`.
-        image_shape: as :class:`~tkam.model.TKAM`.
+        generator: as :class:`~tkam.model.LatentModel`.
+        likelihood: as :class:`~tkam.model.LatentModel`.
+        image_shape: as :class:`~tkam.model.LatentModel`.
         energy_learning_rate: Adam rate of the energy MLP (0: the model's learning rate).
-        **options: the keyword options of :class:`~tkam.model.TKAM`.
+        **options: the keyword options of :class:`~tkam.model.LatentModel`.
     """
 
     def __init__(
@@ -119,29 +119,25 @@ class LatentEBM(TKAM):
         self.energy_learning_rate = energy_learning_rate
 
     @classmethod
-    def from_config(
-        cls,
-        config: ExperimentConfig,
-        image_shape: tuple[int, ...],
-        rng: torch.Generator | None = None,
-    ) -> LatentEBM:
-        """The energy prior of the ``model`` section, then the generator (both from ``rng``)."""
+    def prior_from_config(
+        cls, config: ExperimentConfig, rng: torch.Generator | None
+    ) -> EnergyPrior:
+        """The energy prior of the ``model`` section on the generator's input."""
         cfg = config.model
-        prior = EnergyPrior(
-            config.generator.widths[0],
-            cfg.energy_hidden,
-            cfg.prior_steps,
-            cfg.prior_step_size,
-            rng=rng,
+        width = config.generator.widths[0]
+        return EnergyPrior(width, cfg.energy_hidden, cfg.prior_steps, cfg.prior_step_size, rng=rng)
+
+    @classmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
+    ) -> LatentEBM:
+        """The latent EBM, its energy at ``model.energy_learning_rate``."""
+        prior, generator, likelihood, shape, options = parts
+        return cls(
+            prior, generator, likelihood, shape, config.model.energy_learning_rate, **options
         )
-        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        return cls(prior, generator, likelihood, image_shape, cfg.energy_learning_rate, **options)
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:
         """Adam groups: the energy MLP at ``energy_learning_rate`` (0: ``learning_rate``),
         everything else (the generator) at ``learning_rate``."""
-        energy = list(self.prior.parameters())
-        ids = {id(p) for p in energy}
-        rest = [p for p in self.parameters() if id(p) not in ids]
-        rate = self.energy_learning_rate or learning_rate
-        return [{"params": rest}, {"params": energy, "lr": rate}]
+        return self._prior_group(self.energy_learning_rate or learning_rate)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tkam.config import ExperimentConfig, GeneratorConfig
 from tkam.generator.init import default_init_
 from tkam.generator.likelihood import GaussianLikelihood
-from tkam.model import TKAM, model_parts
+from tkam.model import LatentModel, ModelParts
 from tkam.prior import GaussianPrior
 
 __all__ = ["VAE", "Encoder"]
@@ -78,20 +78,20 @@ class Encoder(nn.Module):
         return self.mean(h), self.log_variance(h).clamp(*LOG_VARIANCE_RANGE)
 
 
-class VAE(TKAM):
+class VAE(LatentModel):
     """Gaussian prior + mirrored encoder + T-KAM's generator and likelihood.
 
     Args:
         prior: the standard normal prior.
-        generator: as :class:`~tkam.model.TKAM`.
-        likelihood: as :class:`~tkam.model.TKAM`.
-        image_shape: as :class:`~tkam.model.TKAM`.
+        generator: as :class:`~tkam.model.LatentModel`.
+        likelihood: as :class:`~tkam.model.LatentModel`.
+        image_shape: as :class:`~tkam.model.LatentModel`.
         encoder: the amortised posterior ``q(z | x)``.
-        **options: the keyword options of :class:`~tkam.model.TKAM`.
+        **options: the keyword options of :class:`~tkam.model.LatentModel`.
     """
 
     has_encoder = True
-    #: beta of the training loss ``E_q log p(x|z) - beta KL``; :meth:`from_config` folds a
+    #: beta of the training loss ``E_q log p(x|z) - beta KL``; :meth:`from_parts` folds a
     #: Gaussian likelihood's beta into its std, leaving 1 (see there).
     kl_weight = 1.0
 
@@ -108,17 +108,19 @@ class VAE(TKAM):
         self.encoder = encoder
 
     @classmethod
-    def from_config(
-        cls,
-        config: ExperimentConfig,
-        image_shape: tuple[int, ...],
-        rng: torch.Generator | None = None,
+    def prior_from_config(
+        cls, config: ExperimentConfig, rng: torch.Generator | None
+    ) -> GaussianPrior:
+        """``N(0, I)`` on ``generator.widths[0]`` (no parameters)."""
+        return GaussianPrior(config.generator.widths[0])
+
+    @classmethod
+    def from_parts(
+        cls, config: ExperimentConfig, parts: ModelParts, rng: torch.Generator | None
     ) -> VAE:
-        """``N(0, I)`` on ``generator.widths[0]``, the generator, then the encoder (both drawn
-        from ``rng``)."""
-        prior = GaussianPrior(config.generator.widths[0])
-        generator, likelihood, options = model_parts(config, image_shape, prior, rng)
-        shape = tuple(int(s) for s in image_shape)
+        """The VAE around the generator: its encoder, drawn from ``rng``; a Gaussian
+        likelihood's ``model.kl_weight`` folded into its std (see below)."""
+        prior, generator, likelihood, shape, options = parts
         encoder = Encoder(config.generator, shape, config.model.encoder_hidden, rng=rng)
         model = cls(prior, generator, likelihood, shape, encoder, **options)
         beta = config.model.kl_weight

@@ -147,6 +147,22 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
         raise ConfigError(
             f"dataset={dataset!r} is not one of tkam's data sets ({', '.join(DATASET_NAMES)})"
         )
+    cp = _read(path)
+    _refuse_other_generators(cp, path, dataset)
+    data: dict[str, dict[str, Any]] = {"data": {"name": (dataset or "mnist").lower()}}
+    ignored = _map_values(cp, path, data)
+    _fit_prior(data, path)
+    _fit_generator_widths(data, path)
+    _warn_unused(cp, path, ignored)
+    return config_from_dict(data, str(path))
+
+
+def _read(path: Path) -> configparser.ConfigParser:
+    """The ``.ini`` file, keys in their own case (and Greek letters) and without interpolation.
+
+    Raises:
+        ConfigError: for a missing or unreadable file.
+    """
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     cp = configparser.ConfigParser(interpolation=None)
@@ -155,7 +171,17 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
         cp.read(path, encoding="utf-8")
     except configparser.Error as exc:
         raise ConfigError(f"{path}: not a readable .ini file ({exc})") from None
+    return cp
 
+
+def _refuse_other_generators(
+    cp: configparser.ConfigParser, path: Path, dataset: str | None
+) -> None:
+    """Refuse the reference's CNN generator, and its sequence generator for text data.
+
+    Raises:
+        ConfigError: naming the setting.
+    """
     if _bool(cp, "CNN", "use_cnn_lkhood"):
         raise ConfigError(f"{path}: [CNN] use_cnn_lkhood = true needs the CNN generator")
     if (
@@ -165,7 +191,13 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
         if (dataset or "").lower() in ("ptb", "sms_spam", "text"):
             raise ConfigError(f"{path}: [SEQ] sequence_length > 1 needs the sequence generator")
 
-    data: dict[str, dict[str, Any]] = {"data": {"name": (dataset or "mnist").lower()}}
+
+def _map_values(
+    cp: configparser.ConfigParser, path: Path, data: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Put every key of ``_MAP`` into ``data`` under tkam's section and key (its value corrected
+    by :func:`_corrected`); the keys that are neither mapped nor known to be without effect
+    (``[section] key``)."""
     ignored: list[str] = []
     for section in cp.sections():
         for key, raw in cp.items(section):
@@ -174,33 +206,49 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
                 if (section, key) not in _IGNORED and section not in _IGNORED_SECTIONS:
                     ignored.append(f"[{section}] {key}")
                 continue
-            value = _parse(raw)
-            name = f"[{section}] {key}"
             our_section, our_key = target
-            if our_key == "basis" and str(value).lower() not in BASES:
-                warnings.warn(
-                    f"{path}: {name} = {value!r} is unknown; B-spline (the reference's fallback)",
-                    stacklevel=2,
-                )
-                value = "bspline"
-            if our_key == "base_activation" and str(value).lower() not in BASE_ACTIVATIONS:
-                warnings.warn(f"{path}: {name} = {value!r} is unknown; silu", stacklevel=2)
-                value = "silu"
-            if our_key == "reference" and str(value).lower() not in REFERENCES:
-                warnings.warn(f"{path}: {name} = {value!r} is unknown; uniform", stacklevel=2)
-                value = "uniform"
-            if our_key == "quadrature":
-                value = "gausslegendre" if str(value).lower() == "gausslegendre" else "trapezium"
-            if our_key in ("widths", "grid_range") and not isinstance(value, list):
-                value = [value]
-            if our_key == "learning_rate" and raw.strip() == "01":
-                warnings.warn(
-                    f"{path}: {name} = 01 reads as 1.0 in the reference (a slip, A14); using 1e-3",
-                    stacklevel=2,
-                )
-                value = 1e-3
+            value = _corrected(path, f"[{section}] {key}", our_key, _parse(raw), raw)
             data.setdefault(our_section, {})[our_key] = value
+    return ignored
 
+
+def _corrected(path: Path, name: str, our_key: str, value: Any, raw: str) -> Any:
+    """The value of ``our_key`` as tkam reads it: unknown bases, activations and references
+    replaced by the reference's fallbacks, quadrature names mapped, single values of list keys
+    made lists, and the learning rate written ``01`` (A14) read as 1e-3, each with a warning."""
+    if our_key == "basis" and str(value).lower() not in BASES:
+        warnings.warn(
+            f"{path}: {name} = {value!r} is unknown; B-spline (the reference's fallback)",
+            stacklevel=4,
+        )
+        return "bspline"
+    if our_key == "base_activation" and str(value).lower() not in BASE_ACTIVATIONS:
+        warnings.warn(f"{path}: {name} = {value!r} is unknown; silu", stacklevel=4)
+        return "silu"
+    if our_key == "reference" and str(value).lower() not in REFERENCES:
+        warnings.warn(f"{path}: {name} = {value!r} is unknown; uniform", stacklevel=4)
+        return "uniform"
+    if our_key == "quadrature":
+        return "gausslegendre" if str(value).lower() == "gausslegendre" else "trapezium"
+    if our_key in ("widths", "grid_range") and not isinstance(value, list):
+        return [value]
+    if our_key == "learning_rate" and raw.strip() == "01":
+        warnings.warn(
+            f"{path}: {name} = 01 reads as 1.0 in the reference (a slip, A14); using 1e-3",
+            stacklevel=4,
+        )
+        return 1e-3
+    return value
+
+
+def _fit_prior(data: dict[str, dict[str, Any]], path: Path) -> None:
+    """Refuse a deep prior; drop the prior's ``grid_range`` where the reference density fixes the
+    domain (the reference ignores it there); give Chebyshev layers the reference's form (no base
+    branch, ``tau`` just above 1).
+
+    Raises:
+        ConfigError: for more than two prior widths.
+    """
     prior = data.setdefault("prior", {})
     if len(prior.get("widths", [])) > 2:
         raise ConfigError(
@@ -217,16 +265,26 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
         if str(sec.get("basis", "")).lower() in ("cheby", "chebyshev"):
             sec["base_activation"] = "none"
             sec.setdefault("init_tau", 1.001)
+
+
+def _fit_generator_widths(data: dict[str, dict[str, Any]], path: Path) -> None:
+    """Generator widths that do not start at the prior's Q (the reference fails there, A13)
+    become ``[Q, 2Q]``, with a warning."""
     generator = data.setdefault("generator", {})
-    q = prior.get("widths", list(PriorConfig().widths))[-1]
+    q = data["prior"].get("widths", list(PriorConfig().widths))[-1]
     widths = generator.get("widths")
     if widths and widths[0] != q:
         warnings.warn(
             f"{path}: [GeneratorModel] widths {widths} must start at Q={q} (the "
             f"reference fails here, A13); using [{q}, {2 * q}]",
-            stacklevel=2,
+            stacklevel=3,
         )
         generator["widths"] = [q, 2 * q]
+
+
+def _warn_unused(cp: configparser.ConfigParser, path: Path, ignored: list[str]) -> None:
+    """Warn that Langevin and thermodynamic settings are not used, and name the keys without
+    effect."""
     if _bool(cp, "POST_LANGEVIN", "use_langevin") or (
         cp.has_option("THERMODYNAMIC_INTEGRATION", "num_temps")
         and int(_parse(cp.get("THERMODYNAMIC_INTEGRATION", "num_temps"))) > 1
@@ -234,8 +292,7 @@ def from_ini(path: str | Path, dataset: str | None = None) -> ExperimentConfig:
         warnings.warn(
             f"{path}: Langevin/thermodynamic posterior settings are not used; the "
             "config trains with importance sampling",
-            stacklevel=2,
+            stacklevel=3,
         )
     if ignored:
-        warnings.warn(f"{path}: keys without effect here: {', '.join(ignored)}", stacklevel=2)
-    return config_from_dict(data, str(path))
+        warnings.warn(f"{path}: keys without effect here: {', '.join(ignored)}", stacklevel=3)

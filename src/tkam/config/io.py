@@ -22,6 +22,7 @@ from typing import Any
 from tkam.config.schema import ConfigError, ExperimentConfig, ineffective_settings
 
 __all__ = [
+    "DEPRECATED_KEYS",
     "config_from_dict",
     "config_to_dict",
     "dumps_toml",
@@ -98,16 +99,43 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(message) from None
 
 
+#: Keys that older configs may hold and that mean nothing now: ``section.key -> why``. A config
+#: that sets one still loads, with a warning naming the key; the value is dropped.
+DEPRECATED_KEYS = {
+    "train.sample_every": "it was never read: a sample grid is written at every log event "
+    "(train.log_every)",
+}
+
+
+def _without_deprecated(data: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """``data`` without the keys of :data:`DEPRECATED_KEYS`, each warned about (FutureWarning)."""
+    cleaned = dict(data)
+    for key, why in DEPRECATED_KEYS.items():
+        section, name = key.split(".")
+        values = cleaned.get(section)
+        if not isinstance(values, Mapping) or name not in values:
+            continue
+        cleaned[section] = {k: v for k, v in values.items() if k != name}
+        warnings.warn(
+            f"{source}: {key} is deprecated and ignored ({why}); delete it",
+            FutureWarning,
+            stacklevel=3,
+        )
+    return cleaned
+
+
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from nested dicts.
 
     Args:
-        data: one table per section, as TOML reads them.
-        source: where ``data`` came from, named in errors.
+        data: one table per section, as TOML reads them; keys of :data:`DEPRECATED_KEYS` are
+            dropped with a warning.
+        source: where ``data`` came from, named in errors and warnings.
 
     Raises:
         ConfigError: naming ``source`` and the key on an unknown key, a wrong type or a bad value.
     """
+    data = _without_deprecated(data, source)
     try:
         return _build(ExperimentConfig, data, "")
     except ConfigError as exc:

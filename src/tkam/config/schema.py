@@ -319,6 +319,14 @@ class PriorConfig(KANConfig):
         """A deep KAN energy prior (more than two widths)."""
         return len(self.widths) > 2
 
+    @property
+    def kind(self) -> str:
+        """Which prior the section builds: ``deep`` (more than two widths; ``mixture`` is then
+        ignored), ``mixture`` or ``univariate``."""
+        if self.deep:
+            return "deep"
+        return "mixture" if self.mixture else "univariate"
+
 
 @dataclass(frozen=True, kw_only=True)
 class GeneratorConfig(KANConfig):
@@ -436,8 +444,8 @@ class TrainConfig:
     the default: every ``min(steps per epoch, ceil(total steps / 10))`` steps, so once an epoch
     in a run of ten epochs or more and ten times in a shorter one; see
     :func:`tkam.train.run.log_interval`),
-    ``checkpoint_every`` (extra checkpoints every k steps), ``sample_every``/``num_plot_samples``
-    (sample grids), ``device`` (cpu, cuda or auto), ``compile`` (``torch.compile`` the KAN
+    ``checkpoint_every`` (extra checkpoints every k steps), ``num_plot_samples`` (the samples of
+    the grid written at every log event), ``device`` (cpu, cuda or auto), ``compile`` (``torch.compile`` the KAN
     kernels), ``precision`` (``bf16`` autocasts the generator; quadrature and sampling stay
     float32), ``accumulate`` (shards per process, each with its own random stream; see
     ``tkam.train.distributed``), ``skip_nonfinite`` (skip, and count, updates whose loss or
@@ -473,7 +481,6 @@ class TrainConfig:
     eps: float = 1e-4
     log_every: int = 0
     checkpoint_every: int = 0
-    sample_every: int = 0
     num_plot_samples: int = 100
     device: str = "cpu"
     compile: bool = False
@@ -500,7 +507,7 @@ class TrainConfig:
             )
         if not 0 <= self.seed < 2**64:
             raise ConfigError(f"seed: must lie in 0..2**64-1, got {self.seed}")
-        for name in ("log_every", "checkpoint_every", "sample_every"):
+        for name in ("log_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(
                     f"{name}: must be >= 0 (0: the default cadence), got {getattr(self, name)}"

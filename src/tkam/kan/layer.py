@@ -13,6 +13,7 @@ PyTorch reference (``kernel = "eager"``); both compute the same maths.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +65,6 @@ class UnivariateLayer(nn.Module):
     """
 
     grid: Tensor
-    frequencies: Tensor
     bandwidth: Tensor
     domain: Tensor
 
@@ -96,10 +96,6 @@ class UnivariateLayer(nn.Module):
         points = torch.linspace(lo, hi, G + 1).repeat(I, 1)  # (I, G+1)
         grid = bases.extend_grid(points, self.degree) if self.basis_name == "bspline" else points
         self.register_buffer("grid", grid if config.grid_based else torch.empty(I, 0))
-        self.register_buffer(
-            "frequencies",
-            torch.arange(G + 1, dtype=dtype) if self.basis_name == "fourier" else torch.empty(0),
-        )
         self.register_buffer("bandwidth", torch.tensor(self._rbf_bandwidth(points)))
 
         tau = torch.tensor(float(config.init_tau))
@@ -139,6 +135,13 @@ class UnivariateLayer(nn.Module):
         self.coef = nn.Parameter(coef.contiguous())
         self._summed = self._summed_impl
         self._pairwise = self._pairwise_impl
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # Files written before the unused ``frequencies`` buffer was removed still hold it.
+        state_dict.pop(prefix + "frequencies", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------
     def _rbf_bandwidth(self, points: Tensor) -> float:

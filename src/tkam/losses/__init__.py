@@ -19,12 +19,13 @@ from torch import Tensor
 
 from tkam.baselines.lebm import ula_step_size
 from tkam.config import ExperimentConfig, PosteriorConfig
+from tkam.losses.chains import posterior_sampler
 from tkam.losses.elbo import elbo_loss
 from tkam.losses.importance import importance_loss
-from tkam.losses.langevin import chain_options, langevin_loss, posterior_samples
+from tkam.losses.langevin import langevin_loss, posterior_samples
 from tkam.losses.output import LossOutput
 from tkam.losses.thermodynamic import thermodynamic_loss
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 
 __all__ = [
@@ -32,11 +33,11 @@ __all__ = [
     "LossCall",
     "LossFunction",
     "LossOutput",
-    "chain_options",
     "compute_loss",
     "elbo_loss",
     "importance_loss",
     "langevin_loss",
+    "posterior_sampler",
     "posterior_samples",
     "posterior_settings",
     "thermodynamic_loss",
@@ -58,7 +59,7 @@ def posterior_settings(config: ExperimentConfig) -> PosteriorConfig:
 class LossCall(NamedTuple):
     """One evaluation of the configured loss: what every entry of :data:`LOSSES` receives."""
 
-    model: TKAM
+    model: LatentModel
     x: Tensor
     config: ExperimentConfig
     rng: torch.Generator
@@ -120,7 +121,7 @@ LOSSES: dict[str, LossFunction] = {
 
 
 def compute_loss(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     config: ExperimentConfig,
     rng: torch.Generator,

@@ -6,14 +6,14 @@ import torch
 from torch import Tensor
 
 from tkam.losses.output import LossOutput
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.importance import importance_resample
 
 __all__ = ["importance_loss"]
 
 
 def importance_loss(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     num_samples: int,
     rng: torch.Generator | None = None,

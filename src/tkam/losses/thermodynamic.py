@@ -6,22 +6,17 @@ import torch
 from torch import Tensor
 
 from tkam.config import PosteriorConfig, ThermodynamicConfig
-from tkam.losses.langevin import chain_options
+from tkam.losses.chains import exact_log_normaliser, prior_phases, run_chains
 from tkam.losses.output import LossOutput
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
-from tkam.posterior.tempering import (
-    power_schedule,
-    temperatures,
-    tempered_langevin,
-    thermodynamic_integral,
-)
+from tkam.posterior.tempering import power_schedule, temperatures, thermodynamic_integral
 
 __all__ = ["thermodynamic_loss"]
 
 
 def thermodynamic_loss(
-    model: TKAM,
+    model: LatentModel,
     x: Tensor,
     posterior: PosteriorConfig,
     config: ThermodynamicConfig,
@@ -36,7 +31,7 @@ def thermodynamic_loss(
     Temperatures ``t_k = (k / N_t)^p`` with ``p`` on the cyclic cosine schedule over training.
     Population ``k`` holds one chain per datum targeting ``p(z) p(x_b | z)^{t_k}``; all
     ``N_t B`` chains move in one batched Langevin run
-    (:func:`~tkam.posterior.tempering.tempered_langevin`), with a replica-exchange attempt
+    (:func:`~tkam.losses.chains.run_chains`), with a replica-exchange attempt
     between one random adjacent pair every ``replica_exchange_frequency`` iterations (per datum,
     or once for the batch, departures A7). The loss is
 
@@ -54,24 +49,18 @@ def thermodynamic_loss(
     power = power_schedule(step, total_steps, config.p_start, config.p_end, config.num_cycles)
     temps = temperatures(num_temps, power, device=x.device, dtype=x.dtype)  # (N_t + 1,)
     x_chains = x.repeat(num_temps, *([1] * (x.dim() - 1)))  # (N_t B, ...)
-    exact = not contrastive and prior.exact_normaliser
-    # The exact log Z first (one differentiable quadrature), so the samplers reuse its table.
-    log_z = prior.log_normaliser() if exact else None
+    log_z = exact_log_normaliser(prior, contrastive)
     z0 = prior.sample(num_temps * batch, rng)
-    options = chain_options(posterior)
-    if memory is not None:
-        options["step_size"] = memory.start(posterior.step_size, len(z0))
-    run = tempered_langevin(
+    run = run_chains(
         z0,
         model.tempered_target(x_chains),
         temps[1:],
         rng,
+        posterior,
+        memory,
         exchange_every=config.replica_exchange_frequency,
         swap_per_chain=config.swap_per_chain,
-        **options,
     )
-    if memory is not None:
-        memory.keep(run.step_size)
     z = run.z
 
     negatives = prior.sample(batch, rng)
@@ -81,12 +70,7 @@ def thermodynamic_loss(
     expectations = log_lik.mean(dim=1)  # E_0 (prior samples), E_1..E_N_t
     integral = thermodynamic_integral(expectations, temps, rule=config.integral)
     top = z.view(num_temps, batch, *z.shape[1:])[-1]
-    if exact:
-        positive = prior.log_prior(top, normalise=True, log_normaliser=log_z).mean()
-        negative = integral.new_zeros(())
-    else:
-        log_prior = prior.log_prior(torch.cat([top, negatives]))
-        positive, negative = log_prior[:batch].mean(), log_prior[batch:].mean()
+    positive, negative = prior_phases(prior, top, negatives, log_z)
     loss = -(integral + positive - negative)
     metrics = {
         "power": float(power),

@@ -13,7 +13,7 @@ from tkam.metrics.distances import (
     mmd2_unbiased,
     polynomial_kernel,
 )
-from tkam.metrics.evaluate import evaluate_run, format_table
+from tkam.metrics.evaluate import EvaluationOptions, evaluate_run, format_table
 from tkam.metrics.extrapolation import (
     SPEC_SAMPLE_SIZES,
     InfinityMetrics,
@@ -64,6 +64,7 @@ __all__ = [
     "estimate_log_likelihood",
     "estimate_thermodynamic_log_likelihood",
     "gaussian_constant",
+    "EvaluationOptions",
     "evaluate_run",
     "extract_features",
     "extrapolate_to_infinity",

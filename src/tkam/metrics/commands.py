@@ -22,9 +22,15 @@ from tkam.argtypes import (
 from tkam.data import DataError
 from tkam.files import atomic_path, json_ready
 from tkam.manifest import record
-from tkam.metrics.evaluate import evaluate_run, format_table, sample_size_problem
+from tkam.metrics.evaluate import (
+    EvaluationOptions,
+    evaluate_run,
+    format_table,
+    sample_size_problem,
+)
 from tkam.metrics.extrapolation import default_sample_sizes
 from tkam.metrics.features import AutoencoderRecipe, ClassifierRecipe, FeatureError
+from tkam.paths import RunPaths
 from tkam.train.checkpoint import CheckpointError, read_metadata
 
 __all__ = ["add_evaluate_command"]
@@ -44,12 +50,36 @@ def _error(message: str) -> int:
 def _memory_problem(run_dir: str, num: int) -> str | None:
     """Why ``num`` generated items of the run's shape cannot fit in memory, if they cannot."""
     try:
-        metadata = read_metadata(Path(run_dir) / "model.safetensors")
+        metadata = read_metadata(RunPaths(Path(run_dir)).model)
         shape = tuple(int(s) for s in metadata["image_shape"].split(","))
     except (CheckpointError, KeyError, ValueError):
         return None  # evaluate_run says what is wrong with the run
     needed = 3 * 4 * num * math.prod(shape)
     return memory_problem(f"--num {num}: {num} generated items of shape {shape}", needed)
+
+
+def _options(args: argparse.Namespace) -> EvaluationOptions:
+    """The evaluation the command line asks for."""
+    recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
+    if args.feature_steps is not None:
+        recipe = AutoencoderRecipe(steps=args.feature_steps)
+        classifier_recipe = ClassifierRecipe(steps=args.feature_steps)
+    return EvaluationOptions(
+        num_generated=args.num,
+        importance_samples=args.importance_samples,
+        sample_sizes=args.sample_sizes,
+        seed=args.seed,
+        inception=args.inception,
+        features=args.features,
+        feature_cache=args.feature_cache,
+        feature_recipe=recipe,
+        classifier_recipe=classifier_recipe,
+        kid_num_subsets=args.kid_subsets,
+        thermodynamic_items=args.ti_items,
+        thermodynamic_chains=args.ti_chains,
+        data_root=args.data_root,
+        real=args.real,
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -68,36 +98,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     problem = sample_size_problem(sizes, args.num)
     if problem:
         return _error(problem)
-    out = args.out or Path(args.run_dir) / "metrics.json"
+    out = args.out or RunPaths(Path(args.run_dir)).metrics
     if args.out is None and Path(args.run_dir).is_dir():
         # Found out before minutes of sampling and feature training, not after.
         try:
             output_file(".json")(str(out))
         except argparse.ArgumentTypeError as exc:
             return _error(f"{exc}; pass --out PATH to write the metrics elsewhere")
-    recipe, classifier_recipe = AutoencoderRecipe(), ClassifierRecipe()
-    if args.feature_steps is not None:
-        recipe = AutoencoderRecipe(steps=args.feature_steps)
-        classifier_recipe = ClassifierRecipe(steps=args.feature_steps)
     try:
-        metrics = evaluate_run(
-            args.run_dir,
-            num_generated=args.num,
-            importance_samples=args.importance_samples,
-            sample_sizes=args.sample_sizes,
-            seed=args.seed,
-            inception=args.inception,
-            features=args.features,
-            feature_cache=args.feature_cache,
-            feature_recipe=recipe,
-            classifier_recipe=classifier_recipe,
-            kid_num_subsets=args.kid_subsets,
-            thermodynamic_items=args.ti_items,
-            thermodynamic_chains=args.ti_chains,
-            data_root=args.data_root,
-            real=args.real,
-            log=_progress,
-        )
+        metrics = evaluate_run(args.run_dir, _options(args), log=_progress)
     except DataError as exc:
         # The run names its data by the folder it was trained from; that may have moved.
         moved = args.data_root or "--data-root" in str(exc)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from tkam.posterior.importance import log_evidence
-from tkam.posterior.tempering import temperatures, tempered_langevin, thermodynamic_integral
+from tkam.posterior.tempering import ULA, temperatures, tempered_langevin, thermodynamic_integral
 
 __all__ = [
     "LogLikelihoodResult",
@@ -119,7 +119,7 @@ def estimate_log_likelihood(
 
     Args:
         model: exposes ``prior.sample(n, rng)``, ``decode(z)`` and ``likelihood`` with
-            ``mean(pre)`` and ``log_likelihood_matrix(x, predictions)`` (a :class:`TKAM`).
+            ``mean(pre)`` and ``log_likelihood_matrix(x, predictions)`` (a :class:`LatentModel`).
         data: ``(B, ...)`` test items.
         num_samples: ``K`` prior samples, shared by every test item (``K >= 2``).
         rng: random stream for the prior samples.
@@ -222,7 +222,7 @@ def estimate_thermodynamic_log_likelihood(
     ``N_t x chains_per_item x posterior.steps`` generator passes per item.
 
     Args:
-        model: a :class:`TKAM` (``prior``, ``decode``, ``likelihood``).
+        model: a :class:`LatentModel` (``prior``, ``decode``, ``likelihood``).
         data: ``(B, ...)`` test items.
         posterior: the run's posterior config (sampler, step size, steps).
         thermodynamic: the run's thermodynamic config (``num_temps``, replica exchange).
@@ -255,7 +255,7 @@ def estimate_thermodynamic_log_likelihood(
             model.tempered_target(x_chains),
             temps[1:],
             rng,
-            sampler="ula",
+            sampler=ULA(),
             steps=posterior.steps,
             step_size=posterior.step_size,
             exchange_every=thermodynamic.replica_exchange_frequency,

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from tkam.plots.figures import panels, save_png
 
 __all__ = ["plot_losses", "read_curves"]
 
@@ -108,11 +108,7 @@ def plot_losses(
 
     ncols = min(len(names), 2)
     nrows = math.ceil(len(names) / ncols)
-    figure = Figure(figsize=(5.0 * ncols, 3.0 * nrows + 0.4), dpi=110, layout="constrained")
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(nrows, ncols, squeeze=False)
-    for axes in grid.flat[len(names) :]:
-        axes.set_visible(False)
+    figure, grid = panels(len(names), ncols, (5.0 * ncols, 3.0 * nrows + 0.4), dpi=110)
     for axes, name in zip(grid.flat, names, strict=False):
         values = curves[name]
         keep = np.isfinite(values) & np.isfinite(step)
@@ -127,7 +123,4 @@ def plot_losses(
         axes.grid(alpha=0.25, linewidth=0.6, which="both")
         axes.tick_params(labelsize=8, which="both")
     figure.suptitle(title or Path(csv_path).name, fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white", metadata=dict(metadata or {}))
-    return path
+    return save_png(figure, path, metadata)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from PIL import Image
 
 from tkam.files import atomic_path
+from tkam.paths import sample_grids
 
 __all__ = ["save_evolution_gif", "snapshot_frames"]
-
-_STEP = re.compile(r"step_(\d+)\.png$")
 
 
 def snapshot_frames(samples_dir: str | Path) -> list[Path]:
     """The run's ``samples/step_*.png`` grids in training order (by step number)."""
-    folder = Path(samples_dir)
-    found = [(int(m.group(1)), p) for p in folder.glob("step_*.png") if (m := _STEP.search(p.name))]
-    return [path for _, path in sorted(found)]
+    return sample_grids(samples_dir)
 
 
 def save_evolution_gif(

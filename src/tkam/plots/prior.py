@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+
+from tkam.plots.figures import panels, save_png
 
 __all__ = ["plot_prior", "plot_prior_grid", "prior_rows_are_inputs"]
 
@@ -98,6 +99,37 @@ def plot_prior(
         KeyError: when the export lacks ``nodes``, ``density`` or ``reference``.
         ValueError: for inconsistent shapes or a component out of range.
     """
+    nodes, density, reference = _component_arrays(export)
+    on_inputs = prior_rows_are_inputs(export, rows)
+    num_outputs, num_inputs = density.shape[:2]
+    pairs = _chosen_components(components, max_components, num_outputs, num_inputs)
+    ncols = max(1, min(ncols, len(pairs)))
+    nrows = math.ceil(len(pairs) / ncols)
+    figure, grid = panels(len(pairs), ncols, (3.4 * ncols, 2.5 * nrows + 0.6), dpi=110)
+    for index, (q, p) in enumerate(pairs):
+        row = p if on_inputs else q
+        axes = grid.flat[index]
+        _draw_component(axes, nodes[row], density[q, p], reference[row], f"q={q}, p={p}")
+        _label_component_axes(axes, index, ncols, nrows, len(pairs))
+    handles, labels = grid.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    kind = "univariate" if on_inputs else "mixture"
+    shown = f"{len(pairs)} of {num_outputs * num_inputs}"
+    figure.suptitle(
+        title or f"Prior components ({kind}, Q={num_outputs}, P={num_inputs}; {shown} shown)",
+        fontsize=11,
+    )
+    return save_png(figure, path, metadata)
+
+
+def _component_arrays(export: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The export's ``nodes (R, n)``, ``density (Q, P, n)`` and ``reference (R, n)`` as float64
+    arrays, checked against each other.
+
+    Raises:
+        KeyError: naming the arrays the export lacks.
+        ValueError: for shapes that do not fit together.
+    """
     missing = [key for key in ("nodes", "density", "reference") if key not in export]
     if missing:
         raise KeyError(f"the prior export lacks {', '.join(missing)} (has {', '.join(export)})")
@@ -113,65 +145,62 @@ def plot_prior(
         raise ValueError(
             f"density {density.shape} and nodes {nodes.shape} differ in the number of nodes"
         )
-    on_inputs = prior_rows_are_inputs(export, rows)
-    num_outputs, num_inputs = density.shape[:2]
+    return nodes, density, reference
 
+
+def _chosen_components(
+    components: Sequence[tuple[int, int]] | None,
+    max_components: int,
+    num_outputs: int,
+    num_inputs: int,
+) -> list[tuple[int, int]]:
+    """The ``(q, p)`` pairs to draw: ``components``, or the first ``max_components`` (q outer).
+
+    Raises:
+        ValueError: for a pair out of range, none at all, or ``max_components < 1``.
+    """
     if components is None:
         if max_components < 1:
             raise ValueError(f"max_components must be >= 1, got {max_components}")
-        pairs = [(q, p) for q in range(num_outputs) for p in range(num_inputs)][:max_components]
-    else:
-        pairs = [(int(q), int(p)) for q, p in components]
-        bad = [(q, p) for q, p in pairs if not (0 <= q < num_outputs and 0 <= p < num_inputs)]
-        if bad or not pairs:
-            raise ValueError(
-                f"components must be (q, p) with 0 <= q < {num_outputs} and 0 <= p < "
-                f"{num_inputs}; got {bad or 'none'}"
-            )
-
-    ncols = max(1, min(ncols, len(pairs)))
-    nrows = math.ceil(len(pairs) / ncols)
-    figure = Figure(figsize=(3.4 * ncols, 2.5 * nrows + 0.6), dpi=110, layout="constrained")
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(nrows, ncols, squeeze=False)
-    for axes in grid.flat[len(pairs) :]:
-        axes.set_visible(False)
-    for index, (q, p) in enumerate(pairs):
-        axes = grid.flat[index]
-        row = p if on_inputs else q
-        z = nodes[row]
-        learned = density[q, p]
-        axes.fill_between(z, learned, color=_LEARNED_COLOUR, alpha=0.3, linewidth=0)
-        axes.plot(z, learned, color=_LEARNED_COLOUR, linewidth=1.6, label="learned prior")
-        axes.plot(
-            z,
-            _normalised_reference(z, reference[row]),
-            color=_REFERENCE_COLOUR,
-            linestyle="--",
-            linewidth=1.3,
-            label=r"reference $\pi_0$",
+        return [(q, p) for q in range(num_outputs) for p in range(num_inputs)][:max_components]
+    pairs = [(int(q), int(p)) for q, p in components]
+    bad = [(q, p) for q, p in pairs if not (0 <= q < num_outputs and 0 <= p < num_inputs)]
+    if bad or not pairs:
+        raise ValueError(
+            f"components must be (q, p) with 0 <= q < {num_outputs} and 0 <= p < "
+            f"{num_inputs}; got {bad or 'none'}"
         )
-        axes.set_title(f"q={q}, p={p}", fontsize=10)
-        axes.set_xlim(z[0], z[-1])
-        axes.set_ylim(bottom=0.0)
-        axes.grid(alpha=0.25, linewidth=0.6)
-        axes.tick_params(labelsize=8)
-        if index % ncols == 0:
-            axes.set_ylabel("density", fontsize=9)
-        if index // ncols == nrows - 1 or index + ncols >= len(pairs):
-            axes.set_xlabel("z", fontsize=9)
-    handles, labels = grid.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
-    kind = "univariate" if on_inputs else "mixture"
-    shown = f"{len(pairs)} of {num_outputs * num_inputs}"
-    figure.suptitle(
-        title or f"Prior components ({kind}, Q={num_outputs}, P={num_inputs}; {shown} shown)",
-        fontsize=11,
+    return pairs
+
+
+def _draw_component(
+    axes: Axes, z: np.ndarray, learned: np.ndarray, reference: np.ndarray, title: str
+) -> None:
+    """One component: its density at the nodes ``z``, filled, over the reference ``pi_0``
+    scaled to the same area."""
+    axes.fill_between(z, learned, color=_LEARNED_COLOUR, alpha=0.3, linewidth=0)
+    axes.plot(z, learned, color=_LEARNED_COLOUR, linewidth=1.6, label="learned prior")
+    axes.plot(
+        z,
+        _normalised_reference(z, reference),
+        color=_REFERENCE_COLOUR,
+        linestyle="--",
+        linewidth=1.3,
+        label=r"reference $\pi_0$",
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white", metadata=dict(metadata or {}))
-    return path
+    axes.set_title(title, fontsize=10)
+    axes.set_xlim(z[0], z[-1])
+    axes.set_ylim(bottom=0.0)
+    axes.grid(alpha=0.25, linewidth=0.6)
+    axes.tick_params(labelsize=8)
+
+
+def _label_component_axes(axes: Axes, index: int, ncols: int, nrows: int, count: int) -> None:
+    """The density label on the first panel of a row, ``z`` under the last panel of a column."""
+    if index % ncols == 0:
+        axes.set_ylabel("density", fontsize=9)
+    if index // ncols == nrows - 1 or index + ncols >= count:
+        axes.set_xlabel("z", fontsize=9)
 
 
 def plot_prior_grid(
@@ -216,11 +245,7 @@ def plot_prior_grid(
     ncols = max(1, min(ncols, num_panels))
     nrows = math.ceil(num_panels / ncols)
     height = max(1.2, min(3.0, 0.03 * num_bands + 0.6))
-    figure = Figure(figsize=(2.1 * ncols, height * nrows + 0.9), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(nrows, ncols, squeeze=False)
-    for axes in grid.flat[num_panels:]:
-        axes.set_visible(False)
+    figure, grid = panels(num_panels, ncols, (2.1 * ncols, height * nrows + 0.9), dpi=100)
     mesh = None
     for r in range(num_panels):
         axes = grid.flat[r]
@@ -244,7 +269,4 @@ def plot_prior_grid(
         f"P={num_inputs}): one band per component",
         fontsize=10,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white", metadata=dict(metadata or {}))
-    return path
+    return save_png(figure, path, metadata)

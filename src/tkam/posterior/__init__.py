@@ -43,7 +43,11 @@ from tkam.posterior.resampling import (
 )
 from tkam.posterior.state import LangevinState, LogDensity, init_state, refresh_state
 from tkam.posterior.tempering import (
+    ULA,
+    AutoMALA,
     ReplicaExchangeResult,
+    Sampler,
+    TemperedChains,
     TemperedRun,
     TemperedState,
     TemperedTarget,
@@ -59,6 +63,7 @@ from tkam.posterior.tempering import (
 
 __all__ = [
     "StepSizeMemory",
+    "AutoMALA",
     "AutoMALAInfo",
     "AutoMALAState",
     "LangevinInfo",
@@ -68,9 +73,12 @@ __all__ = [
     "ReplicaExchangeResult",
     "Resampler",
     "SIRResult",
+    "Sampler",
+    "TemperedChains",
     "TemperedRun",
     "TemperedState",
     "TemperedTarget",
+    "ULA",
     "automala",
     "automala_init",
     "automala_step",

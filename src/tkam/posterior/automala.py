@@ -27,11 +27,16 @@ from tkam.posterior.state import (
 
 __all__ = [
     "AutoMALAInfo",
+    "AutoMALARun",
     "AutoMALAState",
     "TARGET_ACCEPTANCE",
     "automala",
+    "automala_adapt",
     "automala_init",
+    "automala_iteration",
+    "automala_start",
     "automala_step",
+    "check_automala_settings",
     "mixed_preconditioner",
 ]
 
@@ -282,6 +287,101 @@ def automala_step(
     return new, AutoMALAInfo(probability, accepted, step, reversible)
 
 
+class AutoMALARun(NamedTuple):
+    """autoMALA within one call: the chains and what the end-of-call adaptation counts.
+
+    Attributes:
+        state: the chains, with the step sizes every search of this call starts from.
+        initial: ``(chains,)`` those step sizes, as the call started (clamped into bounds).
+        accepted_step_sum: ``(chains,)`` sum of the selected step sizes of accepted adjusted
+            iterations.
+        accepted_count: ``(chains,)`` number of accepted adjusted iterations.
+        num_adjusted: adjusted iterations so far.
+    """
+
+    state: AutoMALAState
+    initial: Tensor
+    accepted_step_sum: Tensor
+    accepted_count: Tensor
+    num_adjusted: int
+
+
+def automala_start(
+    z0: Tensor | LangevinState | AutoMALAState,
+    log_density_fn: LogDensity,
+    step_size: float | Tensor,
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
+) -> AutoMALARun:
+    """The start of an autoMALA call: the chains at ``z0`` (a state's cache is reused) with
+    per-chain step sizes ``step_size`` clamped into ``step_size_bounds``, nothing counted yet.
+
+    Raises:
+        RuntimeError: if the initial score is zero for every chain.
+    """
+    lower, upper = step_size_bounds
+    base = to_state(z0, log_density_fn)
+    steps = torch.as_tensor(step_size, dtype=base.z.dtype, device=base.z.device)
+    initial = steps.expand(base.z.shape[0]).clamp(lower, upper).clone()  # (chains,)
+    state = AutoMALAState(*base, initial)
+    check_score(state)
+    zeros = torch.zeros_like(initial)
+    return AutoMALARun(state, initial, zeros, zeros, 0)
+
+
+def automala_iteration(
+    run: AutoMALARun,
+    log_density_fn: LogDensity,
+    rng: torch.Generator,
+    iteration: int,
+    *,
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
+    change_rate: float = 2.0,
+    num_unadjusted: int = 2,
+    eps: float = 1e-4,
+) -> AutoMALARun:
+    """Iteration ``iteration`` (0-based) of an autoMALA call: an unadjusted step during the first
+    ``num_unadjusted``, a full :func:`automala_step` after them, whose selected step size and
+    acceptance are counted for :func:`automala_adapt`."""
+    adjusted = iteration >= num_unadjusted
+    state, info = automala_step(
+        run.state,
+        log_density_fn,
+        rng,
+        step_size_bounds=step_size_bounds,
+        change_rate=change_rate,
+        eps=eps,
+        adjusted=adjusted,
+    )
+    if not adjusted:
+        return run._replace(state=state)
+    return AutoMALARun(
+        state,
+        run.initial,
+        run.accepted_step_sum + torch.where(info.accepted, info.step_size, 0.0),
+        run.accepted_count + info.accepted.to(run.accepted_count.dtype),
+        run.num_adjusted + 1,
+    )
+
+
+def automala_adapt(
+    run: AutoMALARun,
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
+    change_rate: float = 2.0,
+) -> AutoMALAState:
+    """The end of an autoMALA call: per chain, the mean selected step size over its accepted
+    adjusted iterations (the starting step if none was accepted), multiplied by ``change_rate``
+    if the acceptance rate over adjusted iterations exceeds 0.574, else divided, and clamped
+    to ``step_size_bounds``; the state unchanged when no iteration was adjusted."""
+    if run.num_adjusted == 0:
+        return run.state
+    lower, upper = step_size_bounds
+    count = run.accepted_count
+    mean_step = torch.where(count > 0, run.accepted_step_sum / count.clamp(min=1.0), run.initial)
+    rate = count / run.num_adjusted
+    factor = torch.where(rate > TARGET_ACCEPTANCE, change_rate, 1.0 / change_rate).to(rate)
+    return run.state._replace(step_size=(mean_step * factor).clamp(lower, upper))
+
+
 def automala(
     z0: Tensor | LangevinState | AutoMALAState,
     log_density_fn: LogDensity,
@@ -299,11 +399,10 @@ def automala(
 
     The first ``num_unadjusted`` iterations accept the leapfrog move unconditionally; the others
     are full autoMALA steps (:func:`automala_step`), each starting its search from the chain's
-    step size at the start of the call. At the end, per chain, the mean selected step size over
-    accepted adjusted iterations (the starting step if none was accepted) is multiplied by
-    ``change_rate`` if the acceptance rate over adjusted iterations exceeds 0.574, else divided,
-    and clamped to ``step_size_bounds``; it is returned in ``state.step_size`` so the caller can
-    pass it back next call.
+    step size at the start of the call. At the end the step sizes are adapted
+    (:func:`automala_adapt`) and returned in ``state.step_size``, so the caller can pass them
+    back next call. :func:`automala_start`, :func:`automala_iteration` and
+    :func:`automala_adapt` are the same call in pieces.
 
     Args:
         z0: ``(chains, *event)`` start positions, or a state whose cache is reused.
@@ -326,46 +425,28 @@ def automala(
         RuntimeError: if the initial score is zero for every chain.
         FloatingPointError: if the chains end with non-finite values.
     """
+    check_automala_settings(step_size_bounds, change_rate)
+    run = automala_start(z0, log_density_fn, step_size, step_size_bounds)
+    settings = {
+        "step_size_bounds": step_size_bounds,
+        "change_rate": change_rate,
+        "num_unadjusted": num_unadjusted,
+        "eps": eps,
+    }
+    for i in range(num_steps):
+        run = automala_iteration(run, log_density_fn, rng, i, **settings)
+        if callback is not None and i >= num_unadjusted:
+            returned = callback(i, run.state)
+            run = run._replace(state=AutoMALAState(*returned[:3], run.state.step_size))
+    state = automala_adapt(run, step_size_bounds, change_rate)
+    check_finite(state)
+    return state
+
+
+def check_automala_settings(step_size_bounds: tuple[float, float], change_rate: float) -> None:
+    """Refuse step-size bounds that are not ``0 < min < max`` and a ``change_rate <= 1``."""
     lower, upper = step_size_bounds
     if not 0 < lower < upper:
         raise ValueError(f"step_size_bounds needs 0 < min < max, got {step_size_bounds}")
     if change_rate <= 1:
         raise ValueError(f"change_rate must be > 1, got {change_rate}")
-    base = to_state(z0, log_density_fn)
-    steps = torch.as_tensor(step_size, dtype=base.z.dtype, device=base.z.device)
-    initial = steps.expand(base.z.shape[0]).clamp(lower, upper).clone()  # (chains,)
-    state = AutoMALAState(*base, initial)
-    check_score(state)
-
-    accepted_step_sum = torch.zeros_like(initial)
-    accepted_count = torch.zeros_like(initial)
-    num_adjusted = 0
-    for i in range(num_steps):
-        adjusted = i >= num_unadjusted
-        state, info = automala_step(
-            state,
-            log_density_fn,
-            rng,
-            step_size_bounds=step_size_bounds,
-            change_rate=change_rate,
-            eps=eps,
-            adjusted=adjusted,
-        )
-        if not adjusted:
-            continue
-        num_adjusted += 1
-        accepted_step_sum = accepted_step_sum + torch.where(info.accepted, info.step_size, 0.0)
-        accepted_count = accepted_count + info.accepted.to(accepted_count.dtype)
-        if callback is not None:
-            returned = callback(i, state)
-            state = AutoMALAState(*returned[:3], state.step_size)
-
-    if num_adjusted > 0:
-        mean_step = torch.where(
-            accepted_count > 0, accepted_step_sum / accepted_count.clamp(min=1.0), initial
-        )
-        rate = accepted_count / num_adjusted
-        factor = torch.where(rate > TARGET_ACCEPTANCE, change_rate, 1.0 / change_rate).to(rate)
-        state = state._replace(step_size=(mean_step * factor).clamp(lower, upper))
-    check_finite(state)
-    return state

@@ -15,28 +15,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
-from tkam.posterior.automala import AutoMALAState, automala
-from tkam.posterior.langevin import langevin_proposal, ula
+from tkam.posterior.automala import (
+    AutoMALARun,
+    AutoMALAState,
+    automala_adapt,
+    automala_iteration,
+    automala_start,
+    check_automala_settings,
+)
+from tkam.posterior.langevin import langevin_proposal, ula_step
 from tkam.posterior.state import (
     LangevinState,
     LogDensity,
     check_finite,
     check_score,
+    init_state,
     per_chain,
     refresh_state,
 )
 
 __all__ = [
     "INTEGRATION_RULES",
+    "AutoMALA",
     "ReplicaExchangeResult",
+    "Sampler",
+    "ULA",
     "power_schedule",
     "replica_exchange",
     "temperatures",
+    "TemperedChains",
     "TemperedRun",
     "TemperedState",
     "TemperedTarget",
@@ -216,6 +229,168 @@ def swap_index(
     return result.z.reshape(-1), result.accepted
 
 
+class TemperedChains(NamedTuple):
+    """What a :class:`Sampler` of :func:`tempered_langevin` runs on.
+
+    Attributes:
+        target: the tempered target.
+        temperatures: ``(chains,)`` every chain's temperature.
+        log_density: ``target.log_density(temperatures)``, the tempered log-density.
+        step_size: ULA's step, or autoMALA's starting step (float or ``(chains,)``).
+        exchanges: whether chains change temperature (replica exchange between several
+            populations).
+    """
+
+    target: TemperedTarget
+    temperatures: Tensor
+    log_density: LogDensity
+    step_size: float | Tensor
+    exchanges: bool
+
+
+class Sampler(Protocol):
+    """A sampler of power posteriors for :func:`tempered_langevin`: an init and a step function
+    over one chain-state tuple (as the samplers of :mod:`tkam.posterior.langevin` and
+    :mod:`tkam.posterior.automala` are), and what replica exchange needs from that state.
+
+    Attributes:
+        exchange_from: the first iteration (0-based) after which an exchange may be attempted.
+    """
+
+    exchange_from: int
+
+    def init(self, z: Tensor, chains: TemperedChains) -> Any:
+        """The state of chains at ``z`` (constants), with what :meth:`step` needs cached.
+
+        Raises:
+            RuntimeError: if the score is zero for every chain.
+        """
+        ...
+
+    def step(self, state: Any, chains: TemperedChains, rng: torch.Generator, iteration: int) -> Any:
+        """Iteration ``iteration`` (0-based) of every chain."""
+        ...
+
+    def output(self, state: Any, chains: TemperedChains) -> Tensor:
+        """What the likelihood pass computes at the chains' positions (the generator output),
+        for ``target.exchange_log_likelihood``."""
+        ...
+
+    def refresh(self, state: Any, index: Tensor, swap_rate: Tensor, chains: TemperedChains) -> Any:
+        """The state after a replica exchange: chain ``c`` is chain ``index[c]`` of ``state``,
+        with what depends on its temperature recomputed (``swap_rate``: the fraction of data
+        points that swapped, a 0-d tensor)."""
+        ...
+
+    def finish(self, state: Any) -> tuple[LangevinState | AutoMALAState, Tensor | None]:
+        """The final chains (with their tempered score) and the adapted ``(chains,)`` step
+        sizes (None for a sampler that adapts none)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ULA:
+    """ULA (:func:`~tkam.posterior.langevin.ula_step`) for :func:`tempered_langevin`.
+
+    With one population the state is a :class:`~tkam.posterior.state.LangevinState` of the
+    tempered log-density (one backward pass per step); when chains change temperature it is a
+    :class:`TemperedState` with the prior and likelihood parts apart (:func:`tempered_init`,
+    :func:`tempered_ula_step`), so that a swap is a permutation of the cached parts, not a new
+    evaluation.
+    """
+
+    exchange_from: ClassVar[int] = 0
+
+    def init(self, z: Tensor, chains: TemperedChains) -> Any:
+        if not chains.exchanges:
+            state = init_state(z, chains.log_density)
+            check_score(state)
+            return state
+        state = tempered_init(z, chains.target)
+        check_score(_combined(state))
+        return state
+
+    def step(self, state: Any, chains: TemperedChains, rng: torch.Generator, iteration: int) -> Any:
+        if not chains.exchanges:
+            return ula_step(state, chains.log_density, chains.step_size, rng)[0]
+        t = chains.temperatures
+        return tempered_ula_step(state, chains.target, t, chains.step_size, rng)
+
+    def output(self, state: TemperedState, chains: TemperedChains) -> Tensor:
+        return state.output
+
+    def refresh(
+        self, state: TemperedState, index: Tensor, swap_rate: Tensor, chains: TemperedChains
+    ) -> TemperedState:
+        return state.permute(index)  # the cached parts do not depend on the temperature
+
+    def finish(self, state: Any) -> tuple[LangevinState, None]:
+        return (_combined(state) if isinstance(state, TemperedState) else state), None
+
+
+@dataclass(frozen=True)
+class AutoMALA:
+    """autoMALA (:mod:`tkam.posterior.automala`) for :func:`tempered_langevin`, on the tempered
+    log-density: its state is an :class:`~tkam.posterior.automala.AutoMALARun`, chains are
+    exchanged after the unadjusted phase only (maths 4.3), and an exchange that swapped any
+    chain re-evaluates the log-density and score of every chain at its new temperature.
+
+    Attributes:
+        step_size_bounds, change_rate, num_unadjusted, eps: autoMALA's settings (see
+            :func:`~tkam.posterior.automala.automala`).
+    """
+
+    step_size_bounds: tuple[float, float] = (1e-4, 10.0)
+    change_rate: float = 2.0
+    num_unadjusted: int = 2
+    eps: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_automala_settings(self.step_size_bounds, self.change_rate)
+
+    @property
+    def exchange_from(self) -> int:
+        return self.num_unadjusted
+
+    def init(self, z: Tensor, chains: TemperedChains) -> AutoMALARun:
+        return automala_start(z, chains.log_density, chains.step_size, self.step_size_bounds)
+
+    def step(
+        self, state: AutoMALARun, chains: TemperedChains, rng: torch.Generator, iteration: int
+    ) -> AutoMALARun:
+        return automala_iteration(
+            state,
+            chains.log_density,
+            rng,
+            iteration,
+            step_size_bounds=self.step_size_bounds,
+            change_rate=self.change_rate,
+            num_unadjusted=self.num_unadjusted,
+            eps=self.eps,
+        )
+
+    def output(self, state: AutoMALARun, chains: TemperedChains) -> Tensor:
+        return chains.target.log_likelihood(state.state.z)[1]
+
+    def refresh(
+        self, state: AutoMALARun, index: Tensor, swap_rate: Tensor, chains: TemperedChains
+    ) -> AutoMALARun:
+        if not bool(swap_rate > 0):
+            return state
+        moved = refresh_state(state.state, state.state.z[index], chains.log_density)
+        return state._replace(state=moved)
+
+    def finish(self, state: AutoMALARun) -> tuple[AutoMALAState, Tensor]:
+        final = automala_adapt(state, self.step_size_bounds, self.change_rate)
+        return final, final.step_size
+
+
+def _combined(state: TemperedState) -> LangevinState:
+    """The chains of ``state`` with the score of the untempered posterior (``t = 1``), for the
+    checks of a zero or non-finite score."""
+    return LangevinState(state.z, state.log_prior, state.grad_prior + state.grad_lik)
+
+
 class TemperedRun(NamedTuple):
     """Outcome of :func:`tempered_langevin`.
 
@@ -237,43 +412,33 @@ def tempered_langevin(
     temperatures: Tensor,
     rng: torch.Generator,
     *,
-    sampler: str = "ula",
+    sampler: Sampler,
     steps: int,
     step_size: float | Tensor,
     exchange_every: int = 1,
     swap_per_chain: bool = True,
-    step_size_bounds: tuple[float, float] = (1e-4, 10.0),
-    change_rate: float = 2.0,
-    num_unadjusted: int = 2,
 ) -> TemperedRun:
     """Langevin chains on ``num_temps`` power posteriors with replica exchange (maths 4.2, 4.3).
 
     The chains are population-major: ``z0`` is ``(num_temps * batch, *event)`` and population
     ``k`` (chains ``k * batch ... (k + 1) * batch - 1``) targets ``pi_{t_k}``, one chain per data
-    point. All chains move in one batched sampler call; every ``exchange_every`` iterations one
-    random adjacent pair of populations proposes to swap (:func:`replica_exchange`), deciding on
-    ``target.exchange_log_likelihood``. One temperature (e.g. ``t = 1``, the posterior) is plain
-    Langevin sampling without exchange.
-
-    ``ula`` keeps the prior and likelihood scores apart, so a swap is a permutation of the
-    cached parts (with one population it runs :func:`~tkam.posterior.langevin.ula` on the
-    tempered log-density: one backward pass per step instead of two); ``automala`` runs :func:`~tkam.posterior.automala.automala` on the tempered
-    log-density, exchanges after its unadjusted phase only, and re-evaluates the cached
-    log-density and score of the chains after an accepted swap.
+    point. All chains move in one batched sampler step per iteration; from the sampler's
+    ``exchange_from`` on, every ``exchange_every`` iterations one random adjacent pair of
+    populations proposes to swap (:func:`replica_exchange`), deciding on
+    ``target.exchange_log_likelihood``, and the sampler refreshes the state of the swapped
+    chains. One temperature (e.g. ``t = 1``, the posterior) is plain Langevin sampling without
+    exchange.
 
     Args:
         z0: start positions (constants).
         target: the tempered target.
         temperatures: ``(num_temps,)`` temperatures of the populations.
         rng: source of randomness.
-        sampler: ``ula`` or ``automala``.
+        sampler: the :class:`Sampler`, e.g. :class:`ULA` or :class:`AutoMALA`.
         steps: Langevin iterations.
         step_size: ULA step, or autoMALA's starting step (float or ``(chains,)``).
         exchange_every: iterations between exchange attempts.
         swap_per_chain: decide swaps per data point (True) or once per batch (departures A7).
-        step_size_bounds: autoMALA's step-size clamp ``(min, max)``.
-        change_rate: autoMALA's step-size factor.
-        num_unadjusted: autoMALA's initial unconditionally accepted iterations.
 
     Returns:
         :class:`TemperedRun`.
@@ -288,57 +453,24 @@ def tempered_langevin(
             f"{z0.shape[0]} chains cannot be split into {num_temps} populations of equal size"
         )
     chain_temperatures = temperatures.repeat_interleave(z0.shape[0] // num_temps)
-    exchanges = num_temps > 1
-    accepted: list[Tensor] = []
-
-    def exchange(log_likelihood: Tensor) -> Tensor:
-        index, swapped = swap_index(log_likelihood, temperatures, rng, swap_per_chain)
-        accepted.append(swapped.float().mean())
-        return index
-
-    if sampler == "automala":
-        log_density = target.log_density(chain_temperatures)
-
-        def callback(iteration: int, state: AutoMALAState) -> AutoMALAState:
-            if not exchanges or (iteration + 1) % exchange_every:
-                return state
-            with torch.no_grad():
-                output = target.log_likelihood(state.z)[1]
-                index = exchange(target.exchange_log_likelihood(output, rng))
-            if not bool(accepted[-1] > 0):
-                return state
-            return refresh_state(state, state.z[index], log_density)
-
-        final = automala(
-            z0,
-            log_density,
-            step_size,
-            steps,
-            rng,
-            step_size_bounds=step_size_bounds,
-            change_rate=change_rate,
-            num_unadjusted=num_unadjusted,
-            callback=callback,
-        )
-        z, adapted = final.z, final.step_size
-    elif sampler == "ula" and not exchanges:
-        z, adapted = ula(z0, target.log_density(chain_temperatures), step_size, steps, rng).z, None
-    elif sampler == "ula":
-        state = tempered_init(z0, target)
-        check_score(LangevinState(state.z, state.log_prior, state.grad_prior + state.grad_lik))
-        for iteration in range(steps):
-            state = tempered_ula_step(state, target, chain_temperatures, step_size, rng)
-            if not exchanges or (iteration + 1) % exchange_every:
-                continue
-            with torch.no_grad():
-                index = exchange(target.exchange_log_likelihood(state.output, rng))
-            state = state.permute(index)
-        check_finite(LangevinState(state.z, state.log_prior, state.grad_prior + state.grad_lik))
-        z, adapted = state.z, None
-    else:
-        raise ValueError(f"unknown sampler {sampler!r}; choose ula or automala")
-    rate = float(torch.stack(accepted).mean()) if accepted else 0.0
-    return TemperedRun(z.detach(), rate, adapted)
+    log_density = target.log_density(chain_temperatures)
+    chains = TemperedChains(target, chain_temperatures, log_density, step_size, num_temps > 1)
+    state = sampler.init(z0, chains)
+    swap_rates: list[Tensor] = []
+    for iteration in range(steps):
+        state = sampler.step(state, chains, rng, iteration)
+        due = iteration >= sampler.exchange_from and (iteration + 1) % exchange_every == 0
+        if not (chains.exchanges and due):
+            continue
+        with torch.no_grad():
+            log_lik = target.exchange_log_likelihood(sampler.output(state, chains), rng)
+            index, swapped = swap_index(log_lik, temperatures, rng, swap_per_chain)
+        swap_rates.append(swapped.float().mean())
+        state = sampler.refresh(state, index, swap_rates[-1], chains)
+    final, adapted = sampler.finish(state)
+    check_finite(final)
+    rate = float(torch.stack(swap_rates).mean()) if swap_rates else 0.0
+    return TemperedRun(final.z.detach(), rate, adapted)
 
 
 class ReplicaExchangeResult(NamedTuple):

@@ -1,7 +1,7 @@
 """What every prior provides: the :class:`Prior` protocol and the :class:`PriorModule` base.
 
-A model (:class:`tkam.model.TKAM`) composes a prior with a generator and a likelihood, and the
-losses, samplers, trainer and evaluation see the prior only through this interface: the
+A model (:class:`tkam.model.LatentModel`) composes a prior with a generator and a likelihood, and
+the losses, samplers, trainer and evaluation see the prior only through this interface: the
 Kolmogorov-Arnold priors (univariate, mixture, deep), the VAE's standard normal and the latent
 EBM's energy prior all implement it. What a caller may do depends on two declared capabilities,
 never on the prior's type:

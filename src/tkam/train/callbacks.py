@@ -33,7 +33,7 @@ import torch
 from tkam.files import atomic_path, file_sha256
 from tkam.losses import LossOutput
 from tkam.manifest import forget, record
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.plots import (
     plot_losses,
     plot_prior,
@@ -43,7 +43,7 @@ from tkam.plots import (
     snapshot_frames,
 )
 from tkam.prior.learned import component_divergences, summarise
-from tkam.train.checkpoint import atomic_save, latest_checkpoint, save_checkpoint
+from tkam.train.checkpoint import atomic_save, save_checkpoint
 from tkam.train.run import LogEntry, Run
 
 __all__ = [
@@ -130,7 +130,7 @@ class CallbackList(Callback):
 
 
 @torch.no_grad()
-def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> float:
+def _test_mse(model: LatentModel, test: torch.Tensor, batch_size: int, seed: int) -> float:
     """Mean over test batches of the MSE against as many unpaired fresh samples (maths 5)."""
     if len(test) == 0:
         return float("nan")
@@ -145,7 +145,7 @@ def _test_mse(model: TKAM, test: torch.Tensor, batch_size: int, seed: int) -> fl
 
 
 @torch.no_grad()
-def _prior_tv(model: TKAM) -> str:
+def _prior_tv(model: LatentModel) -> str:
     """The median total-variation distance of the prior's components from pi_0 (see
     :mod:`tkam.prior.learned`), empty for a prior without components. One quadrature table, the
     one the test MSE's samples just cached."""
@@ -230,9 +230,8 @@ class SampleImages(Callback):
         rng = torch.Generator(device=run.device).manual_seed(run.config.train.seed)
         samples = run.model.sample(run.config.train.num_plot_samples, rng).float().cpu()
         shape = run.image_shape
-        stem = run.paths.samples / f"step_{entry.step:06d}"
         if len(shape) == 3 and shape[0] in (1, 3):
-            path = stem.with_suffix(".png")
+            path = run.paths.sample_grid(entry.step)
             with atomic_path(path, suffix=".png") as temporary:
                 save_image_grid(
                     samples,
@@ -244,7 +243,7 @@ class SampleImages(Callback):
         else:
             tokens = samples.argmax(dim=1).tolist()
             text = "\n".join(" ".join(map(str, row)) for row in tokens)
-            path = stem.with_suffix(".txt")
+            path = run.paths.sample_grid(entry.step, ".txt")
             with atomic_path(path) as temporary:
                 temporary.write_text(text + "\n")
         record(run.paths.root, [path])
@@ -274,13 +273,12 @@ class Checkpoints(Callback):
         samplers = {f"shard_{j}": memory for j, memory in enumerate(memories)}
         rng_states["shared"] = run.shared_rng.get_state()
         state = {**run.state.to_json(), "schedule": run.schedule.state_dict()}
-        folder = run.paths.checkpoints
-        path = folder / f"step_{run.state.step:08d}.safetensors"
+        path = run.paths.checkpoint(run.state.step)
         save_checkpoint(
             path, run.model, run.optimizer, rng_states, state, run.metadata, samplers=samplers
         )
         record(run.paths.root, [path])
-        dropped = latest_checkpoint(folder)[self.keep :]
+        dropped = run.paths.checkpoint_files()[self.keep :]
         for old in dropped:
             old.unlink(missing_ok=True)
         forget(run.paths.root, dropped)
@@ -293,7 +291,7 @@ class FinalArtifacts(Callback):
     grids)."""
 
     def on_end(self, run: Run) -> None:
-        paths = run.paths
+        paths, figures = run.paths, run.paths.figures
         metadata = {**run.metadata, "step": str(run.state.step)}
         atomic_save(dict(run.model.state_dict().items()), paths.model, metadata)
         written = [paths.model]
@@ -303,16 +301,16 @@ class FinalArtifacts(Callback):
             "tkam model sha256": file_sha256(paths.model),
         }
         if run.model.prior.has_components:
-            with atomic_path(paths.prior_plot, suffix=".png") as temporary:
+            with atomic_path(figures.prior, suffix=".png") as temporary:
                 plot_prior(run.model.prior.export(), temporary, metadata=figure)
-            written.append(paths.prior_plot)
+            written.append(figures.prior)
         if paths.loss_csv.exists():
-            with atomic_path(paths.loss_plot, suffix=".png") as temporary:
+            with atomic_path(figures.losses, suffix=".png") as temporary:
                 plot_losses(paths.loss_csv, temporary, metadata=figure)
-            written.append(paths.loss_plot)
+            written.append(figures.losses)
         if snapshot_frames(paths.samples):
-            save_evolution_gif(paths.samples, paths.evolution)
-            written.append(paths.evolution)
+            save_evolution_gif(paths.samples, figures.evolution)
+            written.append(figures.evolution)
         record(paths.root, written)
 
 

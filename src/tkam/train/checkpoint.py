@@ -24,7 +24,6 @@ __all__ = [
     "atomic_save",
     "save_checkpoint",
     "load_checkpoint",
-    "latest_checkpoint",
     "read_metadata",
 ]
 
@@ -171,11 +170,3 @@ def model_device(model: torch.nn.Module) -> torch.device:
     """Where the model's parameters live (CPU for a model without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def latest_checkpoint(folder: Path) -> list[Path]:
-    """Checkpoint files in ``folder``, newest step first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob("step_*.safetensors"), reverse=True)

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import IO
 
 from tkam.files import cache_root
+from tkam.paths import LOCK_NAME
 
 __all__ = ["LOCK_NAME", "RunFolderBusy", "RunLock", "TrainingRegistry", "lock_holder"]
-
-LOCK_NAME = ".lock"
 
 
 class RunFolderBusy(RuntimeError):

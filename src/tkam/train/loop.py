@@ -6,6 +6,8 @@ so a run stopped at step k and resumed reaches bitwise the parameters of an unin
 
 The trainer itself writes only ``config.toml``; the loss log, sample grids, checkpoints and the
 final model and figures are :mod:`tkam.train.callbacks`, called at the events documented there.
+The run folder's lock and its clearing for a fresh run are :mod:`tkam.train.folder`; what a
+resume may change, and restoring a checkpoint, :mod:`tkam.train.resume`.
 """
 
 from __future__ import annotations
@@ -27,21 +29,22 @@ from tqdm.auto import tqdm
 
 from tkam.argtypes import memory_problem
 from tkam.build import build_model
-from tkam.config import REFERENCE_DOMAINS, ConfigError, ExperimentConfig, dumps_toml
+from tkam.config import REFERENCE_DOMAINS, ExperimentConfig, dumps_toml
 from tkam.data import ImageData, load_dataset
 from tkam.files import atomic_path
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
-from tkam.manifest import MANIFEST_NAME, listed_files, read_manifest, record, run_file_names
-from tkam.model import TKAM
+from tkam.manifest import record
+from tkam.model import LatentModel
+from tkam.paths import RunPaths
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.callbacks import Callback, CallbackList, default_callbacks
-from tkam.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, read_metadata
 from tkam.train.distributed import Context, intra_op_threads, shard_seed
-from tkam.train.lock import LOCK_NAME, RunFolderBusy, RunLock, TrainingRegistry
+from tkam.train.folder import prepare_folder, remove_empty_folder, take_lock
+from tkam.train.lock import RunLock, TrainingRegistry
 from tkam.train.memory import training_memory
-from tkam.train.resume import RESUMABLE, apply_learning_rate, refused_changes, saved_config
-from tkam.train.run import Run, RunPaths, RunState
+from tkam.train.resume import apply_learning_rate, restore_checkpoint
+from tkam.train.run import Run, RunState
 from tkam.train.step import TrainingError, grid_latents, make_optimizer, train_step
 
 # The per-update pieces live in tkam.train.step; they stay importable from here.
@@ -65,7 +68,7 @@ def fit(
     progress: bool = True,
     callbacks: Sequence[Callback] | None = None,
     overwrite: bool = False,
-) -> TKAM:
+) -> LatentModel:
     """Train a T-KAM model (or a baseline) into ``run_dir``.
 
     The process holds the run folder's lock (:class:`~tkam.train.lock.RunLock`) from the start to
@@ -114,9 +117,9 @@ def fit(
             torch.set_num_threads(threads)
         elif context.is_main:
             _advise_threads(registry.enter())
-        _take_lock(lock, context)
+        take_lock(lock, context)
         if not resume and context.is_main:
-            _prepare_folder(RunPaths(root), overwrite)
+            prepare_folder(RunPaths(root), overwrite)
         context.barrier()
         run = build_run(config, run_dir, data, resume, context)
         events = CallbackList(default_callbacks() if callbacks is None else callbacks)
@@ -128,7 +131,7 @@ def fit(
         registry.leave()
         lock.release()
         if created and not finished and context.is_main:
-            _remove_empty_folder(root)
+            remove_empty_folder(RunPaths(root))
         context.close()
 
 
@@ -154,17 +157,6 @@ def _check_threads(threads: int) -> None:
         )
 
 
-def _remove_empty_folder(root: Path) -> None:
-    """Remove a run folder this process created when the run failed before writing anything
-    but its lock file."""
-    try:
-        if {entry.name for entry in root.iterdir()} <= {LOCK_NAME}:
-            (root / LOCK_NAME).unlink(missing_ok=True)
-            root.rmdir()
-    except OSError:
-        pass
-
-
 def _advise_threads(others: list[int]) -> None:
     """Warn when other trainings share the cores and the threads were left to torch."""
     cores = len(os.sched_getaffinity(0))
@@ -179,77 +171,6 @@ def _advise_threads(others: list[int]) -> None:
         f"took 8.6x longer per update than with one thread each); set OMP_NUM_THREADS={share} "
         f"or --set train.threads={share}",
         stacklevel=3,
-    )
-
-
-def _take_lock(lock: RunLock, context: Context) -> None:
-    """Rank 0 takes the run folder's lock; every rank stops if it could not."""
-    problem = None
-    if context.is_main:
-        try:
-            lock.acquire()
-        except RunFolderBusy as exc:
-            problem = str(exc)
-        except FileExistsError:
-            problem = f"{lock.root} exists and is not a folder: --out must name a run folder"
-        except OSError as exc:
-            problem = f"{lock.root}: cannot be used as a run folder ({exc.strerror or exc})"
-        previous = lock.previous or {}
-        if lock.held and previous.get("pid") and not previous.get("released"):
-            warnings.warn(
-                f"the previous writer of {lock.root} (pid {previous['pid']}, started "
-                f"{previous.get('started')}) did not exit cleanly; its lock was released when it "
-                "died, and this process holds it now",
-                stacklevel=3,
-            )
-    failed = context.sum_(torch.tensor([float(problem is not None)]))
-    if problem is not None:
-        raise TrainingError(problem)
-    if float(failed[0]) > 0:
-        raise TrainingError(f"{lock.root}: the run folder is not usable (see the first process)")
-
-
-# The folders of a run (``plots/`` is ``tkam plot``'s default output): removed by ``overwrite``
-# once the files of the manifest are deleted, if nothing else is left in them.
-_RUN_FOLDERS = ("checkpoints", "samples", "plots")
-
-
-def _prepare_folder(paths: RunPaths, overwrite: bool) -> None:
-    """Before a fresh run: with ``overwrite`` delete the files the folder's manifest lists (and
-    nothing else); then refuse files at names the run would write that tkam did not write.
-
-    Raises:
-        TrainingError: naming those files (a folder of another tool, a run of a tkam from before
-            manifests).
-    """
-    root = paths.root
-    if overwrite:
-        for path in listed_files(root):
-            path.unlink(missing_ok=True)
-        for name in _RUN_FOLDERS:
-            try:
-                (root / name).rmdir()  # only when empty: another tool's files stay
-            except OSError:
-                pass
-        (root / MANIFEST_NAME).unlink(missing_ok=True)
-    elif latest_checkpoint(paths.checkpoints):
-        return  # build_run refuses a folder that holds a run, naming --resume and --overwrite
-    listed = read_manifest(root) or set()
-    foreign = [p for p in run_file_names(root) if p.relative_to(root).as_posix() not in listed]
-    if not foreign:
-        return
-    names = ", ".join(str(p.relative_to(root)) for p in foreign[:6])
-    more = f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
-    if overwrite:
-        raise TrainingError(
-            f"--overwrite deletes only the files tkam lists in {root / MANIFEST_NAME}, and {root} "
-            f"holds run files it does not list (another tool's, or a run of a tkam from before "
-            f"manifests): --overwrite would have to delete {names}{more}; delete or move them "
-            "yourself, or choose another --out"
-        )
-    raise TrainingError(
-        f"{root} holds files that this run would overwrite and that tkam did not write: "
-        f"{names}{more}; move them away, or choose another --out"
     )
 
 
@@ -269,69 +190,24 @@ def build_run(
     """
     context = context or Context(accumulate=config.train.accumulate)
     paths = RunPaths(Path(run_dir))
-    existing = latest_checkpoint(paths.checkpoints)
-    if existing and not resume:
-        raise TrainingError(
-            f"{paths.root} already holds a run ({existing[0].name}); pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --out"
-        )
-    if resume and not existing:
-        raise TrainingError(f"nothing to resume in {paths.root}: no checkpoints/step_*.safetensors")
+    checkpoints = _checkpoints_to_resume(paths, resume)
     device = context.device(config.train.device)
     _check_device(device)
-    data = data if data is not None else load_dataset(config.data)
-    train_x, test_x = data.train.to(device), data.test.to(device)
-    if len(train_x) == 0:
-        raise TrainingError(f"data set {data.name!r} has no training images")
+    train_x, test_x, data_name = _training_data(config, data, device)
     config = _fitted_batch_size(config, len(train_x))
-    train = config.train
     image_shape = tuple(int(s) for s in train_x.shape[1:])
-    _check_memory(config, image_shape, device)
-    model = _build_model(config, image_shape, device)
-    if not resume:
-        _check_initial_prior(model, config)
-    if train.compile:
-        model.compile_kernels()
-    optimizer = make_optimizer(model, train.learning_rate, train.adam_beta1)
-    shard_rngs = {
-        f"shard_{j}": torch.Generator(device=device).manual_seed(shard_seed(train.seed, j))
-        for j in context.shard_ids
-    }
+    model, optimizer = _model_and_optimizer(config, image_shape, device, check_prior=not resume)
+    shard_rngs, shared_rng = _random_streams(config.train.seed, context, device)
     shard_memories = {name: StepSizeMemory() for name in shard_rngs}
-    shared_rng = torch.Generator(device=device).manual_seed(train.seed + 2)
     schedule = GridUpdateSchedule(config.grid_update.frequency, config.grid_update.decay)
     state = RunState()
     if resume:
         rngs = {**shard_rngs, "shared": shared_rng}
-        restored = _restore(existing, model, optimizer, rngs, config, shard_memories)
-        state = RunState(**restored)
-        schedule.load_state_dict(state.schedule)
-        # A restored optimiser keeps the rates it was saved with; the resumed config's rule.
-        apply_learning_rate(optimizer, model, train.learning_rate)
-
-    batch_size = train.batch_size
-    if batch_size < context.num_shards:
-        raise TrainingError(
-            f"train.batch_size {batch_size} is smaller than the {context.num_shards} shards "
-            f"({context.world_size} processes x train.accumulate {context.accumulate})"
-        )
-    steps_per_epoch = math.ceil(len(train_x) / batch_size)
-    total_steps = train.max_steps or train.epochs * steps_per_epoch
-    if total_steps < state.step:
-        length = (
-            f"train.max_steps = {train.max_steps}"
-            if train.max_steps
-            else f"train.epochs = {train.epochs} ({total_steps} steps)"
-        )
-        raise TrainingError(
-            f"{length} is below step {state.step}, which the run in {paths.root} has reached: "
-            "a resume cannot go back; nothing was changed (to continue, give a larger value; "
-            "to train a shorter run, start a new one with another --out or --overwrite)"
-        )
+        restored = restore_checkpoint(checkpoints, model, optimizer, rngs, config, shard_memories)
+        state = _resumed_state(restored, schedule, optimizer, model, config)
+    steps_per_epoch, total_steps = _run_length(config, len(train_x), context, state.step, paths)
     if context.is_main:
-        with atomic_path(paths.config) as temporary:
-            temporary.write_text(dumps_toml(config))
-        record(paths.root, [paths.config])
+        _write_config(paths, config)
     return Run(
         config=config,
         paths=paths,
@@ -346,17 +222,134 @@ def build_run(
         state=state,
         train_x=train_x,
         test_x=test_x,
-        batch_size=batch_size,
+        batch_size=config.train.batch_size,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         resumed=resume,
         metadata={
             "image_shape": ",".join(map(str, image_shape)),
-            "dataset": data.name,
+            "dataset": data_name,
             "config": dumps_toml(config),
             "shards": str(context.num_shards),
         },
     )
+
+
+def _checkpoints_to_resume(paths: RunPaths, resume: bool) -> list[Path]:
+    """The folder's checkpoints, newest first: there must be some to resume, and none to start
+    afresh.
+
+    Raises:
+        TrainingError: for a fresh run in a folder that holds one, or nothing to resume.
+    """
+    existing = paths.checkpoint_files()
+    if existing and not resume:
+        raise TrainingError(
+            f"{paths.root} already holds a run ({existing[0].name}); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    if resume and not existing:
+        where = paths.checkpoints.relative_to(paths.root)
+        raise TrainingError(f"nothing to resume in {paths.root}: no {where}/step_*.safetensors")
+    return existing
+
+
+def _training_data(
+    config: ExperimentConfig, data: ImageData | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The training and test items on ``device`` (loaded from ``config.data`` when ``data`` is
+    None) and the data set's name.
+
+    Raises:
+        TrainingError: when there are no training items.
+    """
+    data = data if data is not None else load_dataset(config.data)
+    train_x, test_x = data.train.to(device), data.test.to(device)
+    if len(train_x) == 0:
+        raise TrainingError(f"data set {data.name!r} has no training images")
+    return train_x, test_x, data.name
+
+
+def _model_and_optimizer(
+    config: ExperimentConfig, image_shape: tuple[int, ...], device: Any, check_prior: bool
+) -> tuple[LatentModel, torch.optim.Optimizer]:
+    """The model of ``config`` on ``device`` (after checking that training it fits in memory;
+    its initial prior checked too when ``check_prior``; its kernels compiled with
+    ``train.compile``) and its Adam optimiser."""
+    train = config.train
+    _check_memory(config, image_shape, device)
+    model = _build_model(config, image_shape, device)
+    if check_prior:
+        _check_initial_prior(model, config)
+    if train.compile:
+        model.compile_kernels()
+    return model, make_optimizer(model, train.learning_rate, train.adam_beta1)
+
+
+def _random_streams(
+    seed: int, context: Context, device: torch.device
+) -> tuple[dict[str, torch.Generator], torch.Generator]:
+    """One stream per shard this rank processes (``shard_<j>``, seeded by
+    :func:`~tkam.train.distributed.shard_seed`) and the stream every rank shares (``seed + 2``)."""
+    shard_rngs = {
+        f"shard_{j}": torch.Generator(device=device).manual_seed(shard_seed(seed, j))
+        for j in context.shard_ids
+    }
+    return shard_rngs, torch.Generator(device=device).manual_seed(seed + 2)
+
+
+def _resumed_state(
+    restored: dict[str, Any],
+    schedule: GridUpdateSchedule,
+    optimizer: torch.optim.Optimizer,
+    model: LatentModel,
+    config: ExperimentConfig,
+) -> RunState:
+    """The run state a checkpoint restored, with its grid schedule loaded and the optimiser set
+    to the resumed config's learning rates (a restored optimiser keeps the rates it was saved
+    with)."""
+    state = RunState(**restored)
+    schedule.load_state_dict(state.schedule)
+    apply_learning_rate(optimizer, model, config.train.learning_rate)
+    return state
+
+
+def _run_length(
+    config: ExperimentConfig, num_train: int, context: Context, reached: int, paths: RunPaths
+) -> tuple[int, int]:
+    """Steps per epoch and in the whole run (``train.max_steps``, or ``train.epochs`` epochs).
+
+    Raises:
+        TrainingError: for a batch smaller than the number of shards, or a run shorter than the
+            step a resumed run has ``reached``.
+    """
+    train = config.train
+    if train.batch_size < context.num_shards:
+        raise TrainingError(
+            f"train.batch_size {train.batch_size} is smaller than the {context.num_shards} shards "
+            f"({context.world_size} processes x train.accumulate {context.accumulate})"
+        )
+    steps_per_epoch = math.ceil(num_train / train.batch_size)
+    total_steps = train.max_steps or train.epochs * steps_per_epoch
+    if total_steps < reached:
+        length = (
+            f"train.max_steps = {train.max_steps}"
+            if train.max_steps
+            else f"train.epochs = {train.epochs} ({total_steps} steps)"
+        )
+        raise TrainingError(
+            f"{length} is below step {reached}, which the run in {paths.root} has reached: "
+            "a resume cannot go back; nothing was changed (to continue, give a larger value; "
+            "to train a shorter run, start a new one with another --out or --overwrite)"
+        )
+    return steps_per_epoch, total_steps
+
+
+def _write_config(paths: RunPaths, config: ExperimentConfig) -> None:
+    """``config.toml``, the resolved config, recorded in the folder's manifest."""
+    with atomic_path(paths.config) as temporary:
+        temporary.write_text(dumps_toml(config))
+    record(paths.root, [paths.config])
 
 
 def _fitted_batch_size(config: ExperimentConfig, num_train: int) -> ExperimentConfig:
@@ -391,7 +384,9 @@ def _check_memory(config: ExperimentConfig, image_shape: tuple[int, ...], device
         raise TrainingError(problem)
 
 
-def _build_model(config: ExperimentConfig, image_shape: tuple[int, ...], device: Any) -> TKAM:
+def _build_model(
+    config: ExperimentConfig, image_shape: tuple[int, ...], device: Any
+) -> LatentModel:
     """The model of ``config`` on ``device``; a model too large for memory is a
     :class:`TrainingError` naming the widths, not an allocator's traceback."""
     try:
@@ -427,7 +422,7 @@ def _check_device(device: torch.device) -> None:
         raise TrainingError(f"train.device = {device}: this machine has {have}; use cpu or auto")
 
 
-def _check_initial_prior(model: TKAM, config: ExperimentConfig) -> None:
+def _check_initial_prior(model: LatentModel, config: ExperimentConfig) -> None:
     """Refuse a prior that gives non-finite log-densities before any training (a domain too
     wide for float32), naming the setting, rather than failing at step 1. Draws from its own
     stream: the run's streams are untouched."""
@@ -453,39 +448,7 @@ def _check_initial_prior(model: TKAM, config: ExperimentConfig) -> None:
     )
 
 
-def _restore(
-    checkpoints: list[Path],
-    model: TKAM,
-    optimizer: torch.optim.Optimizer,
-    rngs: dict[str, torch.Generator],
-    config: ExperimentConfig,
-    memories: dict[str, StepSizeMemory],
-) -> dict[str, Any]:
-    """Load the newest readable checkpoint (newest first in ``checkpoints``); its run state.
-
-    Raises:
-        TrainingError: if the config differs from the checkpoint's in a setting a resume cannot
-            change (named, with both values), or no checkpoint is readable.
-    """
-    for path in checkpoints:
-        try:
-            recorded = read_metadata(path).get("config")
-            if recorded is not None:
-                refused = refused_changes(saved_config(recorded, str(path)), config)
-                if refused:
-                    raise TrainingError(
-                        f"--resume cannot change these settings of the run in "
-                        f"{path.parent.parent} (checkpoint {path.name}): {'; '.join(refused)}. "
-                        f"A resume may change only {', '.join(sorted(RESUMABLE))}; to train with "
-                        "the new settings, start a new run (another --out, or --overwrite)"
-                    )
-            return load_checkpoint(path, model, optimizer, rngs, memories)
-        except (CheckpointError, ConfigError) as exc:
-            warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=3)
-    raise TrainingError(f"no readable checkpoint in {checkpoints[0].parent}")
-
-
-def _train(run: Run, callbacks: Callback, progress: bool) -> TKAM:
+def _train(run: Run, callbacks: Callback, progress: bool) -> LatentModel:
     """The step loop: batches, grid updates, Adam updates, and the callback events."""
     state, train = run.state, run.config.train
     callbacks.on_start(run)
@@ -647,7 +610,7 @@ def _grid_update_due(run: Run, step: int) -> bool:
 
 def _kept(run: Run) -> str:
     """What a failed run leaves to resume from."""
-    kept = latest_checkpoint(run.paths.checkpoints)
+    kept = run.paths.checkpoint_files()
     if not kept:
         return "no checkpoint was written yet"
     return f"the last checkpoint ({kept[0].name}) is kept: resume from it with --resume"

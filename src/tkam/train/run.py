@@ -1,7 +1,7 @@
 """What the trainer and its callbacks share about one training run in progress.
 
 :class:`Run` is the context every callback event receives: the model, optimiser, random streams,
-data and run state, the run folder's paths and this process's place in a data-parallel run.
+data and run state, the run folder's paths (:class:`~tkam.paths.RunPaths`) and this process's place in a data-parallel run.
 :class:`RunState` is the plain part of it that checkpoints store beside the tensors, and
 :class:`LogEntry` what a log event reports. (Reading a finished run folder back is
 :mod:`tkam.runs`.)
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,50 +18,12 @@ import torch
 from tkam.config import ExperimentConfig
 from tkam.kan.grid import GridUpdateSchedule
 from tkam.losses import LossOutput
-from tkam.model import TKAM
+from tkam.model import LatentModel
+from tkam.paths import RunPaths
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.distributed import Context
 
 __all__ = ["LogEntry", "Run", "RunPaths", "RunState", "log_interval"]
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """The files of one run folder."""
-
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def loss_csv(self) -> Path:
-        return self.root / "loss.csv"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.toml"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model.safetensors"
-
-    @property
-    def prior_plot(self) -> Path:
-        return self.root / "prior.png"
-
-    @property
-    def loss_plot(self) -> Path:
-        return self.root / "loss.png"
-
-    @property
-    def evolution(self) -> Path:
-        return self.root / "evolution.gif"
 
 
 @dataclass(frozen=True)
@@ -165,7 +126,7 @@ class Run:
     paths: RunPaths
     context: Context
     device: torch.device
-    model: TKAM
+    model: LatentModel
     optimizer: torch.optim.Optimizer
     shard_rngs: dict[str, torch.Generator]
     shard_memories: dict[str, StepSizeMemory]

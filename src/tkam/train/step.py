@@ -13,7 +13,7 @@ import torch
 
 from tkam.config import ExperimentConfig
 from tkam.losses import LossOutput, compute_loss, posterior_samples, posterior_settings
-from tkam.model import TKAM
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 from tkam.train.distributed import Context
 
@@ -24,7 +24,9 @@ class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, a run folder that is not resumable, ...)."""
 
 
-def make_optimizer(model: TKAM, learning_rate: float, beta1: float = 0.9) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: LatentModel, learning_rate: float, beta1: float = 0.9
+) -> torch.optim.Optimizer:
     """Adam (betas ``beta1``/0.999, eps 1e-8, no decay) over the model's parameter groups (one
     group, or the latent EBM's energy net at its own rate), fused where supported."""
     betas = (beta1, 0.999)
@@ -42,7 +44,7 @@ def make_optimizer(model: TKAM, learning_rate: float, beta1: float = 0.9) -> tor
 
 @torch.no_grad()
 def grid_latents(
-    model: TKAM, batch: torch.Tensor, config: ExperimentConfig, rng: torch.Generator
+    model: LatentModel, batch: torch.Tensor, config: ExperimentConfig, rng: torch.Generator
 ) -> torch.Tensor:
     """Latents for a grid update (departures A16): prior samples for the importance-sampling
     loss (and the VAE's ELBO), posterior samples of the current batch (t = 1) for the Langevin
@@ -54,7 +56,7 @@ def grid_latents(
 
 
 def train_step(
-    model: TKAM,
+    model: LatentModel,
     optimizer: torch.optim.Optimizer,
     batch: torch.Tensor,
     config: ExperimentConfig,

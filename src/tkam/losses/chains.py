@@ -1,0 +1,83 @@
+"""What the Langevin and thermodynamic losses share: the posterior section's sampler, chains that
+carry autoMALA's step sizes from call to call, and the prior's contrastive or exact term."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tkam.config import PosteriorConfig
+from tkam.posterior.memory import StepSizeMemory
+from tkam.posterior.tempering import (
+    ULA,
+    AutoMALA,
+    Sampler,
+    TemperedRun,
+    TemperedTarget,
+    tempered_langevin,
+)
+from tkam.prior import Prior
+
+__all__ = ["exact_log_normaliser", "posterior_sampler", "prior_phases", "run_chains"]
+
+
+def posterior_sampler(config: PosteriorConfig) -> Sampler:
+    """The sampler a posterior section names: :class:`~tkam.posterior.tempering.AutoMALA` with
+    its settings for ``automala``, else :class:`~tkam.posterior.tempering.ULA` (``importance``
+    included: a deep prior's Langevin loss runs ULA)."""
+    if config.sampler == "automala":
+        return AutoMALA(config.step_size_bounds, config.change_rate, config.num_unadjusted)
+    return ULA()
+
+
+def run_chains(
+    z0: Tensor,
+    target: TemperedTarget,
+    temperatures: Tensor,
+    rng: torch.Generator | None,
+    config: PosteriorConfig,
+    memory: StepSizeMemory | None = None,
+    *,
+    exchange_every: int = 1,
+    swap_per_chain: bool = True,
+) -> TemperedRun:
+    """:func:`~tkam.posterior.tempering.tempered_langevin` with the posterior section's sampler,
+    steps and step size. With a ``memory``, autoMALA's chains start from the step sizes the last
+    call adapted and leave theirs for the next (maths 4.2)."""
+    step_size = config.step_size if memory is None else memory.start(config.step_size, len(z0))
+    run = tempered_langevin(
+        z0,
+        target,
+        temperatures,
+        rng,
+        sampler=posterior_sampler(config),
+        steps=config.steps,
+        step_size=step_size,
+        exchange_every=exchange_every,
+        swap_per_chain=swap_per_chain,
+    )
+    if memory is not None:
+        memory.keep(run.step_size)
+    return run
+
+
+def exact_log_normaliser(prior: Prior, contrastive: bool) -> Tensor | None:
+    """The prior's exact ``log Z`` when the loss uses it (no ``contrastive`` gradient and a prior
+    with an exact normaliser), else None. Computed before any sampling, so that the samplers
+    reuse its quadrature table."""
+    return prior.log_normaliser() if not contrastive and prior.exact_normaliser else None
+
+
+def prior_phases(
+    prior: Prior, z: Tensor, negatives: Tensor | None, log_z: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The prior's positive phase ``mean_b log p(z_b)`` at posterior samples ``z`` and its
+    negative phase ``mean_b log p(z^_b)`` at prior samples ``negatives``; with an exact ``log_z``
+    (:func:`exact_log_normaliser`) the normalised log-prior and a zero negative phase
+    (``negatives`` unused)."""
+    if log_z is not None:
+        positive = prior.log_prior(z, normalise=True, log_normaliser=log_z).mean()
+        return positive, positive.new_zeros(())
+    batch = len(z)
+    log_prior = prior.log_prior(torch.cat([z, negatives]))
+    return log_prior[:batch].mean(), log_prior[batch:].mean()
