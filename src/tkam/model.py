@@ -183,7 +183,7 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
             output = self.decode(z)
             return likelihood.log_likelihood(x, likelihood.mean(output)), output
 
-        def exchange_log_likelihood(output: Tensor, rng: torch.Generator) -> Tensor:
+        def exchange_log_likelihood(output: Tensor, rng: torch.Generator | None) -> Tensor:
             return likelihood.log_likelihood(x, likelihood.noised(output, rng))
 
         return TemperedTarget(self.prior.log_prior, log_likelihood, exchange_log_likelihood)

@@ -81,7 +81,7 @@ class AutoMALAInfo(NamedTuple):
 # autoMALA (Biron-Lattes et al. 2024; maths 4.2, departures A12)
 
 
-def mixed_preconditioner(z: Tensor, rng: torch.Generator) -> Tensor:
+def mixed_preconditioner(z: Tensor, rng: torch.Generator | None) -> Tensor:
     """Draw autoMALA's diagonal ``M^{1/2}``, shared by all chains (maths 4.2).
 
     With ``sigma`` the per-coordinate standard deviation across chains (0, or a single chain,
@@ -218,7 +218,7 @@ def automala_init(
 def automala_step(
     state: AutoMALAState,
     log_density_fn: LogDensity,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     *,
     step_size_bounds: tuple[float, float] = (1e-4, 10.0),
     change_rate: float = 2.0,
@@ -331,7 +331,7 @@ def automala_start(
 def automala_iteration(
     run: AutoMALARun,
     log_density_fn: LogDensity,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     iteration: int,
     *,
     step_size_bounds: tuple[float, float] = (1e-4, 10.0),
@@ -387,7 +387,7 @@ def automala(
     log_density_fn: LogDensity,
     step_size: float | Tensor,
     num_steps: int,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     *,
     step_size_bounds: tuple[float, float] = (1e-4, 10.0),
     change_rate: float = 2.0,
@@ -427,14 +427,17 @@ def automala(
     """
     check_automala_settings(step_size_bounds, change_rate)
     run = automala_start(z0, log_density_fn, step_size, step_size_bounds)
-    settings = {
-        "step_size_bounds": step_size_bounds,
-        "change_rate": change_rate,
-        "num_unadjusted": num_unadjusted,
-        "eps": eps,
-    }
     for i in range(num_steps):
-        run = automala_iteration(run, log_density_fn, rng, i, **settings)
+        run = automala_iteration(
+            run,
+            log_density_fn,
+            rng,
+            i,
+            step_size_bounds=step_size_bounds,
+            change_rate=change_rate,
+            num_unadjusted=num_unadjusted,
+            eps=eps,
+        )
         if callback is not None and i >= num_unadjusted:
             returned = callback(i, run.state)
             run = run._replace(state=AutoMALAState(*returned[:3], run.state.step_size))

@@ -69,7 +69,7 @@ def importance_resample(
     log_likelihood: Tensor,
     threshold: float,
     resampler: str,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     *,
     compat: bool = False,
     compat_residual: bool = False,

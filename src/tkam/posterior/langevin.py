@@ -65,7 +65,7 @@ def _langevin_mean(z: Tensor, grad: Tensor, step: Tensor, scale: Tensor | None) 
 def langevin_proposal(
     state: LangevinState,
     step_size: float | Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     preconditioner: Tensor | None = None,
 ) -> Tensor:
     """One Langevin move ``z' = z + eta grad + sqrt(2 eta) xi`` (maths 4.2, 3.8).
@@ -95,7 +95,7 @@ def ula_step(
     state: LangevinState,
     log_density_fn: LogDensity,
     step_size: float | Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     preconditioner: Tensor | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One unadjusted Langevin step (maths 4.2): every move is kept; one gradient evaluation.
@@ -129,7 +129,7 @@ def mala_step(
     state: LangevinState,
     log_density_fn: LogDensity,
     step_size: float | Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     preconditioner: Tensor | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One Metropolis-adjusted Langevin step: the ULA proposal plus an MH correction per chain.
@@ -168,7 +168,7 @@ def _run(
     log_density_fn: LogDensity,
     step_size: float | Tensor,
     num_steps: int,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     callback: Callable[[int, LangevinState], LangevinState] | None,
 ) -> tuple[LangevinState, Tensor]:
     state = to_state(z0, log_density_fn)
@@ -188,7 +188,7 @@ def ula(
     log_density_fn: LogDensity,
     step_size: float | Tensor,
     num_steps: int,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     callback: Callable[[int, LangevinState], LangevinState] | None = None,
 ) -> LangevinState:
     """Run ``num_steps`` ULA steps from ``z0`` (maths 4.2): ``z <- z + eta grad + sqrt(2 eta) xi``.
@@ -218,7 +218,7 @@ def mala(
     log_density_fn: LogDensity,
     step_size: float | Tensor,
     num_steps: int,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     callback: Callable[[int, LangevinState], LangevinState] | None = None,
 ) -> tuple[LangevinState, Tensor]:
     """Run ``num_steps`` MALA steps from ``z0`` with a fixed step size.

@@ -29,7 +29,7 @@ __all__ = [
     "systematic",
 ]
 
-Resampler = Callable[[Tensor, torch.Generator], Tensor]
+Resampler = Callable[[Tensor, torch.Generator | None], Tensor]
 
 
 def _normalised(weights: Tensor) -> Tensor:
@@ -51,7 +51,7 @@ def _cumulative(probabilities: Tensor) -> Tensor:
     return c
 
 
-def _uniforms(shape: tuple[int, ...], rng: torch.Generator, device: torch.device) -> Tensor:
+def _uniforms(shape: tuple[int, ...], rng: torch.Generator | None, device: torch.device) -> Tensor:
     """Uniforms on ``(0, 1]`` in float64 (see the module docstring for why not ``[0, 1)``)."""
     return 1.0 - torch.rand(shape, generator=rng, dtype=torch.float64, device=device)
 
@@ -63,7 +63,7 @@ def _search(cumulative: Tensor, u: Tensor) -> Tensor:
     return index.clamp_(max=n - 1)
 
 
-def systematic(weights: Tensor, rng: torch.Generator) -> Tensor:
+def systematic(weights: Tensor, rng: torch.Generator | None) -> Tensor:
     """Systematic resampling: one uniform per row, ``u_n = (U + n) / N``.
 
     Each index ``i`` is drawn ``floor(N w_i)`` or ``ceil(N w_i)`` times, with mean ``N w_i``.
@@ -83,7 +83,7 @@ def systematic(weights: Tensor, rng: torch.Generator) -> Tensor:
     return _search(_cumulative(w), u)
 
 
-def stratified(weights: Tensor, rng: torch.Generator) -> Tensor:
+def stratified(weights: Tensor, rng: torch.Generator | None) -> Tensor:
     """Stratified resampling: one uniform per stratum, ``u_n = (U_n + n) / N``.
 
     Args:
@@ -100,7 +100,7 @@ def stratified(weights: Tensor, rng: torch.Generator) -> Tensor:
     return _search(_cumulative(w), u)
 
 
-def multinomial(weights: Tensor, rng: torch.Generator) -> Tensor:
+def multinomial(weights: Tensor, rng: torch.Generator | None) -> Tensor:
     """Multinomial resampling: ``N`` independent draws from each row's weights.
 
     Not offered by the reference code (which falls back to systematic for unknown names); kept as
@@ -117,7 +117,7 @@ def multinomial(weights: Tensor, rng: torch.Generator) -> Tensor:
     return _search(_cumulative(w), _uniforms(tuple(w.shape), rng, w.device))
 
 
-def residual(weights: Tensor, rng: torch.Generator, *, compat: bool = False) -> Tensor:
+def residual(weights: Tensor, rng: torch.Generator | None, *, compat: bool = False) -> Tensor:
     """Residual resampling (maths 4.1, departures A8).
 
     Index ``i`` first gets ``k_i = floor(N w_i)`` deterministic copies; the remaining
@@ -167,7 +167,9 @@ RESAMPLERS: dict[str, Resampler] = {
 }
 
 
-def resample(name: str, weights: Tensor, rng: torch.Generator, *, compat: bool = False) -> Tensor:
+def resample(
+    name: str, weights: Tensor, rng: torch.Generator | None, *, compat: bool = False
+) -> Tensor:
     """Resample every row of ``weights`` with the resampler called ``name``.
 
     Args:

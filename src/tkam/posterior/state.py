@@ -5,7 +5,8 @@ the log-density and its score once, and every step returns a new state that cach
 position, so a ULA or MALA step costs exactly one gradient evaluation. Nothing here knows what the
 density is: a sampler sees a callable ``log_density(z) -> (chains,)`` over a batch of chains
 ``z: (chains, *event)``, and every chain moves in one batched tensor operation. All randomness
-comes from the ``torch.Generator`` passed in (``rng``).
+comes from the ``torch.Generator`` passed in (``rng``; ``None``, which a prior's ``sample``
+passes on when it is given none, draws from torch's global stream).
 
 Scores are ``torch.autograd.grad`` of the log-density summed over chains, taken with respect to
 ``z`` only: parameters that the callable closes over are never touched (no ``.grad`` builds up).
@@ -15,12 +16,13 @@ Returned states are detached.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, Self, TypeVar
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "ChainState",
     "LangevinState",
     "LogDensity",
     "check_finite",
@@ -54,7 +56,24 @@ class LangevinState(NamedTuple):
     grad: Tensor
 
 
+class ChainState(Protocol):
+    """What every sampler's state has (:class:`LangevinState`, ``AutoMALAState``): the fields of
+    a :class:`LangevinState`, as a NamedTuple whose ``_replace`` returns its own type."""
+
+    @property
+    def z(self) -> Tensor: ...
+
+    @property
+    def log_density(self) -> Tensor: ...
+
+    @property
+    def grad(self) -> Tensor: ...
+
+    def _replace(self, *args: Any, **kwargs: Any) -> Self: ...
+
+
 State = TypeVar("State", bound=tuple)
+Chains = TypeVar("Chains", bound=ChainState)
 
 
 def per_chain(value: float | Tensor, z: Tensor) -> Tensor:
@@ -87,30 +106,30 @@ def select(mask: Tensor, new: State, old: State) -> State:
     return type(old)(*(where_chains(mask, a, b) for a, b in zip(new, old)))
 
 
-def normal(z: Tensor, rng: torch.Generator) -> Tensor:
+def normal(z: Tensor, rng: torch.Generator | None) -> Tensor:
     return torch.randn(z.shape, generator=rng, dtype=z.dtype, device=z.device)
 
 
-def log_uniform(shape: tuple[int, ...], rng: torch.Generator, like: Tensor) -> Tensor:
+def log_uniform(shape: tuple[int, ...], rng: torch.Generator | None, like: Tensor) -> Tensor:
     """``log u`` with ``u`` uniform on ``(0, 1]``, so the log is finite."""
     u = torch.rand(shape, generator=rng, dtype=like.dtype, device=like.device)
     return torch.log1p(-u)
 
 
-def to_state(z0: Tensor | tuple, log_density_fn: LogDensity) -> LangevinState:
+def to_state(z0: Tensor | ChainState, log_density_fn: LogDensity) -> LangevinState:
     """Positions (evaluated) or any state with ``z``, ``log_density`` and ``grad`` (reused)."""
     if isinstance(z0, Tensor):
         return init_state(z0, log_density_fn)
     return LangevinState(z0.z, z0.log_density, z0.grad)
 
 
-def check_score(state: LangevinState) -> None:
+def check_score(state: ChainState) -> None:
     """Abort on an all-zero score (the density does not depend on ``z``: a detached graph)."""
     if state.grad.numel() > 0 and not bool((state.grad != 0).any()):
         raise RuntimeError("the log-density's gradient is zero for every chain; is z detached?")
 
 
-def check_finite(state: LangevinState) -> None:
+def check_finite(state: ChainState) -> None:
     """Abort on NaN/inf positions or scores (maths 4.2); one host synchronisation per call."""
     if not (bool(torch.isfinite(state.z).all()) and bool(torch.isfinite(state.grad).all())):
         raise FloatingPointError("Langevin chains produced non-finite positions or gradients")
@@ -150,7 +169,7 @@ def init_state(z: Tensor, log_density_fn: LogDensity) -> LangevinState:
     return LangevinState(z.detach(), log_density.detach(), grad.detach())
 
 
-def refresh_state(state: State, z: Tensor, log_density_fn: LogDensity) -> State:
+def refresh_state(state: Chains, z: Tensor, log_density_fn: LogDensity) -> Chains:
     """Move every chain of ``state`` to ``z`` and recompute the cache, keeping other fields.
 
     Meant for callbacks that change positions between steps (replica exchange): a chain swapped

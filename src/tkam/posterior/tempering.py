@@ -138,7 +138,7 @@ class TemperedTarget(NamedTuple):
 
     log_prior: LogDensity
     log_likelihood: Callable[[Tensor], tuple[Tensor, Tensor]]
-    exchange_log_likelihood: Callable[[Tensor, torch.Generator], Tensor]
+    exchange_log_likelihood: Callable[[Tensor, torch.Generator | None], Tensor]
 
     def log_density(self, t: Tensor | float) -> LogDensity:
         """``z -> log_prior(z) + t * log_lik(z)``, with ``t`` a float or ``(chains,)`` tensor."""
@@ -195,7 +195,7 @@ def tempered_ula_step(
     target: TemperedTarget,
     chain_temperatures: Tensor,
     step_size: float | Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
 ) -> TemperedState:
     """One ULA step of every chain on ``log_prior + t_c log_lik`` (``t_c`` per chain)."""
     t = per_chain(chain_temperatures, state.z)
@@ -206,7 +206,7 @@ def tempered_ula_step(
 def swap_index(
     log_likelihood: Tensor,
     temperatures: Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     per_chain: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """One replica-exchange attempt as a permutation of population-major chains.
@@ -267,7 +267,9 @@ class Sampler(Protocol):
         """
         ...
 
-    def step(self, state: Any, chains: TemperedChains, rng: torch.Generator, iteration: int) -> Any:
+    def step(
+        self, state: Any, chains: TemperedChains, rng: torch.Generator | None, iteration: int
+    ) -> Any:
         """Iteration ``iteration`` (0-based) of every chain."""
         ...
 
@@ -306,11 +308,13 @@ class ULA:
             state = init_state(z, chains.log_density)
             check_score(state)
             return state
-        state = tempered_init(z, chains.target)
-        check_score(_combined(state))
-        return state
+        tempered = tempered_init(z, chains.target)
+        check_score(_combined(tempered))
+        return tempered
 
-    def step(self, state: Any, chains: TemperedChains, rng: torch.Generator, iteration: int) -> Any:
+    def step(
+        self, state: Any, chains: TemperedChains, rng: torch.Generator | None, iteration: int
+    ) -> Any:
         if not chains.exchanges:
             return ula_step(state, chains.log_density, chains.step_size, rng)[0]
         t = chains.temperatures
@@ -356,7 +360,11 @@ class AutoMALA:
         return automala_start(z, chains.log_density, chains.step_size, self.step_size_bounds)
 
     def step(
-        self, state: AutoMALARun, chains: TemperedChains, rng: torch.Generator, iteration: int
+        self,
+        state: AutoMALARun,
+        chains: TemperedChains,
+        rng: torch.Generator | None,
+        iteration: int,
     ) -> AutoMALARun:
         return automala_iteration(
             state,
@@ -410,7 +418,7 @@ def tempered_langevin(
     z0: Tensor,
     target: TemperedTarget,
     temperatures: Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     *,
     sampler: Sampler,
     steps: int,
@@ -491,7 +499,7 @@ def replica_exchange(
     z: Tensor,
     log_likelihood: Tensor,
     temperatures: Tensor,
-    rng: torch.Generator,
+    rng: torch.Generator | None,
     per_chain: bool = True,
 ) -> ReplicaExchangeResult:
     """Propose swapping one random adjacent pair of populations (maths 4.3, departures A7).
