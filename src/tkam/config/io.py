@@ -42,7 +42,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """
     if isinstance(tp, types.UnionType):  # ``T | None``: None is only ever the default
         (tp,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
-    if is_dataclass(tp):
+    if isinstance(tp, type) and is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
         return _build(tp, value, key)

@@ -882,11 +882,11 @@ def ineffective_settings(config: ExperimentConfig) -> list[str]:
     found = []
     baseline = config.model.kind != "tkam"
     if baseline:  # one entry for the whole prior section, which a baseline never reads
-        default = PriorConfig()
+        default_prior = PriorConfig()
         changed = [
             f"prior.{f.name}"
             for f in dataclasses.fields(PriorConfig)
-            if getattr(config.prior, f.name) != getattr(default, f.name)
+            if getattr(config.prior, f.name) != getattr(default_prior, f.name)
         ]
         if changed:
             found.append(
