@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -72,7 +74,7 @@ class CNNGenerator(nn.Module):
 
     @property
     def input_width(self) -> int:
-        return self.layers[0].in_channels
+        return cast(nn.ConvTranspose2d, self.layers[0]).in_channels
 
     def forward(self, h: Tensor) -> Tensor:
         """``(B, Q) -> (B, C, H, W)`` pre-activation output."""

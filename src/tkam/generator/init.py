@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["default_init_"]
 
@@ -19,6 +21,7 @@ def default_init_(layer: nn.Module, rng: torch.Generator | None) -> None:
     computes it."""
     if rng is None:
         return
-    bound = 1.0 / layer.weight[0].numel() ** 0.5
-    for tensor in (layer.weight, layer.bias):
+    weight, bias = cast(Tensor, layer.weight), cast(Tensor, layer.bias)
+    bound = 1.0 / weight[0].numel() ** 0.5
+    for tensor in (weight, bias):
         tensor.copy_((torch.rand(tensor.shape, generator=rng) * 2 - 1) * bound)

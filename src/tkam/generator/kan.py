@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import cast
+
 import math
 
 import torch
@@ -43,10 +46,14 @@ class KANGenerator(nn.Module):
     def input_width(self) -> int:
         return self.widths[0]
 
+    def _stack(self) -> Iterator[tuple[nn.Module, UnivariateLayer]]:
+        """``(norm, layer)`` of every layer, input side first."""
+        return zip(self.norms, cast("Iterable[UnivariateLayer]", self.layers))
+
     def forward(self, h: Tensor) -> Tensor:
         """``(S, Q) -> (S, C, H, W)`` pre-activation output."""
         x = h
-        for norm, layer in zip(self.norms, self.layers):
+        for norm, layer in self._stack():
             x = layer.summed(norm(x))
         return x.view(x.shape[0], *self.image_shape)
 
@@ -55,7 +62,7 @@ class KANGenerator(nn.Module):
         """Refit every layer's grid to its inputs, pushing ``h`` through the updated layers
         (maths 2.6)."""
         x = h
-        for norm, layer in zip(self.norms, self.layers):
+        for norm, layer in self._stack():
             x = norm(x)
             layer.update_grid(x)
             x = layer.summed(x)

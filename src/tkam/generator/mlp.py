@@ -4,6 +4,7 @@ on one standard decoder."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ class MLPGenerator(nn.Module):
 
     @property
     def input_width(self) -> int:
-        return self.layers[0].in_features
+        return cast(nn.Linear, self.layers[0]).in_features
 
     def forward(self, h: Tensor) -> Tensor:
         """``(B, Q) -> (B, *data_shape)`` pre-activation output."""

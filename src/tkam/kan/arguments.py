@@ -10,7 +10,7 @@ part of the operator schemas from the fields' annotations.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from torch import Tensor
 
@@ -83,7 +83,7 @@ _SCHEMA_TYPES = {"Tensor": "Tensor", "Tensor | None": "Tensor?", "str": "str", "
 def _annotations(fields: type[NamedTuple]) -> dict[str, str]:
     # NamedTuple keeps postponed annotations as ForwardRef objects.
     return {
-        name: getattr(annotation, "__forward_arg__", annotation)
+        name: cast(str, getattr(annotation, "__forward_arg__", annotation))
         for name, annotation in fields.__annotations__.items()
     }
 

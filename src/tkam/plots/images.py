@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import image as mpimg
@@ -115,7 +116,7 @@ def save_image_grid(
     grid = image_grid(images, ncols=ncols, scale=scale, pad_value=pad_value)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    colour = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if grid.ndim == 2 else {}
+    colour: dict[str, Any] = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if grid.ndim == 2 else {}
     if title is None:
         mpimg.imsave(path, grid, format="png", metadata=dict(metadata or {}), **colour)
         return path

@@ -10,6 +10,9 @@ Gaussian base).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -56,10 +59,14 @@ class DeepPrior(PriorModule):
     def latent_shape(self) -> tuple[int]:
         return (self.num_inputs,)
 
+    def _stack(self) -> Iterator[tuple[nn.Module, UnivariateLayer]]:
+        """``(norm, layer)`` of every layer, input side first."""
+        return zip(self.norms, cast("Iterable[UnivariateLayer]", self.layers))
+
     def energy(self, z: Tensor) -> Tensor:
         """``E(z)``: ``(S, P) -> (S,)``."""
         x = z
-        for norm, layer in zip(self.norms, self.layers):
+        for norm, layer in self._stack():
             x = layer.summed(norm(x))
         return x.squeeze(-1)
 
@@ -73,7 +80,7 @@ class DeepPrior(PriorModule):
         return self.energy(z) + self.reference.log_base(z).sum(-1)
 
     def _initial(self, num_samples: int, rng: torch.Generator | None) -> Tensor:
-        device = self.layers[0].coef.device
+        device = cast(UnivariateLayer, self.layers[0]).coef.device
         shape = (num_samples, self.num_inputs)
         name = self.reference.name
         if name == "uniform":
@@ -100,7 +107,7 @@ class DeepPrior(PriorModule):
     def update_grid(self, z: Tensor) -> None:
         """Refit every layer's grid to its inputs, pushing ``z`` through the updated layers."""
         x = z
-        for norm, layer in zip(self.norms, self.layers):
+        for norm, layer in self._stack():
             x = norm(x)
             layer.update_grid(x)
             x = layer.summed(x)

@@ -20,6 +20,7 @@ class GaussianPrior(PriorModule):
     """
 
     exact_normaliser = True
+    _anchor: Tensor
 
     def __init__(self, width: int) -> None:
         super().__init__()

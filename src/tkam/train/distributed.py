@@ -11,6 +11,7 @@ Grid updates draw from a stream that is identical on every rank, so every rank s
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ def shard_seed(seed: int, shard: int) -> int:
     return seed + 1 + 7919 * shard
 
 
-def intra_op_threads(requested: int, environ: dict[str, str] | None = None) -> int | None:
+def intra_op_threads(requested: int, environ: Mapping[str, str] | None = None) -> int | None:
     """The intra-op thread count a training process should use (``None``: leave torch's).
 
     Processes that share cores must share them: two runs on two cores with two threads each
