@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import numpy as np
 import torch
@@ -130,7 +130,8 @@ def _sample(args: argparse.Namespace) -> int:
     images = images.clamp(0.0, 1.0)
     if out.suffix == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"samples": images.numpy().astype(np.float32)}
+        # Any: numpy's stubs type savez's keywords as arrays or its allow_pickle flag.
+        arrays: dict[str, Any] = {"samples": images.numpy().astype(np.float32)}
         if args.latent:
             arrays["z"] = z.numpy().astype(np.float32)
         np.savez(out, **arrays)
@@ -171,7 +172,7 @@ def _plot_prior(args: argparse.Namespace) -> int:
             f"the prior of {args.run_dir} ({type(model.prior).__name__}) has no univariate "
             "components to plot; plot-prior needs a univariate or mixture prior"
         )
-    export = _evaluated(args.run_dir, model.prior.export)
+    export: dict[str, Any] = _evaluated(args.run_dir, model.prior.export)  # Any: as for savez
     num_outputs, num_inputs = export["density"].shape[:2]
     for q, p in args.components or ():
         if q >= num_outputs or p >= num_inputs:
@@ -377,7 +378,14 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     """Warnings as ``tkam: warning: ...`` lines, without the file and line they come from."""
     print(f"tkam: warning: {message}", file=sys.stderr, flush=True)
 

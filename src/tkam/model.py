@@ -10,7 +10,8 @@ of :mod:`tkam.baselines`, its siblings, compose the same generator and likelihoo
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, NamedTuple, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -143,7 +144,8 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
     def _prior_group(self, rate: float) -> list[dict]:
         """Two parameter groups: everything but the prior (at the optimiser's rate), then the
         prior's parameters at ``rate``."""
-        prior = list(self.prior.parameters())
+        # Every prior of a model is a module (its submodule), whatever the Prior protocol needs.
+        prior = list(cast(nn.Module, self.prior).parameters())
         ids = {id(p) for p in prior}
         rest = [p for p in self.parameters() if id(p) not in ids]
         return [{"params": rest}, {"params": prior, "lr": rate}]
@@ -188,6 +190,34 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
 
         return TemperedTarget(self.prior.log_prior, log_likelihood, exchange_log_likelihood)
 
+    @overload
+    def sample(
+        self,
+        num_samples: int,
+        rng: torch.Generator | None = None,
+        batch_size: int = 1000,
+        return_latent: Literal[False] = False,
+    ) -> Tensor: ...
+
+    @overload
+    def sample(
+        self,
+        num_samples: int,
+        rng: torch.Generator | None = None,
+        batch_size: int = 1000,
+        *,
+        return_latent: Literal[True],
+    ) -> tuple[Tensor, Tensor]: ...
+
+    @overload
+    def sample(
+        self,
+        num_samples: int,
+        rng: torch.Generator | None,
+        batch_size: int,
+        return_latent: Literal[True],
+    ) -> tuple[Tensor, Tensor]: ...
+
     @torch.no_grad()
     def sample(
         self,
@@ -221,7 +251,8 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         if self.update_prior_grid:
             self.prior.update_grid(z)
         if self.update_generator_grid:
-            self.generator.update_grid(self.prior.generator_input(z))
+            refit = cast(Callable[[Tensor], None], self.generator.update_grid)  # every generator's
+            refit(self.prior.generator_input(z))
         return self.update_prior_grid or self.update_generator_grid
 
 

@@ -46,7 +46,9 @@ class ModelInfo:
         """Whether the run has a checkpoint newer than the model (a resume that has not
         finished)."""
         return (
-            None not in (self.step, self.newest_checkpoint) and self.newest_checkpoint > self.step
+            self.step is not None
+            and self.newest_checkpoint is not None
+            and self.newest_checkpoint > self.step
         )
 
     def describe(self) -> str:

@@ -11,6 +11,8 @@ gradient is Pang's: the same maths, written once in :mod:`tkam.losses.langevin`.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -133,8 +135,9 @@ class LatentEBM(LatentModel):
     ) -> LatentEBM:
         """The latent EBM, its energy at ``model.energy_learning_rate``."""
         prior, generator, likelihood, shape, options = parts
+        energy = cast(EnergyPrior, prior)  # from prior_from_config
         return cls(
-            prior, generator, likelihood, shape, config.model.energy_learning_rate, **options
+            energy, generator, likelihood, shape, config.model.energy_learning_rate, **options
         )
 
     def parameter_groups(self, learning_rate: float) -> list[dict]:

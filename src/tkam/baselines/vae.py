@@ -9,6 +9,7 @@ constant as T-KAM's log-likelihoods.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -122,7 +123,8 @@ class VAE(LatentModel):
         likelihood's ``model.kl_weight`` folded into its std (see below)."""
         prior, generator, likelihood, shape, options = parts
         encoder = Encoder(config.generator, shape, config.model.encoder_hidden, rng=rng)
-        model = cls(prior, generator, likelihood, shape, encoder, **options)
+        gaussian = cast(GaussianPrior, prior)  # from prior_from_config
+        model = cls(gaussian, generator, likelihood, shape, encoder, **options)
         beta = config.model.kl_weight
         if isinstance(likelihood, GaussianLikelihood):
             # E_q log N(x; g, sigma^2) - beta KL = beta [E_q log N(x; g, beta sigma^2) - KL] up to
@@ -212,4 +214,5 @@ class VAE(LatentModel):
             k = min(per_chunk, num_samples - start)
             part = torch.logsumexp(self._log_weights(x, k, rng, noised), dim=0)  # (B,)
             total = part if total is None else torch.logaddexp(total, part)
+        assert total is not None  # num_samples >= 1
         return total - math.log(num_samples)

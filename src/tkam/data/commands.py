@@ -56,8 +56,8 @@ def _list(args: argparse.Namespace) -> int:
             continue
         rows.append((name, _status(name, root), str(root)))
     width = max(len(row[0]) for row in rows)
-    for name, status, root in rows:
-        print(f"{name:{width}s}  {root}  {status}")
+    for name, status, where in rows:
+        print(f"{name:{width}s}  {where}  {status}")
     return 0
 
 

@@ -4,6 +4,7 @@ every image format applies to what its reader returns."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -12,6 +13,8 @@ from torch import Tensor
 from tkam.data.types import DataError, MalformedFileError
 
 __all__ = ["check_image_shape", "check_images", "to_unit_float"]
+
+_Images = TypeVar("_Images", Tensor, np.ndarray)
 
 
 def check_image_shape(
@@ -31,9 +34,7 @@ def check_image_shape(
         )
 
 
-def check_images(
-    images: Tensor | np.ndarray, expected_shape: tuple[int, ...], source: str | Path
-) -> Tensor | np.ndarray:
+def check_images(images: _Images, expected_shape: tuple[int, ...], source: str | Path) -> _Images:
     """Check that ``images`` is a batch ``(N, *expected_shape)``.
 
     Args:

@@ -39,7 +39,7 @@ class CNNGenerator(nn.Module):
     def __init__(
         self,
         config: GeneratorConfig,
-        image_shape: tuple[int, int, int],
+        image_shape: tuple[int, ...],
         rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()

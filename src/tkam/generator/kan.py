@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import cast
-
-import math
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +27,7 @@ class KANGenerator(nn.Module):
     def __init__(
         self,
         config: GeneratorConfig,
-        image_shape: tuple[int, int, int],
+        image_shape: tuple[int, ...],
         rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()

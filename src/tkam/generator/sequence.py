@@ -29,7 +29,7 @@ class SequenceGenerator(nn.Module):
     def __init__(
         self,
         config: GeneratorConfig,
-        data_shape: tuple[int, int],
+        data_shape: tuple[int, ...],
         rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()

@@ -47,8 +47,9 @@ def pairwise(z: Tensor, args: KANArgs) -> Tensor:
     out = torch.einsum("soim,iom->soi", b, args.coef)
     if args.w_spline is not None:
         out = out * args.w_spline.T
-    if args.base() is not None:
-        out = out + bases.activation(args.activation)(z) * args.w_base.T
+    w_base = args.base()
+    if w_base is not None:
+        out = out + bases.activation(args.activation)(z) * w_base.T
     return out
 
 
@@ -64,8 +65,9 @@ def scale_outer(splines: Tensor, x: Tensor, args: KANArgs) -> Tensor:
     out = splines
     if args.w_spline is not None:
         out = out * args.w_spline
-    if args.base() is not None:
-        out = out + bases.activation(args.activation)(x).unsqueeze(-1) * args.w_base
+    w_base = args.base()
+    if w_base is not None:
+        out = out + bases.activation(args.activation)(x).unsqueeze(-1) * w_base
     return out
 
 
@@ -75,8 +77,9 @@ def summed(x: Tensor, args: KANArgs) -> Tensor:
     scaled = coef if args.w_spline is None else coef * args.w_spline.unsqueeze(-1)
     b = basis(x, args.basis_args())  # (S, I, M)
     out = b.flatten(-2) @ scaled.permute(0, 2, 1).reshape(-1, coef.shape[1])
-    if args.base() is not None:
-        out = out + bases.activation(args.activation)(x) @ args.w_base
+    w_base = args.base()
+    if w_base is not None:
+        out = out + bases.activation(args.activation)(x) @ w_base
     return out
 
 

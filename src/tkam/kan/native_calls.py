@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from typing import overload
 
 import torch
 from torch import Tensor
@@ -52,6 +53,18 @@ def _run(name: str, *arguments):
 
 def _typed(name: str, dtype: torch.dtype) -> str:
     return f"tkam_{name}_{'f64' if dtype == torch.float64 else 'f32'}"
+
+
+@overload
+def _prepare(t: Tensor, dtype: torch.dtype) -> Tensor: ...
+
+
+@overload
+def _prepare(t: None, dtype: torch.dtype) -> None: ...
+
+
+@overload
+def _prepare(t: Tensor | None, dtype: torch.dtype) -> Tensor | None: ...
 
 
 def _prepare(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -154,8 +167,8 @@ def _eval_backward(grad, row_weights, x, args: KANArgs, is_pairwise: bool, needs
     grads = (
         gx.to(x.dtype) if gx is not None else empty(),
         g_coef.to(coef.dtype) if g_coef is not None else empty(),
-        scale(g_wsp).to(w_spline.dtype) if g_wsp is not None else empty(),
-        scale(g_wb).to(w_base.dtype) if g_wb is not None else empty(),
+        scale(g_wsp).to(w_spline.dtype) if g_wsp is not None and w_spline is not None else empty(),
+        scale(g_wb).to(w_base.dtype) if g_wb is not None and w_base is not None else empty(),
         g_tau.to(tau.dtype) if g_tau is not None else empty(),
     )
     return grads, value
@@ -234,7 +247,9 @@ def weights_backward(
     _run(_typed("weights_bwd", dtype), c, ws, gW, I, O, M, g_coef, g_wsp)
     return (
         g_coef.to(coef.dtype) if g_coef is not None else grad.new_empty(0),
-        g_wsp.to(w_spline.dtype) if g_wsp is not None else grad.new_empty(0),
+        g_wsp.to(w_spline.dtype)
+        if g_wsp is not None and w_spline is not None
+        else grad.new_empty(0),
     )
 
 

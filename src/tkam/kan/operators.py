@@ -376,7 +376,7 @@ class WeightedPairwise(torch.autograd.Function):
 # ``setup_context`` form that torch.func transforms (grad, vjp, jacrev) require.
 
 
-def _function(op, setup, backward) -> type[torch.autograd.Function]:
+def _function(op, setup, registered_backward) -> type[torch.autograd.Function]:
     """An autograd.Function that runs the operator ``op`` with its registered backward."""
 
     class Function(torch.autograd.Function):
@@ -385,8 +385,8 @@ def _function(op, setup, backward) -> type[torch.autograd.Function]:
             return op(*inputs)
 
         setup_context = staticmethod(setup)
+        backward = staticmethod(registered_backward)
 
-    Function.backward = staticmethod(backward)
     return Function
 
 

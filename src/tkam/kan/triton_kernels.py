@@ -753,7 +753,7 @@ def _eval_backward(grad, row_weights, x, args: KANArgs, is_pairwise, needs, need
             _eval_bwd_kernel[(programs,)](
                 xc, gc, rw, *tables, *outputs, partials, *sizes, **flags, **blocks
             )
-    elif need_x:
+    elif gx is not None:  # need_x
         gx.zero_()
     # Summed here in a fixed order (an atomic scalar would not be), as separate tensors: the
     # operators' outputs must not alias each other.
@@ -769,7 +769,9 @@ def _parameter_grads(args: KANArgs, needs, g_coef, g_wsp, g_wb, g_tau, empty) ->
         g_wb = torch.zeros_like(w_base.T, dtype=g_tau.dtype)
     return (
         g_coef.permute(2, 1, 0).contiguous().to(args.coef.dtype) if need_coef else empty(),
-        g_wsp.T.contiguous().to(w_spline.dtype) if g_wsp is not None else empty(),
+        g_wsp.T.contiguous().to(w_spline.dtype)
+        if g_wsp is not None and w_spline is not None
+        else empty(),
         g_wb.T.contiguous().to(w_base.dtype) if (need_wb and w_base is not None) else empty(),
         g_tau.to(args.tau.dtype) if need_tau else empty(),
     )
@@ -779,11 +781,13 @@ def kan_eval_backward(
     grad: Tensor, x: Tensor, args: KANArgs, is_pairwise: bool, needs: list[bool]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients for (x, coef, w_spline, w_base, tau); empty tensors where ``needs`` is false."""
-    gx, *grads, _ = _eval_backward(grad, None, x, args, is_pairwise, needs, False)
+    gx, g_coef, g_wsp, g_wb, g_tau, _ = _eval_backward(
+        grad, None, x, args, is_pairwise, needs, False
+    )
     empty = lambda: grad.new_empty(0)
     return (
         gx.to(x.dtype) if needs[0] else empty(),
-        *_parameter_grads(args, needs[1:], *grads, empty),
+        *_parameter_grads(args, needs[1:], g_coef, g_wsp, g_wb, g_tau, empty),
     )
 
 
@@ -792,11 +796,13 @@ def kan_weighted_pairwise(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``sum_s weights[s] sum_{o,i} phi_{i->o}(z[s, o, i])`` (0-d) and the gradients of (coef,
     w_spline, w_base, tau) that ``needs`` asks for (empty tensors for the others)."""
-    _, *grads, value = _eval_backward(None, weights, z, args, True, [False, *needs], True)
+    _, g_coef, g_wsp, g_wb, g_tau, value = _eval_backward(
+        None, weights, z, args, True, [False, *needs], True
+    )
     empty = lambda: z.new_empty(0)
     return (
         value.to(torch.result_type(z, args.coef)),
-        *_parameter_grads(args, needs, *grads, empty),
+        *_parameter_grads(args, needs, g_coef, g_wsp, g_wb, g_tau, empty),
     )
 
 
@@ -855,9 +861,9 @@ def kan_features_backward(
             _features_bwd_kernel[(programs,)](
                 xc, gc, *layer.tables(), layer.pick(gx), partials, *sizes, **flags, **blocks
             )
-    elif need_x:
+    elif gx is not None:  # need_x
         gx.zero_()
     return (
-        gx.to(x.dtype) if need_x else grad.new_empty(0),
+        gx.to(x.dtype) if gx is not None else grad.new_empty(0),
         partials.sum().to(b.tau.dtype) if need_tau else grad.new_empty(0),
     )

@@ -12,12 +12,13 @@ holds ``auto``: it is resolved to one of these.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor
 
 from tkam.baselines.lebm import ula_step_size
+from tkam.baselines.vae import VAE
 from tkam.config import ExperimentConfig, PosteriorConfig
 from tkam.losses.chains import posterior_sampler
 from tkam.losses.elbo import elbo_loss
@@ -109,7 +110,8 @@ def _thermodynamic(call: LossCall) -> LossOutput:
 
 
 def _elbo(call: LossCall) -> LossOutput:
-    return elbo_loss(call.model, call.x, call.rng, call.model.kl_weight)
+    model = cast(VAE, call.model)  # the config gives the elbo loss to the VAE alone
+    return elbo_loss(model, call.x, call.rng, model.kl_weight)
 
 
 LOSSES: dict[str, LossFunction] = {

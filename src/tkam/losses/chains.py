@@ -78,6 +78,7 @@ def prior_phases(
     if log_z is not None:
         positive = prior.log_prior(z, normalise=True, log_normaliser=log_z).mean()
         return positive, positive.new_zeros(())
+    assert negatives is not None  # the losses draw negatives whenever log_z is None
     batch = len(z)
     log_prior = prior.log_prior(torch.cat([z, negatives]))
     return log_prior[:batch].mean(), log_prior[batch:].mean()

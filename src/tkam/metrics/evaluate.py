@@ -317,9 +317,9 @@ def _feature_network(
         return inception_features(inception), labels
     cache = options.feature_cache
     if labels is not None:
-        recipe = options.classifier_recipe or ClassifierRecipe()
+        classifier_recipe = options.classifier_recipe or ClassifierRecipe()
         network = classifier_features(
-            data.name, data.train, torch.as_tensor(labels), cache, recipe, log=log
+            data.name, data.train, torch.as_tensor(labels), cache, classifier_recipe, log=log
         )
         metrics["feature_network_accuracy"] = network.accuracy
         return network, labels

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from tkam.files import atomic_path, cache_root
 __all__ = [
     "AUTOENCODER_VERSION",
     "AutoencoderRecipe",
+    "ClassifierNetwork",
     "ClassifierRecipe",
     "ConvAutoencoder",
     "classifier_features",
@@ -57,6 +58,8 @@ __all__ = [
 AUTOENCODER_VERSION = 1
 CLASSIFIER_VERSION = 1
 
+_Built = TypeVar("_Built", bound=nn.Module)
+
 
 class FeatureError(RuntimeError):
     """A feature network cannot be built (missing package or weights file)."""
@@ -68,6 +71,12 @@ class FeatureNetwork(Protocol):
     name: str
 
     def __call__(self, images: Tensor) -> Tensor: ...
+
+
+class ClassifierNetwork(FeatureNetwork, Protocol):
+    """A :class:`FeatureNetwork` with the held-out ``accuracy`` of its classifier."""
+
+    accuracy: float
 
 
 def quantise(images: Tensor) -> Tensor:
@@ -89,6 +98,8 @@ class _Recipe:
     """A training recipe (a frozen dataclass) whose hash names the cached weights."""
 
     _version: ClassVar[int]
+    # Set by @dataclass on every recipe (what dataclasses.asdict needs).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def digest(self, num_images: int) -> str:
         """Ten hex digits identifying this recipe, the architecture version and the image count."""
@@ -100,7 +111,7 @@ class _Recipe:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _seeded(seed: int, build):  # noqa: ANN001, ANN202 - any module constructor
+def _seeded(seed: int, build: Callable[[], _Built]) -> _Built:
     """``build()`` with the global stream at ``seed`` (nn.Module initialisers draw from it),
     leaving the caller's global stream as it was."""
     state = torch.random.get_rng_state()
@@ -112,12 +123,12 @@ def _seeded(seed: int, build):  # noqa: ANN001, ANN202 - any module constructor
 
 
 def _train(
-    model: nn.Module,
+    model: _Built,
     recipe,  # noqa: ANN001
     num_rows: int,
     loss_of_rows,  # noqa: ANN001
     log: Callable[[str], None] | None = None,
-) -> nn.Module:
+) -> _Built:
     """``recipe.steps`` Adam steps on ``loss_of_rows(rows)`` for random batches of row indices
     (the recipe's seed fixes their order); returns the model in eval mode. ``log`` gets a
     progress line at every tenth of the steps (feature networks train for minutes)."""
@@ -170,7 +181,7 @@ class ConvAutoencoder(nn.Module):
     convolutions with bilinear upsampling to ``(H / 2, W / 2)`` and ``(H, W)``, sigmoid output.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], bottleneck: int = 128) -> None:
+    def __init__(self, image_shape: tuple[int, ...], bottleneck: int = 128) -> None:
         super().__init__()
         channels, height, width = image_shape
         self.image_shape = (int(channels), int(height), int(width))
@@ -316,7 +327,7 @@ class FeatureClassifier(nn.Module):
     average pooling and 128 units (128 features).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(self, image_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         channels, height, width = image_shape
         if (height, width) == (28, 28):
@@ -440,7 +451,7 @@ def classifier_features(
     cache_dir: str | Path | None = None,
     recipe: ClassifierRecipe = ClassifierRecipe(),
     log=print,
-) -> FeatureNetwork:
+) -> ClassifierNetwork:
     """The tkam classifier features of a labelled data set, trained on first use and cached.
 
     Returns:

@@ -257,7 +257,8 @@ class Sampler(Protocol):
         exchange_from: the first iteration (0-based) after which an exchange may be attempted.
     """
 
-    exchange_from: int
+    @property
+    def exchange_from(self) -> int: ...
 
     def init(self, z: Tensor, chains: TemperedChains) -> Any:
         """The state of chains at ``z`` (constants), with what :meth:`step` needs cached.

@@ -59,6 +59,7 @@ class KANPrior(PriorModule):
         self.num_inputs = config.num_inputs  # P
         self.num_outputs = config.num_outputs  # Q
         self.eps = eps
+        assert config.grid_range is not None  # PriorConfig resolves it
         self.reference = ReferenceDensity(config.reference, layer_in, config.grid_range, eps)
         self.layer = UnivariateLayer(
             layer_in, layer_out, config, grid_range=self.reference.domain, rng=rng
@@ -96,7 +97,9 @@ class KANPrior(PriorModule):
         """
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             table = self._compute_quadrature()
-            detached = QuadratureTable(*(None if t is None else t.detach() for t in table))
+            detached = table._replace(
+                **{name: t.detach() for name, t in table._asdict().items() if t is not None}
+            )
             self._table_cache = (self._state_snapshot(), detached, {})
             return table
         return self.sampling_table()
@@ -126,6 +129,7 @@ class KANPrior(PriorModule):
 
     def _derived(self, name: str, build) -> Tensor:  # noqa: ANN001 - table -> tensor
         table = self.sampling_table()
+        assert self._table_cache is not None  # sampling_table() fills it
         extras = self._table_cache[2]
         if name not in extras:
             extras[name] = build(table)
@@ -181,6 +185,7 @@ class KANPrior(PriorModule):
     def _compute_quadrature(self) -> QuadratureTable:
         self.quadrature_evaluations += 1
         cfg = self.config
+        table: QuadratureTable | None
         if cfg.quadrature == "trapezium":
             points = self.layer.grid
             table = trapezium_table(self._row_view(points), self._log_unnormalised_at(points))

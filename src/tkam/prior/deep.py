@@ -44,6 +44,7 @@ class DeepPrior(PriorModule):
         widths = config.widths
         self.num_inputs = self.num_outputs = widths[0]
         base = "gaussian" if config.reference == "ebm" else config.reference
+        assert config.grid_range is not None  # PriorConfig resolves it
         self.reference = ReferenceDensity(base, widths[0], config.grid_range, eps)
         self.layers = nn.ModuleList(
             UnivariateLayer(i, o, config, rng=rng) for i, o in zip(widths, widths[1:])

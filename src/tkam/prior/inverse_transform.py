@@ -12,6 +12,8 @@ replace the binary search).
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 from torch import Tensor
 
@@ -134,6 +136,45 @@ def invert_components(
 
 
 @torch.profiler.record_function("tkam::invert_shared")
+@overload
+def invert_shared(
+    knots: Tensor,
+    cdf: Tensor,
+    u: Tensor,
+    values: Literal[True] = True,
+    sums: Literal[False] = False,
+    cdf_by_row: Tensor | None = None,
+    *,
+    kernel: str = "fused",
+) -> Tensor: ...
+
+
+@overload
+def invert_shared(
+    knots: Tensor,
+    cdf: Tensor,
+    u: Tensor,
+    values: bool,
+    sums: Literal[True],
+    cdf_by_row: Tensor | None = None,
+    *,
+    kernel: str = "fused",
+) -> tuple[Tensor | None, Tensor]: ...
+
+
+@overload
+def invert_shared(
+    knots: Tensor,
+    cdf: Tensor,
+    u: Tensor,
+    values: bool = True,
+    *,
+    sums: Literal[True],
+    cdf_by_row: Tensor | None = None,
+    kernel: str = "fused",
+) -> tuple[Tensor | None, Tensor]: ...
+
+
 def invert_shared(
     knots: Tensor,
     cdf: Tensor,
@@ -143,7 +184,7 @@ def invert_shared(
     cdf_by_row: Tensor | None = None,
     *,
     kernel: str = "fused",
-) -> Tensor | tuple[Tensor | None, Tensor]:
+) -> Tensor | tuple[Tensor | None, Tensor | None] | None:
     """Invert ``Q`` CDFs per row at uniforms shared by those CDFs (the univariate prior's layout).
 
     On CPU float32 a fused kernel sorts each row's uniforms once and merges them with every

@@ -54,9 +54,9 @@ def gauss_legendre(domain: Tensor, num_nodes: int, compat: bool = False) -> tupl
     Returns:
         nodes ``(R, N_g)`` ascending and weights ``(R, N_g)``, in ``domain``'s dtype.
     """
-    x, w = _leggauss(num_nodes)
-    x = torch.as_tensor(x, dtype=torch.float64, device=domain.device)
-    w = torch.as_tensor(w, dtype=torch.float64, device=domain.device)
+    x_np, w_np = _leggauss(num_nodes)
+    x = torch.as_tensor(x_np, dtype=torch.float64, device=domain.device)
+    w = torch.as_tensor(w_np, dtype=torch.float64, device=domain.device)
     a = domain[:, :1].double()
     b = domain[:, 1:].double()
     nodes = b * x if compat else 0.5 * (a + b) + 0.5 * (b - a) * x

@@ -32,6 +32,10 @@ class UnivariatePrior(KANPrior):
     """
 
     rows_are_inputs = True
+    # Buffers of the reference layout (``compat_layout`` only).
+    _slot_source: Tensor
+    _energy_rows: Tensor
+    _grid_source: Tensor
 
     def __init__(
         self, config: PriorConfig, eps: float = 1e-4, rng: torch.Generator | None = None

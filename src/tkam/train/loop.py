@@ -435,6 +435,7 @@ def _check_initial_prior(model: LatentModel, config: ExperimentConfig) -> None:
         finite = bool(torch.isfinite(prior.log_prior(z, normalise=True)).all())
     if finite:
         return
+    assert config.prior.grid_range is not None  # PriorConfig resolves it
     domain = list(config.prior.grid_range)
     cause = (
         f"its domain prior.grid_range = {domain} is too wide for float32 (the KAN energies "

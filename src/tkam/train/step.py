@@ -85,8 +85,10 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros(2, dtype=torch.float64)  # weighted loss, non-finite shard count
     metrics: dict[str, float] = {}
-    memories = list(memories) if memories is not None else [None] * len(rngs)
-    shards = zip(context.shards(batch), rngs, memories, strict=True)
+    memory_list: list[StepSizeMemory | None] = (
+        list(memories) if memories is not None else [None] * len(rngs)
+    )
+    shards = zip(context.shards(batch), rngs, memory_list, strict=True)
     for (shard, weight), shard_rng, memory in shards:
         out = compute_loss(model, shard, config, shard_rng, step, total_steps, memory)
         if torch.isfinite(out.loss):
