@@ -30,16 +30,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tkam train digits --out runs/demo --overwrite
 
-test: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+# The static checks first (lint), then the tests.
+test: lint
 	$(PY) -m pytest -q
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
+# Lint, the formatter's check and the type checker (mypy on src/tkam, set up in pyproject.toml).
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
 
 # The documentation (docs/, mkdocs.yml) into site/; any warning (a broken link or anchor, a
 # docstring that disagrees with its signature) fails the build.
