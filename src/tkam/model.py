@@ -251,7 +251,8 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         if self.update_prior_grid:
             self.prior.update_grid(z)
         if self.update_generator_grid:
-            refit = cast(Callable[[Tensor], None], self.generator.update_grid)  # every generator's
+            # Every generator has update_grid (a no-op without grids).
+            refit = cast(Callable[[Tensor], None], self.generator.update_grid)
             refit(self.prior.generator_input(z))
         return self.update_prior_grid or self.update_generator_grid
 
