@@ -99,23 +99,28 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(message) from None
 
 
-#: Keys that older configs may hold and that mean nothing now: ``section.key -> why``. A config
-#: that sets one still loads, with a warning naming the key; the value is dropped.
+#: Keys that older configs may hold and that mean nothing now: ``section.key -> (old default,
+#: why)``. A config that sets one still loads and the value is dropped, with a warning naming the
+#: key unless the value is the old default (every ``config.toml`` an older tkam wrote holds it).
 DEPRECATED_KEYS = {
-    "train.sample_every": "it was never read: a sample grid is written at every log event "
-    "(train.log_every)",
+    "train.sample_every": (
+        0,
+        "it was never read: a sample grid is written at every log event (train.log_every)",
+    ),
 }
 
 
 def _without_deprecated(data: Mapping[str, Any], source: str) -> Mapping[str, Any]:
     """``data`` without the keys of :data:`DEPRECATED_KEYS`, each warned about (FutureWarning)."""
     cleaned = dict(data)
-    for key, why in DEPRECATED_KEYS.items():
+    for key, (default, why) in DEPRECATED_KEYS.items():
         section, name = key.split(".")
         values = cleaned.get(section)
         if not isinstance(values, Mapping) or name not in values:
             continue
         cleaned[section] = {k: v for k, v in values.items() if k != name}
+        if values[name] == default:
+            continue
         warnings.warn(
             f"{source}: {key} is deprecated and ignored ({why}); delete it",
             FutureWarning,
