@@ -454,11 +454,16 @@ TABLE_HEAD = [
 
 def sweep_table(model: str) -> list[str]:
     entries = store()
-    found = sorted(
-        (e for k, e in entries.items() if k.startswith(f"sweep/{model}/")),
-        key=lambda e: e["fid_infinity"],
-    )
-    knobs = list(SWEEPS[model]["knobs"])
+    spec = SWEEPS[model]
+    knobs = list(spec["knobs"])
+    found = [e for k, e in entries.items() if k.startswith(f"sweep/{model}/")]
+    if "centre_from" in spec:  # the centre is a run of the earlier stage, at its knob values
+        settings = [s for s in spec["base"] if "=" in s and not s.startswith("model.kind")]
+        centre = dict(s.split("=") for s in settings)
+        for e in entries.values():
+            if e.get("sweep") == spec["centre_from"] and e["knobs"] == centre:
+                found.append({**e, "knobs": {k: v[0] for k, v in spec["knobs"].items()}})
+    found.sort(key=lambda e: e["fid_infinity"])
     lines = [
         "| " + " | ".join(knobs) + " | validation FID-inf | class entropy | s / update |",
         "|" + "---|" * (len(knobs) + 3),
