@@ -20,19 +20,10 @@ import numpy as np
 from PIL import Image
 
 from tkam.config import DataConfig
+from tkam.data import types as dt
 from tkam.data.pixels import check_images, to_unit_float
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import (
-    DataError,
-    DatasetInfo,
-    ImageData,
-    MalformedFileError,
-    RemoteFile,
-    file_problems,
-    missing_files_error,
-    read_ends,
-    show_bytes,
-)
+from tkam.data.types import DataError, DatasetInfo, ImageData, MalformedFileError, RemoteFile
 
 __all__ = [
     "CELEBA",
@@ -131,14 +122,14 @@ def inspect_jpeg(path: str | Path) -> int:
         OSError: when the file cannot be read.
     """
     path = Path(path)
-    head, tail, size = read_ends(path, len(_JPEG_START), tail=_JPEG_TAIL)
+    head, tail, size = dt.read_ends(path, len(_JPEG_START), tail=_JPEG_TAIL)
     if head != _JPEG_START:
-        detail = f"starts with {show_bytes(head)}, a JPEG with 0x{_JPEG_START.hex().upper()}"
+        detail = f"starts with {dt.show_bytes(head)}, a JPEG with 0x{_JPEG_START.hex().upper()}"
         raise MalformedFileError("not a JPEG file", path, detail)
     if _JPEG_END not in tail:
         detail = (
             f"has {size} bytes and no end-of-image marker 0xFFD9 in its last {_JPEG_TAIL}; it "
-            f"ends with {show_bytes(tail[-4:], 4)}"
+            f"ends with {dt.show_bytes(tail[-4:], 4)}"
         )
         raise MalformedFileError("truncated", path, detail)
     return size
@@ -279,10 +270,12 @@ def check_celeba(root: Path, split: str = "spec") -> list[str]:
         for image in files[:_SAMPLED]:  # the first images the loader reads
             inspect_jpeg(image)
 
-    problems = file_problems(root, [folder], inspect_folder)
+    problems = dt.file_problems(root, [folder], inspect_folder)
     partition = find_partition(root, folder) if split == "official" else None
     if partition is not None and files:
-        problems += file_problems(root, [partition], lambda path: _inspect_partition(path, files))
+        problems += dt.file_problems(
+            root, [partition], lambda path: _inspect_partition(path, files)
+        )
     return problems
 
 
@@ -294,7 +287,7 @@ def load_celeba(config: DataConfig, root: Path) -> ImageData:
     """
     folder = _celeba_folder(root)
     if not folder.is_dir():
-        raise missing_files_error(
+        raise dt.missing_files_error(
             "CelebA",
             "celeba",
             root,

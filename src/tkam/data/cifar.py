@@ -17,19 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from tkam.config import DataConfig
+from tkam.data import types as dt
 from tkam.data.pixels import to_unit_float
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import (
-    DataError,
-    DatasetInfo,
-    ImageData,
-    MalformedFileError,
-    RemoteFile,
-    file_problems,
-    missing_files_error,
-    read_ends,
-    show_bytes,
-)
+from tkam.data.types import DataError, DatasetInfo, ImageData, MalformedFileError, RemoteFile
 
 __all__ = [
     "CIFAR10",
@@ -96,23 +87,23 @@ def inspect_cifar_batch(path: str | Path) -> int:
         OSError: when the file cannot be read.
     """
     path = Path(path)
-    head, tail, size = read_ends(path, 2, tail=2)
+    head, tail, size = dt.read_ends(path, 2, tail=2)
     protocol = head[1] if head[0] == _PROTO and len(head) == 2 else None
     if not (protocol is not None and 2 <= protocol <= 5 or head[:1] in _DICT_STARTS):
         detail = (
-            f"starts with {show_bytes(head)}; a pickle starts with 0x80 and its protocol (2 to "
+            f"starts with {dt.show_bytes(head)}; a pickle starts with 0x80 and its protocol (2 to "
             "5), or '(' or '}' (protocols 0, 1)"
         )
         raise MalformedFileError("not a pickle file", path, detail)
     if tail[-1:] != _STOP:
         detail = (
-            f"has {size} bytes and ends with {show_bytes(tail)}, not the pickle STOP opcode 0x2E"
+            f"has {size} bytes and ends with {dt.show_bytes(tail)}, not the pickle STOP opcode 0x2E"
             f"{_official_size(path)}"
         )
         raise MalformedFileError("truncated", path, detail)
     if len(tail) < 2 or tail[:1] not in _DICT_ENDS:
         detail = (
-            f"ends with {show_bytes(tail)}, a pickled dict with SETITEMS or SETITEM and STOP "
+            f"ends with {dt.show_bytes(tail)}, a pickled dict with SETITEMS or SETITEM and STOP "
             "(0x752E, 0x732E)"
         )
         raise MalformedFileError("not a pickled dict", path, detail)
@@ -132,7 +123,7 @@ def check_cifar(root: Path, split: str = "spec") -> list[str]:
     """The problems of the batches a split reads (``tkam data list``; see
     :func:`~tkam.data.types.file_problems`): the five training batches in the folder
     :func:`load_cifar10` reads, and ``test_batch`` for ``split = "official"``."""
-    return file_problems(root, _batch_files(root, split), inspect_cifar_batch)
+    return dt.file_problems(root, _batch_files(root, split), inspect_cifar_batch)
 
 
 def _load_batch(path: Path) -> dict:
@@ -246,7 +237,7 @@ def load_cifar10(config: DataConfig, root: Path) -> ImageData:
         if not path.is_file():
             needed = [*CIFAR_TRAIN_BATCHES] + ([CIFAR_TEST_BATCH] if official else [])
             missing = [n for n in needed if not (folder / n).is_file()]
-            raise missing_files_error(
+            raise dt.missing_files_error(
                 "CIFAR-10",
                 "cifar10",
                 folder,
@@ -261,7 +252,9 @@ def load_cifar10(config: DataConfig, root: Path) -> ImageData:
     if official:
         test_path = folder / CIFAR_TEST_BATCH
         if not test_path.is_file():
-            raise missing_files_error("CIFAR-10 test batch", "cifar10", folder, [CIFAR_TEST_BATCH])
+            raise dt.missing_files_error(
+                "CIFAR-10 test batch", "cifar10", folder, [CIFAR_TEST_BATCH]
+            )
         test_source: str | Path = test_path
         train, test = take_official(images, read_cifar_batch(test_path), config, source, test_path)
     else:

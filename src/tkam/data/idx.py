@@ -30,16 +30,10 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from tkam.config import DataConfig
+from tkam.data import types as dt
 from tkam.data.pixels import check_image_shape, check_images, to_unit_float
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import (
-    DataError,
-    DatasetInfo,
-    ImageData,
-    MalformedFileError,
-    RemoteFile,
-    file_problems,
-)
+from tkam.data.types import DataError, DatasetInfo, ImageData, MalformedFileError, RemoteFile
 
 __all__ = [
     "DEBIAN_FMNIST",
@@ -395,7 +389,7 @@ def check_idx(root: Path, split: str = "spec") -> list[str]:
     "official"`` the test images, each the file :func:`load_idx` would read."""
     stems = (TRAIN_IMAGES, TEST_IMAGES) if split == "official" else (TRAIN_IMAGES,)
     found = [find_idx(root, stem) for stem in stems]
-    return file_problems(root, [path for path in found if path is not None], inspect_idx_images)
+    return dt.file_problems(root, [path for path in found if path is not None], inspect_idx_images)
 
 
 def read_idx_labels(root: Path, count: int) -> np.ndarray | None:

@@ -35,18 +35,9 @@ import torch
 from torch import Tensor
 
 from tkam.config import DataConfig
+from tkam.data import types as dt
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import (
-    DataError,
-    DatasetInfo,
-    ImageData,
-    MalformedFileError,
-    RemoteFile,
-    file_problems,
-    missing_files_error,
-    read_ends,
-    show_bytes,
-)
+from tkam.data.types import DataError, DatasetInfo, ImageData, MalformedFileError, RemoteFile
 
 __all__ = [
     "MAX_ONE_HOT_BYTES",
@@ -147,14 +138,14 @@ def inspect_ptb_text(path: str | Path) -> int:
         OSError: when the file cannot be read.
     """
     path = Path(path)
-    head, tail, size = read_ends(path, _HEAD, tail=1)
+    head, tail, size = dt.read_ends(path, _HEAD, tail=1)
     complete = len(head) == size
     try:
         # Incremental: a character cut at the end of the 64 KiB is not an error.
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
     except UnicodeDecodeError as error:
         detail = (
-            f"byte {error.start}: {error.reason}, starts with {show_bytes(head)}; expected one "
+            f"byte {error.start}: {error.reason}, starts with {dt.show_bytes(head)}; expected one "
             "sentence per line"
         )
         raise MalformedFileError("not a UTF-8 text file", path, detail) from error
@@ -165,7 +156,7 @@ def inspect_ptb_text(path: str | Path) -> int:
         raise MalformedFileError("empty", path, f"{size} bytes, no sentences")
     if tail not in (b"\n", b"\r"):
         detail = (
-            f"has {size} bytes and ends mid-line with {show_bytes(tail)}, not a newline; every "
+            f"has {size} bytes and ends mid-line with {dt.show_bytes(tail)}, not a newline; every "
             "sentence ends with one"
         )
         raise MalformedFileError("truncated", path, detail)
@@ -177,7 +168,7 @@ def check_ptb(root: Path, split: str = "spec") -> list[str]:
     :func:`~tkam.data.types.file_problems`): ``ptb.train.txt``, and ``ptb.test.txt`` for
     ``split = "official"``."""
     names = ("train", "test") if split == "official" else ("train",)
-    return file_problems(root, [root / PTB_FILES[name] for name in names], inspect_ptb_text)
+    return dt.file_problems(root, [root / PTB_FILES[name] for name in names], inspect_ptb_text)
 
 
 def build_vocabulary(sentences: Sequence[Sequence[str]], vocab_size: int) -> Vocabulary:
@@ -244,7 +235,7 @@ def load_ptb(config: DataConfig, root: Path) -> ImageData:
     needed = [PTB_FILES["train"]] + ([PTB_FILES["test"]] if official else [])
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
-        raise missing_files_error(
+        raise dt.missing_files_error(
             "Penn Treebank",
             "ptb",
             root,

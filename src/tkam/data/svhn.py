@@ -16,19 +16,10 @@ import numpy as np
 import scipy.io
 
 from tkam.config import DataConfig
+from tkam.data import types as dt
 from tkam.data.pixels import to_unit_float
 from tkam.data.splits import take_official, take_split
-from tkam.data.types import (
-    DataError,
-    DatasetInfo,
-    ImageData,
-    MalformedFileError,
-    RemoteFile,
-    file_problems,
-    missing_files_error,
-    read_ends,
-    show_bytes,
-)
+from tkam.data.types import DataError, DatasetInfo, ImageData, MalformedFileError, RemoteFile
 
 __all__ = [
     "SOURCES",
@@ -78,7 +69,7 @@ def _mat_byte_order(head: bytes, path: Path, size: int) -> str:
     if head.startswith(_MAT_TEXT) and len(head) < _MAT_HEADER:
         detail = f"has {size} bytes, the MATLAB header alone needs {_MAT_HEADER}"
         raise MalformedFileError("truncated", path, detail)
-    detail = f"starts with {show_bytes(head)}, {_EXPECTED_HEADER}"
+    detail = f"starts with {dt.show_bytes(head)}, {_EXPECTED_HEADER}"
     raise MalformedFileError("not a MATLAB file", path, detail)
 
 
@@ -147,7 +138,7 @@ def inspect_svhn_mat(path: str | Path) -> int:
         OSError: when the file cannot be read.
     """
     path = Path(path)
-    head, _, size = read_ends(path, _MAT_HEADER)
+    head, _, size = dt.read_ends(path, _MAT_HEADER)
     order = _mat_byte_order(head, path, size)
     _check_elements(path, order, size)
     try:
@@ -167,7 +158,7 @@ def check_svhn(root: Path, split: str = "spec") -> list[str]:
     :func:`~tkam.data.types.file_problems`): ``train_32x32.mat``, and ``test_32x32.mat`` for
     ``split = "official"``."""
     names = (SVHN_TRAIN, SVHN_TEST) if split == "official" else (SVHN_TRAIN,)
-    return file_problems(root, [root / name for name in names], inspect_svhn_mat)
+    return dt.file_problems(root, [root / name for name in names], inspect_svhn_mat)
 
 
 def _unreadable(path: Path, error: Exception, problem: str) -> DataError:
@@ -248,7 +239,7 @@ def load_svhn(config: DataConfig, root: Path) -> ImageData:
     needed = (SVHN_TRAIN, SVHN_TEST) if official else (SVHN_TRAIN,)
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
-        raise missing_files_error("SVHN", "svhn", root, missing)
+        raise dt.missing_files_error("SVHN", "svhn", root, missing)
     train_path = root / SVHN_TRAIN
     images = read_svhn_mat(train_path)
     if official:
