@@ -17,7 +17,7 @@ run's parameters and random streams are untouched):
 * the effective sample size and the number of distinct proposals carrying the positives
   (importance sampling);
 * what a grid update does to the learned shape: the median total variation from pi_0 of a copy of
-  the prior before and after one refit on the trainer's grid latents.
+  the prior after one refit on the trainer's grid latents (beside the prior's own, ``tv_median``).
 
 Each probe row goes to ``OUT/signal.csv``; ``report`` tabulates several runs into RESULTS.md
 ("Prior learning signal (cpu)") with a figure of the curves.
@@ -62,7 +62,6 @@ COLUMNS = [
     "posterior_shift_rms",
     "ess",
     "distinct_positives",
-    "refit_tv_before",
     "refit_tv_after",
 ]
 
@@ -89,7 +88,7 @@ def phases(model, config, x: torch.Tensor, rng: torch.Generator) -> dict:  # noq
         sir = importance_resample(
             log_lik, config.train.resampling_threshold, config.train.resampler, rng
         )
-        weight = torch.zeros_like(log_lik).scatter_add_(1, sir.indices, sir.weights).mean(0)
+        weight = sir.proposal_weights().mean(0)
         out["ess"] = float(sir.ess.mean())
         out["distinct_positives"] = int((weight > 0).sum())
         negatives = prior.sample(n, rng)
@@ -157,7 +156,6 @@ class SignalProbe(Callback):
             float(t.square().mean().sqrt()),
             float(np.mean([r["ess"] for r in rows])),
             float(np.mean([r["distinct_positives"] for r in rows])),
-            before,
             after,
         ]
         with self.out.open("a", newline="") as handle:
@@ -219,7 +217,7 @@ def report(args: argparse.Namespace) -> None:
             f"| {label(run)} | {int(r['step'][-1])} | {r['tv_median'][-1]:.4f} | "
             f"{both('pos_norm')} | {both('neg_norm')} | {both('diff_norm')} | "
             f"{both('signal_ratio')} | {both('posterior_shift_rms')} | {both('ess')} | "
-            f"{both('distinct_positives')} | {r['refit_tv_before'][-1]:.4f} -> "
+            f"{both('distinct_positives')} | {r['tv_median'][-1]:.4f} -> "
             f"{r['refit_tv_after'][-1]:.4f} |"
         )
         for axis, column in zip(axes, ("tv_median", "signal_ratio", "posterior_shift_rms")):

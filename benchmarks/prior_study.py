@@ -134,10 +134,6 @@ def curves() -> Path:
     return CURVES_FIGURE
 
 
-def _spread(values: list[float | None], digits: str) -> str:
-    return sbs._spread(values, digits)
-
-
 def table() -> list[str]:
     lines = [
         "| setting | seeds | median TV | 90th pct TV | share TV > 0.1 | h eff. dim (leading share) |"
@@ -151,13 +147,13 @@ def table() -> list[str]:
         dims = [e.get("h_effective_dimension") for e in found]
         share = [e.get("h_leading_share") for e in found]
         lines.append(
-            f"| {label} | {len(found)} | {_spread([e.get('tv_median') for e in found], '.4f')} |"
-            f" {_spread([e.get('tv_p90') for e in found], '.4f')} |"
-            f" {_spread([e.get('share_tv_above_0.1') for e in found], '.3f')} |"
-            f" {_spread(dims, '.0f')} ({_spread(share, '.4f')}) |"
-            f" {_spread([e['fid_infinity'] for e in found], '.1f')} |"
-            f" {_spread([e['log_likelihood_nats_per_dim'] for e in found], '.3f')} |"
-            f" {_spread([e['class_entropy'] for e in found], '.2f')} |"
+            f"| {label} | {len(found)} | {sbs._spread([e.get('tv_median') for e in found], '.4f')} |"
+            f" {sbs._spread([e.get('tv_p90') for e in found], '.4f')} |"
+            f" {sbs._spread([e.get('share_tv_above_0.1') for e in found], '.3f')} |"
+            f" {sbs._spread(dims, '.0f')} ({sbs._spread(share, '.4f')}) |"
+            f" {sbs._spread([e['fid_infinity'] for e in found], '.1f')} |"
+            f" {sbs._spread([e['log_likelihood_nats_per_dim'] for e in found], '.3f')} |"
+            f" {sbs._spread([e['class_entropy'] for e in found], '.2f')} |"
         )
     return lines
 
@@ -251,10 +247,10 @@ def independence_table() -> list[str]:
         found = [e for _, e in entries_of(prefix)]
         if found:
             lines.append(
-                f"| {label} | {len(found)} | {_spread([e['fid_infinity'] for e in found], '.1f')}"
-                f" | {_spread([e['log_likelihood_nats_per_dim'] for e in found], '.3f')} |"
-                f" {_spread([e.get('tv_median') for e in found], '.4f')} |"
-                f" {_spread([e.get('h_effective_dimension') for e in found], '.1f')} |"
+                f"| {label} | {len(found)} | {sbs._spread([e['fid_infinity'] for e in found], '.1f')}"
+                f" | {sbs._spread([e['log_likelihood_nats_per_dim'] for e in found], '.3f')} |"
+                f" {sbs._spread([e.get('tv_median') for e in found], '.4f')} |"
+                f" {sbs._spread([e.get('h_effective_dimension') for e in found], '.1f')} |"
             )
     return lines
 

@@ -54,3 +54,17 @@ PACKAGED_SHAPES = {
     "cifar10": (3, 32, 32),
     "celeba": (3, 64, 64),
 }
+
+
+def quick_evaluation(cache, **changes):  # noqa: ANN001, ANN003, ANN201 - Path; options
+    """Evaluation options small enough for a test: 20 generated images, 10 importance samples,
+    an autoencoder feature network of 2 training steps cached in ``cache``, 5 KID subsets."""
+    from tkam.metrics import AutoencoderRecipe, EvaluationOptions
+
+    options = {
+        "feature_cache": cache,
+        "feature_recipe": AutoencoderRecipe(steps=2),
+        "kid_num_subsets": 5,
+        **changes,
+    }
+    return EvaluationOptions(20, 10, **options)

@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from tests.helpers import tiny_config
+from tests.helpers import quick_evaluation, tiny_config
 from tkam.build import build_model
 from tkam.cli import main
 from tkam.config import ConfigError
 from tkam.files import file_sha256
 from tkam.manifest import read_manifest
-from tkam.metrics import AutoencoderRecipe, EvaluationOptions, evaluate_run
+from tkam.metrics import evaluate_run
 from tkam.runs import load_run, save_run
 from tkam.train import fit
 from tkam.train.checkpoint import read_metadata
@@ -81,14 +81,7 @@ def test_evaluate_records_the_model_and_warns_about_an_older_one(run, tmp_path) 
         copy / "checkpoints" / "step_00000012.safetensors",
     )
     with pytest.warns(UserWarning, match="newer checkpoint"):
-        options = EvaluationOptions(
-            20,
-            10,
-            features="autoencoder",
-            feature_cache=tmp_path / "cache",
-            feature_recipe=AutoencoderRecipe(steps=2),
-            kid_num_subsets=5,
-        )
+        options = quick_evaluation(tmp_path / "cache", features="autoencoder")
         metrics = evaluate_run(copy, options, log=None)
     assert metrics["model"] == {
         "path": str(copy / "model.safetensors"),
@@ -101,13 +94,7 @@ def test_evaluate_records_the_model_and_warns_about_an_older_one(run, tmp_path) 
 def test_missing_labels_are_a_warning_and_recorded(run, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("tkam.metrics.evaluate.training_labels", lambda *args: None)
     with pytest.warns(UserWarning, match="class labels of digits were not found"):
-        options = EvaluationOptions(
-            20,
-            10,
-            feature_cache=tmp_path / "cache",
-            feature_recipe=AutoencoderRecipe(steps=2),
-            kid_num_subsets=5,
-        )
+        options = quick_evaluation(tmp_path / "cache")
         metrics = evaluate_run(run, options, log=None)
     assert metrics["feature_network"].startswith("tkam-autoencoder-")
     assert "not comparable" in metrics["feature_fallback"]

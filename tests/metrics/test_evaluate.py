@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.helpers import tiny_config
+from tests.helpers import quick_evaluation, tiny_config
 from tkam.cli import main
 from tkam.data.darcy import generate_darcy, generation_attributes, write_darcy
 from tkam.metrics import AutoencoderRecipe, ClassifierRecipe, EvaluationOptions, evaluate_run
@@ -93,13 +93,7 @@ def test_evaluate_darcy_run_reports_field_errors(tmp_path):
     path = write_darcy(tmp_path / "darcy.h5", fields, generation_attributes(30, 8, 0, 3))
     config = tiny_config(data={"name": "darcy", "root": str(path), "num_train": 20, "num_test": 10})
     fit(config, tmp_path / "run", progress=False)
-    options = EvaluationOptions(
-        20,
-        10,
-        feature_cache=tmp_path / "cache",
-        feature_recipe=AutoencoderRecipe(steps=2),
-        kid_num_subsets=5,
-    )
+    options = quick_evaluation(tmp_path / "cache")
     metrics = evaluate_run(tmp_path / "run", options, log=None)
     for key in ("darcy_mean_field_error", "darcy_variance_error", "darcy_power_spectrum_error"):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0, key

@@ -61,8 +61,7 @@ def importance_loss(
     sir = importance_resample(
         log_lik.detach(), threshold, resampler, rng, compat=compat, compat_residual=compat_residual
     )
-    # sum_n w~_bn f(z_{I_bn}) = sum_m W_bm f(z_m): fold the resampled indices into weights.
-    weight = torch.zeros_like(log_lik).scatter_add_(1, sir.indices, sir.weights)  # (B, N)
+    weight = sir.proposal_weights()  # (B, N): the slots folded onto their proposals
     # The prior term only needs proposals with weight: after resampling, usually few of them.
     # Proposals below 1e-9 of the total weight change the loss by less than float32 rounding.
     proposal_weight = weight.mean(dim=0)  # (N,)

@@ -63,6 +63,12 @@ class SIRResult(NamedTuple):
     ess: Tensor
     resampled: Tensor
 
+    def proposal_weights(self) -> Tensor:
+        """``(B, N)``: the slots' weights folded onto the proposals they took, ``W[b, m] =
+        sum_n weights[b, n] [indices[b, n] = m]``, so ``sum_n w~_bn f(z_{I_bn}) = sum_m W_bm
+        f(z_m)``."""
+        return torch.zeros_like(self.weights).scatter_add_(1, self.indices, self.weights)
+
 
 @torch.no_grad()
 def importance_resample(
