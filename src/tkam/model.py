@@ -188,7 +188,9 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         def exchange_log_likelihood(output: Tensor, rng: torch.Generator | None) -> Tensor:
             return likelihood.log_likelihood(x, likelihood.noised(output, rng))
 
-        return TemperedTarget(self.prior.log_prior, log_likelihood, exchange_log_likelihood)
+        return TemperedTarget(
+            self.prior.log_prior, log_likelihood, exchange_log_likelihood, self.prior.support()
+        )
 
     @overload
     def sample(

@@ -121,3 +121,26 @@ def test_posterior_sampler_maps_each_config_name_to_its_sampler() -> None:
     assert posterior_sampler(PosteriorConfig(sampler="importance")) == ULA()
     automala = posterior_sampler(PosteriorConfig(sampler="automala", **settings))
     assert automala == AutoMALA(**settings) and automala.exchange_from == 3
+
+
+@pytest.mark.parametrize("sampler", ["ula", "automala"])
+@pytest.mark.parametrize("temps", [1, 3])
+def test_posterior_chains_stay_on_the_priors_support_unless_told_otherwise(sampler, temps) -> None:
+    """``ebm`` reference: nothing in the log-prior holds the chains on the domain, and steps of
+    0.05 carry them off it within 10 steps when ``posterior.reflect = false``."""
+    from tkam.losses.chains import run_chains
+    from tkam.posterior import temperatures
+
+    changes = {"prior": {"reference": "ebm"}, "posterior": {"sampler": sampler, "steps": 10}}
+    config = tiny_config(**changes)
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    x = torch.rand(4 * temps, 1, 8, 8)
+    t = temperatures(temps, 1.0)[1:]
+    box = model.prior.support()
+    for reflect in (True, False):
+        settings = PosteriorConfig(sampler=sampler, steps=10, step_size=0.05, reflect=reflect)
+        z0 = model.prior.chain_start(len(x), torch.Generator().manual_seed(2))
+        target = model.tempered_target(x)
+        z = run_chains(z0, target, t, torch.Generator().manual_seed(3), settings).z
+        inside = bool(((z >= box.lower) & (z <= box.upper)).all())
+        assert inside == reflect, f"reflect={reflect}"

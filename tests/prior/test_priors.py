@@ -790,3 +790,42 @@ def test_the_eager_kernel_calls_no_native_code(monkeypatch, mixture, independent
             assert "tkam_quadrature_table_f32" in calls
             assert any(name.startswith("tkam_invert") for name in calls)
             assert any(name.startswith(("tkam_eval", "tkam_features")) for name in calls)
+
+
+# ------------------------------------------------------------------------------------------------
+# Support: the box posterior Langevin chains are reflected into (maths 4.2)
+
+
+@pytest.mark.parametrize("independent", [False, True], ids=["shared", "independent"])
+@pytest.mark.parametrize("mixture", [False, True], ids=["univariate", "mixture"])
+@pytest.mark.parametrize("basis", ["rbf", "fourier"])
+def test_support_is_each_components_domain_and_holds_every_sample(
+    make_prior, basis, mixture, independent
+) -> None:
+    if mixture and independent:
+        pytest.skip("independent uniforms are a univariate prior's option")
+    prior = make_prior(
+        basis, "ebm", mixture=mixture, seed=21, widths=(3, 4), independent_uniforms=independent
+    )
+    support = prior.support()
+    domain = prior.layer.quadrature_domain()
+    shape = prior.latent_shape
+    lower = torch.broadcast_to(support.lower, shape)
+    upper = torch.broadcast_to(support.upper, shape)
+    if mixture:  # z_q lives on row q
+        assert torch.equal(lower, domain[:, 0]) and torch.equal(upper, domain[:, 1])
+    else:  # z_qp lives on row p, for every q
+        assert torch.equal(lower, domain[:, 0].expand(shape))
+        assert torch.equal(upper, domain[:, 1].expand(shape))
+    z = prior.sample(3000, torch.Generator().manual_seed(22))
+    assert ((z >= lower) & (z <= upper)).all()
+
+
+def test_support_follows_grid_updates_and_is_absent_where_components_move_rows(make_prior) -> None:
+    prior = make_prior("rbf", "ebm", seed=23, widths=(3, 4))
+    before = prior.support().upper.clone()
+    prior.update_grid(0.5 * prior.sample(500, torch.Generator().manual_seed(24)))
+    assert (prior.support().upper < before).all()  # the refit grid is narrower
+    assert make_prior("rbf", "ebm", seed=23, widths=(3, 4), compat_layout=True).support() is None
+    deep = build_prior(PriorConfig(widths=(4, 8, 1)), rng=torch.Generator().manual_seed(25))
+    assert deep.support() is None

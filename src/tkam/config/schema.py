@@ -544,6 +544,11 @@ class PosteriorConfig:
         steps: Langevin iterations per training step (all temperatures in parallel).
         num_unadjusted: autoMALA's initial unconditionally accepted steps.
         change_rate: autoMALA's step multiplier.
+        reflect: keep the chains on the prior's support by reflecting them at its walls (a
+            univariate or mixture prior lives on its components' domains; maths 4.2). False
+            lets them leave it, as the reference's samplers do, where the log-prior is the
+            energy's extrapolation and the grid refits on posterior latents (departures A16)
+            widen the domain run after run.
     """
 
     sampler: str = "importance"
@@ -552,6 +557,7 @@ class PosteriorConfig:
     steps: int = 25
     num_unadjusted: int = 2
     change_rate: float = 2.0
+    reflect: bool = True
 
     def __post_init__(self) -> None:
         _set(self, "sampler", _choice(self.sampler, SAMPLERS, "sampler"))

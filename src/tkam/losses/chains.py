@@ -43,7 +43,10 @@ def run_chains(
 ) -> TemperedRun:
     """:func:`~tkam.posterior.tempering.tempered_langevin` with the posterior section's sampler,
     steps and step size. With a ``memory``, autoMALA's chains start from the step sizes the last
-    call adapted and leave theirs for the next (maths 4.2)."""
+    call adapted and leave theirs for the next (maths 4.2). Without ``config.reflect`` the
+    chains may leave the target's support."""
+    if not config.reflect:
+        target = target._replace(support=None)
     step_size = config.step_size if memory is None else memory.start(config.step_size, len(z0))
     run = tempered_langevin(
         z0,

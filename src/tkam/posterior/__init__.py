@@ -41,7 +41,14 @@ from tkam.posterior.resampling import (
     stratified,
     systematic,
 )
-from tkam.posterior.state import LangevinState, LogDensity, init_state, refresh_state
+from tkam.posterior.state import (
+    LangevinState,
+    LogDensity,
+    Support,
+    init_state,
+    reflect,
+    refresh_state,
+)
 from tkam.posterior.tempering import (
     ULA,
     AutoMALA,
@@ -74,6 +81,7 @@ __all__ = [
     "Resampler",
     "SIRResult",
     "Sampler",
+    "Support",
     "TemperedChains",
     "TemperedRun",
     "TemperedState",
@@ -92,6 +100,7 @@ __all__ = [
     "mixed_preconditioner",
     "multinomial",
     "power_schedule",
+    "reflect",
     "refresh_state",
     "replica_exchange",
     "resample",

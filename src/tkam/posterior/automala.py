@@ -13,12 +13,14 @@ from torch import Tensor
 from tkam.posterior.state import (
     LangevinState,
     LogDensity,
+    Support,
     check_finite,
     check_score,
     init_state,
     log_uniform,
     normal,
     per_chain,
+    reflect,
     select,
     sum_event,
     to_state,
@@ -119,6 +121,7 @@ def _leapfrog(
     step_size: Tensor,
     scale: Tensor,
     log_density_fn: LogDensity,
+    support: Support | None = None,
 ) -> _Leapfrog:
     """One leapfrog step of the preconditioned Hamiltonian (one gradient evaluation).
 
@@ -126,11 +129,18 @@ def _leapfrog(
     by ``eta scale rho + eta^2/2 scale^2 grad``: a Langevin proposal with per-coordinate step
     ``eta^2 scale^2 / 2``, proportional to ``sigma^2`` when ``M^{1/2} = 1 / sigma``. The momentum is
     standard normal and the kinetic energy ``||rho||^2 / 2`` (the map is volume preserving and
-    reversible under momentum flip for any fixed ``scale``).
+    reversible under momentum flip for any fixed ``scale``). With a ``support`` the position is
+    reflected at its walls and the momentum of each coordinate mirrored an odd number of times
+    is reversed: the dynamics of a hard wall, still volume preserving and reversible, so the
+    acceptance ratio keeps its form.
     """
     step = per_chain(step_size, start.z)
     half = momentum + 0.5 * step * scale * start.grad
-    end = init_state(start.z + step * scale * half, log_density_fn)
+    position = start.z + step * scale * half
+    if support is not None:
+        position, mirrored = reflect(position, support)
+        half = torch.where(mirrored, -half, half)
+    end = init_state(position, log_density_fn)
     momentum_end = half + 0.5 * step * scale * end.grad
     log_ratio = (
         end.log_density
@@ -152,6 +162,7 @@ def _step_size_search(
     log_density_fn: LogDensity,
     bounds: tuple[float, float],
     change_rate: float,
+    support: Support | None = None,
 ) -> tuple[Tensor, _Leapfrog]:
     """autoMALA's step-size selector, vectorised over chains (maths 4.2).
 
@@ -168,7 +179,7 @@ def _step_size_search(
     """
     lower, upper = bounds
     step = initial_step_size
-    current = _leapfrog(start, momentum, step, scale, log_density_fn)
+    current = _leapfrog(start, momentum, step, scale, log_density_fn, support)
     direction = (current.log_ratio >= log_b).to(step.dtype) - (current.log_ratio <= log_a).to(
         step.dtype
     )  # (chains,) in {-1, 0, 1}
@@ -180,7 +191,7 @@ def _step_size_search(
         if not bool(active.any()):
             break
         trial_step = torch.where(active, trial_step, step)
-        trial = _leapfrog(start, momentum, trial_step, scale, log_density_fn)
+        trial = _leapfrog(start, momentum, trial_step, scale, log_density_fn, support)
         keep_going = active & torch.where(
             growing, trial.log_ratio >= log_b, trial.log_ratio <= log_a
         )
@@ -224,6 +235,7 @@ def automala_step(
     change_rate: float = 2.0,
     eps: float = 1e-4,
     adjusted: bool = True,
+    support: Support | None = None,
 ) -> tuple[AutoMALAState, AutoMALAInfo]:
     """One autoMALA iteration (Biron-Lattes et al. 2024; maths 4.2, departures A12).
 
@@ -247,6 +259,8 @@ def automala_step(
         change_rate: the search's factor ``Delta > 1``.
         eps: reversibility tolerance (``TRAINING.eps``).
         adjusted: False for the unconditional (unadjusted) iterations.
+        support: a box the leapfrog reflects the chains into (a hard wall; see
+            :func:`~tkam.posterior.state.reflect`).
 
     Returns:
         the new state and an :class:`AutoMALAInfo`.
@@ -262,7 +276,7 @@ def automala_step(
 
     band = torch.rand((chains, 2), generator=rng, dtype=z.dtype, device=z.device)
     log_a, log_b = torch.log(band.amin(dim=1)), torch.log(band.amax(dim=1))  # (chains,)
-    search = (log_a, log_b, scale, log_density_fn, (lower, upper), change_rate)
+    search = (log_a, log_b, scale, log_density_fn, (lower, upper), change_rate, support)
     step, forward = _step_size_search(start, momentum, step0, *search)
     moved = AutoMALAState(*forward.state, state.step_size)
 
@@ -338,10 +352,11 @@ def automala_iteration(
     change_rate: float = 2.0,
     num_unadjusted: int = 2,
     eps: float = 1e-4,
+    support: Support | None = None,
 ) -> AutoMALARun:
     """Iteration ``iteration`` (0-based) of an autoMALA call: an unadjusted step during the first
     ``num_unadjusted``, a full :func:`automala_step` after them, whose selected step size and
-    acceptance are counted for :func:`automala_adapt`."""
+    acceptance are counted for :func:`automala_adapt` (``support``: see :func:`automala_step`)."""
     adjusted = iteration >= num_unadjusted
     state, info = automala_step(
         run.state,
@@ -351,6 +366,7 @@ def automala_iteration(
         change_rate=change_rate,
         eps=eps,
         adjusted=adjusted,
+        support=support,
     )
     if not adjusted:
         return run._replace(state=state)
@@ -394,6 +410,7 @@ def automala(
     num_unadjusted: int = 2,
     eps: float = 1e-4,
     callback: Callable[[int, AutoMALAState], AutoMALAState | LangevinState] | None = None,
+    support: Support | None = None,
 ) -> AutoMALAState:
     """Run ``num_steps`` autoMALA iterations and adapt the per-chain step sizes (maths 4.2).
 
@@ -417,6 +434,7 @@ def automala(
         callback: ``callback(i, state) -> state`` after each adjusted iteration ``i`` (0-based
             over all iterations; replica exchange only after the unadjusted phase, maths 4.3).
             Returning a :class:`LangevinState` keeps the current step sizes.
+        support: a box the chains are reflected into (see :func:`automala_step`).
 
     Returns:
         the final :class:`AutoMALAState` with adapted step sizes.
@@ -437,6 +455,7 @@ def automala(
             change_rate=change_rate,
             num_unadjusted=num_unadjusted,
             eps=eps,
+            support=support,
         )
         if callback is not None and i >= num_unadjusted:
             returned = callback(i, run.state)

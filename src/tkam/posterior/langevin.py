@@ -7,6 +7,7 @@ Functions over the chain states of :mod:`tkam.posterior.state`; autoMALA is in
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -17,12 +18,14 @@ from torch import Tensor
 from tkam.posterior.state import (
     LangevinState,
     LogDensity,
+    Support,
     check_finite,
     check_score,
     init_state,
     log_uniform,
     normal,
     per_chain,
+    reflect,
     select,
     sum_event,
     to_state,
@@ -67,6 +70,7 @@ def langevin_proposal(
     step_size: float | Tensor,
     rng: torch.Generator | None,
     preconditioner: Tensor | None = None,
+    support: Support | None = None,
 ) -> Tensor:
     """One Langevin move ``z' = z + eta grad + sqrt(2 eta) xi`` (maths 4.2, 3.8).
 
@@ -79,6 +83,8 @@ def langevin_proposal(
         step_size: ``eta``: a float, or a ``(chains,)`` tensor broadcast over the event dims.
         rng: source of the noise ``xi ~ N(0, I)``.
         preconditioner: optional positive scale ``D`` broadcastable to ``z`` (e.g. ``event``).
+        support: a box the move is folded back into by :func:`~tkam.posterior.state.reflect`
+            (reflected Langevin: the chains stay on the target's support).
 
     Returns:
         ``(chains, *event)`` proposed positions.
@@ -88,7 +94,8 @@ def langevin_proposal(
     noise = torch.sqrt(2.0 * step) * normal(z, rng)  # (chains, *event)
     if preconditioner is not None:
         noise = noise * preconditioner
-    return _langevin_mean(z, state.grad, step, preconditioner) + noise
+    moved = _langevin_mean(z, state.grad, step, preconditioner) + noise
+    return moved if support is None else reflect(moved, support)[0]
 
 
 def ula_step(
@@ -97,6 +104,7 @@ def ula_step(
     step_size: float | Tensor,
     rng: torch.Generator | None,
     preconditioner: Tensor | None = None,
+    support: Support | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One unadjusted Langevin step (maths 4.2): every move is kept; one gradient evaluation.
 
@@ -106,11 +114,13 @@ def ula_step(
         step_size: ``eta`` as a float or a ``(chains,)`` tensor.
         rng: source of randomness.
         preconditioner: optional diagonal scale ``D`` (see :func:`langevin_proposal`).
+        support: a box the chains are reflected into (see :func:`langevin_proposal`).
 
     Returns:
         the new state and a :class:`LangevinInfo` (acceptance probability one everywhere).
     """
-    new = init_state(langevin_proposal(state, step_size, rng, preconditioner), log_density_fn)
+    proposal = langevin_proposal(state, step_size, rng, preconditioner, support)
+    new = init_state(proposal, log_density_fn)
     ones = torch.ones_like(new.log_density)
     return new, LangevinInfo(ones, torch.ones_like(ones, dtype=torch.bool))
 
@@ -190,6 +200,7 @@ def ula(
     num_steps: int,
     rng: torch.Generator | None,
     callback: Callable[[int, LangevinState], LangevinState] | None = None,
+    support: Support | None = None,
 ) -> LangevinState:
     """Run ``num_steps`` ULA steps from ``z0`` (maths 4.2): ``z <- z + eta grad + sqrt(2 eta) xi``.
 
@@ -202,6 +213,8 @@ def ula(
         callback: ``callback(i, state) -> state`` called after step ``i`` (0-based), e.g. for
             replica exchange; a callback that moves chains must return a consistent cache (see
             :func:`refresh_state`).
+        support: a box the chains are reflected into (reflected Langevin, see
+            :func:`langevin_proposal`).
 
     Returns:
         the final :class:`LangevinState`.
@@ -210,7 +223,8 @@ def ula(
         RuntimeError: if the initial score is zero for every chain.
         FloatingPointError: if the chains end with non-finite values.
     """
-    return _run(ula_step, z0, log_density_fn, step_size, num_steps, rng, callback)[0]
+    step = functools.partial(ula_step, support=support)
+    return _run(step, z0, log_density_fn, step_size, num_steps, rng, callback)[0]
 
 
 def mala(

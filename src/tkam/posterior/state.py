@@ -32,7 +32,9 @@ __all__ = [
     "normal",
     "per_chain",
     "refresh_state",
+    "reflect",
     "select",
+    "Support",
     "sum_event",
     "to_state",
     "where_chains",
@@ -70,6 +72,39 @@ class ChainState(Protocol):
     def grad(self) -> Tensor: ...
 
     def _replace(self, *args: Any, **kwargs: Any) -> Self: ...
+
+
+class Support(NamedTuple):
+    """A box ``[lower, upper]`` that chains stay in: the prior's support (maths 4.2).
+
+    Attributes:
+        lower: lower limits, broadcastable to the event shape ``(*event)``.
+        upper: upper limits, broadcastable to ``lower`` and larger than it everywhere.
+    """
+
+    lower: Tensor
+    upper: Tensor
+
+
+def reflect(z: Tensor, support: Support) -> tuple[Tensor, Tensor]:
+    """``z`` folded into the box by reflection at its walls, as often as it takes.
+
+    A point inside is returned unchanged (bit for bit); one that crossed a wall is mirrored back,
+    ``lower - d`` to ``lower + d`` and ``upper + d`` to ``upper - d``, and so on for a move wider
+    than the box. Reflection is an isometry on each piece, so a Langevin or leapfrog move composed
+    with it stays volume-preserving and reversible (a hard wall).
+
+    Returns:
+        the folded positions and a bool mask of the coordinates mirrored an odd number of times
+        (whose velocity a leapfrog step reverses).
+    """
+    lower, upper = support.lower.to(z), support.upper.to(z)
+    width = upper - lower
+    folded = torch.remainder(z - lower, 2.0 * width)  # in [0, 2 width)
+    odd = folded > width
+    mirrored = lower + torch.where(odd, 2.0 * width - folded, folded)
+    inside = (z >= lower) & (z <= upper)
+    return torch.where(inside, z, mirrored), odd & ~inside
 
 
 State = TypeVar("State", bound=tuple)

@@ -33,6 +33,7 @@ from tkam.posterior.langevin import langevin_proposal, ula_step
 from tkam.posterior.state import (
     LangevinState,
     LogDensity,
+    Support,
     check_finite,
     check_score,
     init_state,
@@ -134,11 +135,15 @@ class TemperedTarget(NamedTuple):
             a generative model, the generator output) for ``exchange_log_likelihood``.
         exchange_log_likelihood: ``(output, rng) -> (chains,)``, the log-likelihood that replica
             exchange compares (constants); may draw from ``rng``.
+        support: the prior's support, a box the samplers reflect their chains into (every power
+            posterior has the prior's support); None for an unbounded prior, or to let chains
+            leave it (the reference's samplers).
     """
 
     log_prior: LogDensity
     log_likelihood: Callable[[Tensor], tuple[Tensor, Tensor]]
     exchange_log_likelihood: Callable[[Tensor, torch.Generator | None], Tensor]
+    support: Support | None = None
 
     def log_density(self, t: Tensor | float) -> LogDensity:
         """``z -> log_prior(z) + t * log_lik(z)``, with ``t`` a float or ``(chains,)`` tensor."""
@@ -197,10 +202,12 @@ def tempered_ula_step(
     step_size: float | Tensor,
     rng: torch.Generator | None,
 ) -> TemperedState:
-    """One ULA step of every chain on ``log_prior + t_c log_lik`` (``t_c`` per chain)."""
+    """One ULA step of every chain on ``log_prior + t_c log_lik`` (``t_c`` per chain), reflected
+    into ``target.support`` when it has one."""
     t = per_chain(chain_temperatures, state.z)
     move = LangevinState(state.z, state.log_prior, state.grad_prior + t * state.grad_lik)
-    return tempered_init(langevin_proposal(move, step_size, rng), target)
+    proposal = langevin_proposal(move, step_size, rng, support=target.support)
+    return tempered_init(proposal, target)
 
 
 def swap_index(
@@ -317,7 +324,8 @@ class ULA:
         self, state: Any, chains: TemperedChains, rng: torch.Generator | None, iteration: int
     ) -> Any:
         if not chains.exchanges:
-            return ula_step(state, chains.log_density, chains.step_size, rng)[0]
+            support = chains.target.support
+            return ula_step(state, chains.log_density, chains.step_size, rng, support=support)[0]
         t = chains.temperatures
         return tempered_ula_step(state, chains.target, t, chains.step_size, rng)
 
@@ -376,6 +384,7 @@ class AutoMALA:
             change_rate=self.change_rate,
             num_unadjusted=self.num_unadjusted,
             eps=self.eps,
+            support=chains.target.support,
         )
 
     def output(self, state: AutoMALARun, chains: TemperedChains) -> Tensor:

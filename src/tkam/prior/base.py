@@ -13,6 +13,7 @@ from torch import Tensor
 
 from tkam.config import PriorConfig
 from tkam.kan.layer import UnivariateLayer
+from tkam.posterior.state import Support
 from tkam.prior.inverse_transform import guide_table
 from tkam.prior.protocol import PriorModule
 from tkam.prior.quadrature import (
@@ -78,6 +79,18 @@ class KANPrior(PriorModule):
     def _row_view(self, rows: Tensor) -> Tensor:
         """A per-row tensor ``(R, N)`` as a ``(Q, P, N)`` view over components."""
         return rows.unsqueeze(0) if self.rows_are_inputs else rows.unsqueeze(1)
+
+    def support(self) -> Support | None:
+        """Each component's domain (its row's quadrature domain, which grid updates move) as a
+        box broadcastable to ``latent_shape``: the inverse transform samples nothing outside it.
+        None with ``compat_layout``, whose components sit on other rows' nodes (departures A2)."""
+        if self.config.compat_layout:
+            return None
+        domain = self.layer.quadrature_domain().detach()  # (R, 2)
+        lower, upper = domain[:, 0], domain[:, 1]
+        if self.rows_are_inputs:  # (Q, P) latents, row p: (1, P)
+            return Support(lower.unsqueeze(0), upper.unsqueeze(0))
+        return Support(lower, upper)  # (Q,) latents of the mixture, row q
 
     def _log_unnormalised_at(self, points: Tensor) -> Tensor:
         """``f_qp + log pi_0`` at per-row points ``(R, N)``, as ``(Q, P, N)``."""

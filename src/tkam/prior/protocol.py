@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from tkam.kan.layer import UnivariateLayer
+from tkam.posterior.state import Support
 
 __all__ = ["Prior", "PriorModule"]
 
@@ -45,6 +46,11 @@ class Prior(Protocol):
 
     def chain_start(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """``(S, *latent_shape)`` starting points of posterior Langevin chains."""
+        ...
+
+    def support(self) -> Support | None:
+        """The box the prior's samples live in, broadcastable to ``latent_shape`` (posterior
+        Langevin chains are reflected into it); None for a prior on the whole space."""
         ...
 
     def log_prior(
@@ -108,6 +114,10 @@ class PriorModule(nn.Module):
     def chain_start(self, num_samples: int, rng: torch.Generator | None = None) -> Tensor:
         """Where posterior Langevin chains start: fresh prior samples (maths 4.2)."""
         return self.sample(num_samples, rng)
+
+    def support(self) -> Support | None:
+        """None: the prior has no bounded support (deep and Gaussian priors)."""
+        return None
 
     def log_prior(
         self, z: Tensor, normalise: bool = False, log_normaliser: Tensor | None = None
