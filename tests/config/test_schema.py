@@ -350,3 +350,38 @@ def test_a_baseline_names_the_prior_settings_it_ignores() -> None:
     assert len(ineffective_settings(config)) == 1  # one entry for the whole prior section
     tkam = load_config("digits")
     assert ineffective_settings(tkam) == []
+
+
+@pytest.mark.parametrize(
+    ("prior", "sections", "expected"),
+    [
+        (FLAT, {}, False),  # importance sampling: the reference's shared uniforms
+        (FLAT, {"posterior": {"sampler": "ula"}}, True),
+        (FLAT, {"posterior": {"sampler": "automala"}}, True),
+        (FLAT, {"posterior": {"sampler": "ula"}, "thermodynamic": {"num_temps": 3}}, True),
+        (FLAT, {"posterior": {"sampler": "ula"}, "model": {"kind": "lebm"}}, False),
+        (
+            {"prior": {"widths": [3, 5], "mixture": True}, "generator": {"widths": [5, 8]}},
+            {"posterior": {"sampler": "ula"}},
+            False,
+        ),  # fmt: skip
+        (DEEP, {}, False),
+    ],
+)
+def test_independent_uniforms_left_out_follow_the_loss(prior, sections, expected) -> None:
+    """Langevin chains move every z_qp on its own (departures A25): left out, the univariate
+    prior draws one uniform per component for the chain losses, and a config records it."""
+    assert PriorConfig().independent_uniforms is None
+    config = _config(prior, **sections)
+    # A resolved False is no ineffective setting, for a mixture, deep prior or baseline.
+    assert not any("independent_uniforms" in line for line in ineffective_settings(config))
+    assert config.prior.independent_uniforms is expected
+    assert load_config_text(dumps_toml(config)) == config
+    if expected:  # an explicit choice is kept
+        shared = {**prior["prior"], "independent_uniforms": False}
+        kept = _config({**prior, "prior": shared}, **sections)
+        assert kept.prior.independent_uniforms is False
+
+
+def load_config_text(text: str) -> ExperimentConfig:
+    return config_from_dict(tomllib.loads(text), "dumped")

@@ -235,8 +235,11 @@ class PriorConfig(KANConfig):
         independent_uniforms: draw one uniform per component (q, p) of the univariate prior,
             so its sampled law is the product of the marginals that its log-prior assumes,
             instead of one uniform per p shared by every q (the reference's sampler, which
-            makes ``z_qp`` a deterministic function of ``z_q'p``; departures A25); off by
-            default.
+            makes ``z_qp`` a deterministic function of ``z_q'p``; departures A25). Left out,
+            it follows the loss: on for the Langevin and thermodynamic losses, whose chains
+            move every ``z_qp`` on its own (with shared uniforms the generator learns from
+            latents the prior never draws), off for importance sampling; a built config
+            records the choice.
         learning_rate: Adam rate of the T-KAM prior's parameters; 0 (the default) trains
             them at ``train.learning_rate`` with the generator, in one parameter group.
         grid_range: the prior's domain (a, b) for the ``ebm`` and ``learnable_gaussian``
@@ -262,7 +265,7 @@ class PriorConfig(KANConfig):
     langevin_steps: int = 60
     compat_node_map: bool = False
     compat_layout: bool = False
-    independent_uniforms: bool = False
+    independent_uniforms: bool | None = None
     learning_rate: float = 0.0
 
     def __post_init__(self) -> None:
@@ -707,6 +710,14 @@ def _implied_loss(config: ExperimentConfig) -> str:
     return "importance"
 
 
+def _independent_uniforms(config: ExperimentConfig) -> bool:
+    """What ``prior.independent_uniforms`` left out stands for: on where posterior chains move
+    the latents of a univariate T-KAM prior (the Langevin and thermodynamic losses), else off."""
+    prior = config.prior
+    univariate = config.model.kind == "tkam" and not (prior.mixture or prior.deep)
+    return univariate and config.train.loss in ("langevin", "thermodynamic")
+
+
 def _loss_conflicts(config: ExperimentConfig, loss: str) -> list[str]:
     """Why an explicit ``train.loss`` cannot train this model, one entry per conflicting key."""
     prior, sampler = config.prior, config.posterior.sampler
@@ -788,6 +799,10 @@ class ExperimentConfig:
             problems = _loss_conflicts(self, self.train.loss)
             if problems:
                 raise ConfigError("; ".join(problems))
+        if self.prior.independent_uniforms is None:
+            # Resolved like the loss: the written config records the sampler's uniforms.
+            independent = _independent_uniforms(self)
+            _set(self, "prior", dataclasses.replace(self.prior, independent_uniforms=independent))
 
 
 def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]:
@@ -882,6 +897,12 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
     return rules
 
 
+def _changed(value: Any, default: Any) -> bool:
+    """Whether a setting differs from its default; a ``None`` default that the config resolved
+    to False (``prior.independent_uniforms`` off) counts as unchanged."""
+    return value != default and not (default is None and value is False)
+
+
 def ineffective_settings(config: ExperimentConfig) -> list[str]:
     """The settings given a non-default value that this config's model never reads, as
     ``key = value (why)``; :func:`~tkam.config.load_config` warns about them."""
@@ -892,7 +913,7 @@ def ineffective_settings(config: ExperimentConfig) -> list[str]:
         changed = [
             f"prior.{f.name}"
             for f in dataclasses.fields(PriorConfig)
-            if getattr(config.prior, f.name) != getattr(default_prior, f.name)
+            if _changed(getattr(config.prior, f.name), getattr(default_prior, f.name))
         ]
         if changed:
             found.append(
@@ -905,6 +926,6 @@ def ineffective_settings(config: ExperimentConfig) -> list[str]:
         name = key.split(".", 1)[1]
         value = getattr(section, name)
         default = next(f for f in dataclasses.fields(section) if f.name == name).default
-        if not in_effect and value != default:
+        if not in_effect and _changed(value, default):
             found.append(f"{key} = {value!r} ({why})")
     return found
