@@ -22,7 +22,15 @@ run's parameters and random streams are untouched):
 Each probe row goes to ``OUT/signal.csv``; ``report`` tabulates several runs into RESULTS.md
 ("Prior learning signal (cpu)") with a figure of the curves.
 
+``chains`` looks at a trained run's posterior chains (the run's own posterior settings, 200
+training images, seed 0) against as many prior samples: how the generator inputs
+``h_q = sum_p z_qp`` spread (the five largest eigenvalues of their covariance, and the mean
+standard deviation per q), the components' own spread, the share of components within 2% of a
+wall of the support, and the reconstruction error; written to ``OUT/chains.json``, tabulated by
+``report`` beside the run's ``tkam evaluate`` figures.
+
     python benchmarks/prior_signal.py train OUT [--steps 1000] [--probe-every 200] [--set k=v ...]
+    python benchmarks/prior_signal.py chains OUT [OUT ...]
     python benchmarks/prior_signal.py report OUT [OUT ...]
 """
 
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -47,6 +56,7 @@ from tkam.data import load_dataset  # noqa: E402
 from tkam.losses import posterior_samples, posterior_settings  # noqa: E402
 from tkam.posterior.importance import importance_resample  # noqa: E402
 from tkam.prior.learned import component_divergences  # noqa: E402
+from tkam.runs import load_run  # noqa: E402
 from tkam.train.callbacks import Callback, default_callbacks  # noqa: E402
 from tkam.train.loop import fit  # noqa: E402
 from tkam.train.step import grid_latents  # noqa: E402
@@ -178,6 +188,71 @@ def train(args: argparse.Namespace) -> None:
         callbacks=[probe, *default_callbacks()])  # fmt: skip
 
 
+def _spread(z: torch.Tensor, box) -> dict:  # noqa: ANN001
+    """How latents ``z (S, Q, P)`` and their generator inputs ``h (S, Q)`` spread."""
+    h = z.sum(-1)
+    eigen = torch.linalg.eigvalsh(torch.cov(h.T.double())).flip(0)
+    out = {"h_eigen": [float(v) for v in eigen[:5]], "h_std": float(h.std(0).mean())}
+    out["z_std"] = float(z.std())
+    if box is not None:
+        width = box.upper - box.lower
+        near = ((z - box.lower) < 0.02 * width) | ((box.upper - z) < 0.02 * width)
+        out["near_walls"] = float(near.float().mean())
+    return out
+
+
+def chains(args: argparse.Namespace) -> None:
+    """``OUT/chains.json`` for every run: posterior chains against prior samples."""
+    torch.set_num_threads(args.threads)
+    for run in map(Path, args.runs):
+        config, model = load_run(run)
+        x = load_dataset(config.data).train[: args.images]
+        rng = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            z = posterior_samples(model, x, posterior_settings(config), rng)
+            prior = model.prior.sample(len(x), torch.Generator().manual_seed(1))
+            likelihood = model.likelihood
+            error = (likelihood.mean(model.decode(z)).flatten(1) - x.flatten(1)).square().mean()
+        box = model.prior.support()
+        result = {"posterior": _spread(z, box), "prior": _spread(prior, box)}
+        result["reconstruction_mse"] = float(error)
+        (run / "chains.json").write_text(json.dumps(result, indent=1))
+        print(f"{run}: h eigenvalues posterior {result['posterior']['h_eigen'][:3]}, "
+              f"prior {result['prior']['h_eigen'][:3]}")  # fmt: skip
+
+
+def _quality_table(runs: list[Path]) -> list[str]:
+    """The runs' sample figures (``tkam evaluate``) and chain spreads (``chains``)."""
+    lines = [
+        "| run | FID-inf | KID-inf x 1e3 | class entropy | log-lik (nats/dim) | h eigenvalues, "
+        "posterior | h eigenvalues, prior | std of h: posterior / prior | near a wall | "
+        "reconstruction MSE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        if not (run / "metrics.json").exists():
+            continue
+        m = json.loads((run / "metrics.json").read_text())
+        row = (
+            f"| {label(run)} | {m['fid_infinity']:.1f} | {m['kid_infinity']:.1f} | "
+            f"{m['class_entropy']:.2f} | {m['log_likelihood_nats_per_dim']:.3f} |"
+        )
+        if (run / "chains.json").exists():
+            c = json.loads((run / "chains.json").read_text())
+            post, prior = c["posterior"], c["prior"]
+            eig = lambda e: ", ".join(f"{v:.0f}" for v in e[:3])  # noqa: E731
+            wall = f"{post['near_walls']:.3f}" if "near_walls" in post else "n/a"
+            row += (
+                f" {eig(post['h_eigen'])} | {eig(prior['h_eigen'])} | "
+                f"{post['h_std']:.1f} / {prior['h_std']:.1f} | {wall} | "
+                f"{c['reconstruction_mse']:.4f} |"
+            )
+        else:
+            row += " | | | | |"
+        lines.append(row)
+    return lines
+
+
 def read(run: Path) -> dict[str, np.ndarray]:
     rows = list(csv.DictReader((run / "signal.csv").open()))
     return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
@@ -229,6 +304,18 @@ def report(args: argparse.Namespace) -> None:
     FIGURE.parent.mkdir(exist_ok=True)
     fig.savefig(FIGURE, dpi=110)
     lines += ["", f"![prior learning signal](figures/{FIGURE.name})"]
+    quality = _quality_table(runs)
+    if len(quality) > 2:
+        lines += [
+            "",
+            "Samples and posterior chains at the last update (`tkam evaluate RUN --num 3000`; "
+            "`python benchmarks/prior_signal.py chains RUN`: the run's own posterior chains on 200 "
+            "training images against 200 prior samples; h eigenvalues: the three largest of the "
+            "covariance of the generator inputs h_q = sum_p z_qp; near a wall: share of the "
+            "posterior's components within 2% of the support's width of a wall):",
+            "",
+            *quality,
+        ]
     if args.remark:
         lines += ["", Path(args.remark).read_text().strip()]
     write_section("Prior learning signal (cpu)", "\n".join(lines))
@@ -246,6 +333,10 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--resume", action="store_true")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    c = sub.add_parser("chains", help="posterior chains of trained runs against prior samples")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--images", type=int, default=200)
+    c.add_argument("--threads", type=int, default=1)
     r = sub.add_parser("report", help="tabulate runs into RESULTS.md")
     r.add_argument("runs", nargs="+")
     r.add_argument("--remark", help="a file whose text follows the table")
@@ -254,6 +345,8 @@ def main() -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "settings.txt").write_text(" ".join(args.set) or "packaged fmnist")
         train(args)
+    elif args.command == "chains":
+        chains(args)
     else:
         report(args)
 
