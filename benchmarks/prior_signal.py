@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import csv
 import json
 import math
@@ -189,8 +190,9 @@ def train(args: argparse.Namespace) -> None:
 
 
 def _spread(z: torch.Tensor, box) -> dict:  # noqa: ANN001
-    """How latents ``z (S, Q, P)`` and their generator inputs ``h (S, Q)`` spread."""
-    h = z.sum(-1)
+    """How latents ``z (S, Q, P)`` and their generator inputs ``h (S, Q)`` spread (the mixture
+    prior's latents ``(S, Q)`` are the generator inputs)."""
+    h = z.sum(-1) if z.dim() == 3 else z
     eigen = torch.linalg.eigvalsh(torch.cov(h.T.double())).flip(0)
     out = {"h_eigen": [float(v) for v in eigen[:5]], "h_std": float(h.std(0).mean())}
     out["z_std"] = float(z.std())
@@ -208,8 +210,11 @@ def chains(args: argparse.Namespace) -> None:
         config, model = load_run(run)
         x = load_dataset(config.data).train[: args.images]
         rng = torch.Generator().manual_seed(0)
+        settings = posterior_settings(config)
+        if args.unreflected:  # a run trained before posterior.reflect existed
+            settings = dataclasses.replace(settings, reflect=False)
         with torch.no_grad():
-            z = posterior_samples(model, x, posterior_settings(config), rng)
+            z = posterior_samples(model, x, settings, rng)
             prior = model.prior.sample(len(x), torch.Generator().manual_seed(1))
             likelihood = model.likelihood
             error = (likelihood.mean(model.decode(z)).flatten(1) - x.flatten(1)).square().mean()
@@ -240,7 +245,7 @@ def _quality_table(runs: list[Path]) -> list[str]:
         if (run / "chains.json").exists():
             c = json.loads((run / "chains.json").read_text())
             post, prior = c["posterior"], c["prior"]
-            eig = lambda e: ", ".join(f"{v:.0f}" for v in e[:3])  # noqa: E731
+            eig = lambda e: ", ".join(f"{v:.3g}" for v in e[:3])  # noqa: E731
             wall = f"{post['near_walls']:.3f}" if "near_walls" in post else "n/a"
             row += (
                 f" {eig(post['h_eigen'])} | {eig(prior['h_eigen'])} | "
@@ -337,6 +342,9 @@ def main() -> None:
     c.add_argument("runs", nargs="+")
     c.add_argument("--images", type=int, default=200)
     c.add_argument("--threads", type=int, default=1)
+    c.add_argument(
+        "--unreflected", action="store_true", help="chains that may leave the prior's support"
+    )
     r = sub.add_parser("report", help="tabulate runs into RESULTS.md")
     r.add_argument("runs", nargs="+")
     r.add_argument("--remark", help="a file whose text follows the table")
