@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
