@@ -44,6 +44,7 @@ __all__ = [
     "summed",
     "basis_values",
     "basis_by_input",
+    "basis_rows",
     "eager_basis",
     "eager_pairwise",
     "eager_weighted_pairwise",
@@ -82,6 +83,14 @@ def basis_by_input(x: Tensor, b: BasisArgs) -> Tensor:
     """Basis values ``(S, I) -> (I, S, M)`` (contiguous: a batched-matmul operand), fused; for
     callers that have checked :func:`native_applies`."""
     return call(kan_features, Features, x, *b, "none", True)
+
+
+def basis_rows(x: Tensor, b: BasisArgs, kernel: str = "fused") -> Tensor:
+    """Basis values ``(S, I) -> (I, S, M)``, contiguous (the grid refits' design matrices):
+    the fused layout where it applies, else the eager values permuted once."""
+    if native_applies(x, kernel=kernel):
+        return basis_by_input(x, b)
+    return eager.basis(x, b).permute(1, 0, 2).contiguous()
 
 
 def basis_values(x: Tensor, b: BasisArgs, kernel: str = "fused") -> Tensor:

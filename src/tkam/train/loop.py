@@ -13,6 +13,7 @@ resume may change, and restoring a checkpoint, :mod:`tkam.train.resume`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -651,7 +652,10 @@ def _restorer(model: torch.nn.Module) -> Callable[[], None]:
     return restore
 
 
+@functools.lru_cache(maxsize=2)
 def _epoch_order(num: int, seed: int, epoch: int) -> torch.Tensor:
+    """The epoch's batch order, drawn once per epoch (a pure function of its arguments; the
+    cache keeps the running epoch's, so the steps of an epoch only slice it)."""
     return torch.randperm(num, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
