@@ -312,3 +312,46 @@ def test_only_the_requested_gradients_are_computed_and_they_are_right(basis, tra
         assert relative_error(outs[0][0], outs[1][0]) < 1e-10
         for g, ref in zip(outs[0][1], outs[1][1]):
             assert relative_error(g, ref) < 1e-9
+
+
+@pytest.mark.parametrize("active", [(), (3,), (0, 7, 11), tuple(range(20))])
+def test_active_rows_matmul_backward_equals_the_matmul(active) -> None:
+    # dY with only the `active` rows nonzero (one of them NaN-free but tiny): the gradients of x
+    # and w equal the plain matmul's, whether the active-row path runs (few rows) or not (all).
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(20, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(6, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    grad = torch.zeros(20, 5, dtype=torch.float64)
+    for row in active:
+        grad[row] = torch.randn(5, dtype=torch.float64, generator=g)
+    if active:
+        grad[active[0], 0] = 1e-300
+    y = ops.ActiveRowsMatmul.apply(x, w)
+    torch.testing.assert_close(y, x @ w, rtol=0, atol=0)
+    gx, gw = torch.autograd.grad(y, (x, w), grad)
+    ex, ew = torch.autograd.grad(x @ w, (x, w), grad)
+    torch.testing.assert_close(gx, ex, rtol=1e-14, atol=0)
+    torch.testing.assert_close(gw, ew, rtol=1e-14, atol=1e-300)
+    only_w = torch.autograd.grad(ops.ActiveRowsMatmul.apply(x.detach(), w), w, grad)[0]
+    torch.testing.assert_close(only_w, ew, rtol=1e-14, atol=1e-300)
+
+
+def test_summed_layers_train_through_active_rows_only_where_gradients_are_needed() -> None:
+    layer = random_layer("rbf", "silu", in_dim=4, out_dim=3)
+    x = inputs("summed", layer, 9, 1)
+    calls = []
+    original = ops.ActiveRowsMatmul.apply
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    ops.ActiveRowsMatmul.apply = counting  # type: ignore[method-assign]
+    try:
+        with torch.no_grad():
+            ops.summed(x, layer.arguments())
+        assert not calls
+        ops.summed(x, layer.arguments()).sum().backward()
+        assert calls
+    finally:
+        ops.ActiveRowsMatmul.apply = original  # type: ignore[method-assign]

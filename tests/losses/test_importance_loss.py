@@ -155,3 +155,27 @@ def test_compat_weights_on_a_fixed_example() -> None:
     torch.testing.assert_close(standard.weights, torch.tensor([w]))
     total = sum(math.exp(v) for v in w)
     torch.testing.assert_close(compat.weights, torch.tensor([[math.exp(v) / total for v in w]]))
+
+
+def test_generator_gradients_skip_unused_proposals_exactly(monkeypatch) -> None:
+    # Proposals no datum uses get exactly zero loss weight; the generator's backward skips them
+    # (ops.ActiveRowsMatmul). Its gradients equal the plain matmul's within float64 rounding.
+    import tkam.kan.ops as ops
+
+    config = _spec_test_config(False)
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def gradients() -> tuple[list[torch.Tensor], float]:
+        model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+        model = model.double()
+        model.likelihood.std = 0.05  # sharp weights: most proposals unused
+        out = importance_loss(model, x, 40, torch.Generator().manual_seed(4))
+        out.loss.backward()
+        return [p.grad.clone() for p in model.generator.parameters()], out.metrics["proposals_used"]
+
+    active, used = gradients()
+    assert used <= 0.5 * 40  # the active-row path runs
+    monkeypatch.setattr(ops, "contract", lambda x, w: x @ w)
+    plain, _ = gradients()
+    for a, p in zip(active, plain):
+        torch.testing.assert_close(a, p, rtol=1e-10, atol=1e-12)

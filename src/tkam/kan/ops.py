@@ -19,6 +19,8 @@ operators of :mod:`tkam.kan.operators`; otherwise the eager PyTorch reference of
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import Tensor
 
@@ -45,6 +47,7 @@ __all__ = [
     "basis_values",
     "basis_by_input",
     "basis_rows",
+    "contract",
     "eager_basis",
     "eager_pairwise",
     "eager_weighted_pairwise",
@@ -114,6 +117,53 @@ def weighted_pairwise(z: Tensor, weights: Tensor, args: KANArgs, kernel: str = "
     return (pairwise(z, args, kernel).sum(dim=(1, 2)) * weights).sum()
 
 
+#: The active-row backward of :class:`ActiveRowsMatmul` runs where at most this share of the
+#: output gradient's rows is nonzero (below it, gathering the rows costs less than it saves).
+ACTIVE_ROWS_SHARE = 0.8
+
+
+class ActiveRowsMatmul(torch.autograd.Function):
+    """``x @ w`` whose backward skips the rows of the output gradient that are exactly zero.
+
+    A zero row of ``dY`` adds nothing to ``dW = x^T dY`` and gives a zero row of
+    ``dx = dY w^T``: the importance-sampling loss weights its N proposals by their posterior
+    weights, and after resampling most carry none (``mean ESS`` near 1 on images), so the
+    generator's weight and input gradients need only the proposals in use. Exact (the same sums
+    without their zero terms); where most rows are nonzero (the VAE, the Langevin losses) it is
+    the plain matmul's backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, w = ctx.saved_tensors
+        want_x, want_w = ctx.needs_input_grad[:2]
+        rows = torch.nonzero((grad != 0).any(dim=1)).squeeze(1)
+        if rows.numel() > ACTIVE_ROWS_SHARE * grad.shape[0]:
+            return (grad @ w.T if want_x else None), (x.T @ grad if want_w else None)
+        active = grad.index_select(0, rows)
+        grad_x = None
+        if want_x:
+            grad_x = grad.new_zeros(x.shape).index_copy_(0, rows, active @ w.T)
+        grad_w = x.index_select(0, rows).T @ active if want_w else None
+        return grad_x, grad_w
+
+
+def contract(x: Tensor, w: Tensor) -> Tensor:
+    """``x @ w`` for a generator layer: with gradients on CPU, through :class:`ActiveRowsMatmul`
+    (its row test synchronises, which only a CPU does for free; compiled graphs and torch.func
+    transforms keep the plain matmul)."""
+    needs = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
+    transformed = torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+    if not needs or x.device.type != "cpu" or transformed:
+        return x @ w
+    return cast(Tensor, ActiveRowsMatmul.apply(x, w))
+
+
 # Rows per summed-layer chunk without gradients: bounds the (rows, M+1, I) features buffer.
 SUMMED_CHUNK = 2048
 
@@ -134,7 +184,7 @@ def summed(x: Tensor, args: KANArgs, kernel: str = "fused") -> Tensor:
 
     def apply(rows: Tensor) -> Tensor:
         feats = call(kan_features, Features, rows, *b, activation, False)
-        return feats.reshape(rows.shape[0], -1) @ weights  # ((M+1) I, O) weights
+        return contract(feats.reshape(rows.shape[0], -1), weights)  # ((M+1) I, O) weights
 
     if torch.is_grad_enabled() or x.shape[0] <= SUMMED_CHUNK:
         return apply(x)
