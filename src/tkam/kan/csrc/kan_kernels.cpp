@@ -1418,6 +1418,11 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
   }
   const float* sorted = sorted_values.data();
   const int32_t* order = sorted_order.data();
+  // The samples are written (P, S, Q) first, 16 components per vector store, then transposed
+  // to (S, Q, P) row by row: a direct write of each lane to its (S, Q, P) place would touch 16
+  // cache lines per sample (stride P), which cost more than the merge itself.
+  std::vector<float> staging(out ? P * S * Q : 0);
+  float* stage = staging.data();
   // Each thread owns whole blocks of components (q), so the sums over p need no atomics.
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t block = 0; block < blocks; ++block)
@@ -1442,7 +1447,6 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
     __m512 f_cur = _mm512_mask_loadu_ps(ones, active, F + q0);  // F[0] of every lane
     __m512 x_cur = _mm512_set1_ps(X[0]);
     __m512 f_prev = f_cur, x_prev = x_cur;
-    alignas(64) float values[16];
     for (int64_t k = 0; k < S; ++k) {
       const __m512 uk = _mm512_set1_ps(u[k]);
       for (;;) {
@@ -1475,12 +1479,16 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
         float* dst = sums + row * Q + q0;
         _mm512_mask_storeu_ps(dst, active, _mm512_add_ps(_mm512_maskz_loadu_ps(active, dst), v));
       }
-      if (out) {
-        _mm512_store_ps(values, v);
-        float* dst = out + (row * Q + q0) * P + p;
-        for (int32_t l = 0; l < width; ++l) dst[l * P] = values[l];
-      }
+      if (out) _mm512_mask_storeu_ps(stage + (p * S + row) * Q + q0, active, v);
     }
+  }
+  if (out) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t row = 0; row < S; ++row)
+      for (int64_t q = 0; q < Q; ++q) {
+        float* dst = out + (row * Q + q) * P;
+        for (int64_t p = 0; p < P; ++p) dst[p] = stage[(p * S + row) * Q + q];
+      }
   }
   return 1;
 #else
