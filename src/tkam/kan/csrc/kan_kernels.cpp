@@ -1155,6 +1155,34 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
   return v < x_lo ? x_lo : (v > x_hi ? x_hi : v);
 }
 
+// One row of floats sorted by value with their indices, ties in index order (the order of
+// sorting (value, index) pairs): a stable LSD radix sort, four passes of 8 bits, on keys that
+// order as the floats do (the sign bit flipped for positive values, every bit for negative ones).
+// On exit index holds the order; keys, keys_out and index_out are scratch of length S.
+void radix_sort_row(const float* values, int64_t S, std::vector<uint32_t>& keys,
+                    std::vector<int32_t>& index, std::vector<uint32_t>& keys_out,
+                    std::vector<int32_t>& index_out) {
+  for (int64_t k = 0; k < S; ++k) {
+    uint32_t bits;
+    std::memcpy(&bits, values + k, sizeof(bits));
+    keys[k] = bits ^ ((bits >> 31) ? 0xFFFFFFFFu : 0x80000000u);
+    index[k] = static_cast<int32_t>(k);
+  }
+  for (int shift = 0; shift < 32; shift += 8) {
+    int64_t start[257] = {0};
+    for (int64_t k = 0; k < S; ++k) ++start[((keys[k] >> shift) & 0xFFu) + 1];
+    if (start[((keys[0] >> shift) & 0xFFu) + 1] == S) continue;  // one bucket: order unchanged
+    for (int b = 0; b < 256; ++b) start[b + 1] += start[b];
+    for (int64_t k = 0; k < S; ++k) {
+      const int64_t to = start[(keys[k] >> shift) & 0xFFu]++;
+      keys_out[to] = keys[k];
+      index_out[to] = index[k];
+    }
+    keys.swap(keys_out);
+    index.swap(index_out);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -1405,14 +1433,14 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
   std::vector<int32_t> sorted_order(P * S);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<std::pair<float, int32_t>> pairs(S);
+    std::vector<uint32_t> keys(S), keys_out(S);
+    std::vector<int32_t> index(S), index_out(S);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < P; ++p) {
-      for (int64_t k = 0; k < S; ++k) pairs[k] = {uniforms[p * S + k], static_cast<int32_t>(k)};
-      std::sort(pairs.begin(), pairs.end());
+      radix_sort_row(uniforms + p * S, S, keys, index, keys_out, index_out);
       for (int64_t k = 0; k < S; ++k) {
-        sorted_values[p * S + k] = pairs[k].first;
-        sorted_order[p * S + k] = pairs[k].second;
+        sorted_order[p * S + k] = index[k];
+        sorted_values[p * S + k] = uniforms[p * S + index[k]];
       }
     }
   }
