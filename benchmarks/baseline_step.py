@@ -15,6 +15,7 @@ where T-KAM's remaining extra time goes.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable
 
 import torch
@@ -57,19 +58,92 @@ def build_steps(device: torch.device) -> tuple[dict[str, Callable[[], None]], st
     return calls, source
 
 
-def profile(calls: dict[str, Callable[[], None]], steps: int) -> dict[str, dict[str, float]]:
-    """Self CPU time per operator (and per ``record_function`` label), ms per step, per kind."""
+MATMULS = ("aten::mm", "aten::bmm", "aten::addmm")
+
+
+def profile(
+    calls: dict[str, Callable[[], None]], steps: int
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[tuple[str, str], tuple[float, float]]]]:
+    """Self CPU time per operator (and per ``record_function`` label), ms per step, per kind;
+    and every matmul by its operand shapes: ``(op, shapes) -> (calls, ms)`` per step."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as run_profiler
 
-    tables = {}
+    tables, matmuls = {}, {}
     for kind in ("tkam", "vae"):
         calls[kind]()
-        with run_profiler(activities=[ProfilerActivity.CPU]) as prof:
+        with run_profiler(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(steps):
                 calls[kind]()
         tables[kind] = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
-    return tables
+        matmuls[kind] = {
+            (e.key, " @ ".join("x".join(map(str, s)) for s in e.input_shapes if len(s) > 1)): (
+                e.count / steps,
+                e.self_cpu_time_total / 1e3 / steps,
+            )
+            for e in prof.key_averages(group_by_input_shape=True)
+            if e.key in MATMULS
+        }
+    return tables, matmuls
+
+
+def merge_varying(table: dict[tuple[str, str], tuple[float, float]]) -> dict:
+    """Matmuls whose shapes differ in one dimension only (the rows in use of the active-row
+    backward, which vary from step to step) merged into one entry, that dimension shown as
+    ``k`` with its mean over the calls; three or more shapes make such a family."""
+    entries = {
+        key: ([int(n) for n in re.findall(r"\d+", key[1])], calls, ms)
+        for key, (calls, ms) in table.items()
+    }
+    merged: dict[tuple[str, str], tuple[float, float]] = {}
+    done: set[tuple[str, str]] = set()
+    # A family: the same operator and shapes but for one value, k, wherever it appears.
+    families: dict[tuple, list[tuple[tuple[str, str], int]]] = {}
+    for key, (numbers, _, _) in entries.items():
+        for value in set(numbers):
+            rest = tuple(None if n == value else n for n in numbers)
+            families.setdefault((key[0], re.sub(r"\d+", "#", key[1]), rest), []).append(
+                (key, value)
+            )
+    for (op, pattern, rest), members in sorted(families.items(), key=lambda f: -len(f[1])):
+        members = [(key, value) for key, value in members if key not in done]
+        if len(members) < 3:
+            continue
+        calls = sum(entries[key][1] for key, _ in members)
+        mean = sum(value * entries[key][1] for key, value in members) / calls
+        parts = [str(n) if n is not None else "k" for n in rest]
+        shapes = pattern.replace("#", "{}").format(*parts)
+        merged[(op, f"{shapes}, k = {mean:.0f} on average")] = (
+            calls,
+            sum(entries[key][2] for key, _ in members),
+        )
+        done.update(key for key, _ in members)
+    for key, (_, calls, ms) in entries.items():
+        if key not in done:
+            merged[key] = (calls, ms)
+    return merged
+
+
+def matmul_rows(matmuls: dict[str, dict[tuple[str, str], tuple[float, float]]]) -> list[str]:
+    """Markdown rows: every matmul of either step by operand shapes, with calls and ms per step
+    (the shapes name the operands; a row's calls may be fractional where the shapes vary)."""
+    matmuls = {kind: merge_varying(table) for kind, table in matmuls.items()}
+    keys = sorted(
+        set(matmuls["tkam"]) | set(matmuls["vae"]),
+        key=lambda k: -max(matmuls["tkam"].get(k, (0, 0))[1], matmuls["vae"].get(k, (0, 0))[1]),
+    )
+    rows = []
+    for op, shapes in keys:
+        t_calls, t_ms = matmuls["tkam"].get((op, shapes), (0.0, 0.0))
+        v_calls, v_ms = matmuls["vae"].get((op, shapes), (0.0, 0.0))
+        if max(t_ms, v_ms) < 0.02:
+            continue
+        rows.append(
+            f"| `{op}` {shapes} | {t_calls:.2g} | {t_ms:.2f} | {v_calls:.2g} | {v_ms:.2f} |"
+        )
+    total = {k: sum(ms for _, ms in matmuls[k].values()) for k in ("tkam", "vae")}
+    rows.append(f"| all matmuls | | {total['tkam']:.2f} | | {total['vae']:.2f} |")
+    return rows
 
 
 def profile_rows(tables: dict[str, dict[str, float]], top: int = 14) -> list[str]:
@@ -93,7 +167,7 @@ def main() -> None:
     repeats, rounds = (3, 1) if args.quick else (10, 5)
     calls, source = build_steps(device)
     times = interleaved_times(calls, repeats, rounds)
-    tables = profile(calls, 5 if args.quick else 20)
+    tables, matmuls = profile(calls, 5 if args.quick else 20)
     for kind in KINDS:
         print(f"{LABELS[kind]}: {times[kind][0] * 1e3:.1f} ms")
     tkam_vs_vae = times["tkam"][0] / times["vae"][0]
@@ -124,6 +198,15 @@ def main() -> None:
                 "| operator | T-KAM | VAE |",
                 "|---|---|---|",
                 *profile_rows(tables),
+                "",
+                "Every matmul of the two steps by operand shapes (self CPU time, ms per step; the"
+                " generator's 3564 = 162 x 22 and 1782 = 81 x 22 are its layers' basis features;"
+                " T-KAM's weight and input gradients of the generator run on the proposals in"
+                " use only, `tkam.kan.ops.ActiveRowsMatmul`, so their row count varies):",
+                "",
+                "| matmul (operands) | T-KAM calls | T-KAM ms | VAE calls | VAE ms |",
+                "|---|---|---|---|---|",
+                *matmul_rows(matmuls),
             ]
         )
         write_section(f"Training step: T-KAM vs baselines ({device.type})", body)
