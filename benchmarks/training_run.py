@@ -68,8 +68,11 @@ def one_run(config: str, kind: str, steps: int, threads: int) -> float:
 def per_update(config: str, rounds: int, lengths: dict, threads: int) -> dict[str, list[float]]:
     """Seconds per update of each model, one value per round (models alternating)."""
     slopes: dict[str, list[float]] = {kind: [] for kind in lengths}
+    kinds = list(lengths)
     for r in range(rounds):
-        for kind, (short, long) in lengths.items():
+        shift = r % len(kinds)  # each round starts one model later
+        for kind in kinds[shift:] + kinds[:shift]:
+            short, long = lengths[kind]
             t_short = one_run(config, kind, short, threads)
             t_long = one_run(config, kind, long, threads)
             slopes[kind].append((t_long - t_short) / (long - short))
@@ -113,7 +116,7 @@ def _nested(entry: tuple, names: tuple[str, ...]) -> bool:
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--config", default="fmnist")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     lengths = QUICK_LENGTHS if args.quick else LENGTHS
@@ -134,7 +137,8 @@ def main() -> None:
         f" {args.config} --rounds {rounds} --threads {args.threads}`: whole `tkam train`"
         " processes with the packaged cadences, cost per update as the slope between runs of"
         f" {lengths['tkam'][0]} and {lengths['tkam'][1]} updates (latent EBM"
-        f" {lengths['lebm'][0]} and {lengths['lebm'][1]}), the models alternating, median of"
+        f" {lengths['lebm'][0]} and {lengths['lebm'][1]}), the models alternating (each round"
+        " starting one model later), median of"
         f" {rounds} rounds.",
         "",
         "| model | ms / update (median) | rounds | T-KAM / model |",
