@@ -155,11 +155,12 @@ class ActiveRowsMatmul(torch.autograd.Function):
 
 def contract(x: Tensor, w: Tensor) -> Tensor:
     """``x @ w`` for a generator layer: with gradients on CPU, through :class:`ActiveRowsMatmul`
-    (its row test synchronises, which only a CPU does for free; compiled graphs and torch.func
-    transforms keep the plain matmul)."""
+    (its row test synchronises, which only a CPU does for free; compiled graphs, torch.func
+    transforms and autocast regions keep the plain matmul)."""
     needs = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
     transformed = torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-    if not needs or x.device.type != "cpu" or transformed:
+    mixed = torch.is_autocast_enabled(x.device.type)  # autocast casts the plain matmul only
+    if not needs or x.device.type != "cpu" or transformed or mixed:
         return x @ w
     return cast(Tensor, ActiveRowsMatmul.apply(x, w))
 
