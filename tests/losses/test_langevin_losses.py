@@ -144,3 +144,53 @@ def test_posterior_chains_stay_on_the_priors_support_unless_told_otherwise(sampl
         z = run_chains(z0, target, t, torch.Generator().manual_seed(3), settings).z
         inside = bool(((z >= box.lower) & (z <= box.upper)).all())
         assert inside == reflect, f"reflect={reflect}"
+
+
+def test_importance_start_draws_each_datum_a_proposal_by_its_likelihood() -> None:
+    from tkam.losses.langevin import importance_start
+
+    config = tiny_config(posterior={"sampler": "ula", "steps": 2})
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    proposals = model.prior.sample(64, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        log_lik = model.likelihood.log_likelihood_matrix(
+            x, model.likelihood.mean(model.decode(proposals))
+        )
+    # A sharp likelihood: every datum starts at its most likely proposal.
+    model.likelihood.std = 1e-4
+    z0 = importance_start(model, x, 64, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(z0, proposals[log_lik.argmax(dim=1)], rtol=0, atol=0)
+    # A flat likelihood: the starts are uniform over the proposals (seed 3, one datum repeated
+    # 4,000 times, 8 proposals: every count within 4.5 binomial SE of 500; a start drawn by
+    # the likelihood of a sharp model would pile onto one proposal).
+    model.likelihood.std = 1e6
+    drawn = model.prior.sample(8, torch.Generator().manual_seed(3))
+    starts = importance_start(
+        model, x[:1].expand(4000, -1, -1, -1), 8, torch.Generator().manual_seed(3)
+    )
+    match = (starts.flatten(1)[:, None] == drawn.flatten(1)[None]).all(dim=2)  # (4000, 8)
+    assert bool((match.sum(dim=1) == 1).all())
+    counts = match.sum(dim=0).float()
+    se = (4000 * (1 / 8) * (7 / 8)) ** 0.5
+    assert float((counts - 500).abs().max()) < 4.5 * se, counts
+
+
+def test_langevin_loss_starts_chains_by_resampling_when_asked(monkeypatch) -> None:
+    import tkam.losses.langevin as langevin
+
+    calls = []
+    original = langevin.importance_start
+
+    def counting(model, x, num_samples, rng):  # noqa: ANN001, ANN202
+        calls.append(num_samples)
+        return original(model, x, num_samples, rng)
+
+    monkeypatch.setattr(langevin, "importance_start", counting)
+    for init, expected in ((0, []), (16, [16])):
+        calls.clear()
+        config = tiny_config(posterior={"sampler": "ula", "steps": 2, "init_samples": init})
+        model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+        x = torch.rand(4, 1, 8, 8)
+        out = compute_loss(model, x, config, torch.Generator().manual_seed(1), step=1)
+        assert torch.isfinite(out.loss) and calls == expected

@@ -552,6 +552,11 @@ class PosteriorConfig:
             lets them leave it, as the reference's samplers do, where the log-prior is the
             energy's extrapolation and the grid refits on posterior latents (departures A16)
             widen the domain run after run.
+        init_samples: where the Langevin loss starts its chains: 0, at prior draws (the
+            reference); M > 0, by sampling-importance-resampling: M prior proposals for the
+            batch, each datum's chain started at one of them drawn in proportion to its
+            likelihood, so the chains start near the posterior among latents the prior
+            produces (the thermodynamic loss's populations keep their prior starts).
     """
 
     sampler: str = "importance"
@@ -561,9 +566,12 @@ class PosteriorConfig:
     num_unadjusted: int = 2
     change_rate: float = 2.0
     reflect: bool = True
+    init_samples: int = 0
 
     def __post_init__(self) -> None:
         _set(self, "sampler", _choice(self.sampler, SAMPLERS, "sampler"))
+        if self.init_samples < 0:
+            raise ConfigError(f"init_samples: must be >= 0, got {self.init_samples}")
         if self.step_size <= 0 or self.steps < 1:
             raise ConfigError("step_size/steps: must be positive")
         lo, hi = self.step_size_bounds
@@ -889,6 +897,14 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
             config.model,
             config.model.kind == "vae",
             f"only the VAE has a KL term (model.kind is {config.model.kind})",
+        )
+    )
+    rules.append(
+        (
+            "posterior.init_samples",
+            config.posterior,
+            config.train.loss == "langevin",
+            f"only the Langevin loss starts chains by resampling (the loss is {config.train.loss})",
         )
     )
     importance = config.train.loss == "importance"

@@ -11,7 +11,7 @@ from tkam.losses.output import LossOutput
 from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 
-__all__ = ["langevin_loss", "posterior_samples"]
+__all__ = ["importance_start", "langevin_loss", "posterior_samples"]
 
 
 def posterior_samples(
@@ -23,12 +23,32 @@ def posterior_samples(
 ) -> Tensor:
     """One Langevin chain per datum on ``log p(z) + log p(x_b | z)`` (noise-free), started where
     the prior starts chains (:meth:`~tkam.prior.protocol.PriorModule.chain_start`: a prior draw,
-    or the latent EBM's Gaussian base) and moved ``config.steps`` times; the final positions,
-    detached. ``memory`` carries autoMALA's adapted step sizes between calls
+    or the latent EBM's Gaussian base), or with ``config.init_samples`` by
+    :func:`importance_start`, and moved ``config.steps`` times; the final positions, detached.
+    ``memory`` carries autoMALA's adapted step sizes between calls
     (:func:`~tkam.losses.chains.run_chains`; maths 4.2)."""
-    z0 = model.prior.chain_start(len(x), rng)
+    if config.init_samples > 0:
+        z0 = importance_start(model, x, config.init_samples, rng)
+    else:
+        z0 = model.prior.chain_start(len(x), rng)
     one = torch.ones(1, dtype=x.dtype, device=x.device)  # a single population at t = 1
     return run_chains(z0, model.tempered_target(x), one, rng, config, memory).z
+
+
+@torch.no_grad()
+def importance_start(
+    model: LatentModel, x: Tensor, num_samples: int, rng: torch.Generator | None
+) -> Tensor:
+    """Chain starts by sampling-importance-resampling: ``num_samples`` prior proposals shared by
+    the batch, and for each datum one of them drawn with probability proportional to its
+    noise-free likelihood ``p(x_b | z_m)``: a draw from the self-normalised importance
+    approximation of the posterior, ``(B, *latent_shape)``."""
+    proposals = model.prior.sample(num_samples, rng)
+    prediction = model.likelihood.mean(model.decode(proposals))
+    log_lik = model.likelihood.log_likelihood_matrix(x, prediction)  # (B, M)
+    probabilities = torch.softmax(log_lik.float(), dim=1)
+    pick = torch.multinomial(probabilities, 1, generator=rng).squeeze(1)
+    return proposals[pick]
 
 
 def langevin_loss(
