@@ -33,7 +33,6 @@ SETTINGS = {
         tau_trainable=False,
         base_activation="none",
         reference="gaussian",
-        grid_range=(-1.0, 1.0),
         num_nodes=200,
         mixture=True,
         train_proportions=True,
