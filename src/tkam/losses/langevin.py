@@ -9,6 +9,7 @@ from tkam.config import PosteriorConfig
 from tkam.losses.chains import exact_log_normaliser, prior_phases, run_chains
 from tkam.losses.output import LossOutput
 from tkam.model import LatentModel
+from tkam.posterior.importance import importance_weights
 from tkam.posterior.memory import StepSizeMemory
 
 __all__ = ["importance_start", "langevin_loss", "posterior_samples"]
@@ -46,8 +47,8 @@ def importance_start(
     proposals = model.prior.sample(num_samples, rng)
     prediction = model.likelihood.mean(model.decode(proposals))
     log_lik = model.likelihood.log_likelihood_matrix(x, prediction)  # (B, M)
-    probabilities = torch.softmax(log_lik.float(), dim=1)
-    pick = torch.multinomial(probabilities, 1, generator=rng).squeeze(1)
+    weights, _ = importance_weights(log_lik.float())
+    pick = torch.multinomial(weights, 1, generator=rng).squeeze(1)
     return proposals[pick]
 
 
