@@ -288,6 +288,43 @@ def test_weighted_pairwise_gives_the_value_and_gradients_of_the_weighted_sum(bas
         assert relative_error(g, ref) < 1e-9
 
 
+@pytest.mark.parametrize("activation", ["none", "silu"])
+@pytest.mark.parametrize("trainable", ["all", "coef", "tau"])
+def test_float32_weighted_pairwise_matches_float64_and_ignores_the_thread_count(
+    activation, trainable
+) -> None:
+    # The float32 RBF pass over blocks of 16 columns (7 x 5 = 35: two blocks and a tail of 3),
+    # samples innermost: value and gradients within float32 rounding of the float64 eager
+    # truth, and bitwise the same with one thread as with two.
+    layer64 = random_layer("rbf", activation, in_dim=5, out_dim=7, grid_size=8, seed=3)
+    layer32 = random_layer("rbf", activation, in_dim=5, out_dim=7, grid_size=8, seed=3)
+    layer32 = layer32.to(torch.float32)
+    for layer in (layer64, layer32):
+        for name, p in layer.named_parameters():
+            p.requires_grad_(trainable == "all" or name == trainable)
+    z = inputs("pairwise", layer64, samples=13, seed=4)
+    weights = torch.randn(13, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+
+    def run(layer, fn, dtype):
+        params = [p for p in layer.parameters() if p.requires_grad]
+        value = fn(z.to(dtype), weights.to(dtype), layer.arguments())
+        return [value.detach(), *torch.autograd.grad(value, params)]
+
+    truth = run(layer64, ops.eager_weighted_pairwise, torch.float64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(layer32, ops.weighted_pairwise, torch.float32)
+        torch.set_num_threads(2)
+        two = run(layer32, ops.weighted_pairwise, torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b, ref in zip(one, two, truth, strict=True):
+        assert a.dtype == torch.float32
+        assert torch.equal(a, b)
+        assert relative_error(a, ref) < 2e-6
+
+
 @pytest.mark.parametrize("basis", ALL_BASES)
 @pytest.mark.parametrize("trainable", ["none", "coef", "tau", "w_base", "all"])
 def test_only_the_requested_gradients_are_computed_and_they_are_right(basis, trainable) -> None:

@@ -818,6 +818,85 @@ void pairwise_backward_item(const Spec<T>& sp, Rows<T>& r, const T* coef_t, cons
   }
 }
 
+#if defined(__AVX512F__)
+// eval_bwd's weighted pass (row weights, one output, no dL/dx) for RBF in float32: blocks of 16
+// columns, each owned by one thread, with the samples inside. A block's coefficient gradients
+// (M vectors) stay in L1 over all samples instead of every sample streaming the whole (M, I)
+// table through the cache, and every sum runs over the samples in order, so the result does
+// not depend on the number of threads. Per sample the arithmetic is basis_contract_backward's.
+template <bool GC, bool DT>
+void rbf_weighted_avx512(const Spec<float>& sp, const float* coef_t, const float* wsp_t,
+                         const float* wb_t, const float* x, const float* row_weights, int64_t S,
+                         float* g_coef_t, float* g_wsp_t, float* g_wb_t, float* g_tau,
+                         float* value, int threads) {
+  const int64_t I = sp.I, M = sp.M, ld = sp.ld, blocks = (I + 15) / 16;
+  const bool base = wb_t != nullptr && sp.act != A_NONE;
+  const float s = sp.scale * 0.70710678118654752440f;
+  std::vector<float> value_parts(blocks, 0.0f), tau_parts(blocks, 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    FlushDenormals ftz;
+    std::vector<float> gc_buffer(GC ? M * 16 : 0), packed(2 * S * 16);
+    float* __restrict gc = gc_buffer.data();
+    float* __restrict xs = packed.data();           // (S, 16): the block's inputs
+    float* __restrict as = xs + S * 16;            // (S, 16): their base activations
+    const __m512 sv = _mm512_set1_ps(s), zero = _mm512_setzero_ps();
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t i0 = b * 16;
+      const __mmask16 k = tail_mask(I - i0);
+      if constexpr (GC) std::fill(gc_buffer.begin(), gc_buffer.end(), 0.0f);
+      const __m512 wsp = wsp_t ? _mm512_maskz_loadu_ps(k, wsp_t + i0) : _mm512_set1_ps(1.0f);
+      const __m512 wb = base ? _mm512_maskz_loadu_ps(k, wb_t + i0) : zero;
+      __m512 total = zero, g_wsp = zero, g_wb = zero, tau = zero;
+      for (int64_t n = 0; n < S; ++n)
+        _mm512_storeu_ps(xs + n * 16, _mm512_maskz_loadu_ps(k, x + n * I + i0));
+      if (base) activation_row<float>(sp.act, xs, S * 16, as, nullptr);
+      for (int64_t n = 0; n < S; ++n) {
+        const __m512 w = _mm512_set1_ps(row_weights[n]);
+        const __m512 xv = _mm512_loadu_ps(xs + n * 16);
+        const __m512 gw = _mm512_mul_ps(w, wsp);
+        __m512 spline = zero, d = zero;
+        for (int64_t m = 0; m < M; ++m) {
+          const __m512 t =
+              _mm512_mul_ps(_mm512_sub_ps(xv, _mm512_maskz_loadu_ps(k, sp.grid_t + m * ld + i0)), sv);
+          const __m512 u = _mm512_mul_ps(t, t);
+          const __m512 v = exp_neg_avx512(_mm512_sub_ps(zero, u));
+          if constexpr (GC) {
+            float* c = gc + m * 16;
+            _mm512_storeu_ps(c, _mm512_fmadd_ps(gw, v, _mm512_loadu_ps(c)));
+          }
+          const __m512 wv = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, coef_t + m * I + i0), v);
+          spline = _mm512_add_ps(spline, wv);
+          if constexpr (DT) d = _mm512_fmadd_ps(wv, u, d);
+        }
+        const __m512 a = base ? _mm512_maskz_loadu_ps(k, as + n * 16) : zero;
+        // The weighted function values w_spline * spline + w_base * a, and the sums that give
+        // the gradients of w_spline, w_base and tau.
+        total = _mm512_fmadd_ps(w, _mm512_fmadd_ps(wb, a, _mm512_mul_ps(wsp, spline)), total);
+        g_wsp = _mm512_fmadd_ps(w, spline, g_wsp);
+        g_wb = _mm512_fmadd_ps(w, a, g_wb);
+        if constexpr (DT) tau = _mm512_fmadd_ps(gw, d, tau);
+      }
+      if constexpr (GC)
+        for (int64_t m = 0; m < M; ++m)
+          _mm512_mask_storeu_ps(g_coef_t + m * I + i0, k, _mm512_loadu_ps(gc + m * 16));
+      if (g_wsp_t) _mm512_mask_storeu_ps(g_wsp_t + i0, k, g_wsp);
+      if (g_wb_t) _mm512_mask_storeu_ps(g_wb_t + i0, k, g_wb);
+      value_parts[b] = _mm512_reduce_add_ps(_mm512_maskz_mov_ps(k, total));
+      if constexpr (DT) tau_parts[b] = _mm512_reduce_add_ps(_mm512_maskz_mov_ps(k, tau));
+    }
+  }
+  float value_total = 0.0f, tau_total = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    value_total += value_parts[b];
+    tau_total += tau_parts[b];
+  }
+  if (value) *value = value_total;
+  if (g_tau) *g_tau = DT ? tau_total * (2.0f / sp.tau) : 0.0f;
+}
+#endif
+
 // The backward of eval_fwd: dL/dx, and dL/d(coef, w_spline, w_base, tau) accumulated per thread
 // and summed at the end. The basis values and their derivatives are recomputed, not stored.
 //
@@ -832,6 +911,27 @@ void eval_bwd(const Spec<T>& sp, const T* coef_t, const T* wsp_t, const T* wb_t,
   const int64_t width = std::min(I, CHUNK), chunks = (I + width - 1) / width;
   const bool base = wb_t != nullptr && sp.act != A_NONE;
   const bool need_dx = gx != nullptr, need_dt = g_tau != nullptr && BASIS != BSPLINE;
+#if defined(__AVX512F__)
+  if constexpr (BASIS == RBF && std::is_same_v<T, float>) {
+    if (O == 1 && row_weights && !gx) {
+      if (g_wb_t && !base) std::memset(g_wb_t, 0, sizeof(T) * I);
+      const float* wb = base ? wb_t : nullptr;
+      if (g_coef_t && g_tau)
+        rbf_weighted_avx512<true, true>(sp, coef_t, wsp_t, wb, x, row_weights, S, g_coef_t,
+                                        g_wsp_t, base ? g_wb_t : nullptr, g_tau, value, threads);
+      else if (g_coef_t)
+        rbf_weighted_avx512<true, false>(sp, coef_t, wsp_t, wb, x, row_weights, S, g_coef_t,
+                                         g_wsp_t, base ? g_wb_t : nullptr, g_tau, value, threads);
+      else if (g_tau)
+        rbf_weighted_avx512<false, true>(sp, coef_t, wsp_t, wb, x, row_weights, S, g_coef_t,
+                                         g_wsp_t, base ? g_wb_t : nullptr, g_tau, value, threads);
+      else
+        rbf_weighted_avx512<false, false>(sp, coef_t, wsp_t, wb, x, row_weights, S, g_coef_t,
+                                          g_wsp_t, base ? g_wb_t : nullptr, g_tau, value, threads);
+      return;
+    }
+  }
+#endif
   if (g_coef_t) std::memset(g_coef_t, 0, sizeof(T) * O * M * I);
   if (g_wsp_t) std::memset(g_wsp_t, 0, sizeof(T) * O * I);
   if (g_wb_t) std::memset(g_wb_t, 0, sizeof(T) * O * I);
@@ -1185,6 +1285,96 @@ void radix_sort_row(const float* values, int64_t S, std::vector<uint32_t>& keys,
 
 }  // namespace
 
+#if defined(__AVX512F__)
+// The merge of tkam_invert_shared_lanes_f32 (below), G blocks of 16 components at a time.
+template <int G>
+void invert_lanes_merge(const float* cdf_t, const float* knots, const float* sorted,
+                        const int32_t* order, int64_t Q, int64_t P, int64_t n, int64_t S,
+                        int64_t blocks, float* stage, float* sums, bool values, int threads) {
+  // Each thread owns whole groups of G blocks of components (q), so the sums over p need no
+  // atomics; the G blocks of a group are merged side by side, G independent chains of gathers
+  // whose latencies overlap.
+  const int64_t groups = (blocks + G - 1) / G;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t group = 0; group < groups; ++group)
+  for (int64_t p = 0; p < P; ++p) {
+    const float* F = cdf_t + p * n * Q;
+    const float* X = knots + p * n;
+    const float* u = sorted + p * S;
+    const int32_t* ord = order + p * S;
+    const __m512i Qv = _mm512_set1_epi32(static_cast<int32_t>(Q));
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512 ones = _mm512_set1_ps(1.0f), zeros = _mm512_setzero_ps();
+    __mmask16 active[G];
+    __m512i lane[G], j[G];
+    __m512 f_cur[G], x_cur[G], f_prev[G], x_prev[G];
+    int64_t q0[G];
+    // Each lane carries its interval: j = min{j : F[j] >= u} so far, with F[j], X[j] and
+    // F[j-1], X[j-1]. The sorted uniforms only move j forwards, so gathers happen only when a
+    // lane advances (about once per sample for 16 lanes), never to re-read the same values.
+    for (int g = 0; g < G; ++g) {
+      q0[g] = (group * G + g) * 16;
+      const int64_t width = std::max<int64_t>(0, std::min<int64_t>(16, Q - q0[g]));
+      active[g] = static_cast<__mmask16>((1u << width) - 1u);
+      lane[g] = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(q0[g])),
+                                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                   14, 15));
+      j[g] = _mm512_setzero_si512();
+      f_cur[g] = _mm512_mask_loadu_ps(ones, active[g], F + (width ? q0[g] : 0));  // F[0]
+      x_cur[g] = _mm512_set1_ps(X[0]);
+      f_prev[g] = f_cur[g], x_prev[g] = x_cur[g];
+    }
+    for (int64_t k = 0; k < S; ++k) {
+      const __m512 uk = _mm512_set1_ps(u[k]);
+      for (;;) {
+        __mmask16 behind[G];
+        int any = 0;
+        for (int g = 0; g < G; ++g) {
+          behind[g] = _mm512_mask_cmp_ps_mask(active[g], f_cur[g], uk, _CMP_LT_OQ);
+          any |= behind[g];
+        }
+        if (!any) break;
+        for (int g = 0; g < G; ++g) {
+          if (!behind[g]) continue;
+          f_prev[g] = _mm512_mask_mov_ps(f_prev[g], behind[g], f_cur[g]);
+          x_prev[g] = _mm512_mask_mov_ps(x_prev[g], behind[g], x_cur[g]);
+          j[g] = _mm512_mask_add_epi32(j[g], behind[g], j[g], one);
+          f_cur[g] = _mm512_mask_i32gather_ps(
+              f_cur[g], behind[g], _mm512_add_epi32(_mm512_mullo_epi32(j[g], Qv), lane[g]), F, 4);
+          x_cur[g] = _mm512_mask_i32gather_ps(x_cur[g], behind[g], j[g], X, 4);
+        }
+      }
+      const int64_t row = ord[k];
+      for (int g = 0; g < G; ++g) {
+        if (!active[g]) continue;
+        __m512 f_lo = f_prev[g], f_hi = f_cur[g], x_lo = x_prev[g], x_hi = x_cur[g];
+        // j = 0 only for u <= F[0] = 0: the first interval, (0, 1), as invert_one clamps it.
+        const __mmask16 at_zero =
+            _mm512_mask_cmpeq_epi32_mask(active[g], j[g], _mm512_setzero_si512());
+        if (at_zero) {
+          f_lo = _mm512_mask_mov_ps(f_lo, at_zero, f_cur[g]);
+          x_lo = _mm512_mask_mov_ps(x_lo, at_zero, x_cur[g]);
+          f_hi = _mm512_mask_i32gather_ps(f_hi, at_zero, _mm512_add_epi32(Qv, lane[g]), F, 4);
+          x_hi = _mm512_mask_mov_ps(x_hi, at_zero, _mm512_set1_ps(X[1]));
+        }
+        const __m512 gap = _mm512_sub_ps(f_hi, f_lo);
+        const __mmask16 open = _mm512_cmp_ps_mask(gap, zeros, _CMP_GT_OQ);
+        __m512 frac = _mm512_maskz_div_ps(open, _mm512_sub_ps(uk, f_lo), gap);
+        frac = _mm512_min_ps(_mm512_max_ps(frac, zeros), ones);
+        __m512 v = _mm512_add_ps(x_lo, _mm512_mul_ps(_mm512_sub_ps(x_hi, x_lo), frac));
+        v = _mm512_min_ps(_mm512_max_ps(v, x_lo), x_hi);
+        if (sums) {
+          float* dst = sums + row * Q + q0[g];
+          _mm512_mask_storeu_ps(dst, active[g],
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(active[g], dst), v));
+        }
+        if (values) _mm512_mask_storeu_ps(stage + (p * S + row) * Q + q0[g], active[g], v);
+      }
+    }
+  }
+}
+#endif
+
 extern "C" {
 
 int tkam_abi_version() { return TKAM_ABI_VERSION; }
@@ -1451,65 +1641,14 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
   // cache lines per sample (stride P), which cost more than the merge itself.
   std::vector<float> staging(out ? P * S * Q : 0);
   float* stage = staging.data();
-  // Each thread owns whole blocks of components (q), so the sums over p need no atomics.
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t block = 0; block < blocks; ++block)
-  for (int64_t p = 0; p < P; ++p) {
-    const int64_t q0 = block * 16;
-    const int32_t width = static_cast<int32_t>(std::min<int64_t>(16, Q - q0));
-    const __mmask16 active = static_cast<__mmask16>((1u << width) - 1u);
-    const float* F = cdf_t + p * n * Q;
-    const float* X = knots + p * n;
-    const float* u = sorted + p * S;
-    const int32_t* ord = order + p * S;
-    const __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(q0)),
-                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-                                                            11, 12, 13, 14, 15));
-    const __m512i Qv = _mm512_set1_epi32(static_cast<int32_t>(Q));
-    const __m512i one = _mm512_set1_epi32(1);
-    const __m512 ones = _mm512_set1_ps(1.0f), zeros = _mm512_setzero_ps();
-    // Each lane carries its interval: j = min{j : F[j] >= u} so far, with F[j], X[j] and
-    // F[j-1], X[j-1]. The sorted uniforms only move j forwards, so gathers happen only when a
-    // lane advances (about once per sample for 16 lanes), never to re-read the same values.
-    __m512i j = _mm512_setzero_si512();
-    __m512 f_cur = _mm512_mask_loadu_ps(ones, active, F + q0);  // F[0] of every lane
-    __m512 x_cur = _mm512_set1_ps(X[0]);
-    __m512 f_prev = f_cur, x_prev = x_cur;
-    for (int64_t k = 0; k < S; ++k) {
-      const __m512 uk = _mm512_set1_ps(u[k]);
-      for (;;) {
-        const __mmask16 behind = _mm512_mask_cmp_ps_mask(active, f_cur, uk, _CMP_LT_OQ);
-        if (!behind) break;
-        f_prev = _mm512_mask_mov_ps(f_prev, behind, f_cur);
-        x_prev = _mm512_mask_mov_ps(x_prev, behind, x_cur);
-        j = _mm512_mask_add_epi32(j, behind, j, one);
-        f_cur = _mm512_mask_i32gather_ps(f_cur, behind,
-                                         _mm512_add_epi32(_mm512_mullo_epi32(j, Qv), lane), F, 4);
-        x_cur = _mm512_mask_i32gather_ps(x_cur, behind, j, X, 4);
-      }
-      __m512 f_lo = f_prev, f_hi = f_cur, x_lo = x_prev, x_hi = x_cur;
-      // j = 0 only for u <= F[0] = 0: the first interval, (0, 1), as invert_one clamps it.
-      const __mmask16 at_zero = _mm512_mask_cmpeq_epi32_mask(active, j, _mm512_setzero_si512());
-      if (at_zero) {
-        f_lo = _mm512_mask_mov_ps(f_lo, at_zero, f_cur);
-        x_lo = _mm512_mask_mov_ps(x_lo, at_zero, x_cur);
-        f_hi = _mm512_mask_i32gather_ps(f_hi, at_zero, _mm512_add_epi32(Qv, lane), F, 4);
-        x_hi = _mm512_mask_mov_ps(x_hi, at_zero, _mm512_set1_ps(X[1]));
-      }
-      const __m512 gap = _mm512_sub_ps(f_hi, f_lo);
-      const __mmask16 open = _mm512_cmp_ps_mask(gap, zeros, _CMP_GT_OQ);
-      __m512 frac = _mm512_maskz_div_ps(open, _mm512_sub_ps(uk, f_lo), gap);
-      frac = _mm512_min_ps(_mm512_max_ps(frac, zeros), ones);
-      __m512 v = _mm512_add_ps(x_lo, _mm512_mul_ps(_mm512_sub_ps(x_hi, x_lo), frac));
-      v = _mm512_min_ps(_mm512_max_ps(v, x_lo), x_hi);
-      const int64_t row = ord[k];
-      if (sums) {
-        float* dst = sums + row * Q + q0;
-        _mm512_mask_storeu_ps(dst, active, _mm512_add_ps(_mm512_maskz_loadu_ps(active, dst), v));
-      }
-      if (out) _mm512_mask_storeu_ps(stage + (p * S + row) * Q + q0, active, v);
-    }
-  }
+  // G blocks per group, up to three, as long as every thread gets a group.
+  const int64_t per_thread = blocks / std::max(threads, 1);
+  if (per_thread >= 3)
+    invert_lanes_merge<3>(cdf_t, knots, sorted, order, Q, P, n, S, blocks, stage, sums, out, threads);
+  else if (per_thread == 2)
+    invert_lanes_merge<2>(cdf_t, knots, sorted, order, Q, P, n, S, blocks, stage, sums, out, threads);
+  else
+    invert_lanes_merge<1>(cdf_t, knots, sorted, order, Q, P, n, S, blocks, stage, sums, out, threads);
   if (out) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t row = 0; row < S; ++row)
