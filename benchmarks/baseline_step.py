@@ -5,7 +5,9 @@ from the Debian files; uniform noise if they are absent). One step = loss + back
 ``tkam.train.loop.train_step``: T-KAM's IS loss (N=100 prior samples), the VAE's negative ELBO
 (mirrored MLP encoder 784 -> 162 -> 81), the latent EBM's Langevin loss (60 prior steps for the
 posterior starts and 60 for the negatives, 20 posterior steps through the generator). All three
-share the generator weights; median of repeats after warm-up, all in one process. Then a
+share the generator weights; median of repeats after warm-up, all in one process. The headline
+ratio, T-KAM over the VAE, is the median of per-pair ratios of single steps run back to back.
+Then a
 profile of T-KAM's and the VAE's steps (``torch.profiler``, self time per operator, per step) shows
 where T-KAM's remaining extra time goes.
 
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from common import benchmark_parser, machine, write_section
+from common import benchmark_parser, machine, paired_ratio, write_section
 from generation import interleaved_times
 from tkam.build import build_model
 from tkam.config import load_config
@@ -167,10 +169,14 @@ def main() -> None:
     repeats, rounds = (3, 1) if args.quick else (10, 6)
     calls, source = build_steps(device)
     times = interleaved_times(calls, repeats, rounds)
+    # The headline ratio: single T-KAM and VAE steps back to back, many pairs.
+    pairs = 10 if args.quick else 150
+    tkam_vs_vae, q1, q3, pair_tkam, pair_vae = paired_ratio(calls["tkam"], calls["vae"], pairs)
     tables, matmuls = profile(calls, 5 if args.quick else 20)
     for kind in KINDS:
         print(f"{LABELS[kind]}: {times[kind][0] * 1e3:.1f} ms")
-    tkam_vs_vae = times["tkam"][0] / times["vae"][0]
+    print(f"paired: T-KAM {pair_tkam * 1e3:.1f} ms, VAE {pair_vae * 1e3:.1f} ms, ratio quartiles"
+          f" {q1:.3f} - {q3:.3f}")  # fmt: skip
     lebm_vs_tkam = times["lebm"][0] / times["tkam"][0]
     if not args.no_write:
         rows = [
@@ -190,6 +196,13 @@ def main() -> None:
                 "| model | median (ms) | std (ms) | relative to T-KAM |",
                 "|---|---|---|---|",
                 *rows,
+                "",
+                f"T-KAM / VAE, the headline ratio (`train_step_tkam_vs_vae`): **{tkam_vs_vae:.3f}**,"
+                f" the median of {pairs} per-pair ratios of single steps run back to back (order"
+                f" alternating; quartiles {q1:.3f} - {q3:.3f}; medians {pair_tkam * 1e3:.1f} and"
+                f" {pair_vae * 1e3:.1f} ms). A pair runs within a few tens of milliseconds, so"
+                " the drift of this machine's speed over seconds, which moves the round medians"
+                " above by up to 20%, cancels in each ratio.",
                 "",
                 f"Where the time goes (`torch.profiler`, self CPU time per step, ms, over"
                 f" {5 if args.quick else 20} steps; the operators are sorted by T-KAM's time beyond"

@@ -37,6 +37,37 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tupl
     return statistics.median(times), (statistics.stdev(times) if len(times) > 1 else 0.0)
 
 
+def paired_ratio(
+    a: Callable[[], object], b: Callable[[], object], pairs: int, warmup: int = 3
+) -> tuple[float, float, float, float, float]:
+    """``a``'s time over ``b``'s, from ``pairs`` back-to-back pairs of single calls.
+
+    The two calls of a pair run within a few milliseconds of each other, so a change of the
+    machine's speed over seconds (other tenants, clocks) scales both; the order within a pair
+    alternates, so neither always runs second. Returns the median of the per-pair ratios, its
+    quartiles, and the median times of ``a`` and ``b`` (s).
+    """
+    for _ in range(warmup):
+        a()
+        b()
+    ratios, times_a, times_b = [], [], []
+    for k in range(pairs):
+        order = (a, b) if k % 2 == 0 else (b, a)
+        taken = []
+        for fn in order:
+            synchronize()
+            start = time.perf_counter()
+            fn()
+            synchronize()
+            taken.append(time.perf_counter() - start)
+        t_a, t_b = taken if k % 2 == 0 else taken[::-1]
+        ratios.append(t_a / t_b)
+        times_a.append(t_a)
+        times_b.append(t_b)
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    return median, q1, q3, statistics.median(times_a), statistics.median(times_b)
+
+
 def machine() -> str:
     """A one-line description of where the figures were measured."""
     if torch.cuda.is_available():
