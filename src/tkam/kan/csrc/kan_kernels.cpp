@@ -1295,8 +1295,17 @@ void invert_lanes_merge(const float* cdf_t, const float* knots, const float* sor
   // atomics; the G blocks of a group are merged side by side, G independent chains of gathers
   // whose latencies overlap.
   const int64_t groups = (blocks + G - 1) / G;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t group = 0; group < groups; ++group)
+  constexpr int64_t W = G * 16;  // the floats of a group's part of one row of the sums
+#pragma omp parallel num_threads(threads)
+  {
+  // The group's sums, (S, W) and 64-byte aligned: every sample's update touches whole cache
+  // lines of a compact buffer instead of straddling lines of the (S, Q) rows; copied at the end.
+  std::vector<float> local_buffer(sums ? S * W + 16 : 0);
+  float* local = local_buffer.data();
+  while (sums && reinterpret_cast<uintptr_t>(local) % 64 != 0) ++local;
+#pragma omp for schedule(static)
+  for (int64_t group = 0; group < groups; ++group) {
+  if (sums) std::fill(local, local + S * W, 0.0f);
   for (int64_t p = 0; p < P; ++p) {
     const float* F = cdf_t + p * n * Q;
     const float* X = knots + p * n;
@@ -1364,13 +1373,19 @@ void invert_lanes_merge(const float* cdf_t, const float* knots, const float* sor
         __m512 v = _mm512_add_ps(x_lo, _mm512_mul_ps(_mm512_sub_ps(x_hi, x_lo), frac));
         v = _mm512_min_ps(_mm512_max_ps(v, x_lo), x_hi);
         if (sums) {
-          float* dst = sums + row * Q + q0[g];
-          _mm512_mask_storeu_ps(dst, active[g],
-                                _mm512_add_ps(_mm512_maskz_loadu_ps(active[g], dst), v));
+          float* dst = local + row * W + g * 16;
+          _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst), v));
         }
         if (values) _mm512_mask_storeu_ps(stage + (p * S + row) * Q + q0[g], active[g], v);
       }
     }
+  }
+  if (sums) {
+    const int64_t first = group * W, width = std::min<int64_t>(W, Q - first);
+    for (int64_t row = 0; row < S; ++row)
+      std::memcpy(sums + row * Q + first, local + row * W, sizeof(float) * width);
+  }
+  }
   }
 }
 #endif
@@ -1617,7 +1632,6 @@ int tkam_invert_shared_lanes_f32(const float* cdf_t, const float* knots, const f
                                  float* sums, int threads) {
 #if defined(__AVX512F__)
   const int64_t blocks = (Q + 15) / 16;
-  if (sums) std::memset(sums, 0, sizeof(float) * S * Q);
   // Each row's uniforms, sorted with their sample indices (ties keep the index order).
   std::vector<float> sorted_values(P * S);
   std::vector<int32_t> sorted_order(P * S);
