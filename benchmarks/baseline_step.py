@@ -6,10 +6,9 @@ from the Debian files; uniform noise if they are absent). One step = loss + back
 (mirrored MLP encoder 784 -> 162 -> 81), the latent EBM's Langevin loss (60 prior steps for the
 posterior starts and 60 for the negatives, 20 posterior steps through the generator). All three
 share the generator weights; median of repeats after warm-up, all in one process. The headline
-ratio, T-KAM over the VAE, is the median of per-pair ratios of single steps run back to back.
-Then a
-profile of T-KAM's and the VAE's steps (``torch.profiler``, self time per operator, per step) shows
-where T-KAM's remaining extra time goes.
+ratio, T-KAM over the VAE, is the median of per-pair ratios of single steps run back to back. Then
+a profile of T-KAM's and the VAE's steps (``torch.profiler``, self time per operator, per step)
+shows where T-KAM's remaining extra time goes.
 
     python benchmarks/baseline_step.py [--quick] [--device cpu|cuda] [--no-write]
 """

@@ -9,8 +9,10 @@ T-KAM is timed twice: with its quadrature table recomputed for every draw (the c
 parameter change; the headline ratio) and with the table the prior keeps while its parameters
 are unchanged (repeated generation from a trained model). The priors alone are timed too: the
 latent EBM's 60-step Langevin prior against T-KAM's inverse transform, quadrature included.
-Median of repeats after warm-up, all in one process. Goals: T-KAM within 1.1x of the VAE
-(acceptance 1.3x) and a prior at least 20x faster than the latent EBM's (acceptance 10x).
+Median of repeats after warm-up, all in one process; the headline T-KAM / VAE ratio (KAN
+generator) is the median of per-pair ratios of single draws run back to back. Goals: T-KAM
+within 1.1x of the VAE (acceptance 1.3x) and a prior at least 20x faster than the latent EBM's
+(acceptance 10x).
 
     python benchmarks/generation.py [--quick] [--device cpu|cuda] [--no-write]
 """
