@@ -47,6 +47,7 @@ STEPS = 5000
 REFERENCE_FIGURES = "figures/results/priors/FMNIST/{run}_1_{p}.png"
 COMPONENTS_FIGURE = sbs.FIGURES / "prior_components_fmnist.png"
 CURVES_FIGURE = sbs.FIGURES / "prior_tv_curves_fmnist.png"
+LEARNING_RATE_FIGURE = sbs.FIGURES / "prior_learning_rate_fmnist.png"
 INSPECTED = ("tv_median", "tv_p90", "share_tv_above_0.1", "kl_median", "h_effective_dimension",
              "h_leading_share")  # fmt: skip
 
@@ -242,6 +243,44 @@ def components(reference: Path) -> Path:
     return COMPONENTS_FIGURE
 
 
+def learning_rate_figure() -> Path | None:
+    """Components (q, 1), q = 1..3, of the seed-1 runs at the default prior learning rate and at
+    ten times it, on a true scale: the normalised component and pi_0 over the nodes."""
+    entries = sbs.store()
+    runs = [
+        ("shared/tkam-is", "prior learning rate 1e-3 (default)"),
+        ("prior/tkam-prior-lr", "prior learning rate 1e-2"),
+    ]
+    keys = [f"{prefix}/{STEPS}/seed1" for prefix, _ in runs]
+    if not all(k in entries and Path(entries[k]["run"]).exists() for k in keys):
+        return None
+    fig, axes = plt.subplots(len(runs), 3, figsize=(12, 3.2 * len(runs)), sharey=True)
+    for row, ((_, label), key) in enumerate(zip(runs, keys, strict=True)):
+        exported = _components(Path(entries[key]["run"]))
+        tv = entries[key].get("tv_median")
+        for q in range(3):
+            ax = axes[row, q]
+            nodes = exported["nodes"][0]
+            density = exported["density"][q, 0]
+            pi0 = exported["reference"][0]
+            ax.plot(nodes, density / np.trapezoid(density, nodes), lw=1.6, label="p_q1")
+            ax.plot(nodes, pi0 / np.trapezoid(pi0, nodes), "k--", lw=1.0, label="pi_0")
+            ax.set_title(f"{label}: component ({q + 1},1)", fontsize=9)
+            ax.set_xlabel("z")
+            if q == 0:
+                ax.set_ylabel(f"density (median TV of the run {tv:.3f})", fontsize=8)
+                ax.legend(fontsize=7)
+    fig.suptitle(
+        "Fashion-MNIST, importance sampling, 5,000 updates, seed 1: components (1,1)-(3,1)\n"
+        "packaged prior (top) and prior learning rate ten times the generator's (bottom), one scale",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(LEARNING_RATE_FIGURE, dpi=70)
+    plt.close(fig)
+    return LEARNING_RATE_FIGURE
+
+
 def seeds_table(heading: str, rows: list[tuple[str, str]]) -> list[str]:
     """Mean ± std over seeds of each (store prefix, label) row."""
     lines = [
@@ -291,6 +330,12 @@ def report(remark: str | None) -> None:
             [("shared/tkam-is", "1e-3 (default)"), ("prior/tkam-prior-lr", "1e-2")],
         ),
     ]
+    figure = learning_rate_figure()
+    if figure is not None:
+        body += [
+            "",
+            f"Components of both (seed 1, true scale): `{figure.relative_to(sbs.HERE.parent)}`.",
+        ]
     if COMPONENTS_FIGURE.exists():
         body += [
             "",
