@@ -230,17 +230,22 @@ def components(reference: Path) -> Path:
             ax.set_title(
                 f"tkam {run_name} (1,{p + 1}): p / pi_0 in [{lo:.2f}, {hi:.2f}]", fontsize=8
             )
-    fig.suptitle(
+    title = (
         "Components (1,1), (1,2), (1,3) after 5,000 updates: the reference's committed figures"
         " (left three) and tkam's (right three) drawn in the reference's convention (softmax"
         " over the nodes, y axis from the smaller minimum, no ticks); the titles give tkam's"
-        " true range of p / pi_0",
-        fontsize=10,
+        " true range of p / pi_0"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
-    fig.savefig(COMPONENTS_FIGURE, dpi=60)
+    return _finish(fig, title, COMPONENTS_FIGURE, dpi=60, top=0.98)
+
+
+def _finish(fig, title: str, path: Path, dpi: int, top: float) -> Path:  # noqa: ANN001
+    """Title, lay out, write and close a figure; its path."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
-    return COMPONENTS_FIGURE
+    return path
 
 
 def learning_rate_figure() -> Path | None:
@@ -270,15 +275,11 @@ def learning_rate_figure() -> Path | None:
             if q == 0:
                 ax.set_ylabel(f"density (median TV of the run {tv:.3f})", fontsize=8)
                 ax.legend(fontsize=7)
-    fig.suptitle(
+    title = (
         "Fashion-MNIST, importance sampling, 5,000 updates, seed 1: components (1,1)-(3,1)\n"
-        "packaged prior (top) and prior learning rate ten times the generator's (bottom), one scale",
-        fontsize=10,
+        "packaged prior (top) and prior learning rate ten times the generator's (bottom), one scale"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    fig.savefig(LEARNING_RATE_FIGURE, dpi=70)
-    plt.close(fig)
-    return LEARNING_RATE_FIGURE
+    return _finish(fig, title, LEARNING_RATE_FIGURE, dpi=70, top=0.93)
 
 
 def seeds_table(heading: str, rows: list[tuple[str, str]]) -> list[str]:
