@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,6 +27,15 @@ from tkam.posterior import ULA, AutoMALA, StepSizeMemory, tempered_init
             "thermodynamic": {"num_temps": 4, "integral": "trapezoid", "swap_per_chain": False},
         },
         {"prior": {"mixture": True}, "posterior": {"sampler": "ula", "steps": 3}},
+        {"posterior": {"sampler": "ula", "steps": 3, "space": "noise"}},
+        {
+            "prior": {"independent_uniforms": False},
+            "posterior": {"sampler": "automala", "steps": 4, "space": "noise"},
+        },
+        {
+            "posterior": {"sampler": "ula", "steps": 3, "space": "noise"},
+            "thermodynamic": {"num_temps": 4},
+        },
     ],
 )
 def test_langevin_and_thermodynamic_losses_give_gradients(changes) -> None:
@@ -194,3 +204,96 @@ def test_langevin_loss_starts_chains_by_resampling_when_asked(monkeypatch) -> No
         x = torch.rand(4, 1, 8, 8)
         out = compute_loss(model, x, config, torch.Generator().manual_seed(1), step=1)
         assert torch.isfinite(out.loss) and calls == expected
+
+
+@pytest.mark.parametrize("loss", ["langevin", "thermodynamic"])
+def test_noise_space_chains_end_on_latents_the_prior_draws(monkeypatch, loss) -> None:
+    """``posterior.space = "noise"`` with shared uniforms: the chains move (the ends differ from
+    the standard normal starts) and every positive is ``F^{-1}(Phi(e))`` of its chain's noise, so
+    column p of every q comes from one uniform (sorting q = 0 sorts all q), which chains on the
+    latents break after one step."""
+    import tkam.losses.chains as chains_module
+
+    runs = []
+    original = chains_module.run_chains
+
+    def recording(z0, target, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        run = original(z0, target, *args, **kwargs)
+        runs.append((z0.clone(), run.z.clone()))
+        return run
+
+    module = importlib.import_module(f"tkam.losses.{loss}")
+    monkeypatch.setattr(module, "run_chains", recording)
+    changes = {
+        "prior": {"independent_uniforms": False},
+        "posterior": {"sampler": "ula", "steps": 5, "space": "noise"},
+    }
+    if loss == "thermodynamic":
+        changes["thermodynamic"] = {"num_temps": 3}
+    config = tiny_config(**changes)
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = compute_loss(model, x, config, torch.Generator().manual_seed(2), step=1, total_steps=4)
+    assert torch.isfinite(out.loss)
+    ((start, end),) = runs
+    P = model.prior.num_inputs
+    assert start.shape == end.shape == (len(end), P)
+    assert float((end - start).abs().min()) > 0
+    z = model.prior.latents_from_noise(end)
+    for p in range(P):
+        order = torch.argsort(z[:, 0, p])
+        assert bool((z[order, :, p].diff(dim=0) >= 0).all()), f"column {p}"
+
+
+@pytest.mark.statistical
+def test_noise_space_ula_without_likelihood_samples_the_prior() -> None:
+    """At t = 0 the noise target is N(0, I): 2,000 ULA chains started at e = 3, 150 steps of 0.05
+    (seed 11), end with mean within 0.1 of 0 and variance within 0.1 of ULA's 1 / (1 - 0.025)
+    per coordinate (standard errors 0.022 and 0.032; a target without its 1/2 gives variance
+    0.5), and their latents pass the KS test against the prior at alpha = 0.001
+    (1.95 / sqrt(2000) = 0.044)."""
+    from scipy import stats
+
+    from tkam.losses.chains import chain_target, run_chains
+
+    config = tiny_config(
+        prior={"independent_uniforms": False},
+        posterior={"sampler": "ula", "steps": 150, "step_size": 0.05, "space": "noise"},
+    )
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    x = torch.rand(2000, 1, 8, 8, generator=torch.Generator().manual_seed(10))
+    chains = chain_target(model, x, config.posterior)
+    assert chains.on_noise
+    z0 = torch.full((2000, model.prior.num_inputs), 3.0)
+    zero = torch.zeros(1)
+    end = run_chains(z0, chains.target, zero, torch.Generator().manual_seed(11), config.posterior).z
+    assert float(end.mean(0).abs().max()) < 0.1, end.mean(0)
+    assert float((end.var(0) - 1 / (1 - 0.025)).abs().max()) < 0.1, end.var(0)
+    z = chains.latents(end)
+    exported = model.prior.export()
+    for q in range(z.shape[1]):
+        for p in range(z.shape[2]):
+            nodes, cdf = exported["nodes"][p], exported["cdf"][q, p]
+            d = stats.kstest(
+                z[:, q, p].double().numpy(), lambda v, n=nodes, c=cdf: np.interp(v, n, c)
+            ).statistic
+            assert d < 1.95 / 2000**0.5, (q, p, d)
+
+
+def test_noise_space_rejects_resampled_starts_and_is_flagged_where_unused() -> None:
+    from tkam.config import ConfigError, config_from_dict
+    from tkam.config.schema import ineffective_settings
+
+    with pytest.raises(ConfigError, match="init_samples"):
+        PosteriorConfig(sampler="ula", init_samples=10, space="noise")
+    with pytest.raises(ConfigError, match="space"):
+        PosteriorConfig(space="uniform")
+    flagged = {
+        "importance": {"posterior": {"space": "noise"}},
+        "mixture": {"prior": {"mixture": True}, "posterior": {"sampler": "ula", "space": "noise"}},
+    }
+    for name, data in flagged.items():
+        found = ineffective_settings(config_from_dict(data))
+        assert any(s.startswith("posterior.space") for s in found), name
+    used = config_from_dict({"posterior": {"sampler": "ula", "space": "noise"}})
+    assert not ineffective_settings(used)

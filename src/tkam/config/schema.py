@@ -88,6 +88,7 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
 GENERATOR_KINDS = ("kan", "cnn", "mlp", "sequence")
 LIKELIHOODS = ("gaussian", "bernoulli")
 SAMPLERS = ("importance", "ula", "automala")
+CHAIN_SPACES = ("latent", "noise")
 INTEGRALS = ("reference", "trapezoid")
 PRECISIONS = ("fp32", "bf16")
 MODEL_KINDS = ("tkam", "vae", "lebm")
@@ -557,6 +558,12 @@ class PosteriorConfig:
             batch, each datum's chain started at one of them drawn in proportion to its
             likelihood, so the chains start near the posterior among latents the prior
             produces (the thermodynamic loss's populations keep their prior starts).
+        space: where the chains move. ``latent`` (the reference): on the latents ``z``
+            themselves. ``noise`` (univariate prior only): on the standard normal noise ``e``
+            that the inverse transform turns into latents, ``z = F^{-1}(Phi(e))`` (one noise
+            per shared uniform, or per component with ``prior.independent_uniforms``), with the
+            target ``N(e; 0, I) p(x | z(e))``: the posterior of the prior's own sampling process,
+            so every chain position is a latent the prior can draw (maths 4.2).
     """
 
     sampler: str = "importance"
@@ -567,11 +574,18 @@ class PosteriorConfig:
     change_rate: float = 2.0
     reflect: bool = True
     init_samples: int = 0
+    space: str = "latent"
 
     def __post_init__(self) -> None:
         _set(self, "sampler", _choice(self.sampler, SAMPLERS, "sampler"))
+        _set(self, "space", _choice(self.space, CHAIN_SPACES, "space"))
         if self.init_samples < 0:
             raise ConfigError(f"init_samples: must be >= 0, got {self.init_samples}")
+        if self.init_samples and self.space == "noise":
+            raise ConfigError(
+                "init_samples: chains started by resampling move on the latents; it needs"
+                " space = 'latent', got space = 'noise'"
+            )
         if self.step_size <= 0 or self.steps < 1:
             raise ConfigError("step_size/steps: must be positive")
         lo, hi = self.step_size_bounds
@@ -905,6 +919,16 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
             config.posterior,
             config.train.loss == "langevin",
             f"only the Langevin loss starts chains by resampling (the loss is {config.train.loss})",
+        )
+    )
+    univariate_tkam = config.model.kind == "tkam" and not (prior.mixture or prior.deep)
+    rules.append(
+        (
+            "posterior.space",
+            config.posterior,
+            univariate_tkam and config.train.loss in ("langevin", "thermodynamic"),
+            "chains move on the noise of the univariate prior's inverse transform only, in the"
+            f" Langevin and thermodynamic losses (the loss is {config.train.loss})",
         )
     )
     importance = config.train.loss == "importance"

@@ -3,10 +3,14 @@ carry autoMALA's step sizes from call to call, and the prior's contrastive or ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from tkam.config import PosteriorConfig
+from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
 from tkam.posterior.tempering import (
     ULA,
@@ -17,8 +21,63 @@ from tkam.posterior.tempering import (
     tempered_langevin,
 )
 from tkam.prior import Prior
+from tkam.prior.univariate import UnivariatePrior
 
-__all__ = ["exact_log_normaliser", "posterior_sampler", "prior_phases", "run_chains"]
+__all__ = [
+    "chain_target",
+    "exact_log_normaliser",
+    "posterior_sampler",
+    "prior_phases",
+    "run_chains",
+]
+
+
+class ChainTarget(NamedTuple):
+    """Where a loss's posterior chains move and how their positions become latents.
+
+    Attributes:
+        target: the power posteriors the chains sample.
+        start: ``(num, rng) -> (num, *event)`` chain starts: prior draws on the latents, or
+            standard normal noise.
+        latents: ``positions -> (num, *latent_shape)`` latents, without gradient (the identity
+            on the latents).
+        on_noise: whether the chains move on the noise.
+    """
+
+    target: TemperedTarget
+    start: Callable[[int, torch.Generator | None], Tensor]
+    latents: Callable[[Tensor], Tensor]
+    on_noise: bool = False
+
+
+def chain_target(model: LatentModel, x: Tensor, config: PosteriorConfig) -> ChainTarget:
+    """The chains' target for data ``x`` (one chain per row): with ``config.space = "latent"``
+    the model's power posteriors on ``z`` (:meth:`~tkam.model.LatentModel.tempered_target`);
+    with ``"noise"`` the same posteriors pulled back to the univariate prior's standard normal
+    noise ``e``, ``N(e; 0, I) p(x | z(e))^t`` with ``z(e) = F^{-1}(Phi(e))``
+    (:meth:`~tkam.prior.univariate.UnivariatePrior.latents_from_noise`), on the whole space.
+    A prior without that transform (mixture, deep, Gaussian) keeps the latents."""
+    latent = model.tempered_target(x)
+    prior = model.prior
+    if config.space != "noise" or not isinstance(prior, UnivariatePrior):
+        return ChainTarget(latent, prior.chain_start, lambda z: z)
+
+    def log_prior(noise: Tensor) -> Tensor:
+        return -0.5 * noise.square().flatten(1).sum(dim=1)
+
+    def log_likelihood(noise: Tensor) -> tuple[Tensor, Tensor]:
+        return latent.log_likelihood(prior.latents_from_noise(noise))
+
+    def start(num: int, rng: torch.Generator | None) -> Tensor:
+        device = prior.layer.coef.device
+        return torch.randn((num, *prior.noise_shape), generator=rng, device=device)
+
+    @torch.no_grad()
+    def latents(noise: Tensor) -> Tensor:
+        return prior.latents_from_noise(noise)
+
+    target = TemperedTarget(log_prior, log_likelihood, latent.exchange_log_likelihood)
+    return ChainTarget(target, start, latents, on_noise=True)
 
 
 def posterior_sampler(config: PosteriorConfig) -> Sampler:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from tkam.config import PosteriorConfig
-from tkam.losses.chains import exact_log_normaliser, prior_phases, run_chains
+from tkam.losses.chains import chain_target, exact_log_normaliser, prior_phases, run_chains
 from tkam.losses.output import LossOutput
 from tkam.model import LatentModel
 from tkam.posterior.importance import importance_weights
@@ -26,14 +26,17 @@ def posterior_samples(
     the prior starts chains (:meth:`~tkam.prior.protocol.PriorModule.chain_start`: a prior draw,
     or the latent EBM's Gaussian base), or with ``config.init_samples`` by
     :func:`importance_start`, and moved ``config.steps`` times; the final positions, detached.
+    With ``config.space = "noise"`` the chains move on the prior's noise from standard normal
+    starts and end as the latents it maps to (:func:`~tkam.losses.chains.chain_target`).
     ``memory`` carries autoMALA's adapted step sizes between calls
     (:func:`~tkam.losses.chains.run_chains`; maths 4.2)."""
+    chains = chain_target(model, x, config)
     if config.init_samples > 0:
         z0 = importance_start(model, x, config.init_samples, rng)
     else:
-        z0 = model.prior.chain_start(len(x), rng)
+        z0 = chains.start(len(x), rng)
     one = torch.ones(1, dtype=x.dtype, device=x.device)  # a single population at t = 1
-    return run_chains(z0, model.tempered_target(x), one, rng, config, memory).z
+    return chains.latents(run_chains(z0, chains.target, one, rng, config, memory).z)
 
 
 @torch.no_grad()

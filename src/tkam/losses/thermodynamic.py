@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from tkam.config import PosteriorConfig, ThermodynamicConfig
-from tkam.losses.chains import exact_log_normaliser, prior_phases, run_chains
+from tkam.losses.chains import chain_target, exact_log_normaliser, prior_phases, run_chains
 from tkam.losses.output import LossOutput
 from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
@@ -50,10 +50,16 @@ def thermodynamic_loss(
     temps = temperatures(num_temps, power, device=x.device, dtype=x.dtype)  # (N_t + 1,)
     x_chains = x.repeat(num_temps, *([1] * (x.dim() - 1)))  # (N_t B, ...)
     log_z = exact_log_normaliser(prior, contrastive)
-    z0 = prior.sample(num_temps * batch, rng)
+    chains = chain_target(model, x_chains, posterior)
+    # Populations start at prior draws (a deep prior's included), or at noise on the noise.
+    z0 = (
+        chains.start(num_temps * batch, rng)
+        if chains.on_noise
+        else prior.sample(num_temps * batch, rng)
+    )
     run = run_chains(
         z0,
-        model.tempered_target(x_chains),
+        chains.target,
         temps[1:],
         rng,
         posterior,
@@ -61,7 +67,7 @@ def thermodynamic_loss(
         exchange_every=config.replica_exchange_frequency,
         swap_per_chain=config.swap_per_chain,
     )
-    z = run.z
+    z = chains.latents(run.z)
 
     negatives = prior.sample(batch, rng)
     predictions = likelihood.noised(model.decode(torch.cat([negatives, z])), rng)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
-from tkam.prior.inverse_transform import invert_components, invert_shared
+from tkam.prior.inverse_transform import invert_batched, invert_components, invert_shared
 from tkam.prior.quadrature import QuadratureTable, log_plus
 
 __all__ = ["UnivariatePrior"]
@@ -117,6 +117,36 @@ class UnivariatePrior(KANPrior):
         return invert_components(
             table.knots[0], cdf, component, u, guide, knot_rows, kernel=self.layer.kernel
         )
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of the noise behind one sample: ``(P,)`` shared uniforms, or ``(Q, P)`` with
+        ``independent_uniforms`` (:meth:`latents_from_noise`)."""
+        if self.config.independent_uniforms:
+            return (self.num_outputs, self.num_inputs)
+        return (self.num_inputs,)
+
+    def latents_from_noise(self, noise: Tensor) -> Tensor:
+        """``z = F^{-1}(Phi(e))``: standard normal noise ``(S, *noise_shape)`` through the normal
+        CDF and the components' inverse CDFs, ``(S, Q, P)``, differentiable in ``noise`` (the
+        slope of the piecewise-linear CDF's inverse times the normal density). With ``e`` drawn
+        from ``N(0, I)`` these are exact prior samples, the law :meth:`sample` draws."""
+        if tuple(noise.shape[1:]) != self.noise_shape:
+            raise ValueError(
+                f"noise: expected shape (S, {', '.join(map(str, self.noise_shape))}), got"
+                f" {tuple(noise.shape)}"
+            )
+        table = self.sampling_table()
+        Q, P = self.num_outputs, self.num_inputs
+        cdf = table.cdf  # (Q, P, n)
+        # Phi(e) in [0, 1): the largest float below 1 keeps u = 1 out of the last interval's end.
+        u = torch.special.ndtr(noise.to(cdf.dtype)).clamp(max=1.0 - torch.finfo(cdf.dtype).eps)
+        if self.config.independent_uniforms:
+            u = u.permute(1, 2, 0)  # (Q, P, S)
+        else:
+            u = u.t().expand(Q, P, noise.shape[0])  # (P, S) shared by every q
+        z = invert_batched(table.knots[0].expand_as(cdf), cdf, u)  # (Q, P, S)
+        return z.permute(2, 0, 1)
 
     def _by_row(self, table: QuadratureTable) -> Tensor:
         # Written by the fused quadrature; otherwise laid out once per table.
