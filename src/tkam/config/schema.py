@@ -732,12 +732,18 @@ def _implied_loss(config: ExperimentConfig) -> str:
     return "importance"
 
 
-def _independent_uniforms(config: ExperimentConfig) -> bool:
-    """What ``prior.independent_uniforms`` left out stands for: on where posterior chains move
-    the latents of a univariate T-KAM prior (the Langevin and thermodynamic losses), else off."""
+def _chains_on_univariate_prior(config: ExperimentConfig) -> bool:
+    """Whether posterior chains move the latents of a univariate T-KAM prior (the Langevin and
+    thermodynamic losses)."""
     prior = config.prior
     univariate = config.model.kind == "tkam" and not (prior.mixture or prior.deep)
     return univariate and config.train.loss in ("langevin", "thermodynamic")
+
+
+def _independent_uniforms(config: ExperimentConfig) -> bool:
+    """What ``prior.independent_uniforms`` left out stands for: on where posterior chains move
+    the latents of a univariate T-KAM prior, else off."""
+    return _chains_on_univariate_prior(config)
 
 
 def _loss_conflicts(config: ExperimentConfig, loss: str) -> list[str]:
@@ -921,12 +927,11 @@ def _section_rules(config: ExperimentConfig) -> list[tuple[str, Any, bool, str]]
             f"only the Langevin loss starts chains by resampling (the loss is {config.train.loss})",
         )
     )
-    univariate_tkam = config.model.kind == "tkam" and not (prior.mixture or prior.deep)
     rules.append(
         (
             "posterior.space",
             config.posterior,
-            univariate_tkam and config.train.loss in ("langevin", "thermodynamic"),
+            _chains_on_univariate_prior(config),
             "chains move on the noise of the univariate prior's inverse transform only, in the"
             f" Langevin and thermodynamic losses (the loss is {config.train.loss})",
         )

@@ -12,6 +12,7 @@ from torch import Tensor
 from tkam.config import PosteriorConfig
 from tkam.model import LatentModel
 from tkam.posterior.memory import StepSizeMemory
+from tkam.posterior.state import sum_event
 from tkam.posterior.tempering import (
     ULA,
     AutoMALA,
@@ -63,7 +64,7 @@ def chain_target(model: LatentModel, x: Tensor, config: PosteriorConfig) -> Chai
         return ChainTarget(latent, prior.chain_start, lambda z: z)
 
     def log_prior(noise: Tensor) -> Tensor:
-        return -0.5 * noise.square().flatten(1).sum(dim=1)
+        return -0.5 * sum_event(noise.square())
 
     def log_likelihood(noise: Tensor) -> tuple[Tensor, Tensor]:
         return latent.log_likelihood(prior.latents_from_noise(noise))
