@@ -102,6 +102,10 @@ SHARED = {
         ["posterior.sampler=ula", "posterior.space=noise", "generator.variance=0.5"],
     ),
     "tkam-automala": Row("T-KAM, Langevin (autoMALA, 25 steps)", ["posterior.sampler=automala"]),
+    "tkam-automala-noise-sigma0.5": Row(
+        "T-KAM, Langevin (autoMALA, 25 steps) on the prior's noise, likelihood sigma 0.5",
+        ["posterior.sampler=automala", "posterior.space=noise", "generator.variance=0.5"],
+    ),
     "tkam-thermo": Row(
         "T-KAM, thermodynamic integration (4 temperatures, ULA 10 steps of 0.005)",
         [
@@ -206,7 +210,7 @@ def train_command(run: Path, settings: list[str], steps: int, seed: int, data: l
         f"train.threads={THREADS}",
         f"train.max_steps={steps}",
         f"train.log_every={max(steps // 20, 1)}",
-        f"train.checkpoint_every={max(steps // 10, 1)}",
+        f"train.checkpoint_every={max(steps // 50, 1)}",  # slow rows resume after a stop
     ]
     args = ["train", "fmnist", "--out", str(run), "--no-progress"]
     args += (

@@ -177,7 +177,8 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         """The power posteriors ``p(z) p(x_c | z)^t`` of chains ``c`` paired with data ``x``.
 
         The likelihood is noise-free (maths 4.2: scores use xi = 0) and hands the generator
-        output to the exchange likelihood, which adds fresh output noise (maths 4.3).
+        output to the exchange likelihood, which adds fresh output noise (maths 4.3). Chain
+        ``c`` depends on ``x_c`` alone, so the target restricts to any chains (``on_rows``).
         """
         likelihood = self.likelihood
 
@@ -188,8 +189,15 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         def exchange_log_likelihood(output: Tensor, rng: torch.Generator | None) -> Tensor:
             return likelihood.log_likelihood(x, likelihood.noised(output, rng))
 
+        def on_rows(rows: Tensor) -> TemperedTarget:
+            return self.tempered_target(x[rows])
+
         return TemperedTarget(
-            self.prior.log_prior, log_likelihood, exchange_log_likelihood, self.prior.support()
+            self.prior.log_prior,
+            log_likelihood,
+            exchange_log_likelihood,
+            self.prior.support(),
+            on_rows,
         )
 
     @overload

@@ -11,8 +11,9 @@ import torch
 from tests.helpers import tiny_config
 from tkam.config import PosteriorConfig
 from tkam.losses import compute_loss, posterior_sampler
+from tkam.losses.chains import chain_target
 from tkam.model import TKAM
-from tkam.posterior import ULA, AutoMALA, StepSizeMemory, tempered_init
+from tkam.posterior import ULA, AutoMALA, StepSizeMemory, on_rows, tempered_init
 
 
 @pytest.mark.parametrize(
@@ -297,3 +298,24 @@ def test_noise_space_rejects_resampled_starts_and_is_flagged_where_unused() -> N
         assert any(s.startswith("posterior.space") for s in found), name
     used = config_from_dict({"posterior": {"sampler": "ula", "space": "noise"}})
     assert not ineffective_settings(used)
+
+
+@pytest.mark.parametrize("space", ["latent", "noise"])
+def test_chain_targets_restrict_to_some_chains(space) -> None:
+    """The chains' tempered log-density restricted to some chains (what autoMALA's search
+    evaluates) equals those chains' entries of the whole batch's, each chain at its own data
+    point and temperature."""
+    config = tiny_config(posterior={"sampler": "automala", "space": space})
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    chains = chain_target(model, x, config.posterior)
+    assert chains.on_noise == (space == "noise")
+    z = chains.start(6, torch.Generator().manual_seed(2))
+    t = torch.linspace(0.1, 1.0, 6)
+    whole = chains.target.log_density(t)
+    rows = torch.tensor([4, 1])
+    part = on_rows(whole, rows)
+    assert part is not None
+    torch.testing.assert_close(part(z[rows]), whole(z)[rows])
+    plain = chains.target._replace(on_rows=None).log_density(t)
+    assert on_rows(plain, rows) is None

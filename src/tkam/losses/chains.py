@@ -63,12 +63,6 @@ def chain_target(model: LatentModel, x: Tensor, config: PosteriorConfig) -> Chai
     if config.space != "noise" or not isinstance(prior, UnivariatePrior):
         return ChainTarget(latent, prior.chain_start, lambda z: z)
 
-    def log_prior(noise: Tensor) -> Tensor:
-        return -0.5 * sum_event(noise.square())
-
-    def log_likelihood(noise: Tensor) -> tuple[Tensor, Tensor]:
-        return latent.log_likelihood(prior.latents_from_noise(noise))
-
     def start(num: int, rng: torch.Generator | None) -> Tensor:
         device = prior.layer.coef.device
         return torch.randn((num, *prior.noise_shape), generator=rng, device=device)
@@ -77,8 +71,32 @@ def chain_target(model: LatentModel, x: Tensor, config: PosteriorConfig) -> Chai
     def latents(noise: Tensor) -> Tensor:
         return prior.latents_from_noise(noise)
 
-    target = TemperedTarget(log_prior, log_likelihood, latent.exchange_log_likelihood)
-    return ChainTarget(target, start, latents, on_noise=True)
+    return ChainTarget(_noise_target(prior, latent), start, latents, on_noise=True)
+
+
+def _standard_normal_log_density(noise: Tensor) -> Tensor:
+    return -0.5 * sum_event(noise.square())
+
+
+def _noise_target(prior: UnivariatePrior, latent: TemperedTarget) -> TemperedTarget:
+    """``latent`` pulled back to the prior's noise (see :func:`chain_target`), restricted to
+    some chains as ``latent`` is."""
+
+    def log_likelihood(noise: Tensor) -> tuple[Tensor, Tensor]:
+        return latent.log_likelihood(prior.latents_from_noise(noise))
+
+    restrict = latent.on_rows
+
+    def on_rows(rows: Tensor) -> TemperedTarget:
+        assert restrict is not None
+        return _noise_target(prior, restrict(rows))
+
+    return TemperedTarget(
+        _standard_normal_log_density,
+        log_likelihood,
+        latent.exchange_log_likelihood,
+        on_rows=None if restrict is None else on_rows,
+    )
 
 
 def posterior_sampler(config: PosteriorConfig) -> Sampler:

@@ -19,6 +19,7 @@ from tkam.posterior.state import (
     init_state,
     log_uniform,
     normal,
+    on_rows,
     per_chain,
     reflect,
     select,
@@ -152,6 +153,41 @@ def _leapfrog(
     return _Leapfrog(end, momentum_end, log_ratio)
 
 
+def _active_leapfrog(
+    active: Tensor,
+    current: _Leapfrog,
+    start: LangevinState,
+    momentum: Tensor,
+    step_size: Tensor,
+    scale: Tensor,
+    log_density_fn: LogDensity,
+    support: Support | None,
+) -> _Leapfrog:
+    """:func:`_leapfrog` of the ``active`` chains, the others' entries taken from ``current``
+    (the search does not read them): only the active chains are evaluated when the log-density
+    restricts to some chains, else all of them."""
+    rows = active.nonzero().squeeze(1)
+    restricted = on_rows(log_density_fn, rows) if len(rows) < len(active) else None
+    if restricted is None:
+        return _leapfrog(start, momentum, step_size, scale, log_density_fn, support)
+    part = _leapfrog(
+        LangevinState(*(field[rows] for field in start)),
+        momentum[rows],
+        step_size[rows],
+        scale,
+        restricted,
+        support,
+    )
+    state = LangevinState(
+        *(whole.index_copy(0, rows, piece) for whole, piece in zip(current.state, part.state))
+    )
+    return _Leapfrog(
+        state,
+        current.momentum.index_copy(0, rows, part.momentum),
+        current.log_ratio.index_copy(0, rows, part.log_ratio),
+    )
+
+
 def _step_size_search(
     start: LangevinState,
     momentum: Tensor,
@@ -171,7 +207,9 @@ def _step_size_search(
     ``change_rate`` until ``log r < log b`` and return the last step that still had
     ``log r >= log b`` (``eta / Delta``); shrinking chains divide until ``log r > log a`` and
     return that step; a non-finite ``log r`` counts as ``-inf`` (too large a step). A search
-    whose next trial would leave ``bounds`` stops at its last (in-bounds) trial. Each loop iteration is one batched gradient evaluation; the number of
+    whose next trial would leave ``bounds`` stops at its last (in-bounds) trial. Each loop
+    iteration is one batched gradient evaluation, of the searching chains alone when the
+    log-density restricts to some chains (:func:`~tkam.posterior.state.on_rows`); the number of
     iterations is at most ``log(max / min) / log(change_rate) + 1``.
 
     Returns:
@@ -191,7 +229,9 @@ def _step_size_search(
         if not bool(active.any()):
             break
         trial_step = torch.where(active, trial_step, step)
-        trial = _leapfrog(start, momentum, trial_step, scale, log_density_fn, support)
+        trial = _active_leapfrog(
+            active, current, start, momentum, trial_step, scale, log_density_fn, support
+        )
         keep_going = active & torch.where(
             growing, trial.log_ratio >= log_b, trial.log_ratio <= log_a
         )

@@ -30,6 +30,7 @@ __all__ = [
     "init_state",
     "log_uniform",
     "normal",
+    "on_rows",
     "per_chain",
     "refresh_state",
     "reflect",
@@ -41,7 +42,20 @@ __all__ = [
 ]
 
 LogDensity = Callable[[Tensor], Tensor]
-"""A callable ``z (chains, *event) -> log-density (chains,)``, differentiable in ``z``."""
+"""A callable ``z (chains, *event) -> log-density (chains,)``, differentiable in ``z``.
+
+A log-density whose chains are independent (chain ``c``'s value depends on row ``c`` alone, as a
+posterior's does on its own data point) may also have a method ``on_rows(rows) -> LogDensity``:
+the same density for chains ``rows`` only. A sampler that needs new values for a few chains
+(autoMALA's step-size search) then evaluates those alone (:func:`on_rows`)."""
+
+
+def on_rows(log_density_fn: LogDensity, rows: Tensor) -> LogDensity | None:
+    """The log-density of chains ``rows`` (a ``(k,)`` index) alone, if ``log_density_fn`` has an
+    ``on_rows`` method (see :data:`LogDensity`); None for a plain callable, whose chains must be
+    evaluated together."""
+    restrict = getattr(log_density_fn, "on_rows", None)
+    return None if restrict is None else restrict(rows)
 
 
 class LangevinState(NamedTuple):

@@ -51,6 +51,7 @@ __all__ = [
     "replica_exchange",
     "temperatures",
     "TemperedChains",
+    "TemperedLogDensity",
     "TemperedRun",
     "TemperedState",
     "TemperedTarget",
@@ -138,21 +139,49 @@ class TemperedTarget(NamedTuple):
         support: the prior's support, a box the samplers reflect their chains into (every power
             posterior has the prior's support); None for an unbounded prior, or to let chains
             leave it (the reference's samplers).
+        on_rows: ``rows (k,) -> TemperedTarget``, the same target for chains ``rows`` alone
+            (their data points), so that a sampler can evaluate a few chains
+            (:data:`~tkam.posterior.state.LogDensity`); None when the chains must be evaluated
+            together.
     """
 
     log_prior: LogDensity
     log_likelihood: Callable[[Tensor], tuple[Tensor, Tensor]]
     exchange_log_likelihood: Callable[[Tensor, torch.Generator | None], Tensor]
     support: Support | None = None
+    on_rows: Callable[[Tensor], TemperedTarget] | None = None
 
     def log_density(self, t: Tensor | float) -> LogDensity:
-        """``z -> log_prior(z) + t * log_lik(z)``, with ``t`` a float or ``(chains,)`` tensor."""
+        """``z -> log_prior(z) + t * log_lik(z)``, with ``t`` a float or ``(chains,)`` tensor;
+        with :attr:`on_rows`, a log-density with an ``on_rows`` method."""
+        return TemperedLogDensity(self, t)
 
-        def log_density(z: Tensor) -> Tensor:
-            log_lik = self.log_likelihood(z)[0]  # first: the training losses' order of terms
-            return self.log_prior(z) + t * log_lik
 
-        return log_density
+@dataclass(frozen=True)
+class TemperedLogDensity:
+    """``z -> log_prior(z) + t * log_lik(z)`` of a :class:`TemperedTarget` at temperatures ``t``
+    (a float or ``(chains,)``), with the restriction to some chains when the target has one."""
+
+    target: TemperedTarget
+    t: Tensor | float
+
+    def __call__(self, z: Tensor) -> Tensor:
+        log_lik = self.target.log_likelihood(z)[0]  # first: the training losses' order of terms
+        return self.target.log_prior(z) + self.t * log_lik
+
+    @property
+    def on_rows(self) -> Callable[[Tensor], TemperedLogDensity] | None:
+        """``rows -> log-density`` of chains ``rows`` alone; None if the target has no
+        restriction."""
+        restrict = self.target.on_rows
+        if restrict is None:
+            return None
+
+        def rows_density(rows: Tensor) -> TemperedLogDensity:
+            t = self.t[rows] if isinstance(self.t, Tensor) and self.t.dim() == 1 else self.t
+            return TemperedLogDensity(restrict(rows), t)
+
+        return rows_density
 
 
 class TemperedState(NamedTuple):
