@@ -376,16 +376,22 @@ def table_jobs(comparison: str, rows: list[str], seeds: list[int], runs: Path, s
 
 def time_matched_jobs(rows: list[str], runs: Path, steps: int, reference: str) -> list[Job]:
     """Each row for as many updates as ``reference`` needs ``steps`` for, in training time (from
-    the seconds per update of the equal-update runs)."""
+    the seconds per update of the equal-update runs; of its seed-1 run's ``loss.csv`` so far
+    while that run is still training)."""
     entries = store()
     budget = _mean([e["seconds_per_update"] for e in _entries(entries, "shared", reference, steps)])
     jobs = []
     for name in rows:
         found = _entries(entries, "shared", name, steps)
-        if not found:
+        unfinished = runs / "shared" / f"{name}-{steps}-seed1"
+        if found:
+            per_update = _mean([e["seconds_per_update"] for e in found])
+        elif run_steps(unfinished) > 1:
+            per_update = seconds_per_update(unfinished)
+            print(f"{name}: {per_update:.2f} s per update from {unfinished} so far")
+        else:
             print(f"{name}: no equal-update run yet; skipped")
             continue
-        per_update = _mean([e["seconds_per_update"] for e in found])
         matched = max(int(round(steps * budget / per_update)), 20)
         key = f"shared/{name}/time{steps}/seed1"
         run = runs / "shared" / f"{name}-time{steps}-seed1"
