@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tkam.config import ExperimentConfig
 from tkam.generator import build_generator, build_likelihood
 from tkam.kan.layer import UnivariateLayer
+from tkam.posterior.state import Support
 from tkam.posterior.tempering import TemperedTarget
 from tkam.prior import Prior, build_prior
 
@@ -180,6 +181,11 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
         output to the exchange likelihood, which adds fresh output noise (maths 4.3). Chain
         ``c`` depends on ``x_c`` alone, so the target restricts to any chains (``on_rows``).
         """
+        return self._tempered_target(x, self.prior.support())
+
+    def _tempered_target(self, x: Tensor, support: Support | None) -> TemperedTarget:
+        """:meth:`tempered_target` with the prior's support already computed (its restrictions
+        to some chains share it)."""
         likelihood = self.likelihood
 
         def log_likelihood(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -190,14 +196,10 @@ class LatentModel(nn.Module, metaclass=ABCMeta):
             return likelihood.log_likelihood(x, likelihood.noised(output, rng))
 
         def on_rows(rows: Tensor) -> TemperedTarget:
-            return self.tempered_target(x[rows])
+            return self._tempered_target(x[rows], support)
 
         return TemperedTarget(
-            self.prior.log_prior,
-            log_likelihood,
-            exchange_log_likelihood,
-            self.prior.support(),
-            on_rows,
+            self.prior.log_prior, log_likelihood, exchange_log_likelihood, support, on_rows
         )
 
     @overload

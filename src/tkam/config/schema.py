@@ -740,12 +740,6 @@ def _chains_on_univariate_prior(config: ExperimentConfig) -> bool:
     return univariate and config.train.loss in ("langevin", "thermodynamic")
 
 
-def _independent_uniforms(config: ExperimentConfig) -> bool:
-    """What ``prior.independent_uniforms`` left out stands for: on where posterior chains move
-    the latents of a univariate T-KAM prior, else off."""
-    return _chains_on_univariate_prior(config)
-
-
 def _loss_conflicts(config: ExperimentConfig, loss: str) -> list[str]:
     """Why an explicit ``train.loss`` cannot train this model, one entry per conflicting key."""
     prior, sampler = config.prior, config.posterior.sampler
@@ -828,8 +822,9 @@ class ExperimentConfig:
             if problems:
                 raise ConfigError("; ".join(problems))
         if self.prior.independent_uniforms is None:
-            # Resolved like the loss: the written config records the sampler's uniforms.
-            independent = _independent_uniforms(self)
+            # Resolved like the loss: the written config records the sampler's uniforms, on
+            # where posterior chains move the latents of a univariate T-KAM prior.
+            independent = _chains_on_univariate_prior(self)
             _set(self, "prior", dataclasses.replace(self.prior, independent_uniforms=independent))
 
 
