@@ -193,9 +193,9 @@ def test_langevin_loss_starts_chains_by_resampling_when_asked(monkeypatch) -> No
     calls = []
     original = langevin.importance_start
 
-    def counting(model, x, num_samples, rng):  # noqa: ANN001, ANN202
+    def counting(model, x, num_samples, rng, chains=None):  # noqa: ANN001, ANN202
         calls.append(num_samples)
-        return original(model, x, num_samples, rng)
+        return original(model, x, num_samples, rng, chains)
 
     monkeypatch.setattr(langevin, "importance_start", counting)
     for init, expected in ((0, []), (16, [16])):
@@ -281,12 +281,10 @@ def test_noise_space_ula_without_likelihood_samples_the_prior() -> None:
             assert d < 1.95 / 2000**0.5, (q, p, d)
 
 
-def test_noise_space_rejects_resampled_starts_and_is_flagged_where_unused() -> None:
+def test_noise_space_is_flagged_where_unused() -> None:
     from tkam.config import ConfigError, config_from_dict
     from tkam.config.schema import ineffective_settings
 
-    with pytest.raises(ConfigError, match="init_samples"):
-        PosteriorConfig(sampler="ula", init_samples=10, space="noise")
     with pytest.raises(ConfigError, match="space"):
         PosteriorConfig(space="uniform")
     flagged = {
@@ -298,6 +296,32 @@ def test_noise_space_rejects_resampled_starts_and_is_flagged_where_unused() -> N
         assert any(s.startswith("posterior.space") for s in found), name
     used = config_from_dict({"posterior": {"sampler": "ula", "space": "noise"}})
     assert not ineffective_settings(used)
+
+
+def test_importance_start_on_the_noise_picks_noise_by_the_likelihood_of_its_latents() -> None:
+    """Resampled starts for chains on the prior's noise: the proposals are the chains' own
+    standard normal starts, weighed by the likelihood of the latents they map to, and the picked
+    noise is returned (with a sharp likelihood, each datum's most likely proposal's noise)."""
+    from tkam.losses.langevin import importance_start
+
+    config = tiny_config(posterior={"sampler": "ula", "space": "noise", "init_samples": 32})
+    model = TKAM.from_config(config, (1, 8, 8), rng=torch.Generator().manual_seed(0))
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    chains = chain_target(model, x, config.posterior)
+    noise = chains.start(32, torch.Generator().manual_seed(2))
+    latents = chains.latents(noise)
+    with torch.no_grad():
+        log_lik = model.likelihood.log_likelihood_matrix(
+            x, model.likelihood.mean(model.decode(latents))
+        )
+    model.likelihood.std = 1e-4
+    e0 = importance_start(model, x, 32, torch.Generator().manual_seed(2), chains)
+    assert e0.shape == (5, *model.prior.noise_shape)
+    torch.testing.assert_close(e0, noise[log_lik.argmax(dim=1)], rtol=0, atol=0)
+    # The loss runs its noise chains from these starts.
+    model.likelihood.std = config.generator.variance
+    out = compute_loss(model, x, config, torch.Generator().manual_seed(3), step=1)
+    assert torch.isfinite(out.loss)
 
 
 @pytest.mark.parametrize("space", ["latent", "noise"])

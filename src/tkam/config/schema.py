@@ -557,7 +557,8 @@ class PosteriorConfig:
             reference); M > 0, by sampling-importance-resampling: M prior proposals for the
             batch, each datum's chain started at one of them drawn in proportion to its
             likelihood, so the chains start near the posterior among latents the prior
-            produces (the thermodynamic loss's populations keep their prior starts).
+            produces; with ``space = "noise"`` the proposals are the prior's noise (the
+            thermodynamic loss's populations keep their prior starts).
         space: where the chains move. ``latent`` (the reference): on the latents ``z``
             themselves. ``noise`` (univariate prior only): on the standard normal noise ``e``
             that the inverse transform turns into latents, ``z = F^{-1}(Phi(e))`` (one noise
@@ -581,11 +582,6 @@ class PosteriorConfig:
         _set(self, "space", _choice(self.space, CHAIN_SPACES, "space"))
         if self.init_samples < 0:
             raise ConfigError(f"init_samples: must be >= 0, got {self.init_samples}")
-        if self.init_samples and self.space == "noise":
-            raise ConfigError(
-                "init_samples: chains started by resampling move on the latents; it needs"
-                " space = 'latent', got space = 'noise'"
-            )
         if self.step_size <= 0 or self.steps < 1:
             raise ConfigError("step_size/steps: must be positive")
         lo, hi = self.step_size_bounds

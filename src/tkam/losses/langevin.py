@@ -6,7 +6,13 @@ import torch
 from torch import Tensor
 
 from tkam.config import PosteriorConfig
-from tkam.losses.chains import chain_target, exact_log_normaliser, prior_phases, run_chains
+from tkam.losses.chains import (
+    ChainTarget,
+    chain_target,
+    exact_log_normaliser,
+    prior_phases,
+    run_chains,
+)
 from tkam.losses.output import LossOutput
 from tkam.model import LatentModel
 from tkam.posterior.importance import importance_weights
@@ -27,12 +33,13 @@ def posterior_samples(
     or the latent EBM's Gaussian base), or with ``config.init_samples`` by
     :func:`importance_start`, and moved ``config.steps`` times; the final positions, detached.
     With ``config.space = "noise"`` the chains move on the prior's noise from standard normal
-    starts and end as the latents it maps to (:func:`~tkam.losses.chains.chain_target`).
+    starts (or noise picked by :func:`importance_start`) and end as the latents it maps to
+    (:func:`~tkam.losses.chains.chain_target`).
     ``memory`` carries autoMALA's adapted step sizes between calls
     (:func:`~tkam.losses.chains.run_chains`; maths 4.2)."""
     chains = chain_target(model, x, config)
     if config.init_samples > 0:
-        z0 = importance_start(model, x, config.init_samples, rng)
+        z0 = importance_start(model, x, config.init_samples, rng, chains)
     else:
         z0 = chains.start(len(x), rng)
     one = torch.ones(1, dtype=x.dtype, device=x.device)  # a single population at t = 1
@@ -41,18 +48,29 @@ def posterior_samples(
 
 @torch.no_grad()
 def importance_start(
-    model: LatentModel, x: Tensor, num_samples: int, rng: torch.Generator | None
+    model: LatentModel,
+    x: Tensor,
+    num_samples: int,
+    rng: torch.Generator | None,
+    chains: ChainTarget | None = None,
 ) -> Tensor:
     """Chain starts by sampling-importance-resampling: ``num_samples`` prior proposals shared by
     the batch, and for each datum one of them drawn with probability proportional to its
     noise-free likelihood ``p(x_b | z_m)``: a draw from the self-normalised importance
-    approximation of the posterior, ``(B, *latent_shape)``."""
-    proposals = model.prior.sample(num_samples, rng)
+    approximation of the posterior, ``(B, *latent_shape)``. With ``chains`` that move on the
+    prior's noise (:func:`~tkam.losses.chains.chain_target`) the proposals are standard normal
+    noise, weighed by the likelihood of the latents they map to, and the picked noise is
+    returned, ``(B, *noise_shape)``."""
+    if chains is not None and chains.on_noise:
+        positions = chains.start(num_samples, rng)
+        proposals = chains.latents(positions)
+    else:
+        positions = proposals = model.prior.sample(num_samples, rng)
     prediction = model.likelihood.mean(model.decode(proposals))
     log_lik = model.likelihood.log_likelihood_matrix(x, prediction)  # (B, M)
     weights, _ = importance_weights(log_lik.float())
     pick = torch.multinomial(weights, 1, generator=rng).squeeze(1)
-    return proposals[pick]
+    return positions[pick]
 
 
 def langevin_loss(
