@@ -278,3 +278,23 @@ def test_fused_component_inversion_and_guide_tables_match_the_reference() -> Non
     z = invert_components(knots, cdf, component, u, guide)
     reference = invert_batched(knots[component], cdf[component], u.unsqueeze(-1)).squeeze(-1)
     assert torch.equal(z, reference)
+
+
+@pytest.mark.parametrize(
+    "fused", [pytest.param(True, marks=requires_kernels), False], ids=["fused", "eager"]
+)
+def test_component_inversion_returns_the_slope_of_its_interval(fused) -> None:
+    """``slope=True``: the same samples, and ``dx/du`` equal to the gradient that autograd takes
+    through the reference's lerp (seed 12; a zero-mass interval has slope 0 and is never drawn)."""
+    knots, cdf, g = _random_table(12, Q=1, P=9, n=33)
+    cdf = cdf[0]
+    component = torch.randint(0, 9, (300, 4), generator=g)
+    u = torch.rand(300, 4, generator=g)
+    kernel = "fused" if fused else "eager"
+    z, slope = invert_components(knots, cdf, component, u, kernel=kernel, slope=True)
+    assert torch.equal(z, invert_components(knots, cdf, component, u, kernel=kernel))
+    leaf = u.unsqueeze(-1).clone().requires_grad_(True)
+    reference = invert_batched(knots[component], cdf[component], leaf)
+    (grad,) = torch.autograd.grad(reference.sum(), leaf)
+    torch.testing.assert_close(slope, grad.squeeze(-1), rtol=1e-5, atol=1e-6)
+    assert bool((slope > 0).all())

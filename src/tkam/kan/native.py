@@ -87,7 +87,7 @@ _SIGNATURES: dict[str, tuple] = {
         (_P, _P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _INT),
     ),
     "tkam_invert_shared_lanes_f32": (_INT, (_P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _INT)),
-    "tkam_invert_rows_f32": (None, (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _INT)),
+    "tkam_invert_rows_f32": (None, (_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _INT)),
     "tkam_guide_table_f32": (None, (_P, _I64, _I64, _I64, _P, _INT)),
     "tkam_quadrature_table_f32": (
         None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from typing import overload
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -305,16 +305,49 @@ def guide_table(cdf: Tensor, L: int) -> Tensor:
     return guide
 
 
+@overload
 def invert_rows(
-    cdf: Tensor, knots: Tensor, guide: Tensor, rows: Tensor, knot_rows: Tensor, u: Tensor
-) -> Tensor:
+    cdf: Tensor,
+    knots: Tensor,
+    guide: Tensor,
+    rows: Tensor,
+    knot_rows: Tensor,
+    u: Tensor,
+    slope: Literal[False] = False,
+) -> Tensor: ...
+
+
+@overload
+def invert_rows(
+    cdf: Tensor,
+    knots: Tensor,
+    guide: Tensor,
+    rows: Tensor,
+    knot_rows: Tensor,
+    u: Tensor,
+    slope: Literal[True],
+) -> tuple[Tensor, Tensor]: ...
+
+
+def invert_rows(
+    cdf: Tensor,
+    knots: Tensor,
+    guide: Tensor,
+    rows: Tensor,
+    knot_rows: Tensor,
+    u: Tensor,
+    slope: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Sample k inverts row ``rows[k]`` of ``cdf (C, n)`` (knots: row ``knot_rows[k]`` of
-    ``knots``) at ``u[k]``, starting from the ``guide``; flat ``(K,)`` in, flat out."""
+    ``knots``) at ``u[k]``, starting from the ``guide``; flat ``(K,)`` in, flat out. With
+    ``slope`` also ``dx/du`` of each sample (its interval's width over its rise)."""
     n = cdf.shape[1]
     out = torch.empty_like(u)
+    slopes = torch.empty_like(u) if slope else None
     tables = (cdf.contiguous(), knots.contiguous(), guide)
-    _run("tkam_invert_rows_f32", *tables, rows, knot_rows, u, n, guide.shape[1], rows.numel(), out)
-    return out
+    count = rows.numel()
+    _run("tkam_invert_rows_f32", *tables, rows, knot_rows, u, n, guide.shape[1], count, out, slopes)
+    return (out, slopes) if slopes is not None else out
 
 
 def invert_shared_lanes(

@@ -77,6 +77,34 @@ def guide_table(cdf: Tensor, *, kernel: str = "fused") -> Tensor:
     return guide.to(torch.int32)
 
 
+@overload
+def invert_components(
+    knots: Tensor,
+    cdf: Tensor,
+    component: Tensor,
+    u: Tensor,
+    guide: Tensor | None = None,
+    knot_rows: Tensor | None = None,
+    *,
+    kernel: str = "fused",
+    slope: Literal[False] = False,
+) -> Tensor: ...
+
+
+@overload
+def invert_components(
+    knots: Tensor,
+    cdf: Tensor,
+    component: Tensor,
+    u: Tensor,
+    guide: Tensor | None = None,
+    knot_rows: Tensor | None = None,
+    *,
+    kernel: str = "fused",
+    slope: Literal[True],
+) -> tuple[Tensor, Tensor]: ...
+
+
 @torch.profiler.record_function("tkam::invert_components")
 def invert_components(
     knots: Tensor,
@@ -87,7 +115,8 @@ def invert_components(
     knot_rows: Tensor | None = None,
     *,
     kernel: str = "fused",
-) -> Tensor:
+    slope: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Invert, for each sample, the CDF of its own component.
 
     Fused kernel on CPU float32; elsewhere all component CDFs are laid end to end with offsets
@@ -104,9 +133,11 @@ def invert_components(
             rows than ``cdf`` (components sharing their knots); else sample k uses row
             ``component[k]``.
         kernel: the prior layer's setting (``eager`` never runs the fused kernel).
+        slope: also return ``dx/du`` at each sample, its interval's width over its rise (0 on
+            a flat interval): the derivative of the piecewise-linear inverse almost everywhere.
 
     Returns:
-        ``(...)`` samples, in ``cdf``'s dtype.
+        ``(...)`` samples, in ``cdf``'s dtype (and with ``slope`` their slopes).
     """
     if knot_rows is None:
         knots, knot_rows = knots.expand_as(cdf), component
@@ -115,8 +146,10 @@ def invert_components(
         rows = component.reshape(-1).contiguous()
         knot_rows = knot_rows.expand_as(component).reshape(-1).contiguous()
         flat_u = u.reshape(-1).to(cdf.dtype).contiguous()
-        out = native_calls.invert_rows(cdf, knots, guide, rows, knot_rows, flat_u)
-        return out.reshape(u.shape)
+        if slope:
+            out, slopes = native_calls.invert_rows(cdf, knots, guide, rows, knot_rows, flat_u, True)
+            return out.reshape(u.shape), slopes.reshape(u.shape)
+        return native_calls.invert_rows(cdf, knots, guide, rows, knot_rows, flat_u).reshape(u.shape)
     num, n = cdf.shape
     offsets = 2.0 * torch.arange(num, dtype=torch.float64, device=cdf.device)
     sequence = (cdf.double() + offsets[:, None]).reshape(-1)
@@ -129,10 +162,13 @@ def invert_components(
     cdf_flat = cdf.reshape(-1)
     k = index + knot_rows.expand_as(component).reshape(-1) * n
     knots_flat = knots.reshape(-1)
-    out = _lerp_inverse(
-        flat_u.to(cdf.dtype), cdf_flat[lo], cdf_flat[j], knots_flat[k - 1], knots_flat[k]
-    )
-    return out.reshape(u.shape)
+    f_lo, f_hi, x_lo, x_hi = cdf_flat[lo], cdf_flat[j], knots_flat[k - 1], knots_flat[k]
+    out = _lerp_inverse(flat_u.to(cdf.dtype), f_lo, f_hi, x_lo, x_hi).reshape(u.shape)
+    if slope:
+        gap = f_hi - f_lo
+        slopes = torch.where(gap > 0, (x_hi - x_lo) / torch.where(gap > 0, gap, 1.0), 0.0)
+        return out, slopes.reshape(u.shape)
+    return out
 
 
 @torch.profiler.record_function("tkam::invert_shared")

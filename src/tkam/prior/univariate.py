@@ -9,6 +9,9 @@ sampled law is the product of the marginals that the log-prior assumes. The gene
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal, overload
+
 import torch
 from torch import Tensor
 
@@ -16,6 +19,34 @@ from tkam.config import PriorConfig
 from tkam.prior.base import KANPrior
 from tkam.prior.inverse_transform import invert_batched, invert_components, invert_shared
 from tkam.prior.quadrature import QuadratureTable, log_plus
+
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def _below_one(dtype: torch.dtype) -> float:
+    # Phi(e) in [0, 1): the largest float below 1 keeps u = 1 out of the last interval's end.
+    return 1.0 - torch.finfo(dtype).eps
+
+
+class _InverseTransform(torch.autograd.Function):
+    """``z = F^{-1}(Phi(e))`` for noise ``(S, Q, P)`` with one component per entry, given
+    ``invert: u -> (z, dz/du)``; the backward is ``dz/du * phi(e)`` (0 where ``Phi(e)`` is
+    clamped below 1), from the slopes the inversion returned."""
+
+    @staticmethod
+    def forward(ctx, noise: Tensor, invert: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+        top = _below_one(noise.dtype)
+        u = torch.special.ndtr(noise)
+        z, slope = invert(u.clamp(max=top))
+        density = torch.exp(-0.5 * noise.square()) * _INV_SQRT_2PI
+        ctx.save_for_backward(torch.where(u <= top, slope * density, 0.0))
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (derivative,) = ctx.saved_tensors
+        return grad * derivative, None
+
 
 __all__ = ["UnivariatePrior"]
 
@@ -107,16 +138,37 @@ class UnivariatePrior(KANPrior):
         """``(S, Q, P)`` samples, one uniform per sample and component: each component's CDF
         inverted at its own uniforms (row ``q P + p`` of the flattened table, the knots of row
         p), by the fused kernel on CPU float32."""
-        Q, P = self.num_outputs, self.num_inputs
+        u = self._uniform((num_samples, self.num_outputs, self.num_inputs), rng)
+        return self._invert_independent(table, u)
+
+    @overload
+    def _invert_independent(
+        self, table: QuadratureTable, u: Tensor, slope: Literal[False] = False
+    ) -> Tensor: ...
+
+    @overload
+    def _invert_independent(
+        self, table: QuadratureTable, u: Tensor, slope: Literal[True]
+    ) -> tuple[Tensor, Tensor]: ...
+
+    def _invert_independent(
+        self, table: QuadratureTable, u: Tensor, slope: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Uniforms ``(S, Q, P)``, one per sample and component, through each component's
+        inverse CDF (row ``q P + p`` of the flattened table, the knots of row p), by the fused
+        kernel on CPU float32; with ``slope`` also ``dz/du`` (:func:`invert_components`)."""
+        S, Q, P = u.shape
         n = table.cdf.shape[-1]
-        u = self._uniform((num_samples, Q, P), rng)
         device = table.cdf.device
-        component = torch.arange(Q * P, device=device).reshape(Q, P).expand(num_samples, Q, P)
-        knot_rows = torch.arange(P, device=device).expand(num_samples, Q, P)
+        component = torch.arange(Q * P, device=device).reshape(Q, P).expand(S, Q, P)
+        knot_rows = torch.arange(P, device=device).expand(S, Q, P)
         cdf, guide = table.cdf.reshape(Q * P, n), self.sampling_guide()
-        return invert_components(
-            table.knots[0], cdf, component, u, guide, knot_rows, kernel=self.layer.kernel
-        )
+        kernel = self.layer.kernel
+        if slope:
+            return invert_components(
+                table.knots[0], cdf, component, u, guide, knot_rows, kernel=kernel, slope=True
+            )
+        return invert_components(table.knots[0], cdf, component, u, guide, knot_rows, kernel=kernel)
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
@@ -139,12 +191,14 @@ class UnivariatePrior(KANPrior):
         table = self.sampling_table()
         Q, P = self.num_outputs, self.num_inputs
         cdf = table.cdf  # (Q, P, n)
-        # Phi(e) in [0, 1): the largest float below 1 keeps u = 1 out of the last interval's end.
-        u = torch.special.ndtr(noise.to(cdf.dtype)).clamp(max=1.0 - torch.finfo(cdf.dtype).eps)
+        noise = noise.to(cdf.dtype)
         if self.config.independent_uniforms:
-            u = u.permute(1, 2, 0)  # (Q, P, S)
-        else:
-            u = u.t().expand(Q, P, noise.shape[0])  # (P, S) shared by every q
+            # The inversion returns its slope, so the backward needs no second search.
+            return _InverseTransform.apply(
+                noise, lambda u: self._invert_independent(table, u, True)
+            )
+        u = torch.special.ndtr(noise).clamp(max=_below_one(cdf.dtype))
+        u = u.t().expand(Q, P, noise.shape[0])  # (P, S) shared by every q
         z = invert_batched(table.knots[0].expand_as(cdf), cdf, u)  # (Q, P, S)
         return z.permute(2, 0, 1)
 

@@ -1236,8 +1236,11 @@ void weights_bwd(const T* coef, const T* wsp, const T* gW, int64_t I, int64_t O,
 // (guide[b] = min{j : F_j >= b / L}, L a power of two so that floor(u L) = b implies u >= b/L
 // exactly) gives a starting index from which a short forward scan finds j.
 
+// With slope non-null, *slope receives dx/du on the interval found: its width over its rise (0 on
+// a flat interval), the derivative of the piecewise-linear inverse almost everywhere.
 inline float invert_one(const float* __restrict F, const float* __restrict X,
-                        const int32_t* __restrict guide, int64_t n, int64_t L, float u) {
+                        const int32_t* __restrict guide, int64_t n, int64_t L, float u,
+                        float* slope = nullptr) {
   int64_t b = static_cast<int64_t>(u * static_cast<float>(L));
   b = b < 0 ? 0 : (b >= L ? L - 1 : b);
   int64_t j = guide[b];
@@ -1252,6 +1255,7 @@ inline float invert_one(const float* __restrict F, const float* __restrict X,
   float frac = gap > 0.0f ? (u - f_lo) / gap : 0.0f;
   frac = frac < 0.0f ? 0.0f : (frac > 1.0f ? 1.0f : frac);
   const float v = x_lo + (x_hi - x_lo) * frac;
+  if (slope) *slope = gap > 0.0f ? (x_hi - x_lo) / gap : 0.0f;
   return v < x_lo ? x_lo : (v > x_hi ? x_hi : v);
 }
 
@@ -1724,15 +1728,17 @@ void tkam_invert_shared_f32(const float* cdf, const float* knots, const float* s
   }
 }
 
-// Mixture prior: out[k] inverts component rows[k] (CDF row rows[k], knot row knot_rows[k]) at
-// u[k], for k < count.
+// Mixture prior and independent uniforms: out[k] inverts component rows[k] (CDF row rows[k], knot
+// row knot_rows[k]) at u[k], for k < count; slope (may be null) receives dx/du (invert_one).
 void tkam_invert_rows_f32(const float* cdf, const float* knots, const int32_t* guide,
                           const int64_t* rows, const int64_t* knot_rows, const float* u,
-                          int64_t n, int64_t L, int64_t count, float* out, int threads) {
+                          int64_t n, int64_t L, int64_t count, float* out, float* slope,
+                          int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t k = 0; k < count; ++k) {
     const int64_t c = rows[k];
-    out[k] = invert_one(cdf + c * n, knots + knot_rows[k] * n, guide + c * L, n, L, u[k]);
+    out[k] = invert_one(cdf + c * n, knots + knot_rows[k] * n, guide + c * L, n, L, u[k],
+                        slope ? slope + k : nullptr);
   }
 }
 
