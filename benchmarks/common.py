@@ -77,6 +77,26 @@ def machine() -> str:
     return f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def read_section(title: str) -> str:
+    """The body of the ``## title`` section of benchmarks/RESULTS.md ('' when there is none)."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    header = f"## {title}\n"
+    start = text.find(header)
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(header))
+    return text[start + len(header) : end if end >= 0 else len(text)]
+
+
+def merge_table_rows(old: list[str], new: list[str]) -> list[str]:
+    """Markdown table rows: ``old`` with each row whose first cell a ``new`` row shares replaced
+    by that row in place, and the other ``new`` rows appended."""
+    key = lambda row: row.split("|")[1].strip()  # noqa: E731
+    fresh = {key(row): row for row in new}
+    merged = [fresh.pop(key(row), row) for row in old]
+    return merged + [row for row in new if key(row) in fresh]
+
+
 def write_section(title: str, body: str) -> None:
     """Replace (or append) the ``## title`` section of benchmarks/RESULTS.md."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"

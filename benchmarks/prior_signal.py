@@ -27,11 +27,12 @@ training images, seed 0) against as many prior samples: how the generator inputs
 ``h_q = sum_p z_qp`` spread (the five largest eigenvalues of their covariance, and the mean
 standard deviation per q), the components' own spread, the share of components within 2% of a
 wall of the support, and the reconstruction error; written to ``OUT/chains.json``, tabulated by
-``report`` beside the run's ``tkam evaluate`` figures.
+``report`` beside the run's ``tkam evaluate`` figures. ``report --keep`` adds or replaces the
+given runs' rows and keeps the rest of the section (runs whose directories are gone).
 
     python benchmarks/prior_signal.py train OUT [--steps 1000] [--probe-every 200] [--set k=v ...]
     python benchmarks/prior_signal.py chains OUT [OUT ...]
-    python benchmarks/prior_signal.py report OUT [OUT ...]
+    python benchmarks/prior_signal.py report OUT [OUT ...] [--keep] [--remark FILE]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import machine, write_section  # noqa: E402
+from common import machine, merge_table_rows, read_section, write_section  # noqa: E402
 from tkam.config import load_config  # noqa: E402
 from tkam.data import load_dataset  # noqa: E402
 from tkam.losses import posterior_samples, posterior_settings  # noqa: E402
@@ -226,14 +227,23 @@ def chains(args: argparse.Namespace) -> None:
               f"prior {result['prior']['h_eigen'][:3]}")  # fmt: skip
 
 
-def _quality_table(runs: list[Path]) -> list[str]:
+QUALITY_HEADER = [
+    "| run | FID-inf | KID-inf x 1e3 | class entropy | log-lik (nats/dim) | h eigenvalues, "
+    "posterior | h eigenvalues, prior | std of h: posterior / prior | near a wall | "
+    "reconstruction MSE |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
+SIGNAL_HEADER = [
+    "| run | steps | median TV | abs(g_pos) | abs(g_neg) | abs(d) | signal ratio | "
+    "posterior shift | ESS | distinct positives | refit TV |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+]
+SECTION = "Prior learning signal (cpu)"
+
+
+def _quality_rows(runs: list[Path]) -> list[str]:
     """The runs' sample figures (``tkam evaluate``) and chain spreads (``chains``)."""
-    lines = [
-        "| run | FID-inf | KID-inf x 1e3 | class entropy | log-lik (nats/dim) | h eigenvalues, "
-        "posterior | h eigenvalues, prior | std of h: posterior / prior | near a wall | "
-        "reconstruction MSE |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = []
     for run in runs:
         if not (run / "metrics.json").exists():
             continue
@@ -258,6 +268,20 @@ def _quality_table(runs: list[Path]) -> list[str]:
     return lines
 
 
+def _table_after(body: str, header: str) -> tuple[list[str], str]:
+    """The rows of the table whose header line is ``header`` in ``body``, and the text after
+    that table (both empty when it is not there)."""
+    lines = body.splitlines()
+    if header not in lines:
+        return [], ""
+    k = lines.index(header) + 2
+    rows = []
+    while k < len(lines) and lines[k].startswith("| "):
+        rows.append(lines[k])
+        k += 1
+    return rows, "\n".join(lines[k:]).strip()
+
+
 def read(run: Path) -> dict[str, np.ndarray]:
     rows = list(csv.DictReader((run / "signal.csv").open()))
     return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
@@ -269,6 +293,9 @@ def label(run: Path) -> str:
 
 
 def report(args: argparse.Namespace) -> None:
+    """Write the section from ``args.runs``; with ``args.keep`` the section's rows of other runs
+    stay (their directories need not exist), the figure is not redrawn, and the text after the
+    tables stays unless ``args.remark`` replaces it."""
     runs = [Path(r) for r in args.runs]
     lines = [
         f"Machine: {machine()}. Each run: `python benchmarks/prior_signal.py train OUT --steps "
@@ -281,10 +308,9 @@ def report(args: argparse.Namespace) -> None:
         "mean(positives) - mean(negatives), about 1.18 when the positives are prior draws. "
         "Refit: median TV of a copy of the prior before -> after one grid update.",
         "",
-        "| run | steps | median TV | abs(g_pos) | abs(g_neg) | abs(d) | signal ratio | "
-        "posterior shift | ESS | distinct positives | refit TV |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *SIGNAL_HEADER,
     ]
+    signal_rows = []
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for run in runs:
         r = read(run)
@@ -293,7 +319,7 @@ def report(args: argparse.Namespace) -> None:
             value, mean = r[column][-1], r[column][1:].mean()
             return f"{value:.{digits}g} ({mean:.{digits}g})"
 
-        lines.append(
+        signal_rows.append(
             f"| {label(run)} | {int(r['step'][-1])} | {r['tv_median'][-1]:.4f} | "
             f"{both('pos_norm')} | {both('neg_norm')} | {both('diff_norm')} | "
             f"{both('signal_ratio')} | {both('posterior_shift_rms')} | {both('ess')} | "
@@ -304,13 +330,23 @@ def report(args: argparse.Namespace) -> None:
             axis.plot(r["step"], r[column], marker="o", label=label(run))
             axis.set_title(column.replace("_", " "))
             axis.set_xlabel("update")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    FIGURE.parent.mkdir(exist_ok=True)
-    fig.savefig(FIGURE, dpi=110)
-    lines += ["", f"![prior learning signal](figures/{FIGURE.name})"]
-    quality = _quality_table(runs)
-    if len(quality) > 2:
+    quality_rows = _quality_rows(runs)
+    remark = Path(args.remark).read_text().strip() if args.remark else ""
+    if args.keep:
+        old = read_section(SECTION)
+        kept_signal, _ = _table_after(old, SIGNAL_HEADER[0])
+        kept_quality, after = _table_after(old, QUALITY_HEADER[0])
+        signal_rows = merge_table_rows(kept_signal, signal_rows)
+        quality_rows = merge_table_rows(kept_quality, quality_rows)
+        remark = remark or after
+    else:
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        FIGURE.parent.mkdir(exist_ok=True)
+        fig.savefig(FIGURE, dpi=110)
+    plt.close(fig)
+    lines += [*signal_rows, "", f"![prior learning signal](figures/{FIGURE.name})"]
+    if quality_rows:
         lines += [
             "",
             "Samples and posterior chains at the last update (`tkam evaluate RUN --num 3000`; "
@@ -319,11 +355,12 @@ def report(args: argparse.Namespace) -> None:
             "covariance of the generator inputs h_q = sum_p z_qp; near a wall: share of the "
             "posterior's components within 2% of the support's width of a wall):",
             "",
-            *quality,
+            *QUALITY_HEADER,
+            *quality_rows,
         ]
-    if args.remark:
-        lines += ["", Path(args.remark).read_text().strip()]
-    write_section("Prior learning signal (cpu)", "\n".join(lines))
+    if remark:
+        lines += ["", remark]
+    write_section(SECTION, "\n".join(lines))
 
 
 def main() -> None:
@@ -348,6 +385,11 @@ def main() -> None:
     r = sub.add_parser("report", help="tabulate runs into RESULTS.md")
     r.add_argument("runs", nargs="+")
     r.add_argument("--remark", help="a file whose text follows the table")
+    r.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the section's rows of other runs (and its text, unless --remark); no figure",
+    )
     args = parser.parse_args()
     if args.command == "train":
         Path(args.out).mkdir(parents=True, exist_ok=True)
