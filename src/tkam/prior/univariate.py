@@ -10,7 +10,6 @@ sampled law is the product of the marginals that the log-prior assumes. The gene
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -139,36 +138,23 @@ class UnivariatePrior(KANPrior):
         inverted at its own uniforms (row ``q P + p`` of the flattened table, the knots of row
         p), by the fused kernel on CPU float32."""
         u = self._uniform((num_samples, self.num_outputs, self.num_inputs), rng)
-        return self._invert_independent(table, u)
+        knots, cdf, component, guide, knot_rows = self._independent_rows(table, num_samples)
+        return invert_components(
+            knots, cdf, component, u, guide, knot_rows, kernel=self.layer.kernel
+        )
 
-    @overload
-    def _invert_independent(
-        self, table: QuadratureTable, u: Tensor, slope: Literal[False] = False
-    ) -> Tensor: ...
-
-    @overload
-    def _invert_independent(
-        self, table: QuadratureTable, u: Tensor, slope: Literal[True]
-    ) -> tuple[Tensor, Tensor]: ...
-
-    def _invert_independent(
-        self, table: QuadratureTable, u: Tensor, slope: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Uniforms ``(S, Q, P)``, one per sample and component, through each component's
-        inverse CDF (row ``q P + p`` of the flattened table, the knots of row p), by the fused
-        kernel on CPU float32; with ``slope`` also ``dz/du`` (:func:`invert_components`)."""
-        S, Q, P = u.shape
+    def _independent_rows(self, table: QuadratureTable, num_samples: int) -> tuple[Tensor, ...]:
+        """:func:`invert_components`'s tables for ``(S, Q, P)`` uniforms, one per sample and
+        component: the knots, the flattened CDFs (row ``q P + p``), each entry's row, the guide
+        and each entry's knot row (row p)."""
+        Q, P = self.num_outputs, self.num_inputs
         n = table.cdf.shape[-1]
         device = table.cdf.device
-        component = torch.arange(Q * P, device=device).reshape(Q, P).expand(S, Q, P)
-        knot_rows = torch.arange(P, device=device).expand(S, Q, P)
-        cdf, guide = table.cdf.reshape(Q * P, n), self.sampling_guide()
-        kernel = self.layer.kernel
-        if slope:
-            return invert_components(
-                table.knots[0], cdf, component, u, guide, knot_rows, kernel=kernel, slope=True
-            )
-        return invert_components(table.knots[0], cdf, component, u, guide, knot_rows, kernel=kernel)
+        shape = (num_samples, Q, P)
+        component = torch.arange(Q * P, device=device).reshape(Q, P).expand(shape)
+        knot_rows = torch.arange(P, device=device).expand(shape)
+        cdf = table.cdf.reshape(Q * P, n)
+        return table.knots[0], cdf, component, self.sampling_guide(), knot_rows
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
@@ -194,9 +180,15 @@ class UnivariatePrior(KANPrior):
         noise = noise.to(cdf.dtype)
         if self.config.independent_uniforms:
             # The inversion returns its slope, so the backward needs no second search.
-            return _InverseTransform.apply(
-                noise, lambda u: self._invert_independent(table, u, True)
-            )
+            knots, cdf, component, guide, knot_rows = self._independent_rows(table, len(noise))
+
+            def invert(u: Tensor) -> tuple[Tensor, Tensor]:
+                kernel = self.layer.kernel
+                return invert_components(
+                    knots, cdf, component, u, guide, knot_rows, kernel=kernel, slope=True
+                )
+
+            return _InverseTransform.apply(noise, invert)
         u = torch.special.ndtr(noise).clamp(max=_below_one(cdf.dtype))
         u = u.t().expand(Q, P, noise.shape[0])  # (P, S) shared by every q
         z = invert_batched(table.knots[0].expand_as(cdf), cdf, u)  # (Q, P, S)
